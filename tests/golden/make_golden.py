@@ -801,7 +801,7 @@ def jvp_vjp_case(name, model, x, denoise, meta, seed):
         vj = torch.stack([pull(torch.from_numpy(u[i]).to(dt)[None])[0][0] for i in range(3)])
         # bias-free check: J y = D(y) (homogeneity of degree 1)
         jy = torch.func.jvp(g, (y[None],), (y[None],))[1][0]
-        return out, jv, vj, jy
+        return out.detach(), jv.detach(), vj.detach(), jy.detach()
 
     (o32, j32, p32, jy32), (o64, j64, p64, jy64) = both(model, x, fn)
     meta = dict(meta, jvp="J v, J = d(denoised)/d(input), one row of v per tangent",
