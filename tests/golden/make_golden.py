@@ -189,8 +189,7 @@ class RCNN(nn.Module):
     def __init__(self, sd, stages=4):
         super().__init__()
         sd = strip(sd, "cnn.")
-        bias = "first_layer.bias" in sd
-        b = (lambda k: sd[k]) if bias else (lambda k: None)
+        b = sd.get  # conv biases where present (the last layer never has one)
         self.first = conv_from(sd["first_layer.weight"], bias=b("first_layer.bias"))
         n = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("hidden_layer_list."))
         self.hidden = nn.ModuleList([conv_from(sd[f"hidden_layer_list.{i}.weight"],
@@ -948,16 +947,20 @@ def group_e():
                         output_is="denoised = y - t * grad_y U",
                         energy_values=[float(v) for v in U32], dudt_values=[float(v) for v in d32],
                         energy_values_f64=[float(v) for v in U64])
-            if tt == 0.0:
+            if tt == 0.0 and tag == "trained":
                 meta["logZ_used"] = LOGZ
                 meta["nll_nats"] = [float(v + LOGZ) for v in U64]
                 meta["bits_per_dim"] = [float(8 + (v + LOGZ) / (d * math.log(2))) for v in U64]
                 meta["bits_per_dim_formula"] = "8 + (U(x,0) + log Z) / (d ln 2), d = 1024, log Z = 3551.7"
+                lz = extra["logZ_recomputed_1000_digits_t1e3"]
+                meta["bits_per_dim_recomputed_logZ_1000"] = [float(8 + (v + lz) / (d * math.log(2))) for v in U64]
             meta.update(extra)
             scale = float(max(np.abs(U64.numpy()).max(), 1e-30))
             disc = {"energy": maxdiff(U32.numpy(), U64.numpy()), "energy_rel": maxdiff(U32.numpy(), U64.numpy()) / scale,
                     "grad_y": maxdiff(g32.numpy(), g64.numpy()), "dudt": maxdiff(d32.numpy(), d64.numpy()),
                     "net": maxdiff(f32_.numpy(), f64_.numpy()), "output": maxdiff(f32(den32), den64.numpy())}
+            for q, a64 in (("grad_y", g64), ("dudt", d64), ("net", f64_)):
+                disc[q + "_rel"] = disc[q] / float(max(a64.abs().max(), 1e-30))
             name = f"energy_{tag}_t{'0' if tt == 0 else '0.01'}"
             save_case(name, {"input": y, "t": tv, "net": f32(f32_), "energy": f32(U32), "grad_y": f32(g32),
                              "dudt": f32(d32), "output": f32(den32)}, meta, disc)
