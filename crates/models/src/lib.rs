@@ -1,1 +1,4 @@
 //! placeholder
+pub mod blob;
+pub mod error;
+pub mod import;

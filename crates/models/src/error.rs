@@ -1,0 +1,125 @@
+//! Errors of the weight importer ([`ImportError`]) and of weight blobs
+//! ([`WeightError`]). Every variant names the file it is about and says what
+//! is wrong, so that a message printed by the CLI is enough to act on.
+
+use std::path::PathBuf;
+
+/// Reading one of the authors' PyTorch checkpoints failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file could not be read (or an output could not be written).
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Neither a zip `torch.save` archive nor a legacy `torch.save` stream.
+    #[error("{path} is not a PyTorch checkpoint: {reason}")]
+    UnknownFormat { path: PathBuf, reason: String },
+
+    /// The zip container is damaged (truncated, bad central directory, CRC
+    /// mismatch, missing entry, compressed entry, ...).
+    #[error("{path}: corrupt zip checkpoint: {reason}")]
+    Zip { path: PathBuf, reason: String },
+
+    /// The legacy stream ends early or its framing is wrong.
+    #[error("{path}: corrupt legacy checkpoint: {reason}")]
+    Legacy { path: PathBuf, reason: String },
+
+    /// The pickle program is malformed or uses something this reader does
+    /// not interpret. `offset` is the byte offset of the opcode in the pickle.
+    #[error("{path}: bad pickle at byte {offset}: {reason}")]
+    Pickle {
+        path: PathBuf,
+        offset: usize,
+        reason: String,
+    },
+
+    /// The pickle names a global that is not on the allow-list. Nothing is
+    /// ever executed: the file is refused.
+    #[error("unsupported pickle global {name} in {path}")]
+    UnsupportedGlobal { path: PathBuf, name: String },
+
+    /// A storage is missing, has the wrong size or an unsupported type.
+    #[error("{path}: storage {key}: {reason}")]
+    Storage {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+
+    /// A state_dict entry cannot be turned into a float32 tensor.
+    #[error("{path}: tensor {name}: {reason}")]
+    Tensor {
+        path: PathBuf,
+        name: String,
+        reason: String,
+    },
+
+    /// No state_dict could be located in the unpickled object.
+    #[error("{path}: no state_dict found: {reason}")]
+    NoStateDict { path: PathBuf, reason: String },
+
+    /// The state_dict's keys and shapes match none of the known architectures
+    /// (or match one but are inconsistent).
+    #[error("{path}: cannot determine the architecture: {reason}")]
+    UnknownArchitecture { path: PathBuf, reason: String },
+}
+
+/// Reading, writing or querying a weight blob failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightError {
+    #[error("cannot access {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The file is not a valid safetensors file.
+    #[error("{path}: invalid safetensors weight blob: {reason}")]
+    Safetensors { path: PathBuf, reason: String },
+
+    /// A tensor in the blob is not float32.
+    #[error("{path}: tensor {name} has dtype {dtype}; weight blobs hold float32 only")]
+    DType {
+        path: PathBuf,
+        name: String,
+        dtype: String,
+    },
+
+    /// A tensor the caller needs is absent.
+    #[error("{path}: missing tensor {name} (the blob has {count} tensors)")]
+    MissingTensor {
+        path: PathBuf,
+        name: String,
+        count: usize,
+    },
+
+    /// A tensor has another shape than the caller expects, or its data length
+    /// does not match its shape.
+    #[error("{path}: tensor {name}: {reason}")]
+    Shape {
+        path: PathBuf,
+        name: String,
+        reason: String,
+    },
+
+    /// A metadata key the caller needs is absent.
+    #[error("{path}: missing metadata key {key}")]
+    MissingMeta { path: PathBuf, key: String },
+
+    /// A metadata value cannot be parsed.
+    #[error("{path}: metadata {key}: {reason}")]
+    BadMeta {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+
+    /// Importing a `.pt` checkpoint given to [`crate::blob::WeightBlob::load`] failed.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+}
