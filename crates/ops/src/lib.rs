@@ -1,1 +1,24 @@
-//! placeholder
+//! prior's kernels: one WGSL file per op family in `shaders/`, a Rust
+//! launcher per op here (same name as the shader), and a plain-Rust CPU
+//! reference of each in [`reference`] (same name again), used by the op
+//! tests in `crates/ops/tests/<op>.rs`.
+//!
+//! All tensors are channels-last f32 ([`prior_gpu::Tensor`]). Launchers only
+//! append to the GPU stream; nothing is read back unless a function says so.
+
+pub mod batch_norm;
+pub mod conv2d;
+pub mod elementwise;
+pub mod layout;
+pub mod reduce;
+pub mod reference;
+pub mod shaders;
+
+pub use conv2d::{Conv2d, ConvVariant, Epilogue};
+pub use prior_gpu::{Gpu, GpuError, Result, Shape, Tensor};
+
+/// Workgroup counts for `n` invocations of a 64-wide kernel that folds its
+/// index as `gid.x + gid.y · 64 · num_workgroups.x`.
+pub(crate) fn groups_flat(n: usize) -> [u32; 3] {
+    prior_gpu::groups_1d(n as u32, 64)
+}

@@ -1,0 +1,260 @@
+//! Adapter selection and the [`Gpu`] context.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{GpuError, Result};
+use crate::kernel::{Access, Kernel, PipelineKey};
+use crate::stream::Stream;
+use crate::tensor::Pool;
+
+/// How to pick an adapter. Defaults come from the environment:
+/// `PRIOR_BACKEND` (`vulkan`, `metal`, `dx12`, `gl`, `webgpu`; also wgpu's
+/// own `WGPU_BACKEND`) and `PRIOR_ADAPTER` (a case-insensitive substring of
+/// the adapter name, e.g. `llvmpipe` or `nvidia`).
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    pub backends: Option<wgpu::Backends>,
+    pub adapter_name: Option<String>,
+    /// Lower the storage-buffer limit below the adapter's (tests of tiling).
+    pub max_buffer_bytes: Option<u64>,
+}
+
+impl GpuOptions {
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+        let backends = var("PRIOR_BACKEND").map(|b| wgpu::Backends::from_comma_list(&b));
+        GpuOptions { backends, adapter_name: var("PRIOR_ADAPTER"), max_buffer_bytes: None }
+    }
+}
+
+/// What `prior devices` prints about an adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub subgroups: bool,
+    pub f16: bool,
+}
+
+impl AdapterSummary {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features();
+        AdapterSummary {
+            name: info.name,
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_buffer_size: limits.max_buffer_size,
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            f16: features.contains(wgpu::Features::SHADER_F16),
+        }
+    }
+}
+
+/// The GPU context: device, queue, caches, pool and the command stream.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    /// Largest buffer a tensor may occupy (min of the storage-binding and
+    /// buffer-size limits, or the lowered limit of [`GpuOptions`]).
+    pub max_buffer_bytes: u64,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    pub(crate) pool: Arc<Mutex<Pool>>,
+    pub(crate) stream: Mutex<Stream>,
+}
+
+pub(crate) struct Pipeline {
+    pub id: u64,
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+    pub n_storage: usize,
+}
+
+fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if let Some(b) = backends {
+        desc.backends = b;
+    }
+    wgpu::Instance::new(desc)
+}
+
+impl Gpu {
+    /// Lists every adapter wgpu can see (for `prior devices`).
+    pub async fn enumerate(options: &GpuOptions) -> Vec<AdapterSummary> {
+        let backends = options.backends.unwrap_or(wgpu::Backends::all());
+        let inst = instance(Some(backends));
+        inst.enumerate_adapters(backends).await.iter().map(AdapterSummary::of).collect()
+    }
+
+    /// Opens the best adapter matching `options` (a discrete GPU before an
+    /// integrated one before a software driver).
+    pub async fn new(options: GpuOptions) -> Result<Gpu> {
+        let backends = options.backends.unwrap_or(wgpu::Backends::all());
+        let inst = instance(Some(backends));
+        let filter = options.adapter_name.as_ref().map(|s| s.to_lowercase());
+        let mut candidates: Vec<wgpu::Adapter> = inst
+            .enumerate_adapters(backends)
+            .await
+            .into_iter()
+            .filter(|a| filter.as_ref().is_none_or(|f| a.get_info().name.to_lowercase().contains(f)))
+            .collect();
+        if candidates.is_empty() && filter.is_none() {
+            // The browser exposes adapters only through request_adapter.
+            if let Ok(a) = inst.request_adapter(&wgpu::RequestAdapterOptions::default()).await {
+                candidates.push(a);
+            }
+        }
+        let rank = |a: &wgpu::Adapter| {
+            let info = a.get_info();
+            let ty = match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => 0,
+                wgpu::DeviceType::IntegratedGpu => 1,
+                wgpu::DeviceType::VirtualGpu => 2,
+                wgpu::DeviceType::Other => 3,
+                wgpu::DeviceType::Cpu => 4,
+            };
+            // Prefer Vulkan/Metal/DX12/WebGPU over GL on the same device.
+            let be = if info.backend == wgpu::Backend::Gl { 1 } else { 0 };
+            (ty, be)
+        };
+        candidates.sort_by_key(rank);
+        let Some(adapter) = candidates.into_iter().next() else {
+            let mut f = String::new();
+            if let Some(n) = &options.adapter_name {
+                f += &format!(" whose name contains '{n}' (PRIOR_ADAPTER)");
+            }
+            if let Some(b) = options.backends {
+                f += &format!(" on backends {b:?} (PRIOR_BACKEND)");
+            }
+            return Err(GpuError::NoAdapter { filter: f });
+        };
+        let summary = AdapterSummary::of(&adapter);
+        let alimits = adapter.limits();
+        let wanted = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY;
+        let features = adapter.features() & wanted;
+        let mut limits = wgpu::Limits::downlevel_defaults().using_resolution(alimits.clone());
+        limits.max_storage_buffer_binding_size = alimits.max_storage_buffer_binding_size;
+        limits.max_buffer_size = alimits.max_buffer_size;
+        limits.max_storage_buffers_per_shader_stage = alimits.max_storage_buffers_per_shader_stage.min(10);
+        limits.max_compute_workgroup_storage_size = alimits.max_compute_workgroup_storage_size;
+        limits.max_compute_invocations_per_workgroup = alimits.max_compute_invocations_per_workgroup;
+        limits.max_compute_workgroup_size_x = alimits.max_compute_workgroup_size_x;
+        limits.max_compute_workgroup_size_y = alimits.max_compute_workgroup_size_y;
+        limits.max_compute_workgroup_size_z = alimits.max_compute_workgroup_size_z;
+        limits.max_compute_workgroups_per_dimension = alimits.max_compute_workgroups_per_dimension;
+        limits.max_dynamic_uniform_buffers_per_pipeline_layout =
+            alimits.max_dynamic_uniform_buffers_per_pipeline_layout.max(1);
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("prior"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|source| GpuError::RequestDevice { adapter: summary.name.clone(), source })?;
+        let hw_max = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        let max_buffer_bytes = options.max_buffer_bytes.map_or(hw_max, |m| m.min(hw_max));
+        let align = limits.min_uniform_buffer_offset_alignment.max(256);
+        Ok(Gpu {
+            stream: Mutex::new(Stream::new(align)),
+            device,
+            queue,
+            adapter: summary,
+            limits,
+            features,
+            max_buffer_bytes,
+            pipelines: Mutex::new(HashMap::new()),
+            pool: Arc::new(Mutex::new(Pool::default())),
+        })
+    }
+
+    /// Opens an adapter chosen by the environment (see [`GpuOptions::from_env`]).
+    pub async fn from_env() -> Result<Gpu> {
+        Gpu::new(GpuOptions::from_env()).await
+    }
+
+    /// True when kernels may use subgroup operations.
+    pub fn has_subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// The compiled pipeline of `kernel` with the given specialisation
+    /// constants (WGSL `override`s), from the cache or compiled now.
+    pub(crate) fn pipeline(&self, kernel: &Kernel, constants: &[(&'static str, f64)]) -> Arc<Pipeline> {
+        let key = PipelineKey {
+            file: kernel.file,
+            entry: kernel.entry,
+            source_ptr: kernel.source.as_ptr() as usize,
+            constants: constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+        };
+        let mut cache = self.pipelines.lock().unwrap();
+        if let Some(p) = cache.get(&key) {
+            return p.clone();
+        }
+        let n_storage = kernel.bindings.len();
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for (i, a) in kernel.bindings.iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(kernel.entry),
+            entries: &entries,
+        });
+        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.entry),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.file),
+            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.entry),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some(kernel.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        let id = cache.len() as u64 + 1;
+        let p = Arc::new(Pipeline { id, pipeline, layout, n_storage });
+        cache.insert(key, p.clone());
+        p
+    }
+}

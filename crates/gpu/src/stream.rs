@@ -1,0 +1,193 @@
+//! The command stream: an ordered recording of launches, uploads, copies and
+//! clears, encoded into one command encoder per flush.
+//!
+//! The recording is plain data (pipelines, buffer handles, a parameter
+//! arena); only [`Gpu::flush`] talks to wgpu. Parameters of every launch are
+//! packed into one uniform arena, uploaded once per flush and bound with
+//! dynamic offsets, so bind groups can be cached across calls.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::context::{Gpu, Pipeline};
+use crate::kernel::Kernel;
+use crate::tensor::{RawBuffer, Tensor};
+
+/// Size of the uniform window each launch sees (its parameter block must fit).
+pub(crate) const PARAM_WINDOW: u64 = 256;
+
+enum Command {
+    Dispatch { pipeline: Arc<Pipeline>, buffers: Vec<Arc<RawBuffer>>, offset: u32, groups: [u32; 3] },
+    Copy { src: Arc<RawBuffer>, dst: Arc<RawBuffer>, bytes: u64 },
+    Clear { buf: Arc<RawBuffer> },
+}
+
+pub(crate) struct Stream {
+    commands: Vec<Command>,
+    params: Vec<u8>,
+    align: u32,
+    arena: Option<(u64, wgpu::Buffer, u64)>, // (id, buffer, capacity)
+    arena_generation: u64,
+    bind_groups: HashMap<(u64, Vec<u64>, u64), wgpu::BindGroup>,
+    pub dispatches_since_flush: usize,
+}
+
+impl Stream {
+    pub fn new(align: u32) -> Self {
+        Stream {
+            commands: Vec::new(),
+            params: Vec::new(),
+            align,
+            arena: None,
+            arena_generation: 0,
+            bind_groups: HashMap::new(),
+            dispatches_since_flush: 0,
+        }
+    }
+
+    pub fn clear(&mut self, buf: Arc<RawBuffer>) {
+        self.commands.push(Command::Clear { buf });
+    }
+
+    pub fn copy(&mut self, src: Arc<RawBuffer>, dst: Arc<RawBuffer>, bytes: u64) {
+        self.commands.push(Command::Copy { src, dst, bytes });
+    }
+
+    /// Uploads through a mapped-at-creation staging buffer copied in order.
+    pub fn upload(&mut self, device: &wgpu::Device, dst: Arc<RawBuffer>, data: &[u8]) {
+        let bytes = (data.len() as u64).div_ceil(4) * 4;
+        let staging = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("upload"),
+            size: bytes,
+            usage: wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: true,
+        });
+        let mut padded = data.to_vec();
+        padded.resize(bytes as usize, 0);
+        staging
+            .slice(..)
+            .get_mapped_range_mut()
+            .expect("a buffer mapped at creation is mappable")
+            .copy_from_slice(&padded);
+        staging.unmap();
+        let src = Arc::new(RawBuffer { id: 0, buffer: staging, bytes });
+        self.commands.push(Command::Copy { src, dst, bytes });
+    }
+
+    pub fn clear_bind_groups(&mut self) {
+        self.bind_groups.clear();
+    }
+}
+
+impl Gpu {
+    /// Appends one kernel launch to the stream. `params` is the kernel's
+    /// uniform block (at most 256 bytes); `buffers` are its storage bindings
+    /// in order; `groups` the workgroup counts.
+    pub fn launch(
+        &self,
+        kernel: &Kernel,
+        constants: &[(&'static str, f64)],
+        params: &[u8],
+        buffers: &[&Tensor],
+        groups: [u32; 3],
+    ) {
+        assert!(params.len() as u64 <= PARAM_WINDOW, "{}: parameter block over 256 bytes", kernel.entry);
+        assert_eq!(buffers.len(), kernel.bindings.len(), "{}: wrong number of buffers", kernel.entry);
+        if groups.contains(&0) {
+            return;
+        }
+        let pipeline = self.pipeline(kernel, constants);
+        debug_assert_eq!(pipeline.n_storage, buffers.len());
+        let mut s = self.stream.lock().unwrap();
+        let offset = s.params.len().next_multiple_of(s.align as usize);
+        s.params.resize(offset, 0);
+        s.params.extend_from_slice(params);
+        let buffers = buffers.iter().map(|t| t.raw().clone()).collect();
+        s.commands.push(Command::Dispatch { pipeline, buffers, offset: offset as u32, groups });
+        s.dispatches_since_flush += 1;
+    }
+
+    /// Encodes every pending command into one command encoder and submits it.
+    pub fn flush(&self) {
+        let mut s = self.stream.lock().unwrap();
+        if s.commands.is_empty() {
+            return;
+        }
+        let commands = std::mem::take(&mut s.commands);
+        let mut params = std::mem::take(&mut s.params);
+        params.resize(params.len() + PARAM_WINDOW as usize, 0);
+        let need = params.len() as u64;
+        let grow = s.arena.as_ref().is_none_or(|(_, _, cap)| *cap < need);
+        if grow {
+            let cap = need.next_power_of_two().max(64 * 1024);
+            let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("params"),
+                size: cap,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            s.arena_generation += 1;
+            s.arena = Some((s.arena_generation, buffer, cap));
+            s.bind_groups.clear();
+        }
+        let (arena_id, arena) = {
+            let (id, buf, _) = s.arena.as_ref().unwrap();
+            (*id, buf.clone())
+        };
+        self.queue.write_buffer(&arena, 0, &params);
+
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("prior") });
+        let mut i = 0;
+        while i < commands.len() {
+            match &commands[i] {
+                Command::Dispatch { .. } => {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+                    while let Some(Command::Dispatch { pipeline, buffers, offset, groups }) = commands.get(i) {
+                        let key = (pipeline.id, buffers.iter().map(|b| b.id).collect::<Vec<_>>(), arena_id);
+                        if !s.bind_groups.contains_key(&key) {
+                            let mut entries = vec![wgpu::BindGroupEntry {
+                                binding: 0,
+                                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                    buffer: &arena,
+                                    offset: 0,
+                                    size: std::num::NonZeroU64::new(PARAM_WINDOW),
+                                }),
+                            }];
+                            for (j, b) in buffers.iter().enumerate() {
+                                entries.push(wgpu::BindGroupEntry {
+                                    binding: j as u32 + 1,
+                                    resource: b.buffer.as_entire_binding(),
+                                });
+                            }
+                            let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                                label: None,
+                                layout: &pipeline.layout,
+                                entries: &entries,
+                            });
+                            if s.bind_groups.len() > 8192 {
+                                s.bind_groups.clear();
+                            }
+                            s.bind_groups.insert(key.clone(), bg);
+                        }
+                        pass.set_pipeline(&pipeline.pipeline);
+                        pass.set_bind_group(0, &s.bind_groups[&key], &[*offset]);
+                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        i += 1;
+                    }
+                }
+                Command::Copy { src, dst, bytes } => {
+                    enc.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, *bytes);
+                    i += 1;
+                }
+                Command::Clear { buf } => {
+                    enc.clear_buffer(&buf.buffer, 0, None);
+                    i += 1;
+                }
+            }
+        }
+        s.dispatches_since_flush = 0;
+        drop(s);
+        self.queue.submit([enc.finish()]);
+        drop(commands);
+    }
+}

@@ -1,0 +1,260 @@
+//! 2-D convolution (`shaders/conv2d.wgsl`): any kernel size, stride,
+//! dilation, zero padding, optional bias, and a fused epilogue (per-channel
+//! scale and shift, ReLU, and a ReLU-derivative mask for JVP/VJP passes).
+
+use bytemuck::{Pod, Zeroable};
+use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
+
+use crate::shaders::CONV2D;
+
+const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite];
+pub const CONV_VEC4: Kernel = Kernel { file: "conv2d.wgsl", source: CONV2D, entry: "conv_vec4", bindings: BINDINGS };
+pub const CONV_SCALAR: Kernel = Kernel { file: "conv2d.wgsl", source: CONV2D, entry: "conv_scalar", bindings: BINDINGS };
+pub const CONV_NAIVE: Kernel = Kernel { file: "conv2d.wgsl", source: CONV2D, entry: "conv_naive", bindings: BINDINGS };
+
+const FLAG_SCALE: u32 = 1;
+const FLAG_SHIFT: u32 = 2;
+const FLAG_RELU: u32 = 4;
+const FLAG_MASK: u32 = 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    cin: u32,
+    ho: u32,
+    wo: u32,
+    cout: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    dil: u32,
+    flags: u32,
+    mask_n: u32,
+    tiles_w: u32,
+    cout_p: u32,
+}
+
+/// Which kernel runs a convolution. `Auto` picks the tiled kernel that fits
+/// the input channel count; `Naive` is the one-output-per-invocation baseline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConvVariant {
+    #[default]
+    Auto,
+    Naive,
+}
+
+/// A convolution layer with its weights on the GPU, in the kernel's layout
+/// `[kh, kw, cin_p, cout_p]` (cin_p = cin rounded up to 4, cout_p = cout
+/// rounded up to 8, zero padded).
+pub struct Conv2d {
+    pub cin: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub dilation: usize,
+    weight: Tensor,
+    /// `[scale(cout_p), shift(cout_p)]`
+    scale_shift: Tensor,
+    has_scale: bool,
+    has_shift: bool,
+    /// The weights as given (PyTorch `(cout, cin, kh, kw)`), for VJP layers.
+    pub oihw: Vec<f32>,
+}
+
+/// Fused output stage of a convolution.
+#[derive(Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    pub relu: bool,
+    /// Keep outputs only where this tensor (same `h, w, c` as the output,
+    /// any sample count dividing the batch) is > 0.
+    pub mask: Option<&'a Tensor>,
+    /// Skip scale/shift (linear tangent passes apply the scale, never the shift).
+    pub no_shift: bool,
+    pub variant: ConvVariant,
+}
+
+impl Epilogue<'_> {
+    pub fn relu() -> Self {
+        Epilogue { relu: true, ..Default::default() }
+    }
+}
+
+pub fn round_up(n: usize, m: usize) -> usize {
+    n.div_ceil(m) * m
+}
+
+impl Conv2d {
+    /// Builds a layer from PyTorch-layout weights `(cout, cin, kh, kw)`.
+    /// `pad` is the zero padding on every side.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &Gpu,
+        oihw: &[f32],
+        cout: usize,
+        cin: usize,
+        kh: usize,
+        kw: usize,
+        stride: usize,
+        pad: usize,
+        dilation: usize,
+    ) -> Conv2d {
+        assert_eq!(oihw.len(), cout * cin * kh * kw, "conv weight size");
+        let (cin_p, cout_p) = (round_up(cin, 4), round_up(cout, 8));
+        let mut w = vec![0.0f32; kh * kw * cin_p * cout_p];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        w[((ky * kw + kx) * cin_p + ci) * cout_p + co] = oihw[((co * cin + ci) * kh + ky) * kw + kx];
+                    }
+                }
+            }
+        }
+        let weight = gpu.upload(Shape::vector(w.len()), &w);
+        let scale_shift = gpu.zeros(Shape::vector(2 * cout_p));
+        Conv2d {
+            cin,
+            cout,
+            kh,
+            kw,
+            stride,
+            pad,
+            dilation,
+            weight,
+            scale_shift,
+            has_scale: false,
+            has_shift: false,
+            oihw: oihw.to_vec(),
+        }
+    }
+
+    /// `same`-padded stride-1 layer (`pad = dilation·(k−1)/2`, odd k).
+    pub fn same(gpu: &Gpu, oihw: &[f32], cout: usize, cin: usize, k: usize, dilation: usize) -> Conv2d {
+        Conv2d::new(gpu, oihw, cout, cin, k, k, 1, dilation * (k - 1) / 2, dilation)
+    }
+
+    /// Sets the per-output-channel epilogue `v · scale + shift` (either optional).
+    pub fn set_affine(&mut self, gpu: &Gpu, scale: Option<&[f32]>, shift: Option<&[f32]>) {
+        let cout_p = round_up(self.cout, 8);
+        let mut sb = vec![0.0f32; 2 * cout_p];
+        if let Some(s) = scale {
+            assert_eq!(s.len(), self.cout);
+            sb[..self.cout].copy_from_slice(s);
+        }
+        if let Some(b) = shift {
+            assert_eq!(b.len(), self.cout);
+            sb[cout_p..cout_p + self.cout].copy_from_slice(b);
+        }
+        self.has_scale = scale.is_some();
+        self.has_shift = shift.is_some();
+        self.scale_shift = gpu.upload(Shape::vector(sb.len()), &sb);
+    }
+
+    pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let eff_h = self.dilation * (self.kh - 1) + 1;
+        let eff_w = self.dilation * (self.kw - 1) + 1;
+        ((h + 2 * self.pad - eff_h) / self.stride + 1, (w + 2 * self.pad - eff_w) / self.stride + 1)
+    }
+
+    /// Multiply-adds of one call on an `h × w` input with `n` samples.
+    pub fn macs(&self, n: usize, h: usize, w: usize) -> u64 {
+        let (ho, wo) = self.out_size(h, w);
+        (n * ho * wo * self.cout * self.cin * self.kh * self.kw) as u64
+    }
+
+    /// Records the convolution of `x` (`[n, h, w, cin]`); returns `[n, ho, wo, cout]`.
+    pub fn forward(&self, gpu: &Gpu, x: &Tensor, epi: Epilogue) -> Result<Tensor> {
+        let s = x.shape();
+        if s.c != self.cin {
+            return Err(GpuError::Shape {
+                op: "conv2d",
+                detail: format!("input has {} channels, the layer expects {}", s.c, self.cin),
+            });
+        }
+        let eff_h = self.dilation * (self.kh - 1) + 1;
+        let eff_w = self.dilation * (self.kw - 1) + 1;
+        if s.h + 2 * self.pad < eff_h || s.w + 2 * self.pad < eff_w {
+            return Err(GpuError::Shape { op: "conv2d", detail: format!("input {s} smaller than the kernel") });
+        }
+        let (ho, wo) = self.out_size(s.h, s.w);
+        let out_shape = Shape::new(s.n, ho, wo, self.cout);
+        gpu.check_fits("conv2d output", out_shape)?;
+        let y = gpu.empty(out_shape);
+        let mut flags = 0;
+        if self.has_scale {
+            flags |= FLAG_SCALE;
+        }
+        if self.has_shift && !epi.no_shift {
+            flags |= FLAG_SHIFT;
+        }
+        if epi.relu {
+            flags |= FLAG_RELU;
+        }
+        let dummy;
+        let mask = match epi.mask {
+            Some(m) => {
+                let ms = m.shape();
+                if ms.h != ho || ms.w != wo || ms.c != self.cout || ms.n == 0 || s.n % ms.n != 0 {
+                    return Err(GpuError::Shape {
+                        op: "conv2d",
+                        detail: format!("mask {ms} does not match output {out_shape}"),
+                    });
+                }
+                flags |= FLAG_MASK;
+                m
+            }
+            None => {
+                dummy = gpu.empty(Shape::vector(4));
+                &dummy
+            }
+        };
+        let cout_p = round_up(self.cout, 8);
+        let tp = 4;
+        let params = Params {
+            n: s.n as u32,
+            h: s.h as u32,
+            w: s.w as u32,
+            cin: self.cin as u32,
+            ho: ho as u32,
+            wo: wo as u32,
+            cout: self.cout as u32,
+            kh: self.kh as u32,
+            kw: self.kw as u32,
+            stride: self.stride as u32,
+            pad: self.pad as u32,
+            dil: self.dilation as u32,
+            flags,
+            mask_n: epi.mask.map_or(1, |m| m.shape().n as u32),
+            tiles_w: wo.div_ceil(tp) as u32,
+            cout_p: cout_p as u32,
+        };
+        let bufs = [x, &self.weight, &self.scale_shift, mask, &y];
+        match epi.variant {
+            ConvVariant::Naive => {
+                let groups = crate::groups_flat(out_shape.numel());
+                gpu.launch(&CONV_NAIVE, &[], bytemuck::bytes_of(&params), &bufs, groups);
+            }
+            ConvVariant::Auto => {
+                let tiles = s.n * ho * wo.div_ceil(tp);
+                let kernel = if self.cin % 4 == 0 { &CONV_VEC4 } else { &CONV_SCALAR };
+                let groups = [tiles.div_ceil(64) as u32, (cout_p / 8) as u32, 1];
+                if groups[0] > gpu.limits.max_compute_workgroups_per_dimension {
+                    return Err(GpuError::TooLarge {
+                        what: format!("conv2d on {s}"),
+                        bytes: out_shape.numel() as u64 * 4,
+                        limit: gpu.max_buffer_bytes,
+                        adapter: gpu.adapter.name.clone(),
+                    });
+                }
+                gpu.launch(kernel, &[], bytemuck::bytes_of(&params), &bufs, groups);
+            }
+        }
+        Ok(y)
+    }
+}

@@ -1,0 +1,53 @@
+//! Reductions (`shaders/reduce.wgsl`): sum of squared differences (MSE,
+//! PSNR, the sampler's σ_t) and inner products, in two passes on the GPU.
+
+use bytemuck::{Pod, Zeroable};
+use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
+
+use crate::shaders::REDUCE;
+
+const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
+pub const SQ_DIFF_PARTIAL: Kernel =
+    Kernel { file: "reduce.wgsl", source: REDUCE, entry: "sq_diff_partial", bindings: BINDINGS };
+pub const DOT_PARTIAL: Kernel = Kernel { file: "reduce.wgsl", source: REDUCE, entry: "dot_partial", bindings: BINDINGS };
+pub const SUM_FINAL: Kernel = Kernel { file: "reduce.wgsl", source: REDUCE, entry: "sum_final", bindings: BINDINGS };
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    len: u32,
+    groups: u32,
+    _p: [u32; 2],
+}
+
+fn two_pass(gpu: &Gpu, partial: &Kernel, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.numel() != b.numel() {
+        return Err(GpuError::Shape { op: "reduce", detail: format!("{a:?} vs {b:?}") });
+    }
+    let groups = a.numel().div_ceil(256 * 8).clamp(1, 1024) as u32;
+    let partials = gpu.empty(Shape::vector(groups as usize));
+    let p = Params { len: a.numel() as u32, groups, _p: [0; 2] };
+    gpu.launch(partial, &[], bytemuck::bytes_of(&p), &[a, b, &partials], [groups, 1, 1]);
+    let out = gpu.empty(Shape::vector(1));
+    let p = Params { len: groups, groups: 1, _p: [0; 2] };
+    gpu.launch(&SUM_FINAL, &[], bytemuck::bytes_of(&p), &[&partials, &partials, &out], [1, 1, 1]);
+    Ok(out)
+}
+
+/// `Σ (a − b)²` as a one-element tensor (stays on the GPU).
+pub fn sum_sq_diff(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    two_pass(gpu, &SQ_DIFF_PARTIAL, a, b)
+}
+
+/// `Σ a·b` as a one-element tensor.
+pub fn dot(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    two_pass(gpu, &DOT_PARTIAL, a, b)
+}
+
+/// PSNR of `a` against `b` for a peak value of 1, read back.
+pub async fn psnr(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<f64> {
+    let s = sum_sq_diff(gpu, a, b)?;
+    let sum = gpu.read(&s).await?[0] as f64;
+    let mse = sum / a.numel() as f64;
+    Ok(10.0 * (1.0 / mse).log10())
+}

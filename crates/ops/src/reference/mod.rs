@@ -1,0 +1,8 @@
+//! Plain-Rust CPU references of every kernel, written for clarity, with the
+//! same channels-last layout and the same names as the launchers. Op tests
+//! compare the GPU against these on random shapes.
+
+pub mod batch_norm;
+pub mod conv2d;
+pub mod elementwise;
+pub mod reduce;

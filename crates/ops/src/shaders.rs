@@ -1,0 +1,14 @@
+//! The WGSL sources, embedded from `shaders/` at the repository root.
+
+/// Every shader file, by name (validated by naga in `tests/shaders.rs`).
+pub const ALL: &[(&str, &str)] = &[
+    ("batch_norm.wgsl", BATCH_NORM),
+    ("conv2d.wgsl", CONV2D),
+    ("elementwise.wgsl", ELEMENTWISE),
+    ("reduce.wgsl", REDUCE),
+];
+
+pub const BATCH_NORM: &str = include_str!("../../../shaders/batch_norm.wgsl");
+pub const CONV2D: &str = include_str!("../../../shaders/conv2d.wgsl");
+pub const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
+pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
