@@ -1,1 +1,4 @@
-//! placeholder
+//! The prior command-line tool's library: image/array I/O and metrics.
+
+pub mod io;
+pub mod metrics;
