@@ -1,1 +1,2 @@
-//! placeholder
+//! Algorithms on the prior implicit in a denoiser (x̂(y) = y + σ²∇log p(y)):
+//! sampling and linear inverse problems, Jacobian analysis, log-probability.

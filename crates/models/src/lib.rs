@@ -1,4 +1,12 @@
-//! placeholder
+//! prior's models: importing the authors' PyTorch checkpoints as data
+//! ([`import`], [`blob`]) and running the published architectures on the GPU
+//! ([`conv_chain`], ...), behind the [`Denoiser`] interface; [`tiling`] runs
+//! them on images of any size.
 pub mod blob;
+pub mod conv_chain;
+pub mod denoiser;
 pub mod error;
 pub mod import;
+pub mod tiling;
+
+pub use denoiser::{load, load_path, Denoiser, ModelError};

@@ -1,0 +1,1 @@
+//! One module per `prior` subcommand: its clap arguments and its `run`.

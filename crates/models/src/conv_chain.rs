@@ -1,0 +1,250 @@
+//! Plain convolution chains: BF-CNN (universal_inverse_problem,
+//! optimal_measurement `conv3_ln`, local_probability `low_40x40` and
+//! `BF_CNN_RF`) and DnCNN (bias and bias-free), as described in
+//! `../shared/README.md`. Normalisations and biases are folded into each
+//! convolution's epilogue (`scale = gamma / sd`, ...), so a layer is one
+//! kernel launch.
+
+use prior_gpu::{Gpu, Shape, Tensor};
+use prior_ops::batch_norm::BatchNorm;
+use prior_ops::conv2d::{Conv2d, Epilogue};
+use serde_json::Value;
+
+use crate::blob::WeightBlob;
+use crate::denoiser::{Denoiser, ModelError, Result};
+
+/// What the network's last layer predicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// The noise: x̂ = y − f(y).
+    Residual,
+    /// The denoised image itself.
+    Denoised,
+}
+
+pub struct Layer {
+    pub conv: Conv2d,
+    pub relu: bool,
+}
+
+pub struct ConvChain {
+    pub layers: Vec<Layer>,
+    pub output: Output,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// `[low, H, V, D]` in, residual of `[H, V, D]` out (multi-scale parts).
+    pub conditional_details: bool,
+    params: usize,
+    desc: String,
+}
+
+fn hp_usize(hp: &Value, key: &str) -> Option<usize> {
+    hp.get(key).and_then(|v| v.as_u64()).map(|v| v as usize)
+}
+
+impl ConvChain {
+    pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<ConvChain> {
+        let origin = blob.origin.display().to_string();
+        let bad = |reason: String| ModelError::Invalid { origin: origin.clone(), reason };
+        let arch = blob.arch()?.to_string();
+        let hp = blob.hparams()?;
+        let norm = hp.get("norm").and_then(|v| v.as_str()).unwrap_or("none").to_string();
+        let relu_first = hp.get("relu_first").and_then(|v| v.as_bool()).unwrap_or(true);
+        let output = match hp.get("output").and_then(|v| v.as_str()) {
+            Some("residual") => Output::Residual,
+            Some("denoised") => Output::Denoised,
+            o => return Err(bad(format!("hparams.output is {o:?}, expected \"residual\" or \"denoised\""))),
+        };
+        let conditional_details = hp.get("conditional_details").and_then(|v| v.as_bool()).unwrap_or(false);
+
+        // (weight name, optional bias name, optional norm) per layer.
+        let mut names: Vec<(String, Option<String>, Option<BatchNorm>)> = Vec::new();
+        let vec_of = |name: &str| -> Result<Vec<f32>> { Ok(blob.tensor(name)?.data.clone()) };
+        if arch == "bfcnn" {
+            let n = hp_usize(&hp, "layers")
+                .or_else(|| (0..).take_while(|i| blob.has(&format!("conv_layers.{i}.weight"))).last().map(|i| i + 1))
+                .ok_or_else(|| bad("no conv_layers".into()))?;
+            for i in 0..n {
+                let bn = if i == 0 || i == n - 1 {
+                    None
+                } else {
+                    let j = i - 1;
+                    Some(match norm.as_str() {
+                        "bf_sd" if blob.has(&format!("running_sd.{j}")) => BatchNorm::BfSd {
+                            sd: vec_of(&format!("running_sd.{j}"))?,
+                            gamma: vec_of(&format!("gammas.{j}"))?,
+                        },
+                        "bf_sd" => BatchNorm::BfSd {
+                            sd: vec_of(&format!("BN_layers.{j}.running_sd"))?,
+                            gamma: vec_of(&format!("BN_layers.{j}.gammas"))?,
+                        },
+                        "bf_sd_stacked" => {
+                            let sd = blob.tensor("running_sd")?;
+                            let g = blob.tensor("gammas")?;
+                            let c = sd.numel() / sd.shape[0];
+                            BatchNorm::BfSd {
+                                sd: sd.data[j * c..(j + 1) * c].to_vec(),
+                                gamma: g.data[j * c..(j + 1) * c].to_vec(),
+                            }
+                        }
+                        other => return Err(bad(format!("BF-CNN with norm '{other}'"))),
+                    })
+                };
+                names.push((format!("conv_layers.{i}.weight"), None, bn));
+            }
+        } else {
+            // DnCNN: first_layer, hidden_layer_list.{i} + bn_layer_list.{i}, last_layer.
+            let hidden = (0..).take_while(|i| blob.has(&format!("hidden_layer_list.{i}.weight"))).count();
+            let bias = |p: &str| blob.has(&format!("{p}.bias")).then(|| format!("{p}.bias"));
+            names.push(("first_layer.weight".into(), bias("first_layer"), None));
+            for i in 0..hidden {
+                let b = format!("bn_layer_list.{i}");
+                let bn = match norm.as_str() {
+                    "bn" => BatchNorm::Standard {
+                        mean: vec_of(&format!("{b}.running_mean"))?,
+                        var: vec_of(&format!("{b}.running_var"))?,
+                        weight: vec_of(&format!("{b}.weight"))?,
+                        bias: vec_of(&format!("{b}.bias"))?,
+                    },
+                    "bf_var" => BatchNorm::BfVar {
+                        var: vec_of(&format!("{b}.running_var"))?,
+                        weight: vec_of(&format!("{b}.weight"))?,
+                    },
+                    other => return Err(bad(format!("DnCNN with norm '{other}'"))),
+                };
+                let p = format!("hidden_layer_list.{i}");
+                names.push((format!("{p}.weight"), bias(&p), Some(bn)));
+            }
+            names.push(("last_layer.weight".into(), bias("last_layer"), None));
+        }
+
+        let n = names.len();
+        let mut layers = Vec::with_capacity(n);
+        let mut params = 0;
+        for (i, (wname, bname, bn)) in names.into_iter().enumerate() {
+            let w = blob.tensor(&wname)?;
+            if w.shape.len() != 4 || w.shape[2] != w.shape[3] || w.shape[2] % 2 == 0 {
+                return Err(bad(format!("{wname} has shape {:?}, expected (out, in, k, k) with odd k", w.shape)));
+            }
+            let (cout, cin, k) = (w.shape[0], w.shape[1], w.shape[2]);
+            params += w.numel();
+            let mut conv = Conv2d::same(gpu, &w.data, cout, cin, k, 1);
+            let bias = match &bname {
+                Some(b) => {
+                    let t = blob.tensor(b)?;
+                    params += t.numel();
+                    Some(t.data.clone())
+                }
+                None => None,
+            };
+            if let Some(bn) = &bn {
+                if bn.channels() != cout {
+                    return Err(bad(format!("normalisation after {wname} has {} channels, conv has {cout}", bn.channels())));
+                }
+                params += match bn {
+                    BatchNorm::BfSd { .. } | BatchNorm::BfVar { .. } => 2 * cout,
+                    BatchNorm::Standard { .. } => 4 * cout,
+                };
+            }
+            match (&bn, &bias) {
+                (Some(bn), b) => {
+                    let (scale, shift) = bn.scale_shift();
+                    // bn(conv + bias) = conv·scale + (bias·scale + shift)
+                    let shift = match (shift, b) {
+                        (Some(s), Some(b)) => Some(s.iter().zip(b).zip(&scale).map(|((s, b), k)| s + b * k).collect()),
+                        (Some(s), None) => Some(s),
+                        (None, Some(b)) => Some(b.iter().zip(&scale).map(|(b, k)| b * k).collect()),
+                        (None, None) => None,
+                    };
+                    conv.set_affine(gpu, Some(&scale), shift.as_deref());
+                }
+                (None, Some(b)) => conv.set_affine(gpu, None, Some(b)),
+                (None, None) => {}
+            }
+            let relu = if i == 0 { relu_first } else { i < n - 1 };
+            layers.push(Layer { conv, relu });
+        }
+        // Check the chain's channel counts line up.
+        for pair in layers.windows(2) {
+            if pair[0].conv.cout != pair[1].conv.cin {
+                return Err(bad(format!("layer outputs {} channels but the next takes {}", pair[0].conv.cout, pair[1].conv.cin)));
+            }
+        }
+        let in_channels = layers[0].conv.cin;
+        let out_channels = layers[n - 1].conv.cout;
+        if !conditional_details && in_channels != out_channels {
+            return Err(bad(format!("{in_channels} channels in but {out_channels} out")));
+        }
+        let desc = format!(
+            "{arch} ({}) {n} layers, {in_channels}→{out_channels} channels, output {:?}, from {}",
+            blob.variant().unwrap_or("-"),
+            output,
+            blob.meta("prior.source").unwrap_or("?")
+        );
+        Ok(ConvChain { layers, output, in_channels, out_channels, conditional_details, params, desc })
+    }
+
+    /// The raw network output f(y) (residual or denoised, per [`Output`]).
+    pub fn network(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+        let mut x = y.clone();
+        for l in &self.layers {
+            x = l.conv.forward(gpu, &x, Epilogue { relu: l.relu, ..Default::default() })?;
+        }
+        Ok(x)
+    }
+
+    fn check_input(&self, y: &Tensor) -> Result<()> {
+        if y.shape().c != self.in_channels {
+            return Err(ModelError::Input(format!(
+                "the model takes {} channel(s), the input has {}",
+                self.in_channels,
+                y.shape().c
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Denoiser for ConvChain {
+    fn describe(&self) -> String {
+        self.desc.clone()
+    }
+    fn channels(&self) -> usize {
+        self.in_channels
+    }
+    fn receptive_radius(&self) -> usize {
+        self.layers.iter().map(|l| l.conv.dilation * (l.conv.kh - 1) / 2).sum()
+    }
+    fn values_per_pixel(&self) -> usize {
+        self.layers.iter().map(|l| l.conv.cout.max(l.conv.cin)).max().unwrap_or(1)
+    }
+    fn parameters(&self) -> usize {
+        self.params
+    }
+    fn denoise(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+        self.check_input(y)?;
+        if self.conditional_details {
+            return Err(ModelError::Input(
+                "this is one scale of a multi-scale model: it denoises wavelet details, not images".into(),
+            ));
+        }
+        let f = self.network(gpu, y)?;
+        match self.output {
+            Output::Residual => Ok(prior_ops::elementwise::sub(gpu, y, &f)?),
+            Output::Denoised => Ok(f),
+        }
+    }
+    fn residual(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+        self.check_input(y)?;
+        let f = self.network(gpu, y)?;
+        match self.output {
+            Output::Residual => Ok(f),
+            Output::Denoised => Ok(prior_ops::elementwise::sub(gpu, y, &f)?),
+        }
+    }
+}
+
+/// Shape helper: one image `(h, w, c)` as a batch of one.
+pub fn single(h: usize, w: usize, c: usize) -> Shape {
+    Shape::new(1, h, w, c)
+}

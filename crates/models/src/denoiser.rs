@@ -1,0 +1,82 @@
+//! The model interface and loading a model from a weight blob.
+
+use std::path::Path;
+
+use prior_gpu::{Gpu, GpuError, Tensor};
+
+use crate::blob::WeightBlob;
+use crate::error::WeightError;
+
+/// Errors of building or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error("{origin}: {reason}")]
+    Invalid { origin: String, reason: String },
+    #[error("{0}")]
+    Input(String),
+    #[error("not supported yet: {0}")]
+    Unsupported(String),
+}
+
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// A blind denoiser x̂(y) on the GPU. Tensors are channels-last `[n, h, w, c]`.
+///
+/// Every model exposes both the denoised image and the residual
+/// f(y) = y − x̂(y) (≈ −σ²∇log p(y)), whichever its network predicts.
+pub trait Denoiser {
+    /// Short description: architecture, variant, source.
+    fn describe(&self) -> String;
+    /// Image channels in and out (1 or 3).
+    fn channels(&self) -> usize;
+    /// Radius of the receptive field in pixels: an output pixel depends on
+    /// inputs at most this far away (tiles overlap by at least this much).
+    fn receptive_radius(&self) -> usize;
+    /// Height and width must be multiples of this (2^J for Haar pyramids).
+    fn size_multiple(&self) -> usize {
+        1
+    }
+    /// The largest number of f32 values any intermediate tensor holds per
+    /// input pixel (to choose tile sizes under the adapter's limits).
+    fn values_per_pixel(&self) -> usize;
+    /// Parameter count.
+    fn parameters(&self) -> usize;
+    /// x̂(y) for a batch `[n, h, w, c]`.
+    fn denoise(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor>;
+    /// f(y) = y − x̂(y).
+    fn residual(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+        let d = self.denoise(gpu, y)?;
+        Ok(prior_ops::elementwise::sub(gpu, y, &d)?)
+    }
+    /// Forward mode: J·v where J = ∂x̂/∂y at `y` (`[1, h, w, c]`), for a
+    /// batch of tangents `v` (`[k, h, w, c]`); returns `[k, h, w, c]`.
+    fn jvp(&self, _gpu: &Gpu, _y: &Tensor, _v: &Tensor) -> Result<Tensor> {
+        Err(ModelError::Unsupported(format!("JVP of {}", self.describe())))
+    }
+    /// Reverse mode: Jᵀ·u for a batch of cotangents `u` (`[k, h, w, c]`).
+    fn vjp(&self, _gpu: &Gpu, _y: &Tensor, _u: &Tensor) -> Result<Tensor> {
+        Err(ModelError::Unsupported(format!("VJP of {}", self.describe())))
+    }
+}
+
+/// Loads any supported model from a weight blob.
+pub fn load(gpu: &Gpu, blob: &WeightBlob) -> Result<Box<dyn Denoiser>> {
+    let arch = blob.arch()?;
+    match arch {
+        "bfcnn" | "dncnn" => Ok(Box::new(crate::conv_chain::ConvChain::from_blob(gpu, blob)?)),
+        other => Err(ModelError::Invalid {
+            origin: blob.origin.display().to_string(),
+            reason: format!("architecture '{other}' is imported but not runnable yet (see README, 'Models')"),
+        }),
+    }
+}
+
+/// Loads a model from a `.safetensors` blob or a PyTorch checkpoint.
+pub fn load_path(gpu: &Gpu, path: &Path) -> Result<Box<dyn Denoiser>> {
+    let blob = WeightBlob::load(path)?;
+    load(gpu, &blob)
+}
