@@ -6,3 +6,4 @@ pub mod batch_norm;
 pub mod conv2d;
 pub mod elementwise;
 pub mod reduce;
+pub mod rng;
