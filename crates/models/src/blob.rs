@@ -145,7 +145,9 @@ impl WeightBlob {
         Self::from_bytes_at(&bytes, path)
     }
 
-    /// Parses a safetensors weight blob held in memory.
+    /// Parses a safetensors weight blob held in memory. A blob without
+    /// `prior.arch` gets its architecture detected from its keys and shapes
+    /// when they are recognised (see [`crate::import::annotate`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<WeightBlob, WeightError> {
         Self::from_bytes_at(bytes, Path::new("<memory>"))
     }
@@ -185,11 +187,17 @@ impl WeightBlob {
                 },
             );
         }
-        Ok(WeightBlob {
+        let mut blob = WeightBlob {
             tensors,
             meta,
             origin: origin.to_path_buf(),
-        })
+        };
+        if !blob.meta.contains_key(keys::ARCH) {
+            // A blob from another tool: name its architecture if the keys
+            // are recognised; otherwise `arch()` reports the missing key.
+            let _ = crate::import::annotate(&mut blob);
+        }
+        Ok(blob)
     }
 
     /// Serialises the blob as safetensors bytes.

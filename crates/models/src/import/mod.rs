@@ -104,6 +104,37 @@ pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<WeightBlob, ImportError
     })
 }
 
+/// Fills `prior.format`, `prior.arch`, `prior.variant` and `prior.hparams`
+/// of a blob that lacks `prior.arch` (e.g. a safetensors file written by
+/// another tool with the authors' key names), by detecting the architecture
+/// from its tensors. Blobs that already name their architecture are left as
+/// they are.
+pub fn annotate(blob: &mut WeightBlob) -> Result<(), ImportError> {
+    if blob.meta.contains_key(keys::ARCH) {
+        return Ok(());
+    }
+    let shapes: BTreeMap<String, Vec<usize>> = blob
+        .tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shape.clone()))
+        .collect();
+    let args = blob.args().ok().flatten();
+    let det = detect::detect(&shapes, args.as_ref()).map_err(|reason| {
+        ImportError::UnknownArchitecture {
+            path: blob.origin.clone(),
+            reason,
+        }
+    })?;
+    blob.meta
+        .entry(keys::FORMAT.to_string())
+        .or_insert_with(|| FORMAT_VERSION.to_string());
+    blob.meta.insert(keys::ARCH.to_string(), det.arch);
+    blob.meta.insert(keys::VARIANT.to_string(), det.variant);
+    blob.meta
+        .insert(keys::HPARAMS.to_string(), det.hparams.to_string());
+    Ok(())
+}
+
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
