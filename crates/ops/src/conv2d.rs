@@ -65,6 +65,8 @@ pub struct Conv2d {
     has_shift: bool,
     /// The weights as given (PyTorch `(cout, cin, kh, kw)`), for VJP layers.
     pub oihw: Vec<f32>,
+    /// The epilogue scale as given to [`Conv2d::set_affine`] (for VJP layers).
+    pub scale: Option<Vec<f32>>,
 }
 
 /// Fused output stage of a convolution.
@@ -131,6 +133,7 @@ impl Conv2d {
             has_scale: false,
             has_shift: false,
             oihw: oihw.to_vec(),
+            scale: None,
         }
     }
 
@@ -152,8 +155,43 @@ impl Conv2d {
             sb[cout_p..cout_p + self.cout].copy_from_slice(b);
         }
         self.has_scale = scale.is_some();
+        self.scale = scale.map(|s| s.to_vec());
         self.has_shift = shift.is_some();
         self.scale_shift = gpu.upload(Shape::vector(sb.len()), &sb);
+    }
+
+    /// The layer that maps a cotangent of this layer's output (before its
+    /// ReLU) to the cotangent of its input: the vector-Jacobian product of
+    /// `x ↦ conv(x)·scale`. For stride 1 that is a convolution with the
+    /// spatially flipped kernel, input and output channels swapped, the
+    /// scale folded into the weights (`scale[co]·w[co, ci, kh−1−y, kw−1−x]`),
+    /// padding `dilation·(k−1) − pad`, and no shift. Strided layers need a
+    /// transposed convolution (`conv_transpose2d`), not this.
+    pub fn input_gradient_layer(&self, gpu: &Gpu) -> Result<Conv2d> {
+        let (eh, ew) = (self.dilation * (self.kh - 1), self.dilation * (self.kw - 1));
+        if self.stride != 1 || eh != ew || self.pad > eh {
+            return Err(GpuError::Shape {
+                op: "conv2d vjp",
+                detail: format!(
+                    "only stride-1 layers with square kernels and padding ≤ dilation·(k−1) (got stride {}, {}×{} kernel, pad {}); strided layers use conv_transpose2d",
+                    self.stride, self.kh, self.kw, self.pad
+                ),
+            });
+        }
+        let (kh, kw, cin, cout) = (self.kh, self.kw, self.cin, self.cout);
+        let mut t = vec![0.0f32; self.oihw.len()];
+        for co in 0..cout {
+            let s = self.scale.as_ref().map_or(1.0, |s| s[co]);
+            for ci in 0..cin {
+                for y in 0..kh {
+                    for x in 0..kw {
+                        t[((ci * cout + co) * kh + y) * kw + x] =
+                            s * self.oihw[((co * cin + ci) * kh + (kh - 1 - y)) * kw + (kw - 1 - x)];
+                    }
+                }
+            }
+        }
+        Ok(Conv2d::new(gpu, &t, cin, cout, kh, kw, 1, eh - self.pad, self.dilation))
     }
 
     pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
