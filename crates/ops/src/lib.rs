@@ -8,8 +8,10 @@
 
 pub mod autodiff;
 pub mod batch_norm;
+pub mod channels;
 pub mod conv2d;
 pub mod elementwise;
+pub mod haar;
 pub mod layout;
 pub mod reduce;
 pub mod reference;

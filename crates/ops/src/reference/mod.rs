@@ -4,7 +4,9 @@
 
 pub mod autodiff;
 pub mod batch_norm;
+pub mod channels;
 pub mod conv2d;
 pub mod elementwise;
+pub mod haar;
 pub mod reduce;
 pub mod rng;
