@@ -5,14 +5,18 @@ pub const ALL: &[(&str, &str)] = &[
     ("batch_norm.wgsl", BATCH_NORM),
     ("channels.wgsl", CHANNELS),
     ("conv2d.wgsl", CONV2D),
+    ("conv_transpose2d.wgsl", CONV_TRANSPOSE2D),
     ("elementwise.wgsl", ELEMENTWISE),
     ("haar.wgsl", HAAR),
+    ("pool.wgsl", POOL),
     ("reduce.wgsl", REDUCE),
 ];
 
 pub const BATCH_NORM: &str = include_str!("../../../shaders/batch_norm.wgsl");
 pub const CHANNELS: &str = include_str!("../../../shaders/channels.wgsl");
 pub const CONV2D: &str = include_str!("../../../shaders/conv2d.wgsl");
+pub const CONV_TRANSPOSE2D: &str = include_str!("../../../shaders/conv_transpose2d.wgsl");
 pub const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
 pub const HAAR: &str = include_str!("../../../shaders/haar.wgsl");
+pub const POOL: &str = include_str!("../../../shaders/pool.wgsl");
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");

@@ -1,0 +1,316 @@
+//! 2-D transposed convolution (`shaders/conv_transpose2d.wgsl`), PyTorch's
+//! `ConvTranspose2d` without groups: any kernel size, stride, padding and
+//! dilation, optional bias, and the fused [`Epilogue`] of [`Conv2d`]
+//! (per-channel scale/shift, ReLU, ReLU-derivative mask).
+//!
+//! Transposed and strided convolutions are each other's adjoints with the
+//! same weight array:
+//! * the VJP of a `ConvTranspose2d` is the `Conv2d` that reads its
+//!   `(in, out, kH, kW)` weights as `(cout, cin, kH, kW)`
+//!   ([`ConvTranspose2d::adjoint`]);
+//! * the VJP of any `Conv2d` (strided or not) is the `ConvTranspose2d` built
+//!   from its `(cout, cin, kH, kW)` weights read as `(in, out, kH, kW)`
+//!   ([`ConvTranspose2d::adjoint_of`], [`conv2d_vjp`]), with the output size
+//!   set to the conv's input size (PyTorch's `output_padding`).
+//!
+//! Being linear, both JVPs are the layers themselves without the shift.
+
+use bytemuck::{Pod, Zeroable};
+use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
+
+use crate::conv2d::{round_up, Conv2d, Epilogue};
+use crate::shaders::CONV_TRANSPOSE2D;
+
+const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite];
+pub const CONVT_VEC4: Kernel =
+    Kernel { file: "conv_transpose2d.wgsl", source: CONV_TRANSPOSE2D, entry: "convt_vec4", bindings: BINDINGS };
+pub const CONVT_SCALAR: Kernel =
+    Kernel { file: "conv_transpose2d.wgsl", source: CONV_TRANSPOSE2D, entry: "convt_scalar", bindings: BINDINGS };
+
+const FLAG_SCALE: u32 = 1;
+const FLAG_SHIFT: u32 = 2;
+const FLAG_RELU: u32 = 4;
+const FLAG_MASK: u32 = 8;
+/// Output pixels per invocation (along a row, within one stride phase).
+const TP: usize = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    cin: u32,
+    ho: u32,
+    wo: u32,
+    cout: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    dil: u32,
+    flags: u32,
+    mask_n: u32,
+    tiles_w: u32,
+    cout_p: u32,
+}
+
+/// A transposed convolution with its weights on the GPU, in the kernel's
+/// layout `[kh, kw, cin_p, cout_p]` (zero padded to cin_p = cin rounded up
+/// to 4, cout_p = cout rounded up to 8).
+pub struct ConvTranspose2d {
+    pub cin: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub dilation: usize,
+    weight: Tensor,
+    scale_shift: Tensor,
+    has_scale: bool,
+    has_shift: bool,
+    /// The weights as given (PyTorch `(in, out, kh, kw)`).
+    pub iohw: Vec<f32>,
+}
+
+impl ConvTranspose2d {
+    /// Builds a layer from PyTorch `ConvTranspose2d` weights `(cin, cout, kh, kw)`.
+    /// `pad` is PyTorch's `padding` (it crops `pad` rows/columns from each side
+    /// of the full transposed output). Panics if `iohw` has the wrong length
+    /// or `stride` is 0 (callers validate shapes read from files).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &Gpu,
+        iohw: &[f32],
+        cin: usize,
+        cout: usize,
+        kh: usize,
+        kw: usize,
+        stride: usize,
+        pad: usize,
+    ) -> ConvTranspose2d {
+        Self::with_dilation(gpu, iohw, cin, cout, kh, kw, stride, pad, 1)
+    }
+
+    /// [`ConvTranspose2d::new`] with a dilation.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_dilation(
+        gpu: &Gpu,
+        iohw: &[f32],
+        cin: usize,
+        cout: usize,
+        kh: usize,
+        kw: usize,
+        stride: usize,
+        pad: usize,
+        dilation: usize,
+    ) -> ConvTranspose2d {
+        assert_eq!(iohw.len(), cin * cout * kh * kw, "conv_transpose2d weight size");
+        assert!(stride >= 1 && dilation >= 1 && kh >= 1 && kw >= 1, "conv_transpose2d: zero stride/dilation/kernel");
+        let (cin_p, cout_p) = (round_up(cin, 4), round_up(cout, 8));
+        let mut w = vec![0.0f32; kh * kw * cin_p * cout_p];
+        for ci in 0..cin {
+            for co in 0..cout {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        w[((ky * kw + kx) * cin_p + ci) * cout_p + co] = iohw[((ci * cout + co) * kh + ky) * kw + kx];
+                    }
+                }
+            }
+        }
+        ConvTranspose2d {
+            cin,
+            cout,
+            kh,
+            kw,
+            stride,
+            pad,
+            dilation,
+            weight: gpu.upload(Shape::vector(w.len()), &w),
+            scale_shift: gpu.zeros(Shape::vector(2 * cout_p)),
+            has_scale: false,
+            has_shift: false,
+            iohw: iohw.to_vec(),
+        }
+    }
+
+    /// The adjoint (VJP) of `conv`: a transposed convolution with the same
+    /// weights, stride, padding and dilation, mapping `conv.cout` channels
+    /// back to `conv.cin`. Use [`ConvTranspose2d::forward_sized`] with the
+    /// conv's input size (or [`conv2d_vjp`]).
+    pub fn adjoint_of(gpu: &Gpu, conv: &Conv2d) -> ConvTranspose2d {
+        Self::with_dilation(
+            gpu, &conv.oihw, conv.cout, conv.cin, conv.kh, conv.kw, conv.stride, conv.pad, conv.dilation,
+        )
+    }
+
+    /// [`ConvTranspose2d::adjoint_of`] for a conv whose output is multiplied
+    /// by a per-channel `scale` (a folded normalisation): the scale is folded
+    /// into the adjoint's weights, so the VJP stays one launch.
+    pub fn adjoint_of_scaled(gpu: &Gpu, conv: &Conv2d, scale: &[f32]) -> ConvTranspose2d {
+        assert_eq!(scale.len(), conv.cout, "adjoint_of_scaled: one scale per output channel");
+        let per = conv.cin * conv.kh * conv.kw;
+        let w: Vec<f32> = conv.oihw.iter().enumerate().map(|(i, v)| v * scale[i / per]).collect();
+        Self::with_dilation(gpu, &w, conv.cout, conv.cin, conv.kh, conv.kw, conv.stride, conv.pad, conv.dilation)
+    }
+
+    /// The adjoint (VJP) of this layer: the convolution with the same weights
+    /// read as `(cout, cin, kh, kw)`, mapping `self.cout` channels to `self.cin`.
+    pub fn adjoint(&self, gpu: &Gpu) -> Conv2d {
+        Conv2d::new(gpu, &self.iohw, self.cin, self.cout, self.kh, self.kw, self.stride, self.pad, self.dilation)
+    }
+
+    /// Sets the per-output-channel epilogue `v · scale + shift` (a bias is a shift).
+    pub fn set_affine(&mut self, gpu: &Gpu, scale: Option<&[f32]>, shift: Option<&[f32]>) {
+        let cout_p = round_up(self.cout, 8);
+        let mut sb = vec![0.0f32; 2 * cout_p];
+        if let Some(s) = scale {
+            assert_eq!(s.len(), self.cout);
+            sb[..self.cout].copy_from_slice(s);
+        }
+        if let Some(b) = shift {
+            assert_eq!(b.len(), self.cout);
+            sb[cout_p..cout_p + self.cout].copy_from_slice(b);
+        }
+        self.has_scale = scale.is_some();
+        self.has_shift = shift.is_some();
+        self.scale_shift = gpu.upload(Shape::vector(sb.len()), &sb);
+    }
+
+    /// PyTorch's output size without `output_padding`:
+    /// `(h − 1)·s − 2·pad + d·(k − 1) + 1`, or `None` when that is < 1.
+    pub fn out_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let f = |n: usize, k: usize| {
+            let v = (n as isize - 1) * self.stride as isize - 2 * self.pad as isize
+                + (self.dilation * (k - 1)) as isize
+                + 1;
+            (v >= 1).then_some(v as usize)
+        };
+        Some((f(h, self.kh)?, f(w, self.kw)?))
+    }
+
+    /// Multiply-adds of one call on an `h × w` input with `n` samples (taps
+    /// that land in the cropped border included).
+    pub fn macs(&self, n: usize, h: usize, w: usize) -> u64 {
+        (n * h * w * self.cin * self.cout * self.kh * self.kw) as u64
+    }
+
+    /// Records the transposed convolution of `x` (`[n, h, w, cin]`); returns
+    /// `[n, ho, wo, cout]` with the size of [`ConvTranspose2d::out_size`].
+    pub fn forward(&self, gpu: &Gpu, x: &Tensor, epi: Epilogue) -> Result<Tensor> {
+        let s = x.shape();
+        let (ho, wo) = self.out_size(s.h, s.w).ok_or_else(|| GpuError::Shape {
+            op: "conv_transpose2d",
+            detail: format!("input {s} gives an empty output (padding {} too large)", self.pad),
+        })?;
+        self.forward_sized(gpu, x, (ho, wo), epi)
+    }
+
+    /// Like [`ConvTranspose2d::forward`] with an explicit output size, which
+    /// may exceed the default by up to `stride − 1` per axis (PyTorch's
+    /// `output_padding`: the extra rows/columns get only the taps that reach
+    /// them). This is how the VJP of a strided conv recovers an input size
+    /// that the conv's floor division lost.
+    pub fn forward_sized(&self, gpu: &Gpu, x: &Tensor, out: (usize, usize), epi: Epilogue) -> Result<Tensor> {
+        let s = x.shape();
+        let err = |detail: String| GpuError::Shape { op: "conv_transpose2d", detail };
+        if s.c != self.cin {
+            return Err(err(format!("input has {} channels, the layer expects {}", s.c, self.cin)));
+        }
+        let (ho, wo) = out;
+        let (dh, dw) = self
+            .out_size(s.h, s.w)
+            .ok_or_else(|| err(format!("input {s} gives an empty output (padding {} too large)", self.pad)))?;
+        if ho < dh || wo < dw || ho >= dh + self.stride || wo >= dw + self.stride {
+            return Err(err(format!(
+                "output size {ho}×{wo} for input {s}: must be {dh}×{dw} plus at most {} (stride − 1) per axis",
+                self.stride - 1
+            )));
+        }
+        let out_shape = Shape::new(s.n, ho, wo, self.cout);
+        gpu.check_fits("conv_transpose2d output", out_shape)?;
+        let y = gpu.empty(out_shape);
+        let mut flags = 0;
+        if self.has_scale {
+            flags |= FLAG_SCALE;
+        }
+        if self.has_shift && !epi.no_shift {
+            flags |= FLAG_SHIFT;
+        }
+        if epi.relu {
+            flags |= FLAG_RELU;
+        }
+        let dummy;
+        let mask = match epi.mask {
+            Some(m) => {
+                let ms = m.shape();
+                if ms.h != ho || ms.w != wo || ms.c != self.cout || ms.n == 0 || s.n % ms.n != 0 {
+                    return Err(err(format!("mask {ms} does not match output {out_shape}")));
+                }
+                flags |= FLAG_MASK;
+                m
+            }
+            None => {
+                dummy = gpu.empty(Shape::vector(4));
+                &dummy
+            }
+        };
+        let cout_p = round_up(self.cout, 8);
+        let tiles_w = wo.div_ceil(self.stride).div_ceil(TP);
+        let params = Params {
+            n: s.n as u32,
+            h: s.h as u32,
+            w: s.w as u32,
+            cin: self.cin as u32,
+            ho: ho as u32,
+            wo: wo as u32,
+            cout: self.cout as u32,
+            kh: self.kh as u32,
+            kw: self.kw as u32,
+            stride: self.stride as u32,
+            pad: self.pad as u32,
+            dil: self.dilation as u32,
+            flags,
+            mask_n: epi.mask.map_or(1, |m| m.shape().n as u32),
+            tiles_w: tiles_w as u32,
+            cout_p: cout_p as u32,
+        };
+        let tiles = s.n * ho * self.stride * tiles_w;
+        let groups = [tiles.div_ceil(64) as u32, (cout_p / 8) as u32, 1];
+        if groups[0] > gpu.limits.max_compute_workgroups_per_dimension {
+            return Err(GpuError::TooLarge {
+                what: format!("conv_transpose2d on {s}"),
+                bytes: out_shape.numel() as u64 * 4,
+                limit: gpu.max_buffer_bytes,
+                adapter: gpu.adapter.name.clone(),
+            });
+        }
+        let kernel = if self.cin % 4 == 0 { &CONVT_VEC4 } else { &CONVT_SCALAR };
+        gpu.launch(kernel, &[], bytemuck::bytes_of(&params), &[x, &self.weight, &self.scale_shift, mask, &y], groups);
+        Ok(y)
+    }
+
+    /// JVP: the layer is linear, so J·v is the layer without its shift
+    /// (bias); `mask` (the ReLU derivative of the primal output) is applied
+    /// when given.
+    pub fn jvp(&self, gpu: &Gpu, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        self.forward(gpu, v, Epilogue { mask, no_shift: true, ..Default::default() })
+    }
+}
+
+/// VJP of `conv` at a cotangent `u` (`[k, ho, wo, cout]`) through its adjoint
+/// `adj` (from [`ConvTranspose2d::adjoint_of`]`(conv)`, built once): returns
+/// `[k, in_hw.0, in_hw.1, cin]`; `mask` (shape of the result, e.g. the ReLU
+/// derivative of the layer before) is applied when given. The conv's own
+/// scale (a folded normalisation) is not applied here: build `adj` with
+/// [`ConvTranspose2d::adjoint_of_scaled`] to include it.
+pub fn conv2d_vjp(
+    gpu: &Gpu,
+    adj: &ConvTranspose2d,
+    u: &Tensor,
+    in_hw: (usize, usize),
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    adj.forward_sized(gpu, u, in_hw, Epilogue { mask, no_shift: true, ..Default::default() })
+}
