@@ -3,4 +3,5 @@
 //! goldens, comparisons, and the PyTorch side of the benches.
 
 pub mod bench;
+pub mod golden;
 pub mod paths;

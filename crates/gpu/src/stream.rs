@@ -186,8 +186,11 @@ impl Gpu {
             }
         }
         s.dispatches_since_flush = 0;
-        drop(s);
+        // Submit while still holding the stream: the parameter arena is
+        // shared, and another thread's write_buffer must not slip in between
+        // this flush's write and its submission.
         self.queue.submit([enc.finish()]);
+        drop(s);
         drop(commands);
     }
 }

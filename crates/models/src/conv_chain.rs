@@ -36,6 +36,8 @@ pub struct ConvChain {
     pub conditional_details: bool,
     params: usize,
     desc: String,
+    /// The layers' input-gradient convolutions, built on the first VJP.
+    vjp_layers: std::sync::OnceLock<Vec<prior_ops::autodiff::ConvVjp>>,
 }
 
 fn hp_usize(hp: &Value, key: &str) -> Option<usize> {
@@ -50,10 +52,12 @@ impl ConvChain {
         let hp = blob.hparams()?;
         let norm = hp.get("norm").and_then(|v| v.as_str()).unwrap_or("none").to_string();
         let relu_first = hp.get("relu_first").and_then(|v| v.as_bool()).unwrap_or(true);
-        let output = match hp.get("output").and_then(|v| v.as_str()) {
-            Some("residual") => Output::Residual,
-            Some("denoised") => Output::Denoised,
-            o => return Err(bad(format!("hparams.output is {o:?}, expected \"residual\" or \"denoised\""))),
+        // DnCNN's forward returns y − last_layer(x): its chain predicts the
+        // residual even though the model (hparams.output) returns the denoised image.
+        let output = match (arch.as_str(), hp.get("output").and_then(|v| v.as_str())) {
+            ("dncnn", _) | (_, Some("residual")) => Output::Residual,
+            (_, Some("denoised")) => Output::Denoised,
+            (_, o) => return Err(bad(format!("hparams.output is {o:?}, expected \"residual\" or \"denoised\""))),
         };
         let conditional_details = hp.get("conditional_details").and_then(|v| v.as_bool()).unwrap_or(false);
 
@@ -181,7 +185,7 @@ impl ConvChain {
             output,
             blob.meta("prior.source").unwrap_or("?")
         );
-        Ok(ConvChain { layers, output, in_channels, out_channels, conditional_details, params, desc })
+        Ok(ConvChain { layers, output, in_channels, out_channels, conditional_details, params, desc, vjp_layers: Default::default() })
     }
 
     /// The raw network output f(y) (residual or denoised, per [`Output`]).
@@ -234,6 +238,16 @@ impl Denoiser for ConvChain {
             Output::Denoised => Ok(f),
         }
     }
+    /// J·v with J = ∂x̂/∂y (see [`ConvChain::linearize`]).
+    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor) -> Result<Tensor> {
+        self.refuse_conditional("JVP")?;
+        self.linearize(gpu, y)?.jvp(gpu, v)
+    }
+    /// Jᵀ·u with J = ∂x̂/∂y (see [`ConvChain::linearize`]).
+    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor) -> Result<Tensor> {
+        self.refuse_conditional("VJP")?;
+        self.linearize(gpu, y)?.vjp(gpu, u)
+    }
     fn residual(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
         self.check_input(y)?;
         let f = self.network(gpu, y)?;
@@ -247,4 +261,127 @@ impl Denoiser for ConvChain {
 /// Shape helper: one image `(h, w, c)` as a batch of one.
 pub fn single(h: usize, w: usize, c: usize) -> Shape {
     Shape::new(1, h, w, c)
+}
+
+// ---------------------------------------------------------------------------
+// Jacobian-vector products
+
+/// A conv chain linearised at one input y: the post-ReLU activations of the
+/// primal pass (one per layer), from which batches of tangents go forward
+/// (JVP) and batches of cotangents go backward (VJP) without rerunning the
+/// primal pass. The chain is piecewise linear (bias-free models: x̂(y) = J(y)·y).
+pub struct Linearized<'a> {
+    chain: &'a ConvChain,
+    /// Output of every layer at y (`[1, h, w, c_l]`), post-ReLU where the layer has one.
+    acts: Vec<Tensor>,
+    input: Shape,
+}
+
+impl ConvChain {
+    fn refuse_conditional(&self, what: &str) -> Result<()> {
+        if self.conditional_details {
+            return Err(ModelError::Input(format!(
+                "the {what} of a denoised image is not defined for one scale of a multi-scale model: use ConvChain::linearize(..).network_jvp / network_vjp"
+            )));
+        }
+        Ok(())
+    }
+
+    fn vjp_layers(&self, gpu: &Gpu) -> Result<&[prior_ops::autodiff::ConvVjp]> {
+        if self.vjp_layers.get().is_none() {
+            let built =
+                self.layers.iter().map(|l| prior_ops::autodiff::ConvVjp::new(gpu, &l.conv)).collect::<Result<Vec<_>, _>>()?;
+            let _ = self.vjp_layers.set(built);
+        }
+        Ok(self.vjp_layers.get().expect("set above"))
+    }
+
+    /// Runs the primal pass at `y` (`[1, h, w, c]`) keeping every layer's
+    /// output, for [`Linearized::jvp`] / [`Linearized::vjp`] and the raw
+    /// network's [`Linearized::network_jvp`] / [`Linearized::network_vjp`].
+    pub fn linearize(&self, gpu: &Gpu, y: &Tensor) -> Result<Linearized<'_>> {
+        self.check_input(y)?;
+        let s = y.shape();
+        if s.n != 1 {
+            return Err(ModelError::Input(format!(
+                "Jacobian products are taken at one input (n = 1), got a batch of {}; put the tangents in the batch instead",
+                s.n
+            )));
+        }
+        let mut acts = Vec::with_capacity(self.layers.len());
+        let mut x = y.clone();
+        for l in &self.layers {
+            x = l.conv.forward(gpu, &x, Epilogue { relu: l.relu, ..Default::default() })?;
+            acts.push(x.clone());
+        }
+        Ok(Linearized { chain: self, acts, input: s })
+    }
+}
+
+impl Linearized<'_> {
+    /// f(y), the raw network output of the primal pass.
+    pub fn network_output(&self) -> &Tensor {
+        self.acts.last().expect("a chain has layers")
+    }
+
+    fn check(&self, t: &Tensor, c: usize, what: &str) -> Result<()> {
+        let s = t.shape();
+        if s.h != self.input.h || s.w != self.input.w || s.c != c || s.n == 0 {
+            return Err(ModelError::Input(format!(
+                "{what} {s} does not match the linearisation point {} with {c} channel(s)",
+                self.input
+            )));
+        }
+        Ok(())
+    }
+
+    /// J_f·v for the raw network f (`[k, h, w, c_in]` → `[k, h, w, c_out]`):
+    /// each layer is its convolution with the scale but no shift, and the
+    /// ReLU derivative is the conv epilogue's mask (the layer's primal output).
+    pub fn network_jvp(&self, gpu: &Gpu, v: &Tensor) -> Result<Tensor> {
+        self.check(v, self.chain.in_channels, "tangent")?;
+        let mut t = v.clone();
+        for (l, a) in self.chain.layers.iter().zip(&self.acts) {
+            t = prior_ops::autodiff::conv2d_jvp(gpu, &l.conv, &t, l.relu.then_some(a))?;
+        }
+        Ok(t)
+    }
+
+    /// J_fᵀ·u for the raw network f (`[k, h, w, c_out]` → `[k, h, w, c_in]`):
+    /// through each layer's input-gradient convolution, last to first; the
+    /// ReLU derivative of layer l−1 is fused into layer l's transposed conv.
+    pub fn network_vjp(&self, gpu: &Gpu, u: &Tensor) -> Result<Tensor> {
+        self.check(u, self.chain.out_channels, "cotangent")?;
+        let layers = &self.chain.layers;
+        let grads = self.chain.vjp_layers(gpu)?;
+        let n = layers.len();
+        let mut g = u.clone();
+        for i in (0..n).rev() {
+            let out_mask = (i == n - 1 && layers[i].relu).then_some(&self.acts[i]);
+            let in_mask = (i > 0 && layers[i - 1].relu).then(|| &self.acts[i - 1]);
+            g = grads[i].apply(gpu, &g, out_mask, in_mask)?;
+        }
+        Ok(g)
+    }
+
+    /// J·v with J = ∂x̂/∂y of the denoised output: J_f (denoising network)
+    /// or I − J_f (residual network).
+    pub fn jvp(&self, gpu: &Gpu, v: &Tensor) -> Result<Tensor> {
+        self.chain.refuse_conditional("JVP")?;
+        let jf = self.network_jvp(gpu, v)?;
+        match self.chain.output {
+            Output::Denoised => Ok(jf),
+            Output::Residual => Ok(prior_ops::autodiff::sub_jvp(gpu, v, &jf)?),
+        }
+    }
+
+    /// Jᵀ·u with J = ∂x̂/∂y (`[k, h, w, c]`).
+    pub fn vjp(&self, gpu: &Gpu, u: &Tensor) -> Result<Tensor> {
+        self.chain.refuse_conditional("VJP")?;
+        let jf = self.network_vjp(gpu, u)?;
+        match self.chain.output {
+            Output::Denoised => Ok(jf),
+            Output::Residual => Ok(prior_ops::autodiff::sub_jvp(gpu, u, &jf)?),
+        }
+    }
 }
