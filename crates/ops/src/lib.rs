@@ -16,6 +16,7 @@ pub mod haar;
 pub mod layout;
 pub mod pool;
 pub mod reduce;
+pub mod rng;
 pub mod reference;
 pub mod shaders;
 

@@ -10,6 +10,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("haar.wgsl", HAAR),
     ("pool.wgsl", POOL),
     ("reduce.wgsl", REDUCE),
+    ("rng.wgsl", RNG),
 ];
 
 pub const BATCH_NORM: &str = include_str!("../../../shaders/batch_norm.wgsl");
@@ -20,3 +21,4 @@ pub const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
 pub const HAAR: &str = include_str!("../../../shaders/haar.wgsl");
 pub const POOL: &str = include_str!("../../../shaders/pool.wgsl");
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
+pub const RNG: &str = include_str!("../../../shaders/rng.wgsl");
