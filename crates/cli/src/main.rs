@@ -2,6 +2,7 @@
 //! Guth et al. on any GPU.
 
 use clap::{Parser, Subcommand};
+use prior_cli::cmd;
 
 #[derive(Parser)]
 #[command(name = "prior", version, about = "Image priors implicit in denoisers, on any GPU (wgpu)")]
@@ -10,14 +11,26 @@ struct Cli {
     command: Command,
 }
 
+// Each subcommand's arguments and code live in crates/cli/src/cmd/<name>.rs:
+// one variant here and one match arm in `main`, calling
+// `cmd::<name>::run(args) -> Result<(), String>`.
 #[derive(Subcommand)]
 enum Command {
-    // Each subcommand's arguments and code live in crates/cli/src/cmd/<name>.rs.
+    /// List the GPU adapters (name, backend, type, driver, limits, features).
+    Devices(cmd::devices::DevicesArgs),
+    /// Describe a weight file: architecture, parameters, receptive field, source, hparams.
+    Info(cmd::info::InfoArgs),
+    /// Denoise images or .npy arrays (optionally adding noise and scoring against a clean image).
+    Denoise(cmd::denoise::DenoiseArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
-    let result: Result<(), String> = match cli.command {};
+    let result: Result<(), String> = match cli.command {
+        Command::Devices(args) => cmd::devices::run(args),
+        Command::Info(args) => cmd::info::run(args),
+        Command::Denoise(args) => cmd::denoise::run(args),
+    };
     if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);

@@ -1,1 +1,4 @@
 //! One module per `prior` subcommand: its clap arguments and its `run`.
+pub mod denoise;
+pub mod devices;
+pub mod info;
