@@ -17,6 +17,7 @@ pub mod layout;
 pub mod pool;
 pub mod reduce;
 pub mod rng;
+pub mod sampler;
 pub mod reference;
 pub mod shaders;
 

@@ -11,6 +11,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("pool.wgsl", POOL),
     ("reduce.wgsl", REDUCE),
     ("rng.wgsl", RNG),
+    ("sampler.wgsl", SAMPLER),
 ];
 
 pub const BATCH_NORM: &str = include_str!("../../../shaders/batch_norm.wgsl");
@@ -22,3 +23,4 @@ pub const HAAR: &str = include_str!("../../../shaders/haar.wgsl");
 pub const POOL: &str = include_str!("../../../shaders/pool.wgsl");
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 pub const RNG: &str = include_str!("../../../shaders/rng.wgsl");
+pub const SAMPLER: &str = include_str!("../../../shaders/sampler.wgsl");

@@ -12,3 +12,4 @@ pub mod haar;
 pub mod pool;
 pub mod reduce;
 pub mod rng;
+pub mod sampler;
