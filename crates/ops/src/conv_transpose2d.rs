@@ -135,23 +135,18 @@ impl ConvTranspose2d {
         }
     }
 
-    /// The adjoint (VJP) of `conv`: a transposed convolution with the same
-    /// weights, stride, padding and dilation, mapping `conv.cout` channels
-    /// back to `conv.cin`. Use [`ConvTranspose2d::forward_sized`] with the
-    /// conv's input size (or [`conv2d_vjp`]).
+    /// The adjoint (VJP) of the layer `x ↦ conv(x)·scale` (its shift
+    /// dropped): a transposed convolution with the same weights, stride,
+    /// padding and dilation, `conv.scale` (if any) folded into the weights,
+    /// mapping `conv.cout` channels back to `conv.cin`. Use
+    /// [`ConvTranspose2d::forward_sized`] with the conv's input size (or
+    /// [`conv2d_vjp`]).
     pub fn adjoint_of(gpu: &Gpu, conv: &Conv2d) -> ConvTranspose2d {
-        Self::with_dilation(
-            gpu, &conv.oihw, conv.cout, conv.cin, conv.kh, conv.kw, conv.stride, conv.pad, conv.dilation,
-        )
-    }
-
-    /// [`ConvTranspose2d::adjoint_of`] for a conv whose output is multiplied
-    /// by a per-channel `scale` (a folded normalisation): the scale is folded
-    /// into the adjoint's weights, so the VJP stays one launch.
-    pub fn adjoint_of_scaled(gpu: &Gpu, conv: &Conv2d, scale: &[f32]) -> ConvTranspose2d {
-        assert_eq!(scale.len(), conv.cout, "adjoint_of_scaled: one scale per output channel");
         let per = conv.cin * conv.kh * conv.kw;
-        let w: Vec<f32> = conv.oihw.iter().enumerate().map(|(i, v)| v * scale[i / per]).collect();
+        let w: Vec<f32> = match &conv.scale {
+            Some(scale) => conv.oihw.iter().enumerate().map(|(i, v)| v * scale[i / per]).collect(),
+            None => conv.oihw.clone(),
+        };
         Self::with_dilation(gpu, &w, conv.cout, conv.cin, conv.kh, conv.kw, conv.stride, conv.pad, conv.dilation)
     }
 
@@ -303,8 +298,8 @@ impl ConvTranspose2d {
 /// `adj` (from [`ConvTranspose2d::adjoint_of`]`(conv)`, built once): returns
 /// `[k, in_hw.0, in_hw.1, cin]`; `mask` (shape of the result, e.g. the ReLU
 /// derivative of the layer before) is applied when given. The conv's own
-/// scale (a folded normalisation) is not applied here: build `adj` with
-/// [`ConvTranspose2d::adjoint_of_scaled`] to include it.
+/// scale (a folded normalisation) is included by `adjoint_of`; its shift
+/// (bias) has no derivative.
 pub fn conv2d_vjp(
     gpu: &Gpu,
     adj: &ConvTranspose2d,

@@ -125,9 +125,12 @@ fn transposed_and_strided_convs_are_adjoint() {
         let v = pollster::block_on(gpu.read(&vt)).unwrap();
         let (l, r) = (dot(&cx, &u), dot(&x, &v));
         assert!((l - r).abs() <= 1e-4 * l.abs().max(r.abs()).max(1.0), "case {i}: <Cx,u> {l} vs <x,C^T u> {r}");
-        // Scaled conv (a folded normalisation): the scale goes into the adjoint.
+        // Scaled conv (a folded normalisation, plus a shift the VJP ignores):
+        // the scale goes into the adjoint's weights.
         let scale = rand_vec(cout, seed + 3);
-        let sadj = ConvTranspose2d::adjoint_of_scaled(gpu, &conv, &scale);
+        let mut sconv = Conv2d::new(gpu, &wt, cout, cin, k, k, stride, pad, dil);
+        sconv.set_affine(gpu, Some(&scale), Some(&rand_vec(cout, seed + 4)));
+        let sadj = ConvTranspose2d::adjoint_of(gpu, &sconv);
         let su: Vec<f32> = u.iter().enumerate().map(|(j, v)| v * scale[j % cout]).collect();
         let sv = pollster::block_on(gpu.read(&conv2d_vjp(gpu, &sadj, &ut, (h, w), None).unwrap())).unwrap();
         let vs = pollster::block_on(gpu.read(&conv2d_vjp(gpu, &adj, &gpu.upload(ut.shape(), &su), (h, w), None).unwrap())).unwrap();
