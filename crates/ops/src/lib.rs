@@ -14,6 +14,7 @@ pub mod conv_transpose2d;
 pub mod elementwise;
 pub mod haar;
 pub mod layout;
+pub mod measure;
 pub mod pool;
 pub mod reduce;
 pub mod rng;

@@ -8,6 +8,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("conv_transpose2d.wgsl", CONV_TRANSPOSE2D),
     ("elementwise.wgsl", ELEMENTWISE),
     ("haar.wgsl", HAAR),
+    ("measure.wgsl", MEASURE),
     ("pool.wgsl", POOL),
     ("reduce.wgsl", REDUCE),
     ("rng.wgsl", RNG),
@@ -20,6 +21,7 @@ pub const CONV2D: &str = include_str!("../../../shaders/conv2d.wgsl");
 pub const CONV_TRANSPOSE2D: &str = include_str!("../../../shaders/conv_transpose2d.wgsl");
 pub const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
 pub const HAAR: &str = include_str!("../../../shaders/haar.wgsl");
+pub const MEASURE: &str = include_str!("../../../shaders/measure.wgsl");
 pub const POOL: &str = include_str!("../../../shaders/pool.wgsl");
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 pub const RNG: &str = include_str!("../../../shaders/rng.wgsl");

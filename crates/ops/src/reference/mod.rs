@@ -9,6 +9,7 @@ pub mod conv2d;
 pub mod conv_transpose2d;
 pub mod elementwise;
 pub mod haar;
+pub mod measure;
 pub mod pool;
 pub mod reduce;
 pub mod rng;
