@@ -1022,6 +1022,34 @@ def group_e():
                 crop(set12_07, *c))
 
 
+def group_f():
+    """JVP/VJP goldens of the RCNN, the small UNet and the memorization UNet (small odd crops)."""
+    print("F: Jacobians of RCNN, small UNet, memorization UNet")
+    set12_07 = img("gray/Set12/07.png")
+    cases = [("jac_rcnn_bias", "rcnn", "bias", (90, 110, 13, 14), 51),
+             ("jac_unet_bias", "unet", "bias", (90, 110, 15, 13), 52),
+             ("jac_unet_bias_free", "unet", "bias_free", (90, 110, 15, 13), 53)]
+    for name, arch, variant, c, seed in cases:
+        ck = f"bias_free_denoising/{arch}/{variant}/0-100.pt"
+        model = (RCNN if arch == "rcnn" else SmallUNet)(load_checkpoint(ck)[0]).eval()
+        x = gaussian_noisy(crop(set12_07, *c), 30, seed)
+        jvp_vjp_case(name, model, x, lambda m, z: m(z), dict(
+            checkpoint=ck, arch=f"{'rcnn' if arch == 'rcnn' else 'small_unet'}_{variant}",
+            image="gray/Set12/07.png", crop=dict(top=c[0], left=c[1], h=c[2], w=c[3]), sigma255=30, noise_seed=seed,
+            tangent_seed=seed, tangents=f"v, u = numpy default_rng({seed}).standard_normal((3,)+input.shape) each (v first)",
+            output_is="model output (denoised)"), seed)
+    # memorization UNet: the bf_unet_random weights, denoised = y - f(y)
+    mem = MemUNet(base=8)
+    mem.load_state_dict(read_safetensors(os.path.join(HERE, "bf_unet_random", "weights.safetensors")))
+    c = (110, 100, 16, 24)
+    x = gaussian_noisy(crop(img("gray/Set12/03.png"), *c), 30, 54)
+    jvp_vjp_case("jac_bf_unet_random", mem.eval(), x, lambda m, z: z - m(z), dict(
+        weights="bf_unet_random/weights.safetensors", arch="mem_unet_bias_free", base_width=8,
+        image="gray/Set12/03.png", crop=dict(top=c[0], left=c[1], h=c[2], w=c[3]), sigma255=30, noise_seed=54,
+        tangent_seed=54, tangents="v, u = numpy default_rng(54).standard_normal((3,1,16,24)) each (v first)",
+        output_is="y - f(y)"), 54)
+
+
 def write_safetensors(path, tensors, metadata=None):
     header, offset, blobs = {}, 0, []
     if metadata:
@@ -1075,10 +1103,10 @@ def main():
     global SHARED
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shared", default=SHARED, help="the shared/ folder (default: ../shared from the repo root)")
-    p.add_argument("--only", default="A,B,C,D,E", help="comma-separated groups to (re)build")
+    p.add_argument("--only", default="A,B,C,D,E,F", help="comma-separated groups to (re)build")
     a = p.parse_args()
     SHARED = os.path.abspath(a.shared)
-    groups = {"A": group_a, "B": group_b, "C": group_c, "D": group_d, "E": group_e}
+    groups = {"A": group_a, "B": group_b, "C": group_c, "D": group_d, "E": group_e, "F": group_f}
     for g in a.only.upper().split(","):
         groups[g.strip()]()
     update_index()
