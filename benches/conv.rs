@@ -24,7 +24,12 @@ fn main() {
     let conv = Conv2d::same(&gpu, &w, c, c, k, 1);
     let flops = 2.0 * conv.macs(1, size, size) as f64;
     let mut results = Vec::new();
-    for (name, variant) in [("prior tiled", ConvVariant::Auto), ("naive 1 output/invocation", ConvVariant::Naive)] {
+    let auto_name = if gpu.subgroups_at_least(8) { "prior tiled + subgroups" } else { "prior tiled" };
+    for (name, variant) in [
+        (auto_name, ConvVariant::Auto),
+        ("prior tiled, no subgroups", ConvVariant::Plain),
+        ("naive 1 output/invocation", ConvVariant::Naive),
+    ] {
         let run = || {
             let y = conv.forward(&gpu, &x, Epilogue { variant, ..Default::default() }).unwrap();
             pollster::block_on(gpu.read(&y.reshape(y.shape()))).unwrap();
@@ -47,5 +52,5 @@ fn main() {
         Ok((gf, secs)) => report_line("pytorch cpu", gf, secs, results[0].1),
         Err(e) => println!("pytorch cpu: skipped ({e})"),
     }
-    println!("ratio tiled/naive: {:.1}x", results[0].1 / results[1].1);
+    println!("ratio prior/naive: {:.1}x (no subgroups: {:.1}x)", results[0].1 / results[2].1, results[1].1 / results[2].1);
 }

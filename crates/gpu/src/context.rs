@@ -38,6 +38,8 @@ pub struct AdapterSummary {
     pub max_storage_buffer_binding_size: u64,
     pub max_buffer_size: u64,
     pub subgroups: bool,
+    /// Smallest subgroup size the adapter may use (when `subgroups`).
+    pub subgroup_min_size: u32,
     pub f16: bool,
 }
 
@@ -54,6 +56,7 @@ impl AdapterSummary {
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
             max_buffer_size: limits.max_buffer_size,
             subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_min_size: info.subgroup_min_size,
             f16: features.contains(wgpu::Features::SHADER_F16),
         }
     }
@@ -69,6 +72,7 @@ pub struct Gpu {
     /// Largest buffer a tensor may occupy (min of the storage-binding and
     /// buffer-size limits, or the lowered limit of [`GpuOptions`]).
     pub max_buffer_bytes: u64,
+    no_subgroups: bool,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     pub(crate) pool: Arc<Mutex<Pool>>,
     pub(crate) stream: Mutex<Stream>,
@@ -177,6 +181,7 @@ impl Gpu {
             limits,
             features,
             max_buffer_bytes,
+            no_subgroups: std::env::var("PRIOR_NO_SUBGROUPS").is_ok_and(|v| v == "1"),
             pipelines: Mutex::new(HashMap::new()),
             pool: Arc::new(Mutex::new(Pool::default())),
         })
@@ -190,6 +195,12 @@ impl Gpu {
     /// True when kernels may use subgroup operations.
     pub fn has_subgroups(&self) -> bool {
         self.features.contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// True when subgroup operations are available and every subgroup has
+    /// at least `lanes` lanes. `PRIOR_NO_SUBGROUPS=1` turns subgroup kernels off.
+    pub fn subgroups_at_least(&self, lanes: u32) -> bool {
+        self.has_subgroups() && self.adapter.subgroup_min_size >= lanes && !self.no_subgroups
     }
 
     /// The compiled pipeline of `kernel` with the given specialisation

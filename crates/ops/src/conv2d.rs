@@ -10,6 +10,12 @@ use crate::shaders::CONV2D;
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite];
 pub const CONV_VEC4: Kernel = Kernel { file: "conv2d.wgsl", source: CONV2D, entry: "conv_vec4", bindings: BINDINGS };
 pub const CONV_SCALAR: Kernel = Kernel { file: "conv2d.wgsl", source: CONV2D, entry: "conv_scalar", bindings: BINDINGS };
+pub const CONV_VEC4_SUBGROUP: Kernel = Kernel {
+    file: "conv2d_subgroup.wgsl",
+    source: crate::shaders::CONV2D_SUBGROUP,
+    entry: "conv_vec4_subgroup",
+    bindings: BINDINGS,
+};
 pub const CONV_NAIVE: Kernel = Kernel { file: "conv2d.wgsl", source: CONV2D, entry: "conv_naive", bindings: BINDINGS };
 
 const FLAG_SCALE: u32 = 1;
@@ -44,6 +50,8 @@ struct Params {
 pub enum ConvVariant {
     #[default]
     Auto,
+    /// The tiled kernel without subgroup operations (what browsers get).
+    Plain,
     Naive,
 }
 
@@ -278,9 +286,15 @@ impl Conv2d {
                 let groups = crate::groups_flat(out_shape.numel());
                 gpu.launch(&CONV_NAIVE, &[], bytemuck::bytes_of(&params), &bufs, groups);
             }
-            ConvVariant::Auto => {
+            ConvVariant::Auto | ConvVariant::Plain => {
                 let tiles = s.n * ho * wo.div_ceil(tp);
-                let kernel = if self.cin % 4 == 0 { &CONV_VEC4 } else { &CONV_SCALAR };
+                let kernel = if self.cin % 4 != 0 {
+                    &CONV_SCALAR
+                } else if gpu.subgroups_at_least(8) && epi.variant != ConvVariant::Plain {
+                    &CONV_VEC4_SUBGROUP
+                } else {
+                    &CONV_VEC4
+                };
                 let groups = [tiles.div_ceil(64) as u32, (cout_p / 8) as u32, 1];
                 if groups[0] > gpu.limits.max_compute_workgroups_per_dimension {
                     return Err(GpuError::TooLarge {

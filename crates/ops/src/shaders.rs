@@ -5,6 +5,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("batch_norm.wgsl", BATCH_NORM),
     ("channels.wgsl", CHANNELS),
     ("conv2d.wgsl", CONV2D),
+    ("conv2d_subgroup.wgsl", CONV2D_SUBGROUP),
     ("conv_transpose2d.wgsl", CONV_TRANSPOSE2D),
     ("elementwise.wgsl", ELEMENTWISE),
     ("haar.wgsl", HAAR),
@@ -18,6 +19,7 @@ pub const ALL: &[(&str, &str)] = &[
 pub const BATCH_NORM: &str = include_str!("../../../shaders/batch_norm.wgsl");
 pub const CHANNELS: &str = include_str!("../../../shaders/channels.wgsl");
 pub const CONV2D: &str = include_str!("../../../shaders/conv2d.wgsl");
+pub const CONV2D_SUBGROUP: &str = include_str!("../../../shaders/conv2d_subgroup.wgsl");
 pub const CONV_TRANSPOSE2D: &str = include_str!("../../../shaders/conv_transpose2d.wgsl");
 pub const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
 pub const HAAR: &str = include_str!("../../../shaders/haar.wgsl");

@@ -18,7 +18,7 @@ fn check(n: usize, h: usize, w: usize, cin: usize, cout: usize, k: usize, stride
     let conv = Conv2d::new(gpu, &wt, cout, cin, k, k, stride, pad, dil);
     let (os, want) = reference::conv2d::conv2d(&x, s, &wt, None, cout, (k, k), stride, pad, dil);
     let xt = gpu.upload(s, &x);
-    for variant in [ConvVariant::Auto, ConvVariant::Naive] {
+    for variant in [ConvVariant::Auto, ConvVariant::Plain, ConvVariant::Naive] {
         let y = conv.forward(gpu, &xt, Epilogue { variant, ..Default::default() }).unwrap();
         assert_eq!(y.shape(), os);
         let got = pollster::block_on(gpu.read(&y)).unwrap();
@@ -58,7 +58,7 @@ fn conv_epilogue_affine_relu_mask() {
     let want = reference::elementwise::relu_mask(&reference::elementwise::relu(&aff), &maskv);
     let mask = gpu.upload(Shape::new(1, h, w, cout), &maskv);
     let xt = gpu.upload(s, &x);
-    for variant in [ConvVariant::Auto, ConvVariant::Naive] {
+    for variant in [ConvVariant::Auto, ConvVariant::Plain, ConvVariant::Naive] {
         let y = conv.forward(gpu, &xt, Epilogue { relu: true, mask: Some(&mask), variant, no_shift: false }).unwrap();
         let got = pollster::block_on(gpu.read(&y)).unwrap();
         assert!(max_abs_diff(&got, &want) < 1e-4, "{variant:?}");
