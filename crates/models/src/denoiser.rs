@@ -68,6 +68,7 @@ pub fn load(gpu: &Gpu, blob: &WeightBlob) -> Result<Box<dyn Denoiser>> {
     let arch = blob.arch()?;
     match arch {
         "bfcnn" | "dncnn" => Ok(Box::new(crate::conv_chain::ConvChain::from_blob(gpu, blob)?)),
+        "multiscale" => Ok(Box::new(crate::multiscale::MultiScale::from_blob(gpu, blob)?)),
         "rcnn" => Ok(Box::new(crate::rcnn::Rcnn::from_blob(gpu, blob)?)),
         "unet_small" => Ok(Box::new(crate::unet_small::UnetSmall::from_blob(gpu, blob)?)),
         "bf_unet" => Ok(Box::new(crate::bf_unet::BfUnet::from_blob(gpu, blob)?)),
@@ -80,6 +81,10 @@ pub fn load(gpu: &Gpu, blob: &WeightBlob) -> Result<Box<dyn Denoiser>> {
 
 /// Loads a model from a `.safetensors` blob or a PyTorch checkpoint.
 pub fn load_path(gpu: &Gpu, path: &Path) -> Result<Box<dyn Denoiser>> {
+    if path.is_dir() {
+        // A folder of multi-scale parts (low*.pt + rf*_scale_j.pt).
+        return Ok(Box::new(crate::multiscale::MultiScale::from_dir(gpu, path)?));
+    }
     let blob = WeightBlob::load(path)?;
     load(gpu, &blob)
 }

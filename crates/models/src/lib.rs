@@ -8,6 +8,7 @@ pub mod conv_chain;
 pub mod denoiser;
 pub mod error;
 pub mod import;
+pub mod multiscale;
 pub mod rcnn;
 pub mod tiling;
 pub mod unet_small;
