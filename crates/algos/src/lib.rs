@@ -1,2 +1,5 @@
 //! Algorithms on the prior implicit in a denoiser (x̂(y) = y + σ²∇log p(y)):
 //! sampling and linear inverse problems, Jacobian analysis, log-probability.
+
+pub mod measure;
+pub mod sampler;

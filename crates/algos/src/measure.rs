@@ -1,0 +1,566 @@
+//! Linear measurement operators of the inverse problems of Kadkhodaie &
+//! Simoncelli (2021), on the GPU: each is a pair M (measurements → image)
+//! and Mᵀ (image → measurements) with orthonormal rows, so that M Mᵀ is the
+//! orthogonal projection onto the measured subspace and MᵀM = I on the
+//! measurement space (checked in `crates/algos/tests/measure.rs`).
+//!
+//! Conventions follow the authors' code (`Utils_inverse_prob.py` of
+//! universal_inverse_problem):
+//! * **synthesis**: M = Mᵀ = 0.
+//! * **inpainting**: a 0/1 mask, M = Mᵀ = mask ⊙ (a rectangle of missing
+//!   pixels in every channel, or any mask image).
+//! * **random pixels**: exactly ⌊p·N⌋ of the N = C·H·W values are kept
+//!   (channels masked independently), chosen uniformly: the values whose
+//!   hash `mix(i ^ key(seed, STREAM_PIXELS))` (i = flat (C, H, W) index) is
+//!   among the ⌊p·N⌋ smallest.
+//! * **super-resolution** by s×s blocks: Mᵀ = s · block mean (a stride-s conv
+//!   with the kernel 1/s, i.e. the normalised box), M = value / s replicated
+//!   over the block (its transpose). H and W must be multiples of s.
+//! * **random basis** (compressive sensing): m = ⌊p·N⌋ measurements Mᵀx =
+//!   Uᵀx with U the thin Q of the QR of an N×m standard normal matrix
+//!   (entries `normal(key(seed, STREAM_BASIS), k·N + i)` for column k and
+//!   flat (C, H, W) index i; Cholesky QR in f64 on the CPU, R with a positive
+//!   diagonal). U is dense (N·m floats on the GPU): meant for small crops.
+//! * **spectral super-resolution**: Mᵀ = mask ⊙ orthonormal 2-D DFT of each
+//!   channel, M = real part of the inverse DFT. The authors keep rows
+//!   `k < xf or k ≥ H − xf` and columns `k < yf or k ≥ W − yf` with
+//!   `xf = ⌊round(H·√p)/2⌋`, `yf = ⌊round(H·W·p/xf)/4⌋`. That set is not
+//!   closed under k → −k (frequency −xf is kept, +xf is not), so their
+//!   Re(F* D F) gives those unpaired frequencies weight ½ and is not a
+//!   projection. We keep a frequency when it **or its mirror** is in the
+//!   authors' set, which makes M Mᵀ the orthogonal projection onto the
+//!   nearest symmetric low-pass set (60×60, p = 0.2: 727 of 3600
+//!   frequencies per channel, against the authors' 676 at weight 1 plus
+//!   102 at weight ½). Measurements are complex spectra `[n, h, w, 2C]`
+//!   (interleaved re, im; zero off the mask).
+
+use prior_gpu::{Gpu, GpuError, Shape, Tensor};
+use prior_ops::measure::{self as kernels, Axis};
+use prior_ops::reference::rng;
+
+/// Noise stream of the random-pixel mask.
+pub const STREAM_PIXELS: u32 = 0xF000_0001;
+/// Noise stream of the random basis.
+pub const STREAM_BASIS: u32 = 0xF000_0002;
+
+/// Errors of building or applying a measurement operator.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+}
+
+pub type Result<T, E = MeasureError> = std::result::Result<T, E>;
+
+/// A linear measurement operator on images `[n, h, w, c]`.
+pub trait Measurement {
+    /// One line: task and parameters.
+    fn describe(&self) -> String;
+    /// `(h, w, c)` of one image.
+    fn image_shape(&self) -> (usize, usize, usize);
+    /// Real dimension of the measurement space of one image.
+    fn dimensions(&self) -> usize;
+    /// Shape of the measurement tensor of `n` images.
+    fn measurement_shape(&self, n: usize) -> Shape;
+    /// Mᵀ: images → measurements (x_c = Mᵀ x).
+    fn mt(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor>;
+    /// M: measurements → images.
+    fn m(&self, gpu: &Gpu, x_c: &Tensor) -> Result<Tensor>;
+    /// M Mᵀ x, the projection onto the measured subspace.
+    fn project(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
+        let c = self.mt(gpu, x)?;
+        self.m(gpu, &c)
+    }
+    /// For masking operators (M Mᵀ v = m ⊙ v): the mask `[1, h, w, c]`,
+    /// which lets the sampler fuse the projection into its direction kernel.
+    fn mask(&self) -> Option<&Tensor> {
+        None
+    }
+}
+
+/// A task of the paper, with its parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Task {
+    /// Unconditional synthesis (M = 0).
+    Synthesis,
+    /// A missing rectangle (0-based top, left, height, width), all channels.
+    InpaintRect { top: usize, left: usize, height: usize, width: usize },
+    /// A mask image `(h, w, mc)` channels-last, mc = 1 (all channels) or c:
+    /// values > 0.5 are measured (known), the rest is missing.
+    InpaintMask { mask: Vec<f32>, channels: usize },
+    /// Keep a random fraction of the values.
+    Pixels { fraction: f64 },
+    /// s×s block averaging.
+    SuperRes { factor: usize },
+    /// A random orthonormal basis of ⌊p·N⌋ vectors.
+    RandomBasis { fraction: f64 },
+    /// Keep the low DFT frequencies (fraction p, the authors' layout).
+    Spectral { fraction: f64 },
+}
+
+impl Task {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Task::Synthesis => "synthesis",
+            Task::InpaintRect { .. } | Task::InpaintMask { .. } => "inpaint",
+            Task::Pixels { .. } => "pixels",
+            Task::SuperRes { .. } => "superres",
+            Task::RandomBasis { .. } => "cs",
+            Task::Spectral { .. } => "spectral",
+        }
+    }
+}
+
+fn invalid<T>(msg: String) -> Result<T> {
+    Err(MeasureError::Invalid(msg))
+}
+
+fn check_fraction(task: &str, p: f64) -> Result<()> {
+    if !(p > 0.0 && p <= 1.0) {
+        return invalid(format!("{task}: the fraction must be in (0, 1], got {p}"));
+    }
+    Ok(())
+}
+
+fn check_image(what: &str, x: &Tensor, (h, w, c): (usize, usize, usize)) -> Result<()> {
+    let s = x.shape();
+    if (s.h, s.w, s.c) != (h, w, c) {
+        return invalid(format!("{what}: the operator is for {h}x{w}x{c} images, got {s}"));
+    }
+    Ok(())
+}
+
+/// Builds the operator of `task` for `h × w × c` images; `seed` draws the
+/// random pixels or the random basis.
+pub fn build(gpu: &Gpu, task: &Task, (h, w, c): (usize, usize, usize), seed: u64) -> Result<Box<dyn Measurement>> {
+    if h == 0 || w == 0 || c == 0 {
+        return invalid(format!("empty image {h}x{w}x{c}"));
+    }
+    let dims = (h, w, c);
+    gpu.check_fits("image", Shape::new(1, h, w, c))?;
+    Ok(match task {
+        Task::Synthesis => Box::new(Synthesis { dims }),
+        Task::InpaintRect { top, left, height, width } => {
+            if *height == 0 || *width == 0 || top + height > h || left + width > w {
+                return invalid(format!(
+                    "inpaint: rectangle top {top}, left {left}, {height}x{width} is empty or leaves the {h}x{w} image"
+                ));
+            }
+            let mut m = vec![1.0f32; h * w * c];
+            for y in *top..top + height {
+                for x in *left..left + width {
+                    for ch in 0..c {
+                        m[(y * w + x) * c + ch] = 0.0;
+                    }
+                }
+            }
+            Box::new(Masking::new(gpu, dims, m, format!("inpaint rows {top}..{} columns {left}..{}", top + height, left + width))?)
+        }
+        Task::InpaintMask { mask, channels } => {
+            if (*channels != 1 && *channels != c) || mask.len() != h * w * channels {
+                return invalid(format!(
+                    "inpaint: the mask has {} values with {channels} channel(s); the image is {h}x{w}x{c} (mask must be {h}x{w} with 1 or {c} channels)",
+                    mask.len()
+                ));
+            }
+            let m: Vec<f32> =
+                (0..h * w * c).map(|j| if mask[(j / c) * channels + (j % c) % channels] > 0.5 { 1.0 } else { 0.0 }).collect();
+            Box::new(Masking::new(gpu, dims, m, "inpaint (mask image)".into())?)
+        }
+        Task::Pixels { fraction } => {
+            check_fraction("pixels", *fraction)?;
+            let m = random_pixel_mask(dims, *fraction, seed);
+            Box::new(Masking::new(gpu, dims, m, format!("random pixels p={fraction}, seed {seed}"))?)
+        }
+        Task::SuperRes { factor } => {
+            let s = *factor;
+            if s < 1 || h % s != 0 || w % s != 0 {
+                return invalid(format!("superres: the image size {h}x{w} is not a multiple of the factor {s}"));
+            }
+            Box::new(BlockSuperRes { dims, s })
+        }
+        Task::RandomBasis { fraction } => {
+            check_fraction("cs", *fraction)?;
+            Box::new(RandomBasis::new(gpu, dims, *fraction, seed)?)
+        }
+        Task::Spectral { fraction } => {
+            check_fraction("spectral", *fraction)?;
+            Box::new(Spectral::new(gpu, dims, *fraction)?)
+        }
+    })
+}
+
+/// M = Mᵀ = 0.
+pub struct Synthesis {
+    dims: (usize, usize, usize),
+}
+
+impl Measurement for Synthesis {
+    fn describe(&self) -> String {
+        "synthesis (no measurements)".into()
+    }
+    fn image_shape(&self) -> (usize, usize, usize) {
+        self.dims
+    }
+    fn dimensions(&self) -> usize {
+        0
+    }
+    fn measurement_shape(&self, n: usize) -> Shape {
+        let (h, w, c) = self.dims;
+        Shape::new(n, h, w, c)
+    }
+    fn mt(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
+        check_image("synthesis Mᵀ", x, self.dims)?;
+        Ok(gpu.zeros(x.shape()))
+    }
+    fn m(&self, gpu: &Gpu, x_c: &Tensor) -> Result<Tensor> {
+        check_image("synthesis M", x_c, self.dims)?;
+        Ok(gpu.zeros(x_c.shape()))
+    }
+}
+
+/// M = Mᵀ = mask ⊙ (inpainting, random pixels).
+pub struct Masking {
+    dims: (usize, usize, usize),
+    mask: Tensor,
+    kept: usize,
+    desc: String,
+}
+
+impl Masking {
+    /// `mask`: `h·w·c` values (0 or 1), channels-last.
+    pub fn new(gpu: &Gpu, dims: (usize, usize, usize), mask: Vec<f32>, desc: String) -> Result<Masking> {
+        let (h, w, c) = dims;
+        let kept = mask.iter().filter(|v| **v > 0.5).count();
+        Ok(Masking { dims, mask: gpu.upload(Shape::new(1, h, w, c), &mask), kept, desc })
+    }
+}
+
+impl Measurement for Masking {
+    fn describe(&self) -> String {
+        let n = self.dims.0 * self.dims.1 * self.dims.2;
+        format!("{} ({} of {} values measured)", self.desc, self.kept, n)
+    }
+    fn image_shape(&self) -> (usize, usize, usize) {
+        self.dims
+    }
+    fn dimensions(&self) -> usize {
+        self.kept
+    }
+    fn measurement_shape(&self, n: usize) -> Shape {
+        let (h, w, c) = self.dims;
+        Shape::new(n, h, w, c)
+    }
+    fn mt(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
+        check_image("mask Mᵀ", x, self.dims)?;
+        Ok(kernels::mask_mul(gpu, x, &self.mask)?)
+    }
+    fn m(&self, gpu: &Gpu, x_c: &Tensor) -> Result<Tensor> {
+        check_image("mask M", x_c, self.dims)?;
+        Ok(kernels::mask_mul(gpu, x_c, &self.mask)?)
+    }
+    fn mask(&self) -> Option<&Tensor> {
+        Some(&self.mask)
+    }
+}
+
+/// The random-pixel mask (channels-last 0/1 values), see the module docs.
+pub fn random_pixel_mask((h, w, c): (usize, usize, usize), fraction: f64, seed: u64) -> Vec<f32> {
+    let n = h * w * c;
+    let keep = ((fraction * n as f64).floor() as usize).min(n);
+    let key = rng::key(seed, STREAM_PIXELS);
+    let mut order: Vec<(u32, u32)> = (0..n as u32).map(|i| (rng::mix(i ^ key), i)).collect();
+    order.sort_unstable();
+    let mut m = vec![0.0f32; n];
+    for &(_, i) in &order[..keep] {
+        let i = i as usize;
+        let (ch, pix) = (i / (h * w), i % (h * w));
+        m[pix * c + ch] = 1.0;
+    }
+    m
+}
+
+/// s×s block super-resolution.
+pub struct BlockSuperRes {
+    dims: (usize, usize, usize),
+    s: usize,
+}
+
+impl Measurement for BlockSuperRes {
+    fn describe(&self) -> String {
+        let (h, w, _) = self.dims;
+        format!("{}x super-resolution ({}x{} → {h}x{w})", self.s, h / self.s, w / self.s)
+    }
+    fn image_shape(&self) -> (usize, usize, usize) {
+        self.dims
+    }
+    fn dimensions(&self) -> usize {
+        let (h, w, c) = self.dims;
+        h / self.s * (w / self.s) * c
+    }
+    fn measurement_shape(&self, n: usize) -> Shape {
+        let (h, w, c) = self.dims;
+        Shape::new(n, h / self.s, w / self.s, c)
+    }
+    fn mt(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
+        check_image("superres Mᵀ", x, self.dims)?;
+        Ok(kernels::block_down(gpu, x, self.s)?)
+    }
+    fn m(&self, gpu: &Gpu, x_c: &Tensor) -> Result<Tensor> {
+        let (h, w, c) = self.dims;
+        check_image("superres M", x_c, (h / self.s, w / self.s, c))?;
+        Ok(kernels::block_up(gpu, x_c, self.s)?)
+    }
+}
+
+/// Random orthonormal basis (compressive sensing).
+pub struct RandomBasis {
+    dims: (usize, usize, usize),
+    /// U (N × m), rows in channels-last pixel order.
+    u: Tensor,
+    m: usize,
+    seed: u64,
+    fraction: f64,
+}
+
+impl RandomBasis {
+    pub fn new(gpu: &Gpu, dims: (usize, usize, usize), fraction: f64, seed: u64) -> Result<RandomBasis> {
+        let (h, w, c) = dims;
+        let n = h * w * c;
+        let m = (fraction * n as f64).floor() as usize;
+        if m == 0 {
+            return invalid(format!("cs: fraction {fraction} of {n} values is no measurement"));
+        }
+        let bytes = (n * m) as u64 * 4;
+        if bytes > gpu.max_buffer_bytes || (n * m) as u64 >= u32::MAX as u64 {
+            return invalid(format!(
+                "cs: the dense {n}x{m} basis needs {:.0} MiB, over this adapter's {:.0} MiB buffer limit; use a smaller crop",
+                bytes as f64 / 1048576.0,
+                gpu.max_buffer_bytes as f64 / 1048576.0
+            ));
+        }
+        let q = random_orthonormal(n, m, seed);
+        // Row j of the GPU matrix is channels-last value j = flat (C,H,W) index i.
+        let mut u = vec![0.0f32; n * m];
+        for j in 0..n {
+            let (pix, ch) = (j / c, j % c);
+            let i = ch * h * w + pix;
+            for k in 0..m {
+                u[j * m + k] = q[k * n + i] as f32;
+            }
+        }
+        Ok(RandomBasis { dims, u: gpu.upload(Shape::vector(n * m), &u), m, seed, fraction })
+    }
+}
+
+impl Measurement for RandomBasis {
+    fn describe(&self) -> String {
+        let (h, w, c) = self.dims;
+        format!("random orthonormal basis p={} ({} of {} dimensions, seed {})", self.fraction, self.m, h * w * c, self.seed)
+    }
+    fn image_shape(&self) -> (usize, usize, usize) {
+        self.dims
+    }
+    fn dimensions(&self) -> usize {
+        self.m
+    }
+    fn measurement_shape(&self, n: usize) -> Shape {
+        Shape::new(n, 1, 1, self.m)
+    }
+    fn mt(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
+        check_image("cs Mᵀ", x, self.dims)?;
+        let (h, w, c) = self.dims;
+        Ok(kernels::matvec_t(gpu, &self.u, h * w * c, self.m, x)?)
+    }
+    fn m(&self, gpu: &Gpu, x_c: &Tensor) -> Result<Tensor> {
+        if x_c.shape().h != 1 || x_c.shape().w != 1 || x_c.shape().c != self.m {
+            return invalid(format!("cs M: expected measurements [n, 1, 1, {}], got {}", self.m, x_c.shape()));
+        }
+        let (h, w, c) = self.dims;
+        let y = kernels::matvec(gpu, &self.u, h * w * c, self.m, x_c)?;
+        Ok(y.reshape(Shape::new(x_c.shape().n, h, w, c)))
+    }
+}
+
+/// Orthonormal columns (column-major `n × m`, column k at `[k·n..]`) of the
+/// thin QR of an `n × m` standard normal matrix drawn from `seed`: Cholesky
+/// QR in f64 (G = AᵀA = RᵀR, Q = A R⁻¹; a Gaussian matrix with m ≤ n is
+/// well conditioned, cond ≈ (1 + √(m/n)) / (1 − √(m/n)), so one pass is
+/// orthonormal to ~1e-14 for m ≤ n/2, and below ~1e-10 unless m is within
+/// a few columns of n). R has a positive diagonal, so Q is the unique thin
+/// QR factor that LAPACK would give up to column signs.
+pub fn random_orthonormal(n: usize, m: usize, seed: u64) -> Vec<f64> {
+    assert!(m <= n && m > 0);
+    let key = rng::key(seed, STREAM_BASIS);
+    let a: Vec<f64> = (0..n * m).map(|idx| rng::normal(key, idx as u32) as f64).collect();
+    // Gram matrix (lower triangle), 4×4 blocks of dot products.
+    let mut g = vec![0.0f64; m * m];
+    let col = |k: usize| &a[k * n..(k + 1) * n];
+    let mut i0 = 0;
+    while i0 < m {
+        let ib = (m - i0).min(4);
+        let mut j0 = 0;
+        while j0 <= i0 {
+            let jb = (m - j0).min(4);
+            let mut acc = [[[0.0f64; 8]; 4]; 4];
+            let ci: Vec<&[f64]> = (0..ib).map(|t| col(i0 + t)).collect();
+            let cj: Vec<&[f64]> = (0..jb).map(|t| col(j0 + t)).collect();
+            let chunks = n / 8;
+            for q in 0..chunks {
+                let o = q * 8;
+                for (x, ai) in ci.iter().enumerate() {
+                    let va = &ai[o..o + 8];
+                    for (y, bj) in cj.iter().enumerate() {
+                        let vb = &bj[o..o + 8];
+                        for l in 0..8 {
+                            acc[x][y][l] += va[l] * vb[l];
+                        }
+                    }
+                }
+            }
+            for x in 0..ib {
+                for y in 0..jb {
+                    let mut s: f64 = acc[x][y].iter().sum();
+                    for o in chunks * 8..n {
+                        s += ci[x][o] * cj[y][o];
+                    }
+                    g[(i0 + x) * m + j0 + y] = s;
+                }
+            }
+            j0 += 4;
+        }
+        i0 += 4;
+    }
+    // Cholesky G = L Lᵀ (lower, row-major), R = Lᵀ.
+    let mut l = vec![0.0f64; m * m];
+    for i in 0..m {
+        for j in 0..=i {
+            let (ri, rj) = (&l[i * m..i * m + j], &l[j * m..j * m + j]);
+            let s: f64 = ri.iter().zip(rj).map(|(x, y)| x * y).sum();
+            let v = g[i * m + j] - s;
+            if i == j {
+                l[i * m + i] = v.max(f64::MIN_POSITIVE).sqrt();
+            } else {
+                l[i * m + j] = v / l[j * m + j];
+            }
+        }
+    }
+    // Q = A R⁻¹ column by column: q_j = (a_j − Σ_{i<j} L[j][i] q_i) / L[j][j],
+    // with 8 target columns updated per pass over each finished column.
+    let mut q = a;
+    let mut j0 = 0;
+    while j0 < m {
+        let jb = (m - j0).min(8);
+        let (done, rest) = q.split_at_mut(j0 * n);
+        let block = &mut rest[..jb * n];
+        for i in 0..j0 {
+            let qi = &done[i * n..(i + 1) * n];
+            for t in 0..jb {
+                let coef = l[(j0 + t) * m + i];
+                let tgt = &mut block[t * n..(t + 1) * n];
+                for (x, y) in tgt.iter_mut().zip(qi) {
+                    *x -= coef * y;
+                }
+            }
+        }
+        for t in 0..jb {
+            let j = j0 + t;
+            let (before, cur) = block.split_at_mut(t * n);
+            let cur = &mut cur[..n];
+            for s in 0..t {
+                let coef = l[j * m + j0 + s];
+                for (x, y) in cur.iter_mut().zip(&before[s * n..(s + 1) * n]) {
+                    *x -= coef * y;
+                }
+            }
+            let d = 1.0 / l[j * m + j];
+            for x in cur.iter_mut() {
+                *x *= d;
+            }
+        }
+        j0 += jb;
+    }
+    q
+}
+
+/// Spectral super-resolution.
+pub struct Spectral {
+    dims: (usize, usize, usize),
+    mask: Tensor,
+    tw_h: Tensor,
+    tw_w: Tensor,
+    kept: usize,
+    fraction: f64,
+}
+
+/// The kept-frequency mask `[h·w]` (1 = kept), see the module docs;
+/// returns also the authors' `(xf, yf)`.
+pub fn spectral_mask(h: usize, w: usize, fraction: f64) -> Result<(Vec<f32>, usize, usize)> {
+    let xf = ((h as f64 * fraction.sqrt()).round_ties_even() / 2.0).floor() as usize;
+    if xf == 0 {
+        return invalid(format!("spectral: fraction {fraction} keeps no frequency of a {h}x{w} image"));
+    }
+    let yf = ((h as f64 * w as f64 * fraction / xf as f64).round_ties_even() / 4.0).floor() as usize;
+    if yf == 0 {
+        return invalid(format!("spectral: fraction {fraction} keeps no column frequency of a {h}x{w} image"));
+    }
+    let keep_row = |k: usize| k < xf || k + xf >= h;
+    let keep_col = |k: usize| k < yf || k + yf >= w;
+    let authors = |i: usize, j: usize| keep_row(i) && keep_col(j);
+    let mut m = vec![0.0f32; h * w];
+    for i in 0..h {
+        for j in 0..w {
+            let (mi, mj) = ((h - i) % h, (w - j) % w);
+            if authors(i, j) || authors(mi, mj) {
+                m[i * w + j] = 1.0;
+            }
+        }
+    }
+    Ok((m, xf, yf))
+}
+
+impl Spectral {
+    pub fn new(gpu: &Gpu, dims: (usize, usize, usize), fraction: f64) -> Result<Spectral> {
+        let (h, w, _) = dims;
+        let (mask, _, _) = spectral_mask(h, w, fraction)?;
+        let kept = mask.iter().filter(|v| **v > 0.5).count();
+        Ok(Spectral {
+            dims,
+            mask: gpu.upload(Shape::new(1, h, w, 1), &mask),
+            tw_h: gpu.upload(Shape::vector(2 * h), &kernels::twiddles(h)),
+            tw_w: gpu.upload(Shape::vector(2 * w), &kernels::twiddles(w)),
+            kept,
+            fraction,
+        })
+    }
+}
+
+impl Measurement for Spectral {
+    fn describe(&self) -> String {
+        let (h, w, _) = self.dims;
+        format!("spectral super-resolution p={} ({} of {} frequencies per channel)", self.fraction, self.kept, h * w)
+    }
+    fn image_shape(&self) -> (usize, usize, usize) {
+        self.dims
+    }
+    fn dimensions(&self) -> usize {
+        self.kept * self.dims.2
+    }
+    fn measurement_shape(&self, n: usize) -> Shape {
+        let (h, w, c) = self.dims;
+        Shape::new(n, h, w, 2 * c)
+    }
+    fn mt(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
+        check_image("spectral Mᵀ", x, self.dims)?;
+        let a = kernels::dft(gpu, x, false, Axis::W, false, false, &self.tw_w, None)?;
+        Ok(kernels::dft(gpu, &a, true, Axis::H, false, false, &self.tw_h, Some(&self.mask))?)
+    }
+    fn m(&self, gpu: &Gpu, x_c: &Tensor) -> Result<Tensor> {
+        let (h, w, c) = self.dims;
+        check_image("spectral M", x_c, (h, w, 2 * c))?;
+        let a = kernels::dft(gpu, x_c, true, Axis::H, true, false, &self.tw_h, None)?;
+        Ok(kernels::dft(gpu, &a, true, Axis::W, true, true, &self.tw_w, None)?)
+    }
+}

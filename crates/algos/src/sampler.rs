@@ -1,0 +1,282 @@
+//! The stochastic coarse-to-fine sampler of Kadkhodaie & Simoncelli (2021)
+//! ("Solving linear inverse problems using the prior implicit in a
+//! denoiser"), generic over the residual function f(y) = y − x̂(y) and the
+//! measurement operator (`../shared/README.md`, "The stochastic
+//! coarse-to-fine sampler"):
+//!
+//! ```text
+//! y₀ ~ N(0.5·(1 − M Mᵀ 1) + M x_c, σ₀²)
+//! t = 1, 2, …:  h_t = h₀ t / (1 + h₀ (t − 1))
+//!               d_t = f(y) − M Mᵀ f(y) + M Mᵀ y − M x_c      (d_t = f(y) for synthesis)
+//!               σ_t = ‖d_t‖/√N,  γ_t = σ_t √((1 − β h_t)² − (1 − h_t)²)
+//!               y ← y − h_t d_t + γ_t z
+//!               stop when σ_t ≤ σ_L;   return y − f(y)
+//! ```
+//!
+//! Everything but the stopping test runs on the GPU: d_t, σ_t (a per-sample
+//! reduction), γ_t and the update (`prior_ops::sampler`); the loop reads back
+//! one small state tensor per iteration (σ_t and the status of each sample).
+//! As in the authors' loop, the update of the iteration whose σ_t reaches σ_L
+//! is applied before stopping; [`SampleRun::iterations`] counts the updates
+//! (the authors print t + 1).
+//!
+//! **Batches**: `shape.n` samples run together in one batched residual call
+//! per iteration, each with its own σ_t; a sample whose σ_t ≤ σ_L is frozen
+//! on the GPU (its later updates are skipped) while the others go on, and
+//! the loop ends when every sample has stopped (or after `max_iters`).
+//!
+//! **Noise**: `z` of iteration t is stream t of `seed` (y₀ uses stream 0),
+//! element (s, h, w, c) at counter s·N + (flat (C, H, W) index), so a seed
+//! reproduces a run bit for bit on one adapter, and to ~1e-6 per step across
+//! adapters; sample 0 of a batch is the single-sample run of that seed.
+//!
+//! **Divergence**: a sample whose σ_t exceeds `divergence_factor · σ₀` or is
+//! not finite is not updated and the run stops with
+//! [`SamplerError::Diverged`], which carries the last good iterate.
+
+use std::time::Instant;
+
+use prior_gpu::{Gpu, GpuError, Shape, Tensor};
+use prior_models::ModelError;
+use prior_ops::reference::rng;
+use prior_ops::sampler::{self as kernels, field, Step, CONVERGED, DIVERGED, STATE};
+
+use crate::measure::{MeasureError, Measurement};
+
+/// Sampler parameters (the paper's defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplerParams {
+    /// σ₀: standard deviation of the initial noise.
+    pub sigma0: f32,
+    /// σ_L: stop when σ_t ≤ σ_L.
+    pub sigma_final: f32,
+    /// h₀: first step size.
+    pub h0: f32,
+    /// β ∈ (0, 1]: 1 injects no noise; small β injects more.
+    pub beta: f32,
+    /// Give up (without an error) after this many iterations.
+    pub max_iters: usize,
+    /// Seed of the initial and injected noise.
+    pub seed: u64,
+    /// Use this constant step instead of the h_t schedule.
+    pub fixed_step: Option<f32>,
+    /// Divergence bound on σ_t, as a multiple of σ₀.
+    pub divergence_factor: f32,
+}
+
+impl Default for SamplerParams {
+    fn default() -> Self {
+        SamplerParams {
+            sigma0: 1.0,
+            sigma_final: 0.01,
+            h0: 0.01,
+            beta: 0.01,
+            max_iters: 3000,
+            seed: 0,
+            fixed_step: None,
+            divergence_factor: 10.0,
+        }
+    }
+}
+
+impl SamplerParams {
+    /// h_t of iteration t ≥ 1.
+    pub fn step(&self, t: usize) -> f32 {
+        match self.fixed_step {
+            Some(h) => h,
+            None => {
+                let (h0, t) = (self.h0 as f64, t as f64);
+                (h0 * t / (1.0 + h0 * (t - 1.0))) as f32
+            }
+        }
+    }
+
+    fn check(&self) -> Result<(), SamplerError> {
+        let bad = |m: String| Err(SamplerError::Invalid(m));
+        if !(self.sigma0 > 0.0 && self.sigma0.is_finite()) {
+            return bad(format!("sigma0 must be positive, got {}", self.sigma0));
+        }
+        if !(self.sigma_final > 0.0 && self.sigma_final < self.sigma0) {
+            return bad(format!("sigma_final must be in (0, sigma0 = {}), got {}", self.sigma0, self.sigma_final));
+        }
+        if !(self.h0 > 0.0 && self.h0 <= 1.0) {
+            return bad(format!("h0 must be in (0, 1], got {}", self.h0));
+        }
+        if !(self.beta > 0.0 && self.beta <= 1.0) {
+            return bad(format!("beta must be in (0, 1], got {}", self.beta));
+        }
+        if let Some(h) = self.fixed_step {
+            if !(h > 0.0 && h <= 1.0) {
+                return bad(format!("the fixed step must be in (0, 1], got {h}"));
+            }
+        }
+        if self.max_iters == 0 {
+            return bad("max_iters must be at least 1".into());
+        }
+        if !(self.divergence_factor > 1.0) {
+            return bad(format!("divergence_factor must exceed 1, got {}", self.divergence_factor));
+        }
+        Ok(())
+    }
+}
+
+/// Errors of a sampler run.
+#[derive(Debug, thiserror::Error)]
+pub enum SamplerError {
+    #[error("sampler: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Measure(#[from] MeasureError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    /// σ_t grew past the bound or became NaN; `last` is the batch of
+    /// iterates before the failing step (the diverged sample's last good one).
+    #[error("sampler diverged: sample {sample} at iteration {iteration} has σ_t = {sigma} (bound {bound}); try a smaller h0 or a larger beta")]
+    Diverged { sample: usize, iteration: usize, sigma: f32, bound: f32, last: Tensor },
+}
+
+/// A linear inverse problem: the operator and the measurements x_c = Mᵀ x
+/// of one image (`op.measurement_shape(1)`), shared by every sample.
+pub struct Problem<'a> {
+    pub op: &'a dyn Measurement,
+    pub x_c: &'a Tensor,
+}
+
+/// What the per-iteration callback sees.
+pub struct Progress<'a> {
+    /// Iteration t (1-based) just applied.
+    pub iteration: usize,
+    /// σ_t per sample (for stopped samples, their last σ).
+    pub sigmas: &'a [f32],
+    /// Samples still running after this iteration.
+    pub running: usize,
+    /// The batch of iterates y after this iteration's update.
+    pub y: &'a Tensor,
+}
+
+/// Result of a run.
+pub struct SampleRun {
+    /// y − f(y) at the last iterate, `[n, h, w, c]`.
+    pub x: Tensor,
+    /// Updates applied per sample.
+    pub iterations: Vec<usize>,
+    /// σ_t of each sample's last applied update.
+    pub final_sigma: Vec<f32>,
+    /// Whether each sample reached σ_L (false: stopped by `max_iters`).
+    pub converged: Vec<bool>,
+    /// Iterations the loop ran (the slowest sample's).
+    pub loop_iterations: usize,
+    /// Wall-clock seconds of the loop and the final denoising.
+    pub seconds: f64,
+}
+
+/// Runs the sampler on a batch of `shape.n` images of `shape.h × shape.w ×
+/// shape.c`. `residual(gpu, y)` returns f(y) for the batch; `problem` is
+/// `None` for synthesis. `callback` runs after every iteration.
+pub async fn run<F, C>(
+    gpu: &Gpu,
+    shape: Shape,
+    problem: Option<Problem<'_>>,
+    params: &SamplerParams,
+    mut residual: F,
+    mut callback: C,
+) -> Result<SampleRun, SamplerError>
+where
+    F: FnMut(&Gpu, &Tensor) -> Result<Tensor, ModelError>,
+    C: FnMut(&Progress),
+{
+    params.check()?;
+    if shape.numel() == 0 {
+        return Err(SamplerError::Invalid(format!("empty batch {shape}")));
+    }
+    gpu.check_fits("sampler batch", shape)?;
+    let one = Shape::new(1, shape.h, shape.w, shape.c);
+    let start = Instant::now();
+
+    // b = M x_c, and the start mean 0.5·(1 − M Mᵀ 1) + b.
+    let (b, base) = match &problem {
+        None => (None, gpu.upload(one, &vec![0.5; one.numel()])),
+        Some(p) => {
+            let (h, w, c) = p.op.image_shape();
+            if (h, w, c) != (shape.h, shape.w, shape.c) {
+                return Err(SamplerError::Invalid(format!(
+                    "the operator is for {h}x{w}x{c} images, the sampler for {shape}"
+                )));
+            }
+            let ms = p.x_c.shape();
+            let expect = p.op.measurement_shape(1);
+            if ms != expect {
+                return Err(SamplerError::Invalid(format!(
+                    "measurements {ms}, expected {expect} (one image's, shared by the batch) for {}",
+                    p.op.describe()
+                )));
+            }
+            let b = p.op.m(gpu, p.x_c)?;
+            let ones = gpu.upload(one, &vec![1.0; one.numel()]);
+            let p1 = p.op.project(gpu, &ones)?;
+            let half = prior_ops::elementwise::axpby(gpu, 0.5, &ones, -0.5, &p1)?;
+            let base = prior_ops::elementwise::axpby(gpu, 1.0, &half, 1.0, &b)?;
+            (Some(b), base)
+        }
+    };
+    let y = prior_ops::rng::axpy_normal(gpu, &base, shape, params.sigma0, params.seed, 0, 0)?;
+    let state = kernels::new_state(gpu, shape.n);
+    let bound = params.divergence_factor * params.sigma0;
+    let mut sigmas = vec![0.0f32; shape.n];
+    let mut loop_iterations = 0;
+    for t in 1..=params.max_iters {
+        let f = residual(gpu, &y)?;
+        if f.shape() != shape {
+            return Err(SamplerError::Invalid(format!("the residual function returned {} for {shape}", f.shape())));
+        }
+        let d = match &problem {
+            None => f,
+            Some(p) => {
+                let b = b.as_ref().expect("b is set for problems");
+                match p.op.mask() {
+                    Some(m) => kernels::direction_mask(gpu, &f, &y, m, b)?,
+                    None => {
+                        let u = prior_ops::elementwise::axpby(gpu, 1.0, &y, -1.0, &f)?;
+                        let pu = p.op.project(gpu, &u)?;
+                        kernels::direction_general(gpu, &f, &pu, b)?
+                    }
+                }
+            }
+        };
+        let step = Step { t: t as u32, h: params.step(t), beta: params.beta, sigma_final: params.sigma_final, sigma_max: bound };
+        kernels::coefficients(gpu, &d, &state, &step)?;
+        kernels::update(gpu, &y, &d, &state, rng::key(params.seed, t as u32))?;
+        let st = gpu.read(&state).await?;
+        loop_iterations = t;
+        let mut running = 0;
+        for s in 0..shape.n {
+            let v = &st[s * STATE..(s + 1) * STATE];
+            sigmas[s] = v[field::SIGMA];
+            if v[field::STATUS] == DIVERGED {
+                return Err(SamplerError::Diverged { sample: s, iteration: t, sigma: v[field::SIGMA], bound, last: y });
+            }
+            if v[field::STATUS] != CONVERGED {
+                running += 1;
+            }
+        }
+        callback(&Progress { iteration: t, sigmas: &sigmas, running, y: &y });
+        if running == 0 {
+            break;
+        }
+    }
+    let f = residual(gpu, &y)?;
+    let x = prior_ops::elementwise::sub(gpu, &y, &f)?;
+    let st = gpu.read(&state).await?;
+    let per = |k: usize| -> Vec<f32> { (0..shape.n).map(|s| st[s * STATE + k]).collect() };
+    Ok(SampleRun {
+        iterations: per(field::ITERATIONS).into_iter().map(|v| v as usize).collect(),
+        final_sigma: per(field::SIGMA_GOOD),
+        converged: per(field::STATUS).into_iter().map(|v| v == CONVERGED).collect(),
+        x,
+        loop_iterations,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
