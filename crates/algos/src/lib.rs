@@ -2,4 +2,5 @@
 //! sampling and linear inverse problems, Jacobian analysis, log-probability.
 
 pub mod measure;
+pub mod plot;
 pub mod sampler;
