@@ -1,6 +1,8 @@
 //! Algorithms on the prior implicit in a denoiser (x̂(y) = y + σ²∇log p(y)):
 //! sampling and linear inverse problems, Jacobian analysis, log-probability.
 
+pub mod jacobian;
+pub mod linalg;
 pub mod measure;
 pub mod plot;
 pub mod sampler;
