@@ -9,7 +9,7 @@
 //! 2 × [conv + BN + ReLU] to 2·k_top. Decoder b = top..0: ConvTranspose 2×2
 //! stride 2 (2k→k, no bias, no activation); concat [up-sampled, skip_b];
 //! blocks b ≥ 1 = 2 × [conv + BN + ReLU] (2k→k→k); block 0 = conv 2k→k + BN
-//! + ReLU, conv k→C. The output is the noise residual, so x̂ = y − f(y).
+//! and ReLU, conv k→C. The output is the noise residual, so x̂ = y − f(y).
 //! H and W must be multiples of 2^scales.
 //!
 //! Widths come from the tensor shapes (the random-weight golden uses base 8).
@@ -162,7 +162,7 @@ impl BfUnet {
             return Err(ModelError::Input(format!("the model takes {} channel(s), the input has {}", self.channels, s.c)));
         }
         let m = self.size_multiple();
-        if s.h % m != 0 || s.w % m != 0 || s.h == 0 || s.w == 0 {
+        if !s.h.is_multiple_of(m) || !s.w.is_multiple_of(m) || s.h == 0 || s.w == 0 {
             return Err(ModelError::Input(format!(
                 "this UNet needs height and width divisible by {m}; the input is {}×{}",
                 s.h, s.w
@@ -241,6 +241,7 @@ impl BfUnet {
         let n = self.scales();
         let mut g = u.clone();
         let mut g_skips: Vec<Option<Tensor>> = vec![None; n];
+        #[allow(clippy::needless_range_loop)] // b indexes five per-scale lists
         for b in 0..n {
             // Decoder block b: its input is concat [up_b, skip_b] at scale b.
             let size = hw(&t.enc[b][1]);
@@ -277,11 +278,12 @@ impl Denoiser for BfUnet {
         self.channels
     }
     fn receptive_radius(&self) -> usize {
-        // Block b's two 3×3 convs reach 2·2^b pixels on the way down and
-        // again on the way up, pooling and up-sampling at scale b each add
-        // ≤ 2^(b+1) − 1, the middle block 2·2^S:
-        // Σ_b (8·2^b − 2) + 2^(S+1) = 10·2^S − 8 − 2S < 10·2^S.
-        10 << self.scales()
+        // Block b's two 3×3 convs reach 2·2^b input pixels on the way down
+        // and again on the way up; pooling and up-sampling at scale b each
+        // add ≤ 2^(b+1) − 1; the middle block 2·2^S. In all
+        // Σ_b (8·2^b − 2) + 2^(S+1) = 10·2^S − 8 − 2S.
+        let s = self.scales();
+        (10 << s) - 8 - 2 * s
     }
     fn size_multiple(&self) -> usize {
         1 << self.scales()

@@ -240,7 +240,7 @@ impl ConvTranspose2d {
         let mask = match epi.mask {
             Some(m) => {
                 let ms = m.shape();
-                if ms.h != ho || ms.w != wo || ms.c != self.cout || ms.n == 0 || s.n % ms.n != 0 {
+                if ms.h != ho || ms.w != wo || ms.c != self.cout || ms.n == 0 || !s.n.is_multiple_of(ms.n) {
                     return Err(err(format!("mask {ms} does not match output {out_shape}")));
                 }
                 flags |= FLAG_MASK;
@@ -281,7 +281,7 @@ impl ConvTranspose2d {
                 adapter: gpu.adapter.name.clone(),
             });
         }
-        let kernel = if self.cin % 4 == 0 { &CONVT_VEC4 } else { &CONVT_SCALAR };
+        let kernel = if self.cin.is_multiple_of(4) { &CONVT_VEC4 } else { &CONVT_SCALAR };
         gpu.launch(kernel, &[], bytemuck::bytes_of(&params), &[x, &self.weight, &self.scale_shift, mask, &y], groups);
         Ok(y)
     }
