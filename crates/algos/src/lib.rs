@@ -4,5 +4,6 @@
 pub mod jacobian;
 pub mod linalg;
 pub mod measure;
+pub mod multiscale;
 pub mod plot;
 pub mod sampler;
