@@ -321,10 +321,11 @@ pub fn spectrum(j: &[f32], n: usize, vectors: bool, eig: bool) -> Result<Spectru
     Ok(Spectrum { trace: a.trace(), sum_sq: s.iter().map(|v| v * v).sum(), asymmetry: linalg::asymmetry(&a), s, eig, u })
 }
 
-/// `clean + σ/255 · z`, z from our counter-based generator (seed, stream
-/// `round(σ255·1000)`, element = flat planar index), as in the Set12 goldens.
-pub fn add_noise(clean: &[f32], sigma255: f32, seed: u64) -> Vec<f32> {
-    let z = rng::normals(seed, (sigma255 * 1000.0).round() as u32, clean.len());
-    let s = sigma255 / 255.0;
+/// `clean + f32(σ/255)·z`, z from our counter-based generator with stream
+/// `round(σ)·1000` (image 0 of `prior denoise --add-noise` and the Set12
+/// goldens), element = flat planar index.
+pub fn add_noise(clean: &[f32], sigma255: f64, seed: u64) -> Vec<f32> {
+    let z = rng::normals(seed, (sigma255.round() as u32).wrapping_mul(1000), clean.len());
+    let s = (sigma255 / 255.0) as f32;
     clean.iter().zip(z).map(|(x, z)| x + s * z).collect()
 }

@@ -20,6 +20,8 @@ enum Command {
     Devices(cmd::devices::DevicesArgs),
     /// Describe a weight file: architecture, parameters, receptive field, source, hparams.
     Info(cmd::info::InfoArgs),
+    /// Jacobian of a denoiser at a noisy image: singular values/vectors, effective dimensionality vs σ, adaptive filters.
+    Jacobian(cmd::jacobian::JacobianArgs),
     /// Denoise images or .npy arrays (optionally adding noise and scoring against a clean image).
     Denoise(cmd::denoise::DenoiseArgs),
 }
@@ -29,6 +31,7 @@ fn main() {
     let result: Result<(), String> = match cli.command {
         Command::Devices(args) => cmd::devices::run(args),
         Command::Info(args) => cmd::info::run(args),
+        Command::Jacobian(args) => cmd::jacobian::run(args),
         Command::Denoise(args) => cmd::denoise::run(args),
     };
     if let Err(e) = result {

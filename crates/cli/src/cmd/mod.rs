@@ -2,3 +2,4 @@
 pub mod denoise;
 pub mod devices;
 pub mod info;
+pub mod jacobian;
