@@ -24,6 +24,10 @@ enum Command {
     Jacobian(cmd::jacobian::JacobianArgs),
     /// Denoise images or .npy arrays (optionally adding noise and scoring against a clean image).
     Denoise(cmd::denoise::DenoiseArgs),
+    /// Draw images from the prior implicit in a denoiser (coarse-to-fine stochastic sampler).
+    Sample(cmd::sample::SampleArgs),
+    /// Solve a linear inverse problem (inpaint, pixels, superres, cs, spectral) with the prior.
+    Solve(cmd::solve::SolveArgs),
 }
 
 fn main() {
@@ -33,6 +37,8 @@ fn main() {
         Command::Info(args) => cmd::info::run(args),
         Command::Jacobian(args) => cmd::jacobian::run(args),
         Command::Denoise(args) => cmd::denoise::run(args),
+        Command::Sample(args) => cmd::sample::run(args),
+        Command::Solve(args) => cmd::solve::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

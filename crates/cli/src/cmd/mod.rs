@@ -3,3 +3,6 @@ pub mod denoise;
 pub mod devices;
 pub mod info;
 pub mod jacobian;
+pub mod plot;
+pub mod sample;
+pub mod solve;

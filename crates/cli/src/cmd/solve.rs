@@ -1,0 +1,249 @@
+//! `prior solve TASK`: linear inverse problems with the prior implicit in a
+//! denoiser (Kadkhodaie & Simoncelli 2021): the coarse-to-fine sampler
+//! constrained by measurements x_c = Mᵀ x of a clean image (or measurements
+//! given directly with `--measured`). Operators and their conventions are in
+//! `prior_algos::measure`.
+//!
+//! Tasks: `inpaint --rect TOP,LEFT,HEIGHT,WIDTH | --mask MASK.png` (mask:
+//! white = known, black = missing), `pixels --fraction P`, `superres
+//! --factor S`, `cs --fraction P` (random orthonormal basis), `spectral
+//! --fraction P`. The random tasks draw their operator from `--seed`.
+//! With a clean input, the JSON line reports `psnr_input` (the naive
+//! reconstruction M x_c against the clean image) and `psnr` (the result).
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use prior_algos::measure::{self, Task};
+use prior_algos::sampler::Problem;
+use prior_gpu::{Gpu, Shape};
+
+use super::sample::{check_output, drive, load_model, summary_json, to_channels_last, write_batch, RunFlags, SamplerFlags};
+use crate::io;
+
+/// The inverse problems of the paper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TaskName {
+    /// Fill a missing rectangle (--rect) or the black area of a mask (--mask).
+    Inpaint,
+    /// Random missing values: keep a fraction (--fraction) of them.
+    Pixels,
+    /// Super-resolution by s×s block averaging (--factor).
+    Superres,
+    /// Compressive sensing with a random orthonormal basis (--fraction of the dimensions).
+    Cs,
+    /// Spectral super-resolution: keep the lowest DFT frequencies (--fraction).
+    Spectral,
+}
+
+/// Arguments of `prior solve`.
+#[derive(Args, Debug, Clone)]
+pub struct SolveArgs {
+    /// The inverse problem.
+    #[arg(value_enum)]
+    pub task: TaskName,
+    /// Weight file: a `.safetensors` weight blob or a PyTorch checkpoint.
+    #[arg(short = 'm', long = "model", value_name = "WEIGHTS")]
+    pub model: PathBuf,
+    /// The clean image (measured with the task's operator, and the reference
+    /// for PSNR), or with --measured the measurements themselves.
+    #[arg(short = 'i', long = "input", value_name = "INPUT")]
+    pub input: PathBuf,
+    /// Output image (.png clamped to [0,1], or .npy unclamped).
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: PathBuf,
+    /// inpaint: the missing rectangle TOP,LEFT,HEIGHT,WIDTH (0-based pixels).
+    #[arg(long, value_name = "T,L,H,W")]
+    pub rect: Option<String>,
+    /// inpaint: a mask image of the input's size; white (> 0.5) = known,
+    /// black = missing (gray or one channel per image channel).
+    #[arg(long, value_name = "MASK")]
+    pub mask: Option<PathBuf>,
+    /// pixels, cs, spectral: the fraction p ∈ (0, 1] of values, dimensions
+    /// or frequencies kept.
+    #[arg(long)]
+    pub fraction: Option<f64>,
+    /// superres: the block size s (the output is s times larger than the
+    /// measurements).
+    #[arg(long)]
+    pub factor: Option<usize>,
+    /// The input holds the measurements, not a clean image: for superres
+    /// the low-resolution image (block means), for inpaint the corrupted
+    /// image (its missing area is ignored). No PSNR is reported.
+    #[arg(long)]
+    pub measured: bool,
+    /// Also write the naive reconstruction M x_c (the corrupted image).
+    #[arg(long, value_name = "FILE")]
+    pub save_input: Option<PathBuf>,
+    #[command(flatten)]
+    pub sampler: SamplerFlags,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+fn parse_rect(s: &str) -> Result<(usize, usize, usize, usize), String> {
+    let v: Vec<usize> = s.split(',').map(|p| p.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| {
+        format!("--rect {s}: expected TOP,LEFT,HEIGHT,WIDTH as four non-negative integers")
+    })?;
+    match v[..] {
+        [t, l, h, w] => Ok((t, l, h, w)),
+        _ => Err(format!("--rect {s}: expected TOP,LEFT,HEIGHT,WIDTH (four numbers), got {}", v.len())),
+    }
+}
+
+/// Builds the task from the flags, checking that only its own flags are given.
+fn task_of(args: &SolveArgs, (h, w, _c): (usize, usize, usize)) -> Result<Task, String> {
+    let name = format!("{:?}", args.task).to_lowercase();
+    let extra = |flag: &str| Err(format!("{flag} does not apply to `{name}`"));
+    let need_fraction = || args.fraction.ok_or_else(|| format!("`{name}` needs --fraction P"));
+    if args.measured && !matches!(args.task, TaskName::Superres | TaskName::Inpaint) {
+        return Err(format!("--measured applies to superres and inpaint, not `{name}` (its measurements are not an image)"));
+    }
+    match args.task {
+        TaskName::Inpaint => {
+            if args.fraction.is_some() {
+                return extra("--fraction");
+            }
+            if args.factor.is_some() {
+                return extra("--factor");
+            }
+            match (&args.rect, &args.mask) {
+                (Some(r), None) => {
+                    let (top, left, height, width) = parse_rect(r)?;
+                    Ok(Task::InpaintRect { top, left, height, width })
+                }
+                (None, Some(m)) => {
+                    let img = io::read_input(m).map_err(|e| e.to_string())?;
+                    if (img.h, img.w) != (h, w) {
+                        return Err(format!("{}: the mask is {}x{}, the image {h}x{w}", m.display(), img.h, img.w));
+                    }
+                    Ok(Task::InpaintMask { channels: img.c, mask: to_channels_last(&img) })
+                }
+                (Some(_), Some(_)) => Err("inpaint: give either --rect or --mask, not both".into()),
+                (None, None) => Err("inpaint needs --rect TOP,LEFT,HEIGHT,WIDTH or --mask MASK.png".into()),
+            }
+        }
+        TaskName::Pixels | TaskName::Cs | TaskName::Spectral => {
+            if args.rect.is_some() || args.mask.is_some() {
+                return extra("--rect/--mask");
+            }
+            if args.factor.is_some() {
+                return extra("--factor");
+            }
+            let p = need_fraction()?;
+            Ok(match args.task {
+                TaskName::Pixels => Task::Pixels { fraction: p },
+                TaskName::Cs => Task::RandomBasis { fraction: p },
+                _ => Task::Spectral { fraction: p },
+            })
+        }
+        TaskName::Superres => {
+            if args.rect.is_some() || args.mask.is_some() {
+                return extra("--rect/--mask");
+            }
+            if args.fraction.is_some() {
+                return extra("--fraction");
+            }
+            let s = args.factor.ok_or("superres needs --factor S")?;
+            if s == 0 {
+                return Err("--factor must be at least 1".into());
+            }
+            Ok(Task::SuperRes { factor: s })
+        }
+    }
+}
+
+/// Runs `prior solve`.
+pub fn run(args: SolveArgs) -> Result<(), String> {
+    check_output(&args.output)?;
+    if let Some(p) = &args.save_input {
+        check_output(p)?;
+    }
+    if args.run.samples == 0 {
+        return Err("--samples must be at least 1".into());
+    }
+    io::ensure_not_input(&args.output, &[&args.input]).map_err(|e| e.to_string())?;
+    let input = io::read_input(&args.input).map_err(|e| e.to_string())?;
+    let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
+    let model = load_model(&gpu, &args.model)?;
+    if input.c != model.channels() {
+        return Err(format!(
+            "{}: the image has {} channel(s), the model takes {}",
+            args.input.display(),
+            input.c,
+            model.channels()
+        ));
+    }
+    // Image size: the input's, or s times the measurements' for superres --measured.
+    let (h, w, c) = match (args.measured, args.task, args.factor) {
+        (true, TaskName::Superres, Some(s)) => (input.h * s, input.w * s, input.c),
+        _ => (input.h, input.w, input.c),
+    };
+    let task = task_of(&args, (h, w, c))?;
+    let op = measure::build(&gpu, &task, (h, w, c), args.sampler.seed).map_err(|e| e.to_string())?;
+    let data = to_channels_last(&input);
+    let (x_c, clean) = if args.measured {
+        let xc = match task {
+            // Mᵀ x = s · block mean: the low-resolution image times s.
+            Task::SuperRes { factor } => {
+                let v: Vec<f32> = data.iter().map(|v| v * factor as f32).collect();
+                gpu.upload(Shape::new(1, input.h, input.w, c), &v)
+            }
+            _ => op.mt(&gpu, &gpu.upload(Shape::new(1, h, w, c), &data)).map_err(|e| e.to_string())?,
+        };
+        (xc, None)
+    } else {
+        let x = gpu.upload(Shape::new(1, h, w, c), &data);
+        (op.mt(&gpu, &x).map_err(|e| e.to_string())?, Some(data))
+    };
+    let naive = pollster::block_on(gpu.read(&op.m(&gpu, &x_c).map_err(|e| e.to_string())?)).map_err(|e| e.to_string())?;
+    let one = Shape::new(1, h, w, c);
+    if let Some(p) = &args.save_input {
+        write_batch(p, &naive, one)?;
+    }
+    let shape = Shape::new(args.run.samples, h, w, c);
+    let params = args.sampler.params(0.01);
+    let d = drive(&gpu, model.as_ref(), shape, Some(Problem { op: op.as_ref(), x_c: &x_c }), &params, &args.run, &args.output)?;
+    let written = write_batch(&args.output, &d.x, shape)?;
+    let per = one.numel();
+    let psnr = |a: &[f32], b: &[f32]| crate::metrics::psnr(a, b, 1.0);
+    let (p_in, p_out): (Option<f64>, Vec<f64>) = match &clean {
+        Some(cl) => (Some(psnr(&naive, cl)), (0..shape.n).map(|s| psnr(&d.x[s * per..(s + 1) * per], cl)).collect()),
+        None => (None, Vec::new()),
+    };
+    if args.run.json {
+        use serde_json::json;
+        let mut m = summary_json(&d, shape, &params, &gpu.adapter.name);
+        m.insert("task".into(), json!(task.name()));
+        m.insert("operator".into(), json!(op.describe()));
+        m.insert("measurements".into(), json!(op.dimensions()));
+        if let Some(p) = p_in {
+            m.insert("psnr_input".into(), json!(p));
+            m.insert("psnr".into(), if shape.n == 1 { json!(p_out[0]) } else { json!(p_out) });
+        }
+        m.insert("output".into(), json!(written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>()));
+        println!("{}", serde_json::Value::Object(m));
+    } else {
+        println!("{}", op.describe());
+        let r = &d.run;
+        for s in 0..shape.n {
+            let q = match (p_in, p_out.get(s)) {
+                (Some(a), Some(b)) => format!(", PSNR {a:.2} dB (M x_c) → {b:.2} dB"),
+                _ => String::new(),
+            };
+            println!(
+                "sample {s}: {} iterations, final σ {:.4}{q}{}",
+                r.iterations[s],
+                r.final_sigma[s],
+                if r.converged[s] { "" } else { " (stopped by --max-iters before σ_L)" }
+            );
+        }
+        println!(
+            "{:.1} s ({:.3} s per iteration); wrote {}",
+            r.seconds,
+            r.seconds / r.loop_iterations.max(1) as f64,
+            written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
