@@ -59,3 +59,18 @@ fn sum_final(@builtin(local_invocation_index) lid: u32) {
     tree(lid);
     if (lid == 0u) { y[0] = scratch[0]; }
 }
+
+// dot_per_sample: y[s] = Σ_{i < p.len} a[s·p.len + i]·b[s·p.len + i], one
+// workgroup per sample s < p.groups (per-image inner products, e.g. the
+// energy U = ½⟨y, f(y)⟩ of each image of a batch).
+@compute @workgroup_size(256)
+fn dot_per_sample(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let s = wid.x + wid.y * 65535u;
+    if (s >= p.groups) { return; }
+    let base = s * p.len;
+    var acc = 0.0;
+    for (var i = lid; i < p.len; i += 256u) { acc += a[base + i] * b[base + i]; }
+    scratch[lid] = acc;
+    tree(lid);
+    if (lid == 0u) { y[s] = scratch[0]; }
+}

@@ -6,14 +6,18 @@
 //! All tensors are channels-last f32 ([`prior_gpu::Tensor`]). Launchers only
 //! append to the GPU stream; nothing is read back unless a function says so.
 
+pub mod activations;
 pub mod autodiff;
 pub mod batch_norm;
 pub mod channels;
 pub mod conv2d;
 pub mod conv_transpose2d;
 pub mod elementwise;
+pub mod embedding;
+pub mod group_norm;
 pub mod haar;
 pub mod layout;
+pub mod linear;
 pub mod measure;
 pub mod pool;
 pub mod reduce;

@@ -51,3 +51,21 @@ pub async fn psnr(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<f64> {
     let mse = sum / a.numel() as f64;
     Ok(10.0 * (1.0 / mse).log10())
 }
+
+pub const DOT_PER_SAMPLE: Kernel =
+    Kernel { file: "reduce.wgsl", source: REDUCE, entry: "dot_per_sample", bindings: BINDINGS };
+
+/// Per-sample inner products `Σ a[s]·b[s]` over each sample's `h·w·c`
+/// values, as an `[n, 1, 1, 1]` tensor (one workgroup per sample).
+pub fn dot_per_sample(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.shape() != b.shape() {
+        return Err(GpuError::Shape { op: "dot_per_sample", detail: format!("{a:?} vs {b:?}") });
+    }
+    let s = a.shape();
+    let out = gpu.empty(Shape::new(s.n, 1, 1, 1));
+    let p = Params { len: (s.h * s.w * s.c) as u32, groups: s.n as u32, _p: [0; 2] };
+    let g = s.n.max(1) as u32;
+    let groups = if g <= 65535 { [g, 1, 1] } else { [65535, g.div_ceil(65535), 1] };
+    gpu.launch(&DOT_PER_SAMPLE, &[], bytemuck::bytes_of(&p), &[a, b, &out], groups);
+    Ok(out)
+}

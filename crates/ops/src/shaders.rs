@@ -2,13 +2,17 @@
 
 /// Every shader file, by name (validated by naga in `tests/shaders.rs`).
 pub const ALL: &[(&str, &str)] = &[
+    ("activations.wgsl", ACTIVATIONS),
     ("batch_norm.wgsl", BATCH_NORM),
     ("channels.wgsl", CHANNELS),
     ("conv2d.wgsl", CONV2D),
     ("conv2d_subgroup.wgsl", CONV2D_SUBGROUP),
     ("conv_transpose2d.wgsl", CONV_TRANSPOSE2D),
     ("elementwise.wgsl", ELEMENTWISE),
+    ("embedding.wgsl", EMBEDDING),
+    ("group_norm.wgsl", GROUP_NORM),
     ("haar.wgsl", HAAR),
+    ("linear.wgsl", LINEAR),
     ("measure.wgsl", MEASURE),
     ("pool.wgsl", POOL),
     ("reduce.wgsl", REDUCE),
@@ -16,6 +20,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("sampler.wgsl", SAMPLER),
 ];
 
+pub const ACTIVATIONS: &str = include_str!("../../../shaders/activations.wgsl");
+pub const EMBEDDING: &str = include_str!("../../../shaders/embedding.wgsl");
+pub const GROUP_NORM: &str = include_str!("../../../shaders/group_norm.wgsl");
+pub const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
 pub const BATCH_NORM: &str = include_str!("../../../shaders/batch_norm.wgsl");
 pub const CHANNELS: &str = include_str!("../../../shaders/channels.wgsl");
 pub const CONV2D: &str = include_str!("../../../shaders/conv2d.wgsl");

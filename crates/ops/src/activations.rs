@@ -1,0 +1,66 @@
+//! Smooth activations (`shaders/activations.wgsl`): exact-erf GELU and SiLU,
+//! with their derivatives. Both are element-wise, so the JVP (tangent) and
+//! the VJP (cotangent) are the same product `t·φ'(x)`.
+//!
+//! GELU uses Φ(x) = ½·erfc(−x/√2) with a relative-error-1.2e-7 erfc (see the
+//! shader): GELU is then accurate to ~2e-7 relative for every x, far inside
+//! the 1e-4 relative parity target of the models built on it.
+
+use bytemuck::{Pod, Zeroable};
+use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Tensor};
+
+use crate::shaders::ACTIVATIONS;
+
+const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
+const fn kernel(entry: &'static str) -> Kernel {
+    Kernel { file: "activations.wgsl", source: ACTIVATIONS, entry, bindings: BINDINGS }
+}
+pub const GELU: Kernel = kernel("gelu");
+pub const GELU_JVP: Kernel = kernel("gelu_jvp");
+pub const SILU: Kernel = kernel("silu");
+pub const SILU_JVP: Kernel = kernel("silu_jvp");
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    len: u32,
+    _p: [u32; 3],
+}
+
+fn unary(gpu: &Gpu, k: &Kernel, x: &Tensor) -> Tensor {
+    let y = gpu.empty(x.shape());
+    let p = Params { len: x.numel() as u32, _p: [0; 3] };
+    gpu.launch(k, &[], bytemuck::bytes_of(&p), &[x, x, &y], crate::groups_flat(x.numel()));
+    y
+}
+
+fn derivative(gpu: &Gpu, k: &Kernel, op: &'static str, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+    if x.shape() != t.shape() {
+        return Err(GpuError::Shape { op, detail: format!("primal {x:?} vs tangent {t:?}") });
+    }
+    let y = gpu.empty(x.shape());
+    let p = Params { len: x.numel() as u32, _p: [0; 3] };
+    gpu.launch(k, &[], bytemuck::bytes_of(&p), &[x, t, &y], crate::groups_flat(x.numel()));
+    Ok(y)
+}
+
+/// GELU, exact form `x·Φ(x)` (PyTorch `nn.GELU()`, `approximate='none'`).
+pub fn gelu(gpu: &Gpu, x: &Tensor) -> Tensor {
+    unary(gpu, &GELU, x)
+}
+
+/// `t·GELU'(x)` with `GELU'(x) = Φ(x) + x·ϕ(x)`: the JVP of GELU at `x` for
+/// tangent `t`, and equally its VJP for cotangent `t`.
+pub fn gelu_jvp(gpu: &Gpu, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+    derivative(gpu, &GELU_JVP, "gelu_jvp", x, t)
+}
+
+/// SiLU `x·σ(x)` (PyTorch `nn.SiLU`).
+pub fn silu(gpu: &Gpu, x: &Tensor) -> Tensor {
+    unary(gpu, &SILU, x)
+}
+
+/// `t·SiLU'(x)` with `SiLU'(x) = σ(x)·(1 + x·(1 − σ(x)))` (JVP and VJP).
+pub fn silu_jvp(gpu: &Gpu, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+    derivative(gpu, &SILU_JVP, "silu_jvp", x, t)
+}

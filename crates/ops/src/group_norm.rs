@@ -1,0 +1,222 @@
+//! Noise-conditioned group normalisation of the dual-score-matching energy
+//! UNet (`shaders/group_norm.wgsl`), with its JVP and VJP.
+//!
+//! Per sample b and per group g of `group_size` consecutive channels, over
+//! the group's channels and all pixels (n = group_size·H·W values):
+//!
+//! ```text
+//! μ_g = mean(x), v_g = mean((x − μ_g)²), v̄ = mean_g v_g,
+//! fac_g = sqrt(v̄/(v_g + eps) + eps),
+//! z = (x − μ_g)·fac_g·gain[b, c],   gain[b, c] = weight_c·(1 + Linear_c(emb_b)).
+//! ```
+//!
+//! The gains of all normalisations of a network are one `[n, 1, 1, L]`
+//! tensor (the channels of every layer concatenated; a layer reads its
+//! slice from `gain_offset`), built by [`gains`] from the concatenated
+//! weights and conditioning-layer outputs.
+//!
+//! * [`GroupNorm::jvp`]: `z'` for an input tangent `x'` (or none) and a
+//!   tangent `gain'` of the gains (the noise-level tangent of the energy
+//!   model enters there);
+//! * [`GroupNorm::vjp`]: `x̄` for a cotangent `z̄` (with respect to the input
+//!   only; the gains are treated as constants).
+//!
+//! Statistics are per-sample f32 tree sums (two passes for the variance).
+
+use bytemuck::{Pod, Zeroable};
+use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
+
+use crate::shaders::GROUP_NORM;
+
+const BINDINGS: &[Access] =
+    &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite];
+const fn kernel(entry: &'static str) -> Kernel {
+    Kernel { file: "group_norm.wgsl", source: GROUP_NORM, entry, bindings: BINDINGS }
+}
+pub const GAINS: Kernel = kernel("gains");
+pub const STATS_FWD: Kernel = kernel("stats_fwd");
+pub const FINALIZE_FWD: Kernel = kernel("finalize_fwd");
+pub const APPLY_FWD: Kernel = kernel("apply_fwd");
+pub const STATS_TAN: Kernel = kernel("stats_tan");
+pub const FINALIZE_JVP: Kernel = kernel("finalize_jvp");
+pub const FINALIZE_VJP: Kernel = kernel("finalize_vjp");
+pub const APPLY_JVP: Kernel = kernel("apply_jvp");
+pub const APPLY_VJP: Kernel = kernel("apply_vjp");
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct Params {
+    n: u32,
+    hw: u32,
+    c: u32,
+    gs: u32,
+    groups: u32,
+    flags: u32,
+    gain_off: u32,
+    gain_len: u32,
+    eps: f32,
+    _p: [u32; 3],
+}
+
+/// `w[j]·(1 + lin[b, j])` (or `w[j]·lin[b, j]` when `tangent`: the tangent
+/// of the gains for a tangent `lin` of the conditioning outputs). `w` holds
+/// L values, `lin` is `[n, 1, 1, L]`.
+pub fn gains(gpu: &Gpu, w: &Tensor, lin: &Tensor, tangent: bool) -> Result<Tensor> {
+    let l = w.numel();
+    let s = lin.shape();
+    if l == 0 || s.h * s.w * s.c != l {
+        return Err(GpuError::Shape { op: "gains", detail: format!("{l} weights for conditioning outputs {s}") });
+    }
+    let out = gpu.empty(Shape::new(s.n, 1, 1, l));
+    let p = Params { n: s.n as u32, gain_len: l as u32, flags: u32::from(tangent), ..Default::default() };
+    gpu.launch(&GAINS, &[], bytemuck::bytes_of(&p), &[w, w, w, w, w, lin, &out], crate::groups_flat(s.n * l));
+    Ok(out)
+}
+
+/// One normalisation layer: `channels` channels in groups of `group_size`,
+/// reading its gains at `gain_offset` of the `[n, 1, 1, L]` gain tensor.
+#[derive(Clone, Copy, Debug)]
+pub struct GroupNorm {
+    pub channels: usize,
+    pub group_size: usize,
+    pub eps: f32,
+    pub gain_offset: usize,
+}
+
+/// Statistics of a forward pass, reused by the JVP and VJP at the same input:
+/// `[n·G, 4]` = (μ, v, fac, unused) per sample and group.
+pub struct NormStats {
+    pub st: Tensor,
+}
+
+fn wg_groups(count: usize) -> [u32; 3] {
+    let c = count.max(1) as u32;
+    if c <= 65535 {
+        [c, 1, 1]
+    } else {
+        [65535, c.div_ceil(65535), 1]
+    }
+}
+
+impl GroupNorm {
+    pub fn new(channels: usize, group_size: usize, eps: f32, gain_offset: usize) -> Result<GroupNorm> {
+        if group_size == 0 || channels % group_size != 0 {
+            return Err(GpuError::Shape {
+                op: "group_norm",
+                detail: format!("{channels} channels do not split into groups of {group_size}"),
+            });
+        }
+        Ok(GroupNorm { channels, group_size, eps, gain_offset })
+    }
+
+    fn groups(&self) -> usize {
+        self.channels / self.group_size
+    }
+
+    fn params(&self, s: Shape, gain: &Tensor, flags: u32) -> Result<Params> {
+        if s.c != self.channels {
+            return Err(GpuError::Shape {
+                op: "group_norm",
+                detail: format!("input {s} has {} channels, the layer expects {}", s.c, self.channels),
+            });
+        }
+        let gs = gain.shape();
+        let l = gs.h * gs.w * gs.c;
+        if gs.n != s.n || self.gain_offset + self.channels > l {
+            return Err(GpuError::Shape {
+                op: "group_norm",
+                detail: format!("gains {gs} do not cover channels {}..{} of {} samples", self.gain_offset, self.gain_offset + self.channels, s.n),
+            });
+        }
+        Ok(Params {
+            n: s.n as u32,
+            hw: s.pixels() as u32,
+            c: s.c as u32,
+            gs: self.group_size as u32,
+            groups: self.groups() as u32,
+            flags,
+            gain_off: self.gain_offset as u32,
+            gain_len: l as u32,
+            eps: self.eps,
+            _p: [0; 3],
+        })
+    }
+
+    /// `z` for `x` (`[n, h, w, channels]`) and the gains; also returns the statistics.
+    pub fn forward(&self, gpu: &Gpu, x: &Tensor, gain: &Tensor) -> Result<(Tensor, NormStats)> {
+        let s = x.shape();
+        let p = self.params(s, gain, 0)?;
+        let ng = s.n * self.groups();
+        let st = gpu.empty(Shape::vector(4 * ng));
+        let pb = bytemuck::bytes_of(&p);
+        gpu.launch(&STATS_FWD, &[], pb, &[x, x, x, x, x, x, &st], wg_groups(ng));
+        gpu.launch(&FINALIZE_FWD, &[], pb, &[x, x, x, x, x, x, &st], crate::groups_flat(ng));
+        let z = gpu.empty(s);
+        gpu.launch(&APPLY_FWD, &[], pb, &[x, x, &st, x, gain, x, &z], crate::groups_flat(s.numel()));
+        Ok((z, NormStats { st }))
+    }
+
+    /// Forward-mode derivative at input `h` (with its statistics): `z'` for
+    /// an input tangent `xt` (`None` = zero) and a gain tangent `dgain`
+    /// (`None` = zero).
+    pub fn jvp(
+        &self,
+        gpu: &Gpu,
+        xt: Option<&Tensor>,
+        h: &Tensor,
+        stats: &NormStats,
+        gain: &Tensor,
+        dgain: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let s = h.shape();
+        let mut flags = 0;
+        if xt.is_none() {
+            flags |= 4;
+        }
+        if let Some(dg) = dgain {
+            if dg.shape() != gain.shape() {
+                return Err(GpuError::Shape { op: "group_norm_jvp", detail: format!("gain tangent {dg:?} vs gains {gain:?}") });
+            }
+            flags |= 2;
+        }
+        let p = self.params(s, gain, flags)?;
+        let pb = bytemuck::bytes_of(&p);
+        let ng = s.n * self.groups();
+        let st = &stats.st;
+        let st2 = gpu.empty(Shape::vector(4 * ng));
+        let xtt = match xt {
+            Some(t) => {
+                if t.shape() != s {
+                    return Err(GpuError::Shape { op: "group_norm_jvp", detail: format!("tangent {t:?} vs input {h:?}") });
+                }
+                let ps = Params { flags: 0, ..p };
+                gpu.launch(&STATS_TAN, &[], bytemuck::bytes_of(&ps), &[t, h, st, st, gain, gain, &st2], wg_groups(ng));
+                gpu.launch(&FINALIZE_JVP, &[], pb, &[t, h, st, st, gain, gain, &st2], crate::groups_flat(ng));
+                t
+            }
+            None => h,
+        };
+        let dg = dgain.unwrap_or(gain);
+        let z = gpu.empty(s);
+        gpu.launch(&APPLY_JVP, &[], pb, &[xtt, h, st, &st2, gain, dg, &z], crate::groups_flat(s.numel()));
+        Ok(z)
+    }
+
+    /// Reverse-mode derivative at input `h`: `x̄` for a cotangent `zb` of the output.
+    pub fn vjp(&self, gpu: &Gpu, zb: &Tensor, h: &Tensor, stats: &NormStats, gain: &Tensor) -> Result<Tensor> {
+        let s = h.shape();
+        if zb.shape() != s {
+            return Err(GpuError::Shape { op: "group_norm_vjp", detail: format!("cotangent {zb:?} vs input {h:?}") });
+        }
+        let p = self.params(s, gain, 1)?;
+        let pb = bytemuck::bytes_of(&p);
+        let ng = s.n * self.groups();
+        let st = &stats.st;
+        let st2 = gpu.empty(Shape::vector(4 * ng));
+        gpu.launch(&STATS_TAN, &[], pb, &[zb, h, st, st, gain, gain, &st2], wg_groups(ng));
+        gpu.launch(&FINALIZE_VJP, &[], pb, &[zb, h, st, st, gain, gain, &st2], crate::groups_flat(ng));
+        let xb = gpu.empty(s);
+        gpu.launch(&APPLY_VJP, &[], pb, &[zb, h, st, &st2, gain, gain, &xb], crate::groups_flat(s.numel()));
+        Ok(xb)
+    }
+}

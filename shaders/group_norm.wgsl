@@ -1,0 +1,249 @@
+// Noise-conditioned group normalisation of the dual-score-matching energy
+// UNet (Guth, Kadkhodaie, Simoncelli 2025), per sample b and per group g of
+// `gs` consecutive channels, over the group's channels and all H×W pixels
+// (n = gs·H·W values), channels-last x[b, pixel, c]:
+//
+//   μ_g = mean(x),  v_g = mean((x − μ_g)²),  v̄ = mean over the G groups of v_g
+//   fac_g = sqrt(v̄ / (v_g + eps) + eps)
+//   z = (x − μ_g)·fac_g·gain[b, c],   gain[b, c] = weight_c·(1 + Linear_c(emb_b))
+//
+// Entries (launch order of one pass):
+//   gains        gain[b, j] = w[j]·(1 + lin[b, j])  (or w[j]·lin[b, j] for the
+//                tangent: flags & 1), for every normalisation at once (j runs
+//                over the concatenated channels of all layers).
+//   stats_fwd    one workgroup per (b, g): st[(b·G + g)·4 + 0, 1] = μ, v (two passes).
+//   finalize_fwd one invocation per (b, g): st[.. + 2] = fac_g.
+//   apply_fwd    z (above).
+// Tangents / cotangents (x' = tangent of x for the JVP, z̄ = cotangent of z
+// for the VJP; d = x − μ; sums over the group):
+//   stats_tan    s1 = Σ u, s2 = Σ u·d, where u = z̄·gain (VJP, flags & 1) or
+//                u = x' (JVP), into st2[(b·G + g)·4 + 0, 1].
+//   finalize_jvp m = s1/n;  δv_g = 2·s2/n;  δv̄ = mean δv;
+//                k_g = δfac_g = (δv̄/(v_g + eps) − v̄·δv_g/(v_g + eps)²)/(2·fac_g)
+//   apply_jvp    z' = gain·(fac·(x' − m) + k·d) + fac·d·gain'   (gain' = tangent of gain;
+//                flags & 2: add the gain' term, flags & 4: x' = 0, skip the first term)
+//   finalize_vjp m = s1/n;  A = Σ_g s2_g/(2·fac_g·(v_g + eps));
+//                k_g = (2/n)·(A/G − s2_g·v̄/(2·fac_g·(v_g + eps)²))
+//   apply_vjp    x̄ = fac·(z̄·gain − m) + k·d
+// (st2 slots 2, 3 hold m, k.) Reductions are f32 tree sums in workgroup memory.
+//
+// Bindings (all entries; unused ones get any buffer):
+//   1 x: the input (stats_fwd, apply_fwd) / the tangent or cotangent (stats_tan, apply_*)
+//   2 h: the primal input of the normalisation (tangent entries)
+//   3 st: primal statistics (tangent entries)
+//   4 st2: tangent statistics (apply_jvp, apply_vjp)
+//   5 gain: [n, L] gains of all layers (apply, stats_tan)  — or w (gains entry)
+//   6 dgain: [n, L] tangent gains (apply_jvp)               — or lin (gains entry)
+//   7 out
+
+struct Params {
+    n: u32,
+    hw: u32,
+    c: u32,
+    gs: u32,
+    groups: u32,
+    flags: u32,
+    gain_off: u32,
+    gain_len: u32,
+    eps: f32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> h: array<f32>;
+@group(0) @binding(3) var<storage, read> st: array<f32>;
+@group(0) @binding(4) var<storage, read> st2: array<f32>;
+@group(0) @binding(5) var<storage, read> gain: array<f32>;
+@group(0) @binding(6) var<storage, read> dgain: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+
+var<workgroup> scratch: array<f32, 256>;
+var<workgroup> scratch2: array<f32, 256>;
+
+fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 64u;
+}
+
+fn tree(lid: u32) {
+    for (var s = 128u; s > 0u; s = s >> 1u) {
+        workgroupBarrier();
+        if (lid < s) {
+            scratch[lid] += scratch[lid + s];
+            scratch2[lid] += scratch2[lid + s];
+        }
+    }
+    workgroupBarrier();
+}
+
+// flat element index of the j-th value (j < gs·hw) of group g of sample b
+fn elem(b: u32, g: u32, j: u32) -> u32 {
+    let pix = j / p.gs;
+    let ch = g * p.gs + j % p.gs;
+    return (b * p.hw + pix) * p.c + ch;
+}
+
+@compute @workgroup_size(64)
+fn gains(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n * p.gain_len) { return; }
+    let j = i % p.gain_len;
+    if ((p.flags & 1u) != 0u) {
+        out[i] = gain[j] * dgain[i];
+    } else {
+        out[i] = gain[j] * (1.0 + dgain[i]);
+    }
+}
+
+@compute @workgroup_size(256)
+fn stats_fwd(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let bg = wid.x + wid.y * 65535u;
+    if (bg >= p.n * p.groups) { return; }
+    let b = bg / p.groups;
+    let g = bg % p.groups;
+    let cnt = p.gs * p.hw;
+    var acc = 0.0;
+    for (var j = lid; j < cnt; j += 256u) { acc += x[elem(b, g, j)]; }
+    scratch[lid] = acc;
+    scratch2[lid] = 0.0;
+    tree(lid);
+    let mu = scratch[0] / f32(cnt);
+    workgroupBarrier();
+    var acc2 = 0.0;
+    for (var j = lid; j < cnt; j += 256u) {
+        let d = x[elem(b, g, j)] - mu;
+        acc2 += d * d;
+    }
+    scratch[lid] = acc2;
+    tree(lid);
+    if (lid == 0u) {
+        out[bg * 4u] = mu;
+        out[bg * 4u + 1u] = scratch[0] / f32(cnt);
+    }
+}
+
+@compute @workgroup_size(64)
+fn finalize_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let bg = index(gid, nwg);
+    if (bg >= p.n * p.groups) { return; }
+    let b = bg / p.groups;
+    var vbar = 0.0;
+    for (var g = 0u; g < p.groups; g++) { vbar += out[(b * p.groups + g) * 4u + 1u]; }
+    vbar = vbar / f32(p.groups);
+    out[bg * 4u + 2u] = sqrt(vbar / (out[bg * 4u + 1u] + p.eps) + p.eps);
+}
+
+@compute @workgroup_size(64)
+fn apply_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n * p.hw * p.c) { return; }
+    let ch = i % p.c;
+    let b = i / (p.hw * p.c);
+    let bg = b * p.groups + ch / p.gs;
+    out[i] = (x[i] - st[bg * 4u]) * st[bg * 4u + 2u] * gain[b * p.gain_len + p.gain_off + ch];
+}
+
+@compute @workgroup_size(256)
+fn stats_tan(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let bg = wid.x + wid.y * 65535u;
+    if (bg >= p.n * p.groups) { return; }
+    let b = bg / p.groups;
+    let g = bg % p.groups;
+    let cnt = p.gs * p.hw;
+    let mu = st[bg * 4u];
+    let use_gain = (p.flags & 1u) != 0u;
+    var s1 = 0.0;
+    var s2 = 0.0;
+    for (var j = lid; j < cnt; j += 256u) {
+        let e = elem(b, g, j);
+        var u = x[e];
+        if (use_gain) { u = u * gain[b * p.gain_len + p.gain_off + e % p.c]; }
+        s1 += u;
+        s2 += u * (h[e] - mu);
+    }
+    scratch[lid] = s1;
+    scratch2[lid] = s2;
+    tree(lid);
+    if (lid == 0u) {
+        out[bg * 4u] = scratch[0];
+        out[bg * 4u + 1u] = scratch2[0];
+    }
+}
+
+fn vbar_of(b: u32) -> f32 {
+    var vbar = 0.0;
+    for (var g = 0u; g < p.groups; g++) { vbar += st[(b * p.groups + g) * 4u + 1u]; }
+    return vbar / f32(p.groups);
+}
+
+@compute @workgroup_size(64)
+fn finalize_jvp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let bg = index(gid, nwg);
+    if (bg >= p.n * p.groups) { return; }
+    let b = bg / p.groups;
+    let cnt = f32(p.gs * p.hw);
+    let vbar = vbar_of(b);
+    var dvbar = 0.0;
+    for (var g = 0u; g < p.groups; g++) { dvbar += 2.0 * out[(b * p.groups + g) * 4u + 1u] / cnt; }
+    dvbar = dvbar / f32(p.groups);
+    let ve = st[bg * 4u + 1u] + p.eps;
+    let fac = st[bg * 4u + 2u];
+    let dv = 2.0 * out[bg * 4u + 1u] / cnt;
+    let m = out[bg * 4u] / cnt;
+    let k = (dvbar / ve - vbar * dv / (ve * ve)) / (2.0 * fac);
+    // Every invocation reads slot 1 of all groups of its sample above; write
+    // only slots 2 and 3 so no invocation sees another's result.
+    out[bg * 4u + 2u] = m;
+    out[bg * 4u + 3u] = k;
+}
+
+@compute @workgroup_size(64)
+fn finalize_vjp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let bg = index(gid, nwg);
+    if (bg >= p.n * p.groups) { return; }
+    let b = bg / p.groups;
+    let cnt = f32(p.gs * p.hw);
+    let vbar = vbar_of(b);
+    var a = 0.0;
+    for (var g = 0u; g < p.groups; g++) {
+        let q = (b * p.groups + g) * 4u;
+        a += out[q + 1u] / (2.0 * st[q + 2u] * (st[q + 1u] + p.eps));
+    }
+    let ve = st[bg * 4u + 1u] + p.eps;
+    let fac = st[bg * 4u + 2u];
+    let s2 = out[bg * 4u + 1u];
+    let k = (2.0 / cnt) * (a / f32(p.groups) - s2 * vbar / (2.0 * fac * ve * ve));
+    out[bg * 4u + 2u] = out[bg * 4u] / cnt;
+    out[bg * 4u + 3u] = k;
+}
+
+@compute @workgroup_size(64)
+fn apply_jvp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n * p.hw * p.c) { return; }
+    let ch = i % p.c;
+    let b = i / (p.hw * p.c);
+    let bg = b * p.groups + ch / p.gs;
+    let d = h[i] - st[bg * 4u];
+    let fac = st[bg * 4u + 2u];
+    let gi = b * p.gain_len + p.gain_off + ch;
+    var r = 0.0;
+    if ((p.flags & 4u) == 0u) { r = gain[gi] * (fac * (x[i] - st2[bg * 4u + 2u]) + st2[bg * 4u + 3u] * d); }
+    if ((p.flags & 2u) != 0u) { r += fac * d * dgain[gi]; }
+    out[i] = r;
+}
+
+@compute @workgroup_size(64)
+fn apply_vjp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n * p.hw * p.c) { return; }
+    let ch = i % p.c;
+    let b = i / (p.hw * p.c);
+    let bg = b * p.groups + ch / p.gs;
+    let d = h[i] - st[bg * 4u];
+    let fac = st[bg * 4u + 2u];
+    let u = x[i] * gain[b * p.gain_len + p.gain_off + ch];
+    out[i] = fac * (u - st2[bg * 4u + 2u]) + st2[bg * 4u + 3u] * d;
+}
