@@ -19,13 +19,17 @@
 // contributing taps, and for each tap they read 4 consecutive input columns.
 // Each invocation computes those 4 pixels × 8 output channels.
 //
-// Entry points: `convt_vec4` (cin a multiple of 4), `convt_scalar` (any cin).
+// Entry points: `convt_vec4` (cin a multiple of 4), `convt_scalar` (any cin);
+// `convt_vec4_subgroup` in conv_transpose2d_subgroup.wgsl shares weights
+// across lanes with subgroupBroadcast.
 
 struct Params {
     n: u32, h: u32, w: u32, cin: u32,
     ho: u32, wo: u32, cout: u32, kh: u32,
     kw: u32, stride: u32, pad: u32, dil: u32,
     flags: u32, mask_n: u32, tiles_w: u32, cout_p: u32,
+    // subgroup variant only: output rows per phase, workgroups per phase
+    hh: u32, phase_groups: u32, _p0: u32, _p1: u32,
 }
 
 const FLAG_SCALE: u32 = 1u;

@@ -1,4 +1,6 @@
-//! 2-D transposed convolution (`shaders/conv_transpose2d.wgsl`), PyTorch's
+//! 2-D transposed convolution (`shaders/conv_transpose2d.wgsl`, and
+//! `conv_transpose2d_subgroup.wgsl` on adapters with subgroups of ≥ 8 lanes
+//! unless [`Epilogue::variant`] asks for [`ConvVariant::Plain`]), PyTorch's
 //! `ConvTranspose2d` without groups: any kernel size, stride, padding and
 //! dilation, optional bias, and the fused [`Epilogue`] of [`Conv2d`]
 //! (per-channel scale/shift, ReLU, ReLU-derivative mask).
@@ -18,14 +20,20 @@
 use bytemuck::{Pod, Zeroable};
 use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 
-use crate::conv2d::{round_up, Conv2d, Epilogue};
-use crate::shaders::CONV_TRANSPOSE2D;
+use crate::conv2d::{round_up, Conv2d, ConvVariant, Epilogue};
+use crate::shaders::{CONV_TRANSPOSE2D, CONV_TRANSPOSE2D_SUBGROUP};
 
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite];
 pub const CONVT_VEC4: Kernel =
     Kernel { file: "conv_transpose2d.wgsl", source: CONV_TRANSPOSE2D, entry: "convt_vec4", bindings: BINDINGS };
 pub const CONVT_SCALAR: Kernel =
     Kernel { file: "conv_transpose2d.wgsl", source: CONV_TRANSPOSE2D, entry: "convt_scalar", bindings: BINDINGS };
+pub const CONVT_VEC4_SUBGROUP: Kernel = Kernel {
+    file: "conv_transpose2d_subgroup.wgsl",
+    source: CONV_TRANSPOSE2D_SUBGROUP,
+    entry: "convt_vec4_subgroup",
+    bindings: BINDINGS,
+};
 
 const FLAG_SCALE: u32 = 1;
 const FLAG_SHIFT: u32 = 2;
@@ -53,6 +61,10 @@ struct Params {
     mask_n: u32,
     tiles_w: u32,
     cout_p: u32,
+    hh: u32,
+    phase_groups: u32,
+    _p0: u32,
+    _p1: u32,
 }
 
 /// A transposed convolution with its weights on the GPU, in the kernel's
@@ -253,7 +265,7 @@ impl ConvTranspose2d {
         };
         let cout_p = round_up(self.cout, 8);
         let tiles_w = wo.div_ceil(self.stride).div_ceil(TP);
-        let params = Params {
+        let mut params = Params {
             n: s.n as u32,
             h: s.h as u32,
             w: s.w as u32,
@@ -270,9 +282,24 @@ impl ConvTranspose2d {
             mask_n: epi.mask.map_or(1, |m| m.shape().n as u32),
             tiles_w: tiles_w as u32,
             cout_p: cout_p as u32,
+            hh: ho.div_ceil(self.stride) as u32,
+            phase_groups: 0,
+            _p0: 0,
+            _p1: 0,
         };
-        let tiles = s.n * ho * self.stride * tiles_w;
-        let groups = [tiles.div_ceil(64) as u32, (cout_p / 8) as u32, 1];
+        let subgroup =
+            self.cin.is_multiple_of(4) && gpu.subgroups_at_least(8) && epi.variant == ConvVariant::Auto;
+        let (kernel, groups) = if subgroup {
+            // Phase-major order: every workgroup lies within one output phase.
+            let per_phase = s.n * ho.div_ceil(self.stride) * tiles_w;
+            params.phase_groups = per_phase.div_ceil(64) as u32;
+            let g = self.stride * self.stride * per_phase.div_ceil(64);
+            (&CONVT_VEC4_SUBGROUP, [g as u32, (cout_p / 8) as u32, 1])
+        } else {
+            let tiles = s.n * ho * self.stride * tiles_w;
+            let kernel = if self.cin.is_multiple_of(4) { &CONVT_VEC4 } else { &CONVT_SCALAR };
+            (kernel, [tiles.div_ceil(64) as u32, (cout_p / 8) as u32, 1])
+        };
         if groups[0] > gpu.limits.max_compute_workgroups_per_dimension {
             return Err(GpuError::TooLarge {
                 what: format!("conv_transpose2d on {s}"),
@@ -281,7 +308,6 @@ impl ConvTranspose2d {
                 adapter: gpu.adapter.name.clone(),
             });
         }
-        let kernel = if self.cin.is_multiple_of(4) { &CONVT_VEC4 } else { &CONVT_SCALAR };
         gpu.launch(kernel, &[], bytemuck::bytes_of(&params), &[x, &self.weight, &self.scale_shift, mask, &y], groups);
         Ok(y)
     }

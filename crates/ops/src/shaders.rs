@@ -8,6 +8,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("conv2d.wgsl", CONV2D),
     ("conv2d_subgroup.wgsl", CONV2D_SUBGROUP),
     ("conv_transpose2d.wgsl", CONV_TRANSPOSE2D),
+    ("conv_transpose2d_subgroup.wgsl", CONV_TRANSPOSE2D_SUBGROUP),
     ("elementwise.wgsl", ELEMENTWISE),
     ("embedding.wgsl", EMBEDDING),
     ("group_norm.wgsl", GROUP_NORM),
@@ -29,6 +30,7 @@ pub const CHANNELS: &str = include_str!("../../../shaders/channels.wgsl");
 pub const CONV2D: &str = include_str!("../../../shaders/conv2d.wgsl");
 pub const CONV2D_SUBGROUP: &str = include_str!("../../../shaders/conv2d_subgroup.wgsl");
 pub const CONV_TRANSPOSE2D: &str = include_str!("../../../shaders/conv_transpose2d.wgsl");
+pub const CONV_TRANSPOSE2D_SUBGROUP: &str = include_str!("../../../shaders/conv_transpose2d_subgroup.wgsl");
 pub const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
 pub const HAAR: &str = include_str!("../../../shaders/haar.wgsl");
 pub const MEASURE: &str = include_str!("../../../shaders/measure.wgsl");

@@ -4,14 +4,15 @@
 //! widths that are not multiples of the 4-pixel tile, stride 1 and 3,
 //! dilation, `output_padding` sizes, bias + ReLU + mask epilogue; and the
 //! adjoint identities ⟨conv(x), u⟩ = ⟨x, convT(u)⟩ that make it the VJP of a
-//! strided conv (and a conv the VJP of it).
+//! strided conv (and a conv the VJP of it). Both the subgroup kernel (where
+//! the adapter has subgroups, as lavapipe does) and the plain one are run.
 //! Tolerance: sums of ≤ 1024 products of values in [-1, 1] in f32 → 1e-4
 //! absolute; inner products over ~10⁴ terms → 1e-4 relative.
 
 mod common;
 use common::*;
 use prior_gpu::Shape;
-use prior_ops::conv2d::{Conv2d, Epilogue};
+use prior_ops::conv2d::{Conv2d, ConvVariant, Epilogue};
 use prior_ops::conv_transpose2d::{conv2d_vjp, ConvTranspose2d};
 use prior_ops::reference;
 
@@ -26,15 +27,14 @@ fn check(n: usize, h: usize, w: usize, cin: usize, cout: usize, k: usize, stride
     let out = (dh + extra, dw + extra);
     let (os, want) = reference::conv_transpose2d::conv_transpose2d(&x, s, &wt, None, cout, (k, k), stride, pad, dil, out);
     let xt = gpu.upload(s, &x);
-    let y = if extra == 0 {
-        layer.forward(gpu, &xt, Epilogue::default()).unwrap()
-    } else {
-        layer.forward_sized(gpu, &xt, out, Epilogue::default()).unwrap()
-    };
-    assert_eq!(y.shape(), os);
-    let got = pollster::block_on(gpu.read(&y)).unwrap();
-    let err = max_abs_diff(&got, &want);
-    assert!(err < 1e-4, "n{n} {h}x{w} {cin}->{cout} k{k} s{stride} p{pad} d{dil} +{extra}: max err {err}");
+    for variant in [ConvVariant::Auto, ConvVariant::Plain] {
+        let epi = Epilogue { variant, ..Default::default() };
+        let y = if extra == 0 { layer.forward(gpu, &xt, epi).unwrap() } else { layer.forward_sized(gpu, &xt, out, epi).unwrap() };
+        assert_eq!(y.shape(), os);
+        let got = pollster::block_on(gpu.read(&y)).unwrap();
+        let err = max_abs_diff(&got, &want);
+        assert!(err < 1e-4, "{variant:?} n{n} {h}x{w} {cin}->{cout} k{k} s{stride} p{pad} d{dil} +{extra}: max err {err}");
+    }
 }
 
 #[test]
@@ -72,9 +72,11 @@ fn conv_transpose_bias_relu_mask_and_errors() {
     let want = reference::elementwise::relu_mask(&reference::elementwise::relu(&raw), &maskv);
     let mask = gpu.upload(Shape::new(1, ho, wo, cout), &maskv);
     let xt = gpu.upload(s, &x);
-    let y = layer.forward(gpu, &xt, Epilogue { relu: true, mask: Some(&mask), ..Default::default() }).unwrap();
-    let got = pollster::block_on(gpu.read(&y)).unwrap();
-    assert!(max_abs_diff(&got, &want) < 1e-4);
+    for variant in [ConvVariant::Auto, ConvVariant::Plain] {
+        let y = layer.forward(gpu, &xt, Epilogue { relu: true, mask: Some(&mask), variant, ..Default::default() }).unwrap();
+        let got = pollster::block_on(gpu.read(&y)).unwrap();
+        assert!(max_abs_diff(&got, &want) < 1e-4, "{variant:?}");
+    }
     // JVP: no bias.
     let (_, lin) = reference::conv_transpose2d::conv_transpose2d(&x, s, &wt, None, cout, (4, 4), 2, 1, 1, (ho, wo));
     let j = pollster::block_on(gpu.read(&layer.jvp(gpu, &xt, None).unwrap())).unwrap();
