@@ -79,14 +79,16 @@ fn run() -> Result<(), String> {
         }
         let n = files.len() as f64;
         let torch = g["mean_psnr_denoised"].as_f64().ok_or("bad golden mean_psnr_denoised")?;
-        rows.push((sigma, sum_noisy / n, sum_ours / n, torch, max_diff, t0.elapsed().as_secs_f64()));
+        let row = (sigma, sum_noisy / n, sum_ours / n, torch, max_diff, t0.elapsed().as_secs_f64());
+        eprintln!("σ = {sigma}: ours {:.3} dB, PyTorch {torch:.3} dB ({:.1} s)", row.2, row.5);
+        rows.push(row);
     }
     println!();
     println!("| σ | noisy | ours | PyTorch | ours − PyTorch | max per-image |diff| | time (s) |");
     println!("|---|---|---|---|---|---|---|");
     for (sigma, noisy, ours, torch, max_diff, secs) in rows {
         println!(
-            "| {sigma} | {noisy:.3} | {ours:.3} | {torch:.3} | {:+.5} | {max_diff:.5} | {secs:.1} |",
+            "| {sigma} | {noisy:.3} | {ours:.3} | {torch:.3} | {:+.1e} | {max_diff:.1e} | {secs:.1} |",
             ours - torch
         );
     }

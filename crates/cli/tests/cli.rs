@@ -141,6 +141,11 @@ fn denoise_png_to_png() {
     assert!(out.contains("crop.png"), "{out}");
     let den = io::read_input(&output).unwrap();
     assert_eq!(den.shape(), [1, 40, 48]);
+
+    // One input and `-o` ending in a separator: a directory, created.
+    let sub = format!("{}{}", s(&dir.join("sub")), std::path::MAIN_SEPARATOR);
+    ok(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&input), "-o", &sub]));
+    assert_eq!(std::fs::read(dir.join("sub/crop.png")).unwrap(), std::fs::read(&output).unwrap());
 }
 
 /// `.npy` in and out, `--add-noise`, `--json`: the JSON line has every key,

@@ -51,7 +51,8 @@ pub struct DenoiseArgs {
     #[arg(short = 'i', long = "input", value_name = "INPUT", num_args = 1.., required = true)]
     pub inputs: Vec<PathBuf>,
     /// Output file (`.png` or `.npy`), or output directory (created) when
-    /// there are several inputs, a directory input, or `-o` is a directory.
+    /// there are several inputs, a directory input, or `-o` is a directory
+    /// or ends with a path separator.
     #[arg(short = 'o', long = "output", value_name = "OUTPUT")]
     pub output: PathBuf,
     /// Add Gaussian noise of standard deviation SIGMA_255/255 to each input
@@ -166,7 +167,9 @@ pub fn run(args: DenoiseArgs) -> Result<(), String> {
 /// output path and reference before any work is done.
 fn plan(args: &DenoiseArgs) -> Result<(Vec<Job>, bool), String> {
     let inputs = io::collect_inputs(&args.inputs).map_err(|e| e.to_string())?;
-    let dir_mode = inputs.len() > 1 || args.inputs.iter().any(|p| p.is_dir()) || args.output.is_dir();
+    let trailing_slash = args.output.as_os_str().to_string_lossy().ends_with(std::path::MAIN_SEPARATOR);
+    let dir_mode =
+        inputs.len() > 1 || args.inputs.iter().any(|p| p.is_dir()) || args.output.is_dir() || trailing_slash;
     let mut outputs = Vec::with_capacity(inputs.len());
     if dir_mode {
         if args.output.exists() && !args.output.is_dir() {
