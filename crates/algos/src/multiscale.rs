@@ -144,7 +144,7 @@ where
 {
     let levels = model.levels();
     let m = 1usize << levels;
-    if n == 0 || h == 0 || w == 0 || h % m != 0 || w % m != 0 {
+    if n == 0 || h == 0 || w == 0 || !h.is_multiple_of(m) || !w.is_multiple_of(m) {
         return Err(SamplerError::Invalid(format!(
             "{n} image(s) of {h}×{w}: the size must be a non-zero multiple of 2^{levels} = {m} for this {levels}-level model"
         )));

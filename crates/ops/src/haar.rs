@@ -41,7 +41,7 @@ struct Params {
 
 fn analysis_scaled(gpu: &Gpu, op: &'static str, x: &Tensor, scale: f32) -> Result<Tensor> {
     let s = x.shape();
-    if s.h % 2 != 0 || s.w % 2 != 0 || s.h == 0 || s.w == 0 {
+    if !s.h.is_multiple_of(2) || !s.w.is_multiple_of(2) || s.h == 0 || s.w == 0 {
         return Err(GpuError::Shape {
             op,
             detail: format!("a Haar step needs an even, non-zero height and width; the input is {s}"),
@@ -60,7 +60,7 @@ fn analysis_scaled(gpu: &Gpu, op: &'static str, x: &Tensor, scale: f32) -> Resul
 
 fn synthesis_scaled(gpu: &Gpu, op: &'static str, coefs: &Tensor, scale: f32) -> Result<Tensor> {
     let s = coefs.shape();
-    if s.c % 4 != 0 || s.c == 0 {
+    if !s.c.is_multiple_of(4) || s.c == 0 {
         return Err(GpuError::Shape {
             op,
             detail: format!("Haar coefficients have 4·C channels [L, H, V, D]; the input {s} has {} channels", s.c),
@@ -134,7 +134,7 @@ pub fn check_pyramid_shape(op: &'static str, s: Shape, levels: usize) -> Result<
         op,
         detail: format!("{levels} Haar levels is too many"),
     })?;
-    if s.h == 0 || s.w == 0 || s.h % m != 0 || s.w % m != 0 {
+    if s.h == 0 || s.w == 0 || !s.h.is_multiple_of(m) || !s.w.is_multiple_of(m) {
         return Err(GpuError::Shape {
             op,
             detail: format!(

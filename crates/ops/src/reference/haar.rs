@@ -7,7 +7,7 @@ use prior_gpu::Shape;
 /// Analysis of `x` (shape `s`, even h and w) scaled by `scale`
 /// (1: the transform; 4: the VJP of synthesis). Returns `[n, h/2, w/2, 4C]`.
 pub fn analysis_scaled(x: &[f32], s: Shape, scale: f32) -> (Shape, Vec<f32>) {
-    assert!(s.h % 2 == 0 && s.w % 2 == 0);
+    assert!(s.h.is_multiple_of(2) && s.w.is_multiple_of(2));
     let (h2, w2, c) = (s.h / 2, s.w / 2, s.c);
     let os = Shape::new(s.n, h2, w2, 4 * c);
     let mut y = vec![0.0; os.numel()];
@@ -37,7 +37,7 @@ pub fn analysis_scaled(x: &[f32], s: Shape, scale: f32) -> (Shape, Vec<f32>) {
 /// Synthesis of coefficients (shape `s`, 4C channels) scaled by `scale`
 /// (1: the inverse; 0.25: the VJP of analysis). Returns `[n, 2h, 2w, C]`.
 pub fn synthesis_scaled(coefs: &[f32], s: Shape, scale: f32) -> (Shape, Vec<f32>) {
-    assert!(s.c % 4 == 0);
+    assert!(s.c.is_multiple_of(4));
     let c = s.c / 4;
     let os = Shape::new(s.n, 2 * s.h, 2 * s.w, c);
     let mut y = vec![0.0; os.numel()];
@@ -76,8 +76,11 @@ pub fn haar_synthesis_vjp(u: &[f32], s: Shape) -> (Shape, Vec<f32>) {
     analysis_scaled(u, s, 4.0)
 }
 
+/// An array with its shape.
+pub type Array = (Shape, Vec<f32>);
+
 /// `levels`-level pyramid: (coarsest low-pass, details finest first), each with its shape.
-pub fn haar_pyramid(x: &[f32], s: Shape, levels: usize) -> ((Shape, Vec<f32>), Vec<(Shape, Vec<f32>)>) {
+pub fn haar_pyramid(x: &[f32], s: Shape, levels: usize) -> (Array, Vec<Array>) {
     let c = s.c;
     let mut low = (s, x.to_vec());
     let mut details = Vec::new();
