@@ -5,7 +5,8 @@
 //! `apply_image` (what `prior denoise` does); and their Jacobians: J·v and
 //! Jᵀ·u against PyTorch autograd, ⟨J·v, u⟩ = ⟨v, Jᵀ·u⟩, J·v against central
 //! finite differences, and for the bias-free models J(y)·y = x̂(y)
-//! (homogeneity of degree 1).
+//! (homogeneity of degree 1); and that `receptive_radius` bounds how far a
+//! one-pixel change reaches (tiling relies on it).
 //!
 //! Tolerances.
 //! * Outputs: 1e-4 max abs on denoised images in [0,1]. PyTorch's own
@@ -215,4 +216,32 @@ fn unet_small_jacobian_odd_and_even() {
 #[test]
 fn bf_unet_jacobian() {
     jacobian_checks("bf_unet_random", 16, 24, true);
+}
+
+/// `receptive_radius` (what tiling relies on) bounds how far a one-pixel
+/// change reaches: outside it the output is bit-identical.
+#[test]
+fn receptive_radius_bounds_the_influence_of_a_pixel() {
+    let g = gpu();
+    for (name, size) in [("unet_bias_free", 64usize), ("bf_unet_random", 144), ("rcnn_bias_free", 64)] {
+        let case = Case::open(name);
+        let model = model_of(&case);
+        let r = model.receptive_radius();
+        let base: Vec<f32> = (0..size * size).map(|i| ((i * 7919 % 1013) as f32 / 1013.0)).collect();
+        let c0 = size / 2;
+        let mut bumped = base.clone();
+        bumped[c0 * size + c0] += 0.5;
+        let s = Shape::new(1, size, size, 1);
+        let a = read(&model.denoise(g, &g.upload(s, &base)).unwrap());
+        let b = read(&model.denoise(g, &g.upload(s, &bumped)).unwrap());
+        let mut reach = 0;
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            if x != y {
+                let (py, px) = (i / size, i % size);
+                reach = reach.max(py.abs_diff(c0)).max(px.abs_diff(c0));
+            }
+        }
+        println!("{name}: a one-pixel change reaches {reach} px, receptive_radius {r}");
+        assert!(reach > 0 && reach <= r, "{name}: reach {reach} vs radius {r}");
+    }
 }

@@ -354,10 +354,12 @@ impl Denoiser for UnetSmall {
         self.channels
     }
     fn receptive_radius(&self) -> usize {
-        // conv1 2 + conv2 1 at full resolution; conv3 (1 + stride phase 1),
-        // conv4 1, conv5 2, conv6 4 at half resolution (×2); conv7 2; conv8
-        // 1 + conv9 2 at full resolution.
-        2 + 1 + 2 * (1 + 1 + 1 + 2 + 4) + 2 + 1 + 2
+        // Input pixel p reaches conv3 outputs j with |2j − p| ≤ 1 (after conv1
+        // 2 + conv2 1 at full resolution), conv4–6 add 1 + 2 + 4 half-res
+        // pixels, conv7 (k4 s2 p1) maps j' to outputs 2j' − 1 ..= 2j' + 2, then
+        // conv8 1 + conv9 2: 3 + 1 + 14 + 2 + 3 = 23 (measured in
+        // tests/parity_unets.rs).
+        23
     }
     fn values_per_pixel(&self) -> usize {
         // The concat at full resolution (conv7 + skip channels).
