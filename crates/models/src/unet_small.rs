@@ -11,7 +11,7 @@
 //! 32→1 5×5 (never a bias); with `--residual` training, `x_padded − conv9`;
 //! cropped back to H × W. The output is the denoised image.
 //!
-//! Padding and cropping are done with 1-channel identity (transposed)
+//! Padding and cropping are done with per-channel identity (transposed)
 //! convolutions whose kernel is `(1 + pad_h) × (1 + pad_w)`, so their JVP and
 //! VJP come with the same machinery as every other layer.
 

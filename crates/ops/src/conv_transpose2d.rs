@@ -1,6 +1,6 @@
 //! 2-D transposed convolution (`shaders/conv_transpose2d.wgsl`, and
 //! `conv_transpose2d_subgroup.wgsl` on adapters with subgroups of ≥ 8 lanes
-//! unless [`Epilogue::variant`] asks for [`ConvVariant::Plain`]), PyTorch's
+//! when [`Epilogue::variant`] is [`ConvVariant::Auto`]), PyTorch's
 //! `ConvTranspose2d` without groups: any kernel size, stride, padding and
 //! dilation, optional bias, and the fused [`Epilogue`] of [`Conv2d`]
 //! (per-channel scale/shift, ReLU, ReLU-derivative mask).
