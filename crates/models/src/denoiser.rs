@@ -72,6 +72,7 @@ pub fn load(gpu: &Gpu, blob: &WeightBlob) -> Result<Box<dyn Denoiser>> {
         "rcnn" => Ok(Box::new(crate::rcnn::Rcnn::from_blob(gpu, blob)?)),
         "unet_small" => Ok(Box::new(crate::unet_small::UnetSmall::from_blob(gpu, blob)?)),
         "bf_unet" => Ok(Box::new(crate::bf_unet::BfUnet::from_blob(gpu, blob)?)),
+        "energy_unet" => Ok(Box::new(crate::energy::EnergyUNet::from_blob(gpu, blob)?)),
         other => Err(ModelError::Invalid {
             origin: blob.origin.display().to_string(),
             reason: format!("architecture '{other}' is imported but not runnable yet (see README, 'Models')"),

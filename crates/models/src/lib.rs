@@ -6,6 +6,7 @@ pub mod bf_unet;
 pub mod blob;
 pub mod conv_chain;
 pub mod denoiser;
+pub mod energy;
 pub mod error;
 pub mod import;
 pub mod multiscale;

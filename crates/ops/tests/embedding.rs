@@ -2,9 +2,9 @@
 //! reference (f64 trigonometry of the same f32 argument), for t from 0 to
 //! 10³ (the calibration level of log Z), plus a finite-difference check of
 //! the derivative. The frequencies match float32 `torch.linspace`.
-//! Tolerance: 2e-6·max(1, f) absolute (the reduced argument carries ~1 ulp
-//! of t·f, 6e-5 at t·f = 10³... but both sides use the same f32 argument, so
-//! only the reduction and the driver's sin/cos on [−π, π] differ).
+//! Tolerance: 2e-6·max(1, f) absolute. Both sides evaluate the same f32
+//! argument t·f, so only the shader's argument reduction (exact for t ≤ 10⁵)
+//! and the driver's f32 sin/cos on [−π, π] (a few ulp) differ.
 
 mod common;
 use common::*;

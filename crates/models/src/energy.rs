@@ -1,0 +1,769 @@
+//! The energy UNet of dual score matching (Guth, Kadkhodaie, Simoncelli,
+//! NeurIPS 2025): a network f(y, t) whose inner product with its input is
+//! the energy
+//!
+//! ```text
+//! U(y, t) = ½·⟨y, f(y, t)⟩,   −log p_t(y) = U(y, t) + log Z_t,
+//! ```
+//!
+//! with t the per-pixel noise variance (pixels in [0, 1]). One forward pass
+//! gives U; the data score ∇_yU = ½·f + ½·J_fᵀ·y comes from a full reverse
+//! pass (VJP) through every layer (convolutions, strided and transposed
+//! convolutions, GELU, the per-sample normalisations, the concatenations),
+//! and the noise score ∂U/∂t = ½·⟨y, ∂f/∂t⟩ from a forward-mode pass (JVP)
+//! whose tangent enters through the noise embedding and the conditioning
+//! gains of every normalisation. The denoiser is x̂ = y − t·∇_yU (Tweedie).
+//!
+//! Architecture (`../shared/README.md`, "energy UNet of dual score
+//! matching"): bias-free convs; encoder scale 0 = 3×3 convs C→w→w→w, scales
+//! s ≥ 1 = a 2×2 stride-2 conv then 3×3 convs; middle = 2×2 stride-2 conv,
+//! 3×3 conv, 2×2 stride-2 transposed conv; decoder scales S−1..1 = concat
+//! with the skip, 3×3 convs, transposed conv; decoder scale 0 = concat, 3×3
+//! convs, last 3×3 conv to C channels. Every conv but the last is followed by
+//! the noise-conditioned normalisation ([`prior_ops::group_norm`]) and exact
+//! GELU. Widths, layer counts and scales are read from the tensor shapes;
+//! the group size from the checkpoint's `network_kwargs` (default 1).
+//!
+//! Noise embedding: `[cos(t·f), sin(t·f)]` for 32 frequencies
+//! `exp(−linspace(ln 1, ln 100, 32))` → Linear(64, 256) → SiLU →
+//! Linear(256, 256) → SiLU; every normalisation has its own Linear(256, C)
+//! (here concatenated into one layer, so one launch computes all gains).
+
+use prior_gpu::{Gpu, Shape, Tensor};
+use prior_ops::activations::{gelu, gelu_jvp, silu, silu_jvp};
+use prior_ops::channels::{concat_channels, concat_channels_vjp};
+use prior_ops::conv2d::{Conv2d, Epilogue};
+use prior_ops::conv_transpose2d::ConvTranspose2d;
+use prior_ops::elementwise::axpby;
+use prior_ops::embedding::{dsm_frequencies, Sinusoid};
+use prior_ops::group_norm::{gains, GroupNorm, NormStats};
+use prior_ops::linear::{sample_axpy, Linear};
+use prior_ops::reduce::dot_per_sample;
+
+use crate::blob::{TensorF32, WeightBlob};
+use crate::denoiser::{Denoiser, ModelError, Result};
+
+/// Metadata keys of a calibrated blob (written by `prior calibrate`).
+pub mod keys {
+    /// log Z (nats) of the density at t = 0, estimated at `LOG_Z_T`.
+    pub const LOG_Z: &str = "prior.log_z";
+    /// The noise variance at which log Z was estimated.
+    pub const LOG_Z_T: &str = "prior.log_z_t";
+    /// Number of noisy calibration images averaged.
+    pub const LOG_Z_COUNT: &str = "prior.log_z_count";
+}
+
+/// Normalisation epsilon of the released models (not stored in the files).
+pub const EPS: f32 = 1e-5;
+/// Noise variance at which log Z is estimated (the authors' choice).
+pub const LOG_Z_T: f64 = 1e3;
+
+enum Op {
+    /// 3×3 stride-1 conv (forward) and its adjoint: the conv with flipped,
+    /// transposed weights.
+    Conv { fwd: Conv2d, adj: Conv2d },
+    /// 2×2 stride-2 conv and its adjoint, the transposed conv with the same weights.
+    Down { fwd: Conv2d, adj: ConvTranspose2d },
+    /// 2×2 stride-2 transposed conv and its adjoint, the strided conv with the same weights.
+    Up { fwd: ConvTranspose2d, adj: Conv2d },
+}
+
+struct Layer {
+    op: Op,
+    /// `None` only for the network's last conv.
+    norm: Option<GroupNorm>,
+    cout: usize,
+}
+
+/// What the forward pass keeps of each normalised layer for the derivative passes.
+struct Rec {
+    h: Tensor,
+    z: Tensor,
+    st: NormStats,
+}
+
+/// Intermediate values of one forward pass.
+struct Tape {
+    recs: Vec<Rec>,
+    /// Channel counts of the decoder concatenations `[x, skip]`, per scale.
+    cat: Vec<(usize, usize)>,
+}
+
+/// Per-sample noise-level conditioning: the gains of every normalisation.
+struct Cond {
+    gain: Tensor,
+    e1: Tensor,
+    e2: Tensor,
+}
+
+/// The results of [`EnergyUNet::evaluate`].
+pub struct EnergyEval {
+    /// U(y, t) per sample, `[n, 1, 1, 1]`.
+    pub energy: Tensor,
+    /// f(y, t), `[n, h, w, c]`.
+    pub f: Tensor,
+    /// ∇_yU, when asked for.
+    pub grad: Option<Tensor>,
+    /// ∂U/∂t per sample, when asked for.
+    pub dudt: Option<Tensor>,
+}
+
+/// The energy UNet on the GPU.
+pub struct EnergyUNet {
+    channels: usize,
+    scales: usize,
+    base_width: usize,
+    group_size: usize,
+    params: usize,
+    enc: Vec<Vec<Layer>>,
+    mid: Vec<Layer>,
+    dec: Vec<Vec<Layer>>,
+    sinusoid: Sinusoid,
+    lin1: Linear,
+    lin2: Linear,
+    /// All conditioning layers Linear(256, C_l) stacked: 256 → Σ C_l.
+    cond: Linear,
+    /// All normalisation weights concatenated (Σ C_l).
+    norm_w: Tensor,
+    /// Noise variance used by [`Denoiser::denoise`]; `None` = estimate per image.
+    noise_variance: Option<f32>,
+    /// log Z from the blob's calibration metadata, if present.
+    pub log_z: Option<LogZ>,
+}
+
+/// A stored log-partition estimate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LogZ {
+    pub log_z: f64,
+    pub t: f64,
+    pub count: usize,
+}
+
+fn invalid(blob: &WeightBlob, reason: impl Into<String>) -> ModelError {
+    ModelError::Invalid { origin: blob.origin.display().to_string(), reason: reason.into() }
+}
+
+/// The `group_size` of `network_kwargs` in the checkpoint's arguments (a
+/// Python dict literal kept as a string), 1 when absent.
+fn group_size_of(blob: &WeightBlob) -> Result<usize> {
+    let Some(args) = blob.args()? else { return Ok(1) };
+    let text = match args.get("network_kwargs") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => return Ok(1),
+    };
+    let Some(at) = text.find("group_size") else { return Ok(1) };
+    let rest = &text[at + "group_size".len()..];
+    let digits: String = rest
+        .trim_start_matches(|c: char| c == '\'' || c == '"' || c == ':' || c.is_whitespace())
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().map_err(|_| invalid(blob, format!("cannot read group_size from network_kwargs {text:?}")))
+}
+
+/// Parses the calibration metadata of a blob, if present.
+pub fn log_z_of(blob: &WeightBlob) -> Result<Option<LogZ>> {
+    let Some(lz) = blob.meta(keys::LOG_Z) else { return Ok(None) };
+    let num = |k: &str, v: Option<&str>| -> Result<f64> {
+        v.ok_or_else(|| invalid(blob, format!("{} is set but {k} is missing", keys::LOG_Z)))?
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| invalid(blob, format!("{k} is not a number")))
+    };
+    let log_z = num(keys::LOG_Z, Some(lz))?;
+    let t = num(keys::LOG_Z_T, blob.meta(keys::LOG_Z_T))?;
+    let count = num(keys::LOG_Z_COUNT, blob.meta(keys::LOG_Z_COUNT))? as usize;
+    if !log_z.is_finite() || !(t > 0.0) {
+        return Err(invalid(blob, format!("bad calibration: log Z {log_z} at t {t}")));
+    }
+    Ok(Some(LogZ { log_z, t, count }))
+}
+
+struct Builder<'a> {
+    gpu: &'a Gpu,
+    blob: &'a WeightBlob,
+    group_size: usize,
+    /// (conditioning weight rows, biases, norm weights), concatenated.
+    cw: Vec<f32>,
+    cb: Vec<f32>,
+    nw: Vec<f32>,
+    emb_dim: usize,
+}
+
+impl Builder<'_> {
+    fn t(&self, name: &str) -> Result<&TensorF32> {
+        Ok(self.blob.tensor(&format!("network.{name}"))?)
+    }
+
+    fn norm(&mut self, prefix: &str, c: usize) -> Result<GroupNorm> {
+        let w = self.blob.tensor_shaped(&format!("network.{prefix}.weight"), &[c])?;
+        let lw = self.blob.tensor_shaped(&format!("network.{prefix}.conditioning_embedding.weight"), &[c, self.emb_dim])?;
+        let lb = self.blob.tensor_shaped(&format!("network.{prefix}.conditioning_embedding.bias"), &[c])?;
+        if c % self.group_size != 0 {
+            return Err(invalid(self.blob, format!("{prefix}: {c} channels are not a multiple of group_size {}", self.group_size)));
+        }
+        let off = self.nw.len();
+        self.nw.extend_from_slice(&w.data);
+        self.cw.extend_from_slice(&lw.data);
+        self.cb.extend_from_slice(&lb.data);
+        Ok(GroupNorm::new(c, self.group_size, EPS, off)?)
+    }
+
+    /// The layers of one `nn.Sequential` block: convs at indices 0, 3, 6, ...
+    /// each followed by a normalisation at +1 (except the network's last).
+    /// `first_down`: the first conv is the 2×2 stride-2 one; `last_up`: the
+    /// last is a transposed conv; `last_plain`: the last has no normalisation.
+    fn block(&mut self, prefix: &str, first_down: bool, last_up: bool, last_plain: bool) -> Result<Vec<Layer>> {
+        let mut n = 0;
+        while self.blob.has(&format!("network.{prefix}.{}.weight", 3 * n)) {
+            n += 1;
+        }
+        if n == 0 {
+            return Err(invalid(self.blob, format!("no layers in network.{prefix}")));
+        }
+        let mut layers = Vec::with_capacity(n);
+        for i in 0..n {
+            let name = format!("{prefix}.{}", 3 * i);
+            let w = self.t(&format!("{name}.weight"))?;
+            if w.shape.len() != 4 {
+                return Err(invalid(self.blob, format!("network.{name}.weight has shape {:?}, expected 4-D", w.shape)));
+            }
+            let (a, b, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
+            let (op, cout) = if i == 0 && first_down {
+                if (kh, kw) != (2, 2) {
+                    return Err(invalid(self.blob, format!("network.{name}: expected the 2×2 stride-2 conv, found {kh}×{kw}")));
+                }
+                let fwd = Conv2d::new(self.gpu, &w.data, a, b, 2, 2, 2, 0, 1);
+                let adj = ConvTranspose2d::new(self.gpu, &w.data, a, b, 2, 2, 2, 0);
+                (Op::Down { fwd, adj }, a)
+            } else if i == n - 1 && last_up {
+                if (kh, kw) != (2, 2) {
+                    return Err(invalid(self.blob, format!("network.{name}: expected the 2×2 transposed conv, found {kh}×{kw}")));
+                }
+                // ConvTranspose2d layout (in, out, kh, kw).
+                let fwd = ConvTranspose2d::new(self.gpu, &w.data, a, b, 2, 2, 2, 0);
+                let adj = Conv2d::new(self.gpu, &w.data, a, b, 2, 2, 2, 0, 1);
+                (Op::Up { fwd, adj }, b)
+            } else {
+                if (kh, kw) != (3, 3) {
+                    return Err(invalid(self.blob, format!("network.{name}: expected a 3×3 conv, found {kh}×{kw}")));
+                }
+                let (cout, cin) = (a, b);
+                let fwd = Conv2d::new(self.gpu, &w.data, cout, cin, 3, 3, 1, 1, 1);
+                // adjoint: weights (cin, cout, 3, 3) with the kernel flipped
+                let mut fl = vec![0.0f32; w.data.len()];
+                for co in 0..cout {
+                    for ci in 0..cin {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                fl[((ci * cout + co) * 3 + (2 - ky)) * 3 + (2 - kx)] = w.data[((co * cin + ci) * 3 + ky) * 3 + kx];
+                            }
+                        }
+                    }
+                }
+                let adj = Conv2d::new(self.gpu, &fl, cin, cout, 3, 3, 1, 1, 1);
+                (Op::Conv { fwd, adj }, cout)
+            };
+            let norm = if i == n - 1 && last_plain { None } else { Some(self.norm(&format!("{prefix}.{}", 3 * i + 1), cout)?) };
+            layers.push(Layer { op, norm, cout });
+        }
+        Ok(layers)
+    }
+}
+
+fn in_channels(op: &Op) -> usize {
+    match op {
+        Op::Conv { fwd, .. } | Op::Down { fwd, .. } => fwd.cin,
+        Op::Up { fwd, .. } => fwd.cin,
+    }
+}
+
+impl EnergyUNet {
+    /// Builds the model from a blob with `prior.arch = energy_unet` (an
+    /// imported `model.pth.tar` or its safetensors conversion).
+    pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<EnergyUNet> {
+        let arch = blob.arch()?;
+        if arch != "energy_unet" {
+            return Err(invalid(blob, format!("architecture '{arch}' is not an energy UNet")));
+        }
+        let mut scales = 0;
+        while blob.has(&format!("network.encoder.{scales}.0.weight")) {
+            scales += 1;
+        }
+        if scales == 0 {
+            return Err(invalid(blob, "no network.encoder.0.0.weight: not a dual-score-matching energy UNet"));
+        }
+        let first = blob.tensor("network.encoder.0.0.weight")?;
+        if first.shape.len() != 4 {
+            return Err(invalid(blob, "network.encoder.0.0.weight is not a conv weight"));
+        }
+        let (base_width, channels) = (first.shape[0], first.shape[1]);
+        let l1 = blob.tensor("network.noise_var_embedding.time_embed.0.weight")?;
+        if l1.shape.len() != 2 || l1.shape[1] % 2 != 0 {
+            return Err(invalid(blob, format!("time_embed.0.weight has shape {:?}", l1.shape)));
+        }
+        let (emb_dim, fourier) = (l1.shape[0], l1.shape[1]);
+        let b1 = blob.tensor_shaped("network.noise_var_embedding.time_embed.0.bias", &[emb_dim])?;
+        let l2 = blob.tensor_shaped("network.noise_var_embedding.time_embed.2.weight", &[emb_dim, emb_dim])?;
+        let b2 = blob.tensor_shaped("network.noise_var_embedding.time_embed.2.bias", &[emb_dim])?;
+        let group_size = group_size_of(blob)?;
+
+        let mut bld = Builder { gpu, blob, group_size, cw: Vec::new(), cb: Vec::new(), nw: Vec::new(), emb_dim };
+        let mut enc = Vec::new();
+        for s in 0..scales {
+            enc.push(bld.block(&format!("encoder.{s}"), s > 0, false, false)?);
+        }
+        let mid = bld.block("middle_block", true, true, false)?;
+        let mut dec: Vec<Vec<Layer>> = Vec::new();
+        for s in 0..scales {
+            dec.push(bld.block(&format!("decoder.{s}"), false, s > 0, s == 0)?);
+        }
+        // Shape chain check: every block's input channels.
+        let mut c = channels;
+        for (s, block) in enc.iter().enumerate() {
+            for l in block {
+                if in_channels(&l.op) != c {
+                    return Err(invalid(blob, format!("encoder.{s}: a layer takes {} channels, gets {c}", in_channels(&l.op))));
+                }
+                c = l.cout;
+            }
+        }
+        let skips: Vec<usize> = enc.iter().map(|b| b.last().unwrap().cout).collect();
+        for l in &mid {
+            if in_channels(&l.op) != c {
+                return Err(invalid(blob, format!("middle_block: a layer takes {} channels, gets {c}", in_channels(&l.op))));
+            }
+            c = l.cout;
+        }
+        for s in (0..scales).rev() {
+            c += skips[s];
+            for l in &dec[s] {
+                if in_channels(&l.op) != c {
+                    return Err(invalid(blob, format!("decoder.{s}: a layer takes {} channels, gets {c}", in_channels(&l.op))));
+                }
+                c = l.cout;
+            }
+        }
+        if c != channels {
+            return Err(invalid(blob, format!("the network returns {c} channels for {channels} input channels")));
+        }
+        let total = bld.nw.len();
+        let cond = Linear::new(gpu, &bld.cw, Some(&bld.cb), total, emb_dim)?;
+        let norm_w = gpu.upload(Shape::vector(total), &bld.nw);
+        Ok(EnergyUNet {
+            channels,
+            scales,
+            base_width,
+            group_size,
+            params: blob.param_count(),
+            enc,
+            mid,
+            dec,
+            sinusoid: Sinusoid::new(gpu, &dsm_frequencies(fourier / 2)),
+            lin1: Linear::new(gpu, &l1.data, Some(&b1.data), emb_dim, fourier)?,
+            lin2: Linear::new(gpu, &l2.data, Some(&b2.data), emb_dim, emb_dim)?,
+            cond,
+            norm_w,
+            noise_variance: None,
+            log_z: log_z_of(blob)?,
+        })
+    }
+
+    /// Sets the noise variance t used by [`Denoiser::denoise`] (`None`:
+    /// estimate it per image, see [`estimate_noise_variance`]).
+    pub fn set_noise_variance(&mut self, t: Option<f32>) {
+        self.noise_variance = t;
+    }
+
+    /// Height and width must be multiples of this (one halving per scale plus the middle block).
+    pub fn multiple(&self) -> usize {
+        1 << self.scales
+    }
+
+    fn check_input(&self, y: &Tensor, t: &[f32]) -> Result<()> {
+        let s = y.shape();
+        if s.c != self.channels {
+            return Err(ModelError::Input(format!("the energy model takes {} channel(s), the input has {}", self.channels, s.c)));
+        }
+        let m = self.multiple();
+        if s.h % m != 0 || s.w % m != 0 || s.h == 0 || s.w == 0 {
+            return Err(ModelError::Input(format!("the energy UNet needs height and width divisible by {m}; the input is {}×{}", s.h, s.w)));
+        }
+        if t.len() != s.n {
+            return Err(ModelError::Input(format!("{} noise variances for {} images", t.len(), s.n)));
+        }
+        if let Some(bad) = t.iter().find(|v| !v.is_finite() || **v < 0.0) {
+            return Err(ModelError::Input(format!("noise variance {bad} is not a finite non-negative number")));
+        }
+        Ok(())
+    }
+
+    fn conditioning(&self, gpu: &Gpu, tt: &Tensor) -> Result<Cond> {
+        let e0 = self.sinusoid.forward(gpu, tt)?;
+        let e1 = self.lin1.forward(gpu, &e0)?;
+        let e2 = self.lin2.forward(gpu, &silu(gpu, &e1))?;
+        let emb = silu(gpu, &e2);
+        let lin = self.cond.forward(gpu, &emb)?;
+        let gain = gains(gpu, &self.norm_w, &lin, false)?;
+        Ok(Cond { gain, e1, e2 })
+    }
+
+    /// The tangent of the gains for a unit tangent in t.
+    fn conditioning_tangent(&self, gpu: &Gpu, tt: &Tensor, c: &Cond) -> Result<Tensor> {
+        let de0 = self.sinusoid.derivative(gpu, tt)?;
+        let de1 = self.lin1.jvp(gpu, &de0)?;
+        let de2 = self.lin2.jvp(gpu, &silu_jvp(gpu, &c.e1, &de1)?)?;
+        let demb = silu_jvp(gpu, &c.e2, &de2)?;
+        let dlin = self.cond.jvp(gpu, &demb)?;
+        Ok(gains(gpu, &self.norm_w, &dlin, true)?)
+    }
+
+    fn layer_fwd(&self, gpu: &Gpu, l: &Layer, x: &Tensor, gain: &Tensor, tape: Option<&mut Tape>) -> Result<Tensor> {
+        let h = match &l.op {
+            Op::Conv { fwd, .. } | Op::Down { fwd, .. } => fwd.forward(gpu, x, Epilogue::default())?,
+            Op::Up { fwd, .. } => fwd.forward(gpu, x, Epilogue::default())?,
+        };
+        let Some(norm) = &l.norm else { return Ok(h) };
+        let (z, st) = norm.forward(gpu, &h, gain)?;
+        let a = gelu(gpu, &z);
+        if let Some(tape) = tape {
+            tape.recs.push(Rec { h, z, st });
+        }
+        Ok(a)
+    }
+
+    /// f(y, t), recording the intermediate values when `keep`.
+    fn forward(&self, gpu: &Gpu, y: &Tensor, gain: &Tensor, keep: bool) -> Result<(Tensor, Option<Tape>)> {
+        let mut tape = keep.then(|| Tape { recs: Vec::new(), cat: Vec::new() });
+        let mut x = y.clone();
+        let mut skips = Vec::with_capacity(self.scales);
+        for block in &self.enc {
+            for l in block {
+                x = self.layer_fwd(gpu, l, &x, gain, tape.as_mut())?;
+            }
+            skips.push(x.clone());
+        }
+        for l in &self.mid {
+            x = self.layer_fwd(gpu, l, &x, gain, tape.as_mut())?;
+        }
+        for s in (0..self.scales).rev() {
+            if let Some(t) = tape.as_mut() {
+                t.cat.push((x.shape().c, skips[s].shape().c));
+            }
+            x = concat_channels(gpu, &[&x, &skips[s]])?;
+            for l in &self.dec[s] {
+                x = self.layer_fwd(gpu, l, &x, gain, tape.as_mut())?;
+            }
+        }
+        Ok((x, tape))
+    }
+
+    /// J_fᵀ·u (with respect to y) from the recorded forward pass.
+    fn vjp_y(&self, gpu: &Gpu, tape: &Tape, gain: &Tensor, u: &Tensor) -> Result<Tensor> {
+        let mut recs = tape.recs.iter().rev();
+        let mut back = |l: &Layer, u: Tensor| -> Result<Tensor> {
+            let hb = match &l.norm {
+                Some(norm) => {
+                    let r = recs.next().expect("one record per normalised layer");
+                    let zb = gelu_jvp(gpu, &r.z, &u)?;
+                    norm.vjp(gpu, &zb, &r.h, &r.st, gain)?
+                }
+                None => u,
+            };
+            Ok(match &l.op {
+                Op::Conv { adj, .. } | Op::Up { adj, .. } => adj.forward(gpu, &hb, Epilogue::default())?,
+                Op::Down { adj, .. } => adj.forward(gpu, &hb, Epilogue::default())?,
+            })
+        };
+        let mut u = u.clone();
+        let mut skip_bar: Vec<Option<Tensor>> = vec![None; self.scales];
+        for (i, s) in (0..self.scales).rev().enumerate().collect::<Vec<_>>().into_iter().rev() {
+            for l in self.dec[s].iter().rev() {
+                u = back(l, u)?;
+            }
+            let (cx, cs) = tape.cat[i];
+            let mut parts = concat_channels_vjp(gpu, &u, &[cx, cs])?;
+            skip_bar[s] = parts.pop();
+            u = parts.pop().expect("two parts");
+        }
+        for l in self.mid.iter().rev() {
+            u = back(l, u)?;
+        }
+        for s in (0..self.scales).rev() {
+            let sb = skip_bar[s].take().expect("every scale has a skip cotangent");
+            u = axpby(gpu, 1.0, &u, 1.0, &sb)?;
+            for l in self.enc[s].iter().rev() {
+                u = back(l, u)?;
+            }
+        }
+        Ok(u)
+    }
+
+    /// ∂f/∂t (a unit tangent in every sample's t) from the recorded forward pass.
+    fn jvp_t(&self, gpu: &Gpu, tape: &Tape, gain: &Tensor, dgain: &Tensor) -> Result<Tensor> {
+        let mut recs = tape.recs.iter();
+        let mut fwd = |l: &Layer, x: Option<Tensor>| -> Result<Tensor> {
+            let h = match x {
+                Some(x) => Some(match &l.op {
+                    Op::Conv { fwd, .. } | Op::Down { fwd, .. } => fwd.forward(gpu, &x, Epilogue::default())?,
+                    Op::Up { fwd, .. } => fwd.forward(gpu, &x, Epilogue::default())?,
+                }),
+                None => None,
+            };
+            match &l.norm {
+                Some(norm) => {
+                    let r = recs.next().expect("one record per normalised layer");
+                    let zt = norm.jvp(gpu, h.as_ref(), &r.h, &r.st, gain, Some(dgain))?;
+                    Ok(gelu_jvp(gpu, &r.z, &zt)?)
+                }
+                None => Ok(h.expect("the last layer's input tangent is never zero")),
+            }
+        };
+        let mut x: Option<Tensor> = None;
+        let mut skips = Vec::with_capacity(self.scales);
+        for block in &self.enc {
+            for l in block {
+                x = Some(fwd(l, x)?);
+            }
+            skips.push(x.clone().expect("set by the block"));
+        }
+        for l in &self.mid {
+            x = Some(fwd(l, x)?);
+        }
+        for s in (0..self.scales).rev() {
+            let xt = x.take().expect("set by the block");
+            x = Some(concat_channels(gpu, &[&xt, &skips[s]])?);
+            for l in &self.dec[s] {
+                x = Some(fwd(l, x)?);
+            }
+        }
+        Ok(x.expect("the network has layers"))
+    }
+
+    /// U(y, t) for a batch `y` (`[n, h, w, c]`) with one noise variance per
+    /// image, and optionally ∇_yU (`grad`) and ∂U/∂t (`dudt`). Nothing is
+    /// read back.
+    pub fn evaluate(&self, gpu: &Gpu, y: &Tensor, t: &[f32], grad: bool, dudt: bool) -> Result<EnergyEval> {
+        self.check_input(y, t)?;
+        let s = y.shape();
+        gpu.check_fits("energy UNet activations", Shape::new(s.n, s.h, s.w, self.values_per_pixel()))?;
+        let tt = gpu.upload(Shape::new(s.n, 1, 1, 1), t);
+        let cond = self.conditioning(gpu, &tt)?;
+        let (f, tape) = self.forward(gpu, y, &cond.gain, grad || dudt)?;
+        let dot = dot_per_sample(gpu, y, &f)?;
+        let energy = axpby(gpu, 0.5, &dot, 0.0, &dot)?;
+        let grad_t = match (&tape, grad) {
+            (Some(tape), true) => {
+                let jty = self.vjp_y(gpu, tape, &cond.gain, y)?;
+                Some(axpby(gpu, 0.5, &f, 0.5, &jty)?)
+            }
+            _ => None,
+        };
+        let dudt_t = match (&tape, dudt) {
+            (Some(tape), true) => {
+                let dgain = self.conditioning_tangent(gpu, &tt, &cond)?;
+                let df = self.jvp_t(gpu, tape, &cond.gain, &dgain)?;
+                let d = dot_per_sample(gpu, y, &df)?;
+                Some(axpby(gpu, 0.5, &d, 0.0, &d)?)
+            }
+            _ => None,
+        };
+        Ok(EnergyEval { energy, f, grad: grad_t, dudt: dudt_t })
+    }
+
+    /// U(y, t) per image, read back (f64).
+    pub async fn energies(&self, gpu: &Gpu, y: &Tensor, t: &[f32]) -> Result<Vec<f64>> {
+        let e = self.evaluate(gpu, y, t, false, false)?;
+        Ok(gpu.read(&e.energy).await?.into_iter().map(f64::from).collect())
+    }
+
+    /// x̂ = y − t·∇_yU for a batch with one noise variance per image.
+    pub fn denoise_with(&self, gpu: &Gpu, y: &Tensor, t: &[f32]) -> Result<Tensor> {
+        let e = self.evaluate(gpu, y, t, true, false)?;
+        let g = e.grad.expect("asked for");
+        let neg: Vec<f32> = t.iter().map(|v| -v).collect();
+        let a = gpu.upload(Shape::new(t.len(), 1, 1, 1), &neg);
+        Ok(sample_axpy(gpu, y, &a, &g)?)
+    }
+
+    pub fn scales(&self) -> usize {
+        self.scales
+    }
+    pub fn base_width(&self) -> usize {
+        self.base_width
+    }
+    pub fn group_size(&self) -> usize {
+        self.group_size
+    }
+}
+
+
+/// Blind estimate of the noise variance t of each image of a batch
+/// (channels-last `[n, h, w, c]` values): Donoho's robust estimator on the
+/// finest diagonal Haar details, σ̂ = median(|d|)/0.6745 with
+/// d = (a − b − c + e)/2 over 2×2 blocks (orthonormal, so white noise of
+/// variance t gives details of variance t), t̂ = σ̂². Images are mostly
+/// smooth at that scale, so the estimate is biased up slightly by edges.
+pub fn estimate_noise_variance(data: &[f32], s: Shape) -> Vec<f32> {
+    (0..s.n)
+        .map(|b| {
+            let mut d = Vec::with_capacity(s.h / 2 * (s.w / 2) * s.c);
+            let at = |y: usize, x: usize, c: usize| data[((b * s.h + y) * s.w + x) * s.c + c];
+            for y in (0..s.h - s.h % 2).step_by(2) {
+                for x in (0..s.w - s.w % 2).step_by(2) {
+                    for c in 0..s.c {
+                        d.push(((at(y, x, c) - at(y, x + 1, c) - at(y + 1, x, c) + at(y + 1, x + 1, c)) / 2.0).abs());
+                    }
+                }
+            }
+            if d.is_empty() {
+                return 0.0;
+            }
+            let mid = d.len() / 2;
+            let (_, m, _) = d.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
+            let sigma = *m / 0.6745;
+            sigma * sigma
+        })
+        .collect()
+}
+
+impl Denoiser for EnergyUNet {
+    fn describe(&self) -> String {
+        format!(
+            "energy UNet (dual score matching), {} scales, base width {}, group size {}{}",
+            self.scales,
+            self.base_width,
+            self.group_size,
+            match self.noise_variance {
+                Some(t) => format!(", t = {t}"),
+                None => ", t estimated per image".to_string(),
+            }
+        )
+    }
+    fn channels(&self) -> usize {
+        self.channels
+    }
+    /// The normalisations use whole-image statistics: every output depends
+    /// on every input, so the model never tiles.
+    fn receptive_radius(&self) -> usize {
+        1 << 20
+    }
+    fn size_multiple(&self) -> usize {
+        self.multiple()
+    }
+    /// The widest intermediate tensor per input pixel: the largest of
+    /// channels/4^s over the layers at scale s (each scale halves H and W)
+    /// and the decoder concatenations.
+    fn values_per_pixel(&self) -> usize {
+        let mut v = self.channels;
+        for (s, (e, d)) in self.enc.iter().zip(self.dec.iter()).enumerate() {
+            let area = 1usize << (2 * s);
+            let skip = e.last().map_or(0, |l| l.cout);
+            let widest = e.iter().chain(d.iter()).map(|l| l.cout).max().unwrap_or(0).max(2 * skip);
+            v = v.max(widest.div_ceil(area));
+        }
+        let area = 1usize << (2 * self.scales);
+        v.max(self.mid.iter().map(|l| l.cout).max().unwrap_or(0).div_ceil(area))
+    }
+    fn parameters(&self) -> usize {
+        self.params
+    }
+    /// x̂ = y − t·∇_yU, with t from [`EnergyUNet::set_noise_variance`] or,
+    /// when unset, estimated per image by [`estimate_noise_variance`] (the
+    /// input is read back for that).
+    fn denoise(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+        let s = y.shape();
+        let t = match self.noise_variance {
+            Some(t) => vec![t; s.n],
+            None => {
+                let data = pollster_block_on(gpu.read(y))?;
+                estimate_noise_variance(&data, s)
+            }
+        };
+        self.denoise_with(gpu, y, &t)
+    }
+}
+
+/// Blocks on a future (native only; `Denoiser::denoise` is synchronous).
+fn pollster_block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    // A minimal executor: the GPU read completes after `device.poll`, which
+    // `Gpu::read` performs itself, so one poll with a no-op waker suffices
+    // in practice; loop until ready regardless.
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// A log-partition estimate with its Monte-Carlo standard error.
+#[derive(Clone, Copy, Debug)]
+pub struct Calibration {
+    pub log_z: f64,
+    pub stderr: f64,
+    pub t: f64,
+    pub count: usize,
+}
+
+impl EnergyUNet {
+    /// Estimates log Z = (d/2)·ln(2πe·t) − E[U(x + √t·z, t)] over `clean`
+    /// images (channels-last `[n, h, w, c]` values of shape `s`), at noise
+    /// variance `t` (the authors use 10³, where p_t is nearly Gaussian and its
+    /// entropy is (d/2)·ln(2πe·t)). Noise comes from prior's counter-based
+    /// generator (`seed`, stream 0, counter = image index·d + element), so the
+    /// estimate does not depend on `batch`. Reads back one vector per batch.
+    pub async fn calibrate(&self, gpu: &Gpu, clean: &[f32], s: Shape, t: f64, seed: u64, batch: usize) -> Result<Calibration> {
+        let d = s.h * s.w * s.c;
+        if s.n == 0 || clean.len() != s.numel() {
+            return Err(ModelError::Input(format!("{} values for {} calibration images of {}×{}×{}", clean.len(), s.n, s.h, s.w, s.c)));
+        }
+        if !(t > 0.0 && t.is_finite()) {
+            return Err(ModelError::Input(format!("calibration noise variance {t} must be positive")));
+        }
+        let batch = batch.max(1);
+        let mut u = Vec::with_capacity(s.n);
+        for start in (0..s.n).step_by(batch) {
+            let nb = batch.min(s.n - start);
+            let shape = Shape::new(nb, s.h, s.w, s.c);
+            let x = gpu.upload(shape, &clean[start * d..(start + nb) * d]);
+            let offset = u32::try_from(start * d)
+                .map_err(|_| ModelError::Input("too many calibration values for the noise counter (2³²)".into()))?;
+            let y = prior_ops::rng::axpy_normal(gpu, &x, shape, t.sqrt() as f32, seed, 0, offset)?;
+            u.extend(self.energies(gpu, &y, &vec![t as f32; nb]).await?);
+        }
+        let n = u.len() as f64;
+        let mean = u.iter().sum::<f64>() / n;
+        let var = u.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        let log_z = d as f64 / 2.0 * (2.0 * std::f64::consts::PI * std::f64::consts::E * t).ln() - mean;
+        Ok(Calibration { log_z, stderr: (var / n).sqrt(), t, count: s.n })
+    }
+}
+
+/// −log p(x) of one image in the three units `prior logp` prints.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Likelihood {
+    /// U(x, 0), the unnormalised energy (nats).
+    pub energy: f64,
+    /// −log p(x) = U(x, 0) + log Z, nats, for the density on [0, 1]^d.
+    pub nats: f64,
+    /// 8 + (−log p)/(d·ln 2): bits per dimension of the 8-bit image
+    /// (the density times the bin volume 256^−d).
+    pub bits_per_dim: f64,
+    /// 10·log10(2)·bits/dim = −(10/d)·log10 P(8-bit image): the probability
+    /// of the quantised image in decibels per dimension.
+    pub db_per_dim: f64,
+}
+
+impl Likelihood {
+    /// From U(x, 0), log Z and the dimension d = C·H·W.
+    pub fn new(energy: f64, log_z: f64, d: usize) -> Likelihood {
+        let nats = energy + log_z;
+        let bits_per_dim = 8.0 + nats / (d as f64 * std::f64::consts::LN_2);
+        Likelihood { energy, nats, bits_per_dim, db_per_dim: 10.0 * std::f64::consts::LOG10_2 * bits_per_dim }
+    }
+}
