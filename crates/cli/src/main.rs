@@ -24,6 +24,12 @@ enum Command {
     Jacobian(cmd::jacobian::JacobianArgs),
     /// Denoise images or .npy arrays (optionally adding noise and scoring against a clean image).
     Denoise(cmd::denoise::DenoiseArgs),
+    /// Negative log-likelihood of images under an energy model (nats, bits/dim, dB/dim).
+    Logp(cmd::logp::LogpArgs),
+    /// Data score ∇_yU and noise score ∂U/∂t of an energy model at noise variance t.
+    Score(cmd::score::ScoreArgs),
+    /// Estimate log Z of an energy model once and store it in a weight blob.
+    Calibrate(cmd::calibrate::CalibrateArgs),
     /// Draw images from the prior implicit in a denoiser (coarse-to-fine stochastic sampler).
     Sample(cmd::sample::SampleArgs),
     /// Solve a linear inverse problem (inpaint, pixels, superres, cs, spectral) with the prior.
@@ -37,6 +43,9 @@ fn main() {
         Command::Info(args) => cmd::info::run(args),
         Command::Jacobian(args) => cmd::jacobian::run(args),
         Command::Denoise(args) => cmd::denoise::run(args),
+        Command::Logp(args) => cmd::logp::run(args),
+        Command::Score(args) => cmd::score::run(args),
+        Command::Calibrate(args) => cmd::calibrate::run(args),
         Command::Sample(args) => cmd::sample::run(args),
         Command::Solve(args) => cmd::solve::run(args),
     };
