@@ -1,12 +1,13 @@
 //! Super-resolution of `../shared/images/faces/astronaut_face_320.png` from
-//! its 40×40 Haar low-pass (J = 3, i.e. 8×8 block means) with the 320×320
-//! multi-scale conditional model: the detail levels 2, 1, 0 are sampled
-//! conditionally (`prior_algos::multiscale::super_resolve`), then the PSNR
-//! against the original is printed next to the no-detail baseline (the
-//! low-pass replicated over its 8×8 blocks). Writes
+//! its 40×40 Haar low-pass (k = J = 3, i.e. 8×8 block means; `--k 1` or `2`
+//! start from the 160×160 or 80×80 low-pass) with the 320×320 multi-scale
+//! conditional model: the detail levels k−1 … 0 are sampled conditionally
+//! (`prior_algos::multiscale::super_resolve`), then the PSNR against the
+//! original is printed next to the no-detail baseline (the low-pass
+//! replicated over its 2^k × 2^k blocks). Writes
 //! `target/ms_super_resolution/{low_replicated,super_resolved}.png`.
 //!
-//!     cargo run --release --example ms_super_resolution -- [--h0 0.01] [--beta 0.01] [--seed 0] [--sigma-final 0.01] [--samples 1]
+//!     cargo run --release --example ms_super_resolution -- [--k 3] [--h0 0.01] [--beta 0.01] [--seed 0] [--sigma-final 0.01] [--samples 1]
 
 use std::path::PathBuf;
 
@@ -21,6 +22,7 @@ use prior_ops::haar::{haar_pyramid, haar_reconstruct, HaarPyramid};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut params = SamplerParams::default();
     let mut samples = 1usize;
+    let mut j = 3usize;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -32,6 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--sigma-final" => params.sigma_final = val()?.parse()?,
             "--max-iters" => params.max_iters = val()?.parse()?,
             "--samples" => samples = val()?.parse()?,
+            "--k" => j = val()?.parse()?,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -42,18 +45,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gpu = pollster::block_on(Gpu::from_env())?;
     println!("adapter: {}", gpu.adapter.name);
     let model = MultiScale::from_dir(&gpu, &shared.join("checkpoints/local_probability_models/multi_scale_320"))?;
-    let j = 3;
     let x = gpu.upload(Shape::new(1, 320, 320, 1), &img.data);
     let pyr = haar_pyramid(&gpu, &x, j)?;
     // Baseline: the low-pass with zero details (8×8 block replication).
     let zeros: Vec<_> = pyr.details.iter().map(|d| gpu.zeros(d.shape())).collect();
     let base = haar_reconstruct(&gpu, &HaarPyramid { low: pyr.low.clone(), details: zeros })?;
     let base = pollster::block_on(gpu.read(&base))?;
-    println!("no-detail baseline (8x8 block replication): PSNR {:.2} dB", psnr(&base, &img.data, 1.0));
+    println!("no-detail baseline ({m}x{m} block replication): PSNR {:.2} dB", psnr(&base, &img.data, 1.0), m = 1 << j);
 
     // Several samples in one batched run share the same low-pass.
     let low1 = pollster::block_on(gpu.read(&pyr.low))?;
-    let low = gpu.upload(Shape::new(samples, 40, 40, 1), &low1.repeat(samples));
+    let low = gpu.upload(Shape::new(samples, 320 >> j, 320 >> j, 1), &low1.repeat(samples));
     let mut last = std::time::Instant::now();
     let run = pollster::block_on(super_resolve(&gpu, &model, &low, j, &params, |p| {
         if p.progress.iteration % 25 == 0 {

@@ -96,6 +96,13 @@ fn multiscale_320_rf13_crop80() {
     let a = read_chw(&again.denoise(gpu(), &y).unwrap());
     let b = read_chw(&model.denoise(gpu(), &y).unwrap());
     assert_eq!(a, b, "combined blob and folder give different results");
+    // MultiScale::load takes the saved blob too, and refuses other models.
+    let tmp = std::env::temp_dir().join(format!("prior_ms_blob_{}.safetensors", std::process::id()));
+    model.to_blob().save_atomic(&tmp).unwrap();
+    assert_eq!(MultiScale::load(gpu(), &tmp).unwrap().levels(), 3);
+    std::fs::remove_file(&tmp).unwrap();
+    let e = MultiScale::load(gpu(), &dir.join("low_40x40.pt")).err().unwrap().to_string();
+    assert!(e.contains("not a multi-scale one"), "{e}");
 }
 
 fn check_cond(name: &str) {

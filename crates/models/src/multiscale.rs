@@ -162,6 +162,23 @@ impl MultiScale {
         MultiScale::from_parts(gpu, low, scales, &origin)
     }
 
+    /// Loads a multi-scale model from a folder of parts ([`MultiScale::from_dir`])
+    /// or a combined weight blob ([`MultiScale::from_blob`]); any other model
+    /// is refused with an error naming its architecture.
+    pub fn load(gpu: &Gpu, path: &Path) -> Result<MultiScale> {
+        if path.is_dir() {
+            return MultiScale::from_dir(gpu, path);
+        }
+        let blob = WeightBlob::load(path)?;
+        match blob.arch()? {
+            "multiscale" => MultiScale::from_blob(gpu, &blob),
+            other => Err(invalid(
+                &path.display().to_string(),
+                format!("this is a '{other}' model, not a multi-scale one (give the folder of low*.pt + rf*_scale_j.pt or a combined multiscale blob)"),
+            )),
+        }
+    }
+
     /// Reads a combined blob written by [`MultiScale::to_blob`].
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<MultiScale> {
         let origin = blob.origin.display().to_string();
