@@ -227,7 +227,7 @@ fn receptive_radius_bounds_the_influence_of_a_pixel() {
         let case = Case::open(name);
         let model = model_of(&case);
         let r = model.receptive_radius();
-        let base: Vec<f32> = (0..size * size).map(|i| ((i * 7919 % 1013) as f32 / 1013.0)).collect();
+        let base: Vec<f32> = (0..size * size).map(|i| (i * 7919 % 1013) as f32 / 1013.0).collect();
         let c0 = size / 2;
         let mut bumped = base.clone();
         bumped[c0 * size + c0] += 0.5;

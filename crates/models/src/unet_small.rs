@@ -98,7 +98,7 @@ impl Layer {
         Layer { op: Op::Transposed(t), relu, back }
     }
 
-    /// A 1-channel identity (transposed) conv with a `(1 + ph) × (1 + pw)`
+    /// A per-channel identity (transposed) conv with a `(1 + ph) × (1 + pw)`
     /// kernel whose only non-zero tap is (0, 0): as a transposed conv it
     /// zero-pads `ph` rows at the bottom and `pw` columns on the right; as a
     /// conv it crops them.
