@@ -134,9 +134,9 @@ fn jacobian_30(full: bool) {
         // Matrix-free: Hutchinson's trace and Σs² (statistical check), and the
         // top singular value by randomized subspace iteration.
         let t = std::time::Instant::now();
-        let h = pollster::block_on(jacobian::hutchinson(g, &at, 64, 7)).unwrap();
+        let h = pollster::block_on(jacobian::hutchinson(g, &at, 32, 7)).unwrap();
         println!(
-            "30x30 Hutchinson (64 probes, {:.1} s): trace {:.2} ± {:.2} (torch {:.3}), Σs² {:.2} ± {:.2} (torch {:.3})",
+            "30x30 Hutchinson (32 probes, {:.1} s): trace {:.2} ± {:.2} (torch {:.3}), Σs² {:.2} ± {:.2} (torch {:.3})",
             t.elapsed().as_secs_f64(),
             h.trace,
             h.trace_se,
@@ -186,10 +186,99 @@ fn jacobian_30_rows_and_hutchinson() {
     jacobian_30(false);
 }
 
-/// 900 JVPs of a 20-layer 64-channel net on 30×30 (≈1.1 TFLOP): about two
-/// minutes on lavapipe, over the suite's budget. Run with `--ignored`.
+/// 900 JVPs of a 20-layer 64-channel net on 30×30 (≈1.1 TFLOP): 181 s
+/// measured on lavapipe (2 shared cores), over the suite's budget; the
+/// default suite checks the stored rows and Hutchinson's estimates instead.
+/// Run with `cargo test --release --test jacobian -- --ignored`.
 #[test]
-#[ignore = "full 900x900 Jacobian: ~2 min on lavapipe (run with --ignored)"]
+#[ignore = "full 900x900 Jacobian: ~3 min on lavapipe (run with --ignored)"]
 fn jacobian_30_full_vs_pytorch() {
     jacobian_30(true);
+}
+
+/// `prior jacobian --full -o J.npy` on a tiny crop: the written matrix is
+/// the dense Jacobian (checked against VJP rows and x̂ = J·y), the summary
+/// files exist, and bad arguments are clear errors.
+#[test]
+fn cli_full_jacobian_and_errors() {
+    use prior_cli::cmd::jacobian::{run, JacobianArgs};
+    use std::path::PathBuf;
+    let case = Case::open("jac_uip_bsd400_gray");
+    let dir = std::env::temp_dir().join(format!("prior-test-jacobian-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.npy");
+    let full = case.npy("input");
+    // An 8×8 crop of the golden's noisy input.
+    let crop: Vec<f32> = (0..8).flat_map(|y| full.data[y * 16..y * 16 + 8].to_vec()).collect();
+    prior_cli::io::write_npy(&input, &[1, 8, 8], &crop).unwrap();
+    let base = JacobianArgs {
+        model: case.checkpoint(),
+        input: input.clone(),
+        crop: None,
+        add_noise: None,
+        seed: 0,
+        full: true,
+        output: Some(dir.join("J.npy")),
+        eig: true,
+        top_k: 4,
+        svd_plot: Some(dir.join("sv.png")),
+        vectors: Some(dir.join("vec.png")),
+        pixels: Some("3,4".into()),
+        filters: Some(dir.join("filters.png")),
+        sigmas: vec![],
+        dim_plot: None,
+        probes: 8,
+        oversample: 4,
+        power: 1,
+        batch: 32,
+        json: true,
+    };
+    run(base.clone()).unwrap();
+    let j = prior_cli::io::read_npy(dir.join("J.npy")).unwrap();
+    assert_eq!(j.shape, vec![64, 64]);
+    for f in ["sv.png", "vec.png", "filters.png"] {
+        assert!(std::fs::metadata(dir.join(f)).unwrap().len() > 100, "{f}");
+    }
+    let model = load(&case);
+    let at = At::new(gpu(), model.as_ref(), Planar { c: 1, h: 8, w: 8, data: &crop }, 64).unwrap();
+    let row = pollster::block_on(jacobian::rows(gpu(), &at, &[3 * 8 + 4])).unwrap().remove(0);
+    let e = max_abs_diff(&j.data[28 * 64..29 * 64], &row);
+    assert!(e < 1e-5, "row 28 of J.npy vs VJP: {e}");
+    let den = pollster::block_on(at.denoised(gpu())).unwrap();
+    let jy: Vec<f32> = (0..64).map(|i| (0..64).map(|k| j.data[i * 64 + k] as f64 * crop[k] as f64).sum::<f64>() as f32).collect();
+    assert!(max_abs_diff(&jy, &den) < 1e-4, "J·y = x̂(y)");
+
+    // Matrix-free sweep over σ (clean input) writes its plot.
+    run(JacobianArgs {
+        full: false,
+        output: None,
+        eig: false,
+        svd_plot: None,
+        vectors: None,
+        pixels: None,
+        filters: None,
+        sigmas: vec![10.0, 40.0],
+        dim_plot: Some(dir.join("dim.png")),
+        ..base.clone()
+    })
+    .unwrap();
+    assert!(std::fs::metadata(dir.join("dim.png")).unwrap().len() > 100);
+
+    // Clear errors.
+    let err = |a: JacobianArgs| run(a).unwrap_err();
+    let e = err(JacobianArgs { pixels: Some("3;4".into()), ..base.clone() });
+    assert!(e.contains("--pixels") && e.contains("y,x"), "{e}");
+    let e = err(JacobianArgs { pixels: Some("9,1".into()), ..base.clone() });
+    assert!(e.contains("outside the 8×8 image"), "{e}");
+    let e = err(JacobianArgs { crop: Some("0,0,9,9".into()), ..base.clone() });
+    assert!(e.contains("exceeds"), "{e}");
+    let e = err(JacobianArgs { input: PathBuf::from(dir.join("missing.npy")), ..base.clone() });
+    assert!(e.contains("missing.npy"), "{e}");
+    let e = err(JacobianArgs { output: Some(input.clone()), ..base.clone() });
+    assert!(!e.is_empty());
+    let big = dir.join("big.npy");
+    prior_cli::io::write_npy(&big, &[1, 70, 70], &vec![0.5; 4900]).unwrap();
+    let e = err(JacobianArgs { input: big, ..base.clone() });
+    assert!(e.contains("--full") && e.contains("4900"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -212,7 +212,8 @@ impl Axis {
                 t.push((10f64.powi(e as i32), (e - self.lo as i64) % step == 0));
                 if decades <= 4 && e < self.hi as i64 {
                     for m in 2..10 {
-                        t.push((m as f64 * 10f64.powi(e as i32), false));
+                        // Over at most two decades, label 2× and 5× too.
+                        t.push((m as f64 * 10f64.powi(e as i32), decades <= 2 && (m == 2 || m == 5)));
                     }
                 }
             }

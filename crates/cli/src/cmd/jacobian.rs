@@ -260,9 +260,30 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
     let planar = Planar { c: img.c, h: img.h, w: img.w, data: &img.data };
     let at = At::new(&gpu, model.as_ref(), planar, args.batch).map_err(|e| e.to_string())?;
 
+    // With --sigmas and no --add-noise, -i is clean and only the sweep runs.
+    let sweep_only = !args.sigmas.is_empty() && args.add_noise.is_none();
+    if sweep_only && (args.output.is_some() || args.svd_plot.is_some() || args.vectors.is_some() || args.pixels.is_some()) {
+        return Err("with --sigmas, -o/--svd-plot/--vectors/--pixels analyse one noisy image: also give --add-noise SIGMA".into());
+    }
     let t0 = Instant::now();
     let want_vectors = args.vectors.is_some();
-    let r = analyse(&gpu, &at, &args, true, want_vectors, args.output.is_some())?;
+    let r = if sweep_only {
+        Result1 {
+            trace: f64::NAN,
+            trace_se: None,
+            sum_sq: f64::NAN,
+            sum_sq_se: None,
+            s: Vec::new(),
+            u: None,
+            asymmetry: None,
+            eig: None,
+            jvps: 0,
+            vjps: 0,
+            jac: None,
+        }
+    } else {
+        analyse(&gpu, &at, &args, true, want_vectors, args.output.is_some())?
+    };
     let secs = t0.elapsed().as_secs_f64();
 
     if let (Some(path), Some(j)) = (&args.output, &r.jac) {
@@ -367,6 +388,7 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
         write_png(path, &p.render(560, 380))?;
     }
 
+    let secs_total = t0.elapsed().as_secs_f64();
     let top: Vec<f64> = r.s.iter().take(args.top_k.min(10)).copied().collect();
     if args.json {
         let summary = json!({
@@ -376,9 +398,9 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
             "sigma255": args.add_noise,
             "seed": args.seed,
             "method": if args.full { "full" } else { "matrix-free" },
-            "trace": r.trace,
+            "trace": (!sweep_only).then_some(r.trace),
             "trace_se": r.trace_se,
-            "sum_sq_singular_values": r.sum_sq,
+            "sum_sq_singular_values": (!sweep_only).then_some(r.sum_sq),
             "sum_sq_se": r.sum_sq_se,
             "top_singular_values": top,
             "asymmetry": r.asymmetry,
@@ -388,21 +410,23 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
             "jvps": r.jvps,
             "vjps": r.vjps,
             "seconds": secs,
+            "seconds_total": secs_total,
             "adapter": gpu.adapter.name,
         });
         println!("{summary}");
     } else {
         let pm = |se: Option<f64>| se.map(|s| format!(" ± {s:.2}")).unwrap_or_default();
         println!("{} on {}×{}×{} (N = {n}) — {}", model.describe(), img.c, img.h, img.w, args.input.display());
-        println!(
-            "  {}: {} JVPs, {} VJPs in {secs:.1} s on {}",
-            if args.full { "dense Jacobian" } else { "matrix free" },
-            r.jvps,
-            r.vjps,
-            gpu.adapter.name
-        );
-        println!("  trace J          = {:.3}{}", r.trace, pm(r.trace_se));
-        println!("  Σ s² = ‖J‖²_F    = {:.3}{}", r.sum_sq, pm(r.sum_sq_se));
+        let method = if args.full { "dense Jacobian" } else { "matrix free" };
+        if sweep_only {
+            println!("  {method}, {} noise levels in {secs_total:.1} s on {}", sweep.len(), gpu.adapter.name);
+        } else {
+            println!("  {method}: {} JVPs, {} VJPs in {secs:.1} s on {}", r.jvps, r.vjps, gpu.adapter.name);
+        }
+        if !sweep_only {
+            println!("  trace J          = {:.3}{}", r.trace, pm(r.trace_se));
+            println!("  Σ s² = ‖J‖²_F    = {:.3}{}", r.sum_sq, pm(r.sum_sq_se));
+        }
         if !top.is_empty() {
             println!("  top singular values: {}", top.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(" "));
         }
