@@ -145,3 +145,22 @@ fn bad_requests_are_clear_errors() {
     let e = err(&prior(&["solve", "pixels", "--fraction", "0.3", "-m", &model("BSD300_color"), "-i", &clean, "-o", o]));
     assert!(e.contains("channel"), "{e}");
 }
+
+#[test]
+fn sample_dispatches_to_the_multiscale_synthesis() {
+    let d = scratch("multiscale");
+    let out = d.join("ms.npy");
+    let folder = Path::new(SHARED).join("checkpoints/local_probability_models/multi_scale_160_rf9");
+    let j = json(&prior(&[
+        "sample", "-m", folder.to_str().unwrap(), "--size", "16x16", "-o", out.to_str().unwrap(), "--max-iters", "3", "--json",
+    ]));
+    assert_eq!(j["model"], "multiscale");
+    // J = 2: the low-pass, then the details of levels 1 and 0.
+    let levels = j["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 3);
+    assert_eq!(levels[0]["size"], serde_json::json!([4, 4]));
+    assert_eq!(j["iterations"], 9);
+    assert_eq!(io::read_npy(&out).unwrap().shape, vec![1, 16, 16]);
+    let e = err(&prior(&["sample", "-m", folder.to_str().unwrap(), "--size", "18x16", "-o", out.to_str().unwrap()]));
+    assert!(e.contains("multiple"), "{e}");
+}

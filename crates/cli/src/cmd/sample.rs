@@ -316,6 +316,9 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
         return Err("--samples must be at least 1".into());
     }
     let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
+    if is_multiscale(&args.model) {
+        return run_multiscale(&gpu, &args, h, w);
+    }
     let model = load_model(&gpu, &args.model)?;
     let c = args.channels.unwrap_or(model.channels());
     let shape = Shape::new(args.run.samples, h, w, c);
@@ -341,6 +344,87 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
             "{:.1} s ({:.3} s per iteration); wrote {}",
             r.seconds,
             r.seconds / r.loop_iterations.max(1) as f64,
+            written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// A folder of multi-scale parts, or a blob whose architecture is `multiscale`.
+fn is_multiscale(path: &Path) -> bool {
+    path.is_dir()
+        || prior_models::blob::WeightBlob::load(path).is_ok_and(|b| b.arch().is_ok_and(|a| a == "multiscale"))
+}
+
+/// `prior sample` with a multi-scale conditional model: coarse-to-fine
+/// synthesis (`prior_algos::multiscale::synthesize`): the coarsest low-pass
+/// with the low model, then each detail level given the coarser image, every
+/// level with the same sampler (σ₀, σ_L scaled per level).
+fn run_multiscale(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<(), String> {
+    use prior_algos::multiscale::{synthesize, LevelProgress};
+    if args.run.trajectory.is_some() {
+        return Err("--trajectory is not available with multi-scale models (each level samples coefficients of another size)".into());
+    }
+    let model = prior_models::multiscale::MultiScale::load(gpu, &args.model).map_err(|e| format!("cannot load the model: {e}"))?;
+    if let Some(c) = args.channels {
+        if c != model.channels() {
+            return Err(format!("--channels {c}: the model takes {}", model.channels()));
+        }
+    }
+    let n = args.run.samples;
+    let params = args.sampler.params(0.5);
+    let bar = ProgressBar::new(params.max_iters as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} it {pos} {wide_msg} [{elapsed_precise}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut history: Vec<Vec<f32>> = Vec::new();
+    let result = pollster::block_on(synthesize(gpu, &model, n, h, w, &params, |lp: &LevelProgress| {
+        let p = lp.progress;
+        history.push(p.sigmas.to_vec());
+        let worst = p.sigmas.iter().copied().fold(0.0f32, f32::max);
+        bar.set_position(p.iteration as u64);
+        let level = lp.level.map_or("low-pass".to_string(), |j| format!("details of level {j}"));
+        bar.set_message(format!("{level}: max σ_t {worst:.4}, {} of {n} running", p.running));
+    }));
+    bar.finish_and_clear();
+    let out = result.map_err(|e| e.to_string())?;
+    if let Some(plot) = &args.run.plot {
+        let series: Vec<Vec<f32>> = (0..n).map(|s| history.iter().map(|h| h[s]).collect()).collect();
+        let img = super::plot::sigma_plot(&series, 0.0, 640, 400);
+        io::write_atomic(plot, &super::plot::encode_png(&img)?).map_err(|e| e.to_string())?;
+    }
+    let shape = out.image.shape();
+    let x = pollster::block_on(gpu.read(&out.image)).map_err(|e| e.to_string())?;
+    let written = write_batch(&args.output, &x, shape)?;
+    let seconds: f64 = out.levels.iter().map(|l| l.seconds).sum();
+    if args.run.json {
+        use serde_json::json;
+        let levels: Vec<serde_json::Value> = out
+            .levels
+            .iter()
+            .map(|l| {
+                json!({"level": l.level.map_or(json!("low"), |j| json!(j)), "size": [l.size.0, l.size.1],
+                       "sigma0": l.sigma0, "sigma_final": l.sigma_final, "iterations": l.iterations,
+                       "converged": l.converged, "seconds": l.seconds})
+            })
+            .collect();
+        let iterations: Vec<usize> = (0..n).map(|s| out.levels.iter().map(|l| l.iterations[s]).sum()).collect();
+        let v = json!({
+            "task": "synthesis", "model": "multiscale", "samples": n, "size": [shape.h, shape.w, shape.c],
+            "iterations": if n == 1 { json!(iterations[0]) } else { json!(iterations) },
+            "final_sigma": history.last().map(|h| if n == 1 { json!(h[0]) } else { json!(h) }),
+            "seconds": seconds, "levels": levels, "seed": params.seed, "beta": params.beta,
+            "adapter": gpu.adapter.name, "output": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        });
+        println!("{v}");
+    } else {
+        for l in &out.levels {
+            let name = l.level.map_or("low-pass".to_string(), |j| format!("level {j} details"));
+            println!("{name} ({}x{}): iterations {:?}, {:.1} s", l.size.0, l.size.1, l.iterations, l.seconds);
+        }
+        println!(
+            "{seconds:.1} s in all; wrote {}",
             written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
