@@ -129,6 +129,13 @@ fn info_describes_checkpoint_and_blob() {
     let dncnn = shared("checkpoints/bias_free_denoising/dncnn/bias_free/0-100.pt");
     let out = ok(prior(&["info", "-m", s(&dncnn)]));
     assert!(out.contains("noise range:     σ ∈ [0, 100]"), "{out}");
+
+    // A multi-scale model is a folder of parts.
+    let ms = shared("checkpoints/local_probability_models/multi_scale_160_rf9");
+    let out = ok(prior(&["info", "-m", s(&ms)]));
+    assert!(out.contains("architecture:    multiscale"), "{out}");
+    assert!(out.contains("height and width must be multiples of 4"), "{out}");
+    assert!(out.contains("receptive field: radius "), "{out}");
 }
 
 #[test]

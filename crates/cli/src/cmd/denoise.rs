@@ -42,7 +42,8 @@ impl Format {
 /// Arguments of `prior denoise`.
 #[derive(Args, Debug, Clone)]
 pub struct DenoiseArgs {
-    /// Weight file: a `.safetensors` weight blob or a PyTorch checkpoint.
+    /// Weight file: a `.safetensors` weight blob or a PyTorch checkpoint, or
+    /// a folder holding the parts of a multi-scale model.
     #[arg(short = 'm', long = "model", value_name = "WEIGHTS")]
     pub model: PathBuf,
     /// Input images (png, jpg, tif, bmp) or `.npy` arrays shaped (H,W) or
@@ -97,9 +98,6 @@ pub fn run(args: DenoiseArgs) -> Result<(), String> {
     let (jobs, dir_mode) = plan(&args)?;
     if !args.model.exists() {
         return Err(format!("{}: model file not found", args.model.display()));
-    }
-    if args.model.is_dir() {
-        return Err(format!("{}: is a directory, expected a weight file (.safetensors or .pt)", args.model.display()));
     }
 
     let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;

@@ -10,7 +10,8 @@ use prior_models::blob::{keys, WeightBlob};
 #[derive(Args, Debug, Clone)]
 pub struct InfoArgs {
     /// Weight file: a `.safetensors` weight blob or one of the authors'
-    /// PyTorch checkpoints (`.pt`, `.pth`, `.pth.tar`; read as data).
+    /// PyTorch checkpoints (`.pt`, `.pth`, `.pth.tar`; read as data), or a
+    /// folder holding the parts of a multi-scale model.
     #[arg(short = 'm', long = "model", value_name = "WEIGHTS")]
     pub model: PathBuf,
     /// Print one JSON object instead of text.
@@ -30,34 +31,50 @@ struct Built {
     note: Option<String>,
 }
 
+/// Receptive radii at least this large mean "the whole image" (models whose
+/// normalisations use whole-image statistics report `1 << 20`).
+const GLOBAL_RADIUS: usize = 1 << 20;
+
 /// Prints architecture, variant, parameter count, receptive field, source
 /// file and its SHA-256, training noise range and hyper-parameters.
 ///
 /// The receptive field is the running model's own figure, so the model is
 /// built on the GPU; without an adapter (or for an architecture that is
 /// imported but not runnable yet) everything else is still printed and the
-/// receptive field is reported as unknown, with the reason.
+/// receptive field is reported as unknown, with the reason. A multi-scale
+/// model folder can only be read by building it, so it needs an adapter.
 pub fn run(args: InfoArgs) -> Result<(), String> {
     let path = &args.model;
     if !path.exists() {
         return Err(format!("{}: model file not found", path.display()));
     }
-    if path.is_dir() {
-        return Err(format!("{}: is a directory, expected a weight file (.safetensors or .pt)", path.display()));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let file_sha = prior_models::import::sha256_hex(&bytes);
-    drop(bytes);
-    let blob = WeightBlob::load(path).map_err(|e| format!("{e}\n(is {} a prior weight blob or a PyTorch checkpoint?)", path.display()))?;
+    let (blob, file_sha, built) = if path.is_dir() {
+        let gpu = pollster::block_on(Gpu::from_env())
+            .map_err(|e| format!("{}: a multi-scale model folder is read by building it on the GPU, and: {e}", path.display()))?;
+        let ms = prior_models::multiscale::MultiScale::from_dir(&gpu, path).map_err(|e| e.to_string())?;
+        let blob = ms.to_blob();
+        let mut built = Built::empty(blob.param_count());
+        built.fill(&ms, &gpu);
+        (blob, None, built)
+    } else {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let file_sha = prior_models::import::sha256_hex(&bytes);
+        drop(bytes);
+        let blob = WeightBlob::load(path)
+            .map_err(|e| format!("{e}\n(is {} a prior weight blob or a PyTorch checkpoint?)", path.display()))?;
+        let built = build(&blob);
+        (blob, Some(file_sha), built)
+    };
     let arch = blob.arch().map_err(|e| e.to_string())?.to_string();
     let hparams = blob.hparams().map_err(|e| e.to_string())?;
     let noise_range = blob.noise_range().map_err(|e| e.to_string())?;
     let args_ns = blob.args().map_err(|e| e.to_string())?;
-    let built = build(&blob);
 
     let source = blob.meta(keys::SOURCE).map(str::to_string);
     let source_sha = blob.meta(keys::SOURCE_SHA256).map(str::to_string);
-    let is_source = source_sha.as_deref() == Some(file_sha.as_str());
+    let is_source = file_sha.is_some() && source_sha == file_sha;
+    let global = built.radius.is_some_and(|r| r >= GLOBAL_RADIUS);
+    let radius = built.radius.filter(|_| !global);
 
     if args.json {
         let v = serde_json::json!({
@@ -69,8 +86,9 @@ pub fn run(args: InfoArgs) -> Result<(), String> {
             "parameters": built.parameters,
             "tensors": blob.tensors.len(),
             "channels": built.channels,
-            "receptive_radius": built.radius,
-            "receptive_size": built.radius.map(|r| 2 * r + 1),
+            "receptive_radius": radius,
+            "receptive_size": radius.map(|r| 2 * r + 1),
+            "receptive_global": built.radius.map(|_| global),
             "size_multiple": built.size_multiple,
             "source": source,
             "source_sha256": source_sha,
@@ -85,7 +103,10 @@ pub fn run(args: InfoArgs) -> Result<(), String> {
     }
 
     println!("file:            {}", path.display());
-    println!("  sha256:        {file_sha}{}", if is_source { " (the checkpoint itself)" } else { "" });
+    match &file_sha {
+        Some(sha) => println!("  sha256:        {sha}{}", if is_source { " (the checkpoint itself)" } else { "" }),
+        None => println!("  (a folder of multi-scale parts; their files are listed in hparams.parts)"),
+    }
     println!("architecture:    {arch}");
     println!("variant:         {}", blob.variant().unwrap_or("-"));
     if let Some(d) = &built.describe {
@@ -93,10 +114,15 @@ pub fn run(args: InfoArgs) -> Result<(), String> {
     }
     println!("parameters:      {} ({} tensors)", group_digits(built.parameters), blob.tensors.len());
     if let Some(c) = built.channels {
-        println!("channels:        {c} ({})", if c == 1 { "grayscale" } else { "colour" });
+        match c {
+            1 => println!("channels:        1 (grayscale)"),
+            3 => println!("channels:        3 (colour)"),
+            c => println!("channels:        {c}"),
+        }
     }
-    match built.radius {
+    match radius {
         Some(r) => println!("receptive field: radius {r} px, size {0}×{0} px", 2 * r + 1),
+        None if global => println!("receptive field: the whole image (normalisations use whole-image statistics)"),
         None => println!("receptive field: unknown ({})", built.note.as_deref().unwrap_or("model not built")),
     }
     if let Some(m) = built.size_multiple.filter(|&m| m > 1) {
@@ -128,16 +154,23 @@ pub fn run(args: InfoArgs) -> Result<(), String> {
     Ok(())
 }
 
+impl Built {
+    fn empty(parameters: usize) -> Built {
+        Built { parameters, radius: None, channels: None, size_multiple: None, describe: None, adapter: None, note: None }
+    }
+
+    fn fill(&mut self, m: &dyn prior_models::Denoiser, gpu: &Gpu) {
+        self.parameters = m.parameters();
+        self.radius = Some(m.receptive_radius());
+        self.channels = Some(m.channels());
+        self.size_multiple = Some(m.size_multiple());
+        self.describe = Some(m.describe());
+        self.adapter = Some(gpu.adapter.name.clone());
+    }
+}
+
 fn build(blob: &WeightBlob) -> Built {
-    let mut b = Built {
-        parameters: blob.param_count(),
-        radius: None,
-        channels: None,
-        size_multiple: None,
-        describe: None,
-        adapter: None,
-        note: None,
-    };
+    let mut b = Built::empty(blob.param_count());
     let gpu = match pollster::block_on(Gpu::from_env()) {
         Ok(g) => g,
         Err(e) => {
@@ -146,14 +179,7 @@ fn build(blob: &WeightBlob) -> Built {
         }
     };
     match prior_models::load(&gpu, blob) {
-        Ok(m) => {
-            b.parameters = m.parameters();
-            b.radius = Some(m.receptive_radius());
-            b.channels = Some(m.channels());
-            b.size_multiple = Some(m.size_multiple());
-            b.describe = Some(m.describe());
-            b.adapter = Some(gpu.adapter.name.clone());
-        }
+        Ok(m) => b.fill(&*m, &gpu),
         Err(e) => b.note = Some(e.to_string()),
     }
     b
