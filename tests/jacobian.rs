@@ -244,6 +244,21 @@ fn cli_full_jacobian_and_errors() {
     let row = pollster::block_on(jacobian::rows(gpu(), &at, &[3 * 8 + 4])).unwrap().remove(0);
     let e = max_abs_diff(&j.data[28 * 64..29 * 64], &row);
     assert!(e < 1e-5, "row 28 of J.npy vs VJP: {e}");
+    // Matrix-free estimates against the dense matrix: randomized SVD (top 4,
+    // 12 oversampling columns, 2 power iterations) and the exact trace.
+    let dense = jacobian::spectrum(&j.data, 64, false, false).unwrap();
+    let r = pollster::block_on(jacobian::randomized_svd(gpu(), &at, 4, 12, 2, 5)).unwrap();
+    for k in 0..4 {
+        let rel = (r.s[k] - dense.s[k]).abs() / dense.s[k];
+        assert!(rel < 1e-2, "randomized s{k} = {} vs dense {} (rel {rel:.1e})", r.s[k], dense.s[k]);
+    }
+    // Its singular vectors: ‖Jᵀu₁‖ = s₁ for the returned u₁.
+    let u1: Vec<f32> = r.u.col(0).iter().map(|&v| v as f32).collect();
+    let jtu = pollster::block_on(at.vjp(gpu(), &u1)).unwrap();
+    let nrm = jtu.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+    assert!((nrm - dense.s[0]).abs() < 1e-2 * dense.s[0], "‖Jᵀu₁‖ = {nrm}, s₁ = {}", dense.s[0]);
+    let h = pollster::block_on(jacobian::hutchinson(gpu(), &at, 64, 11)).unwrap();
+    assert!((h.trace - dense.trace).abs() < 4.0 * h.trace_se, "Hutchinson {} ± {} vs {}", h.trace, h.trace_se, dense.trace);
     let den = pollster::block_on(at.denoised(gpu())).unwrap();
     let jy: Vec<f32> = (0..64).map(|i| (0..64).map(|k| j.data[i * 64 + k] as f64 * crop[k] as f64).sum::<f64>() as f32).collect();
     assert!(max_abs_diff(&jy, &den) < 1e-4, "J·y = x̂(y)");
