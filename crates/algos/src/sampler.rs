@@ -113,7 +113,7 @@ impl SamplerParams {
         if self.max_iters == 0 {
             return bad("max_iters must be at least 1".into());
         }
-        if !(self.divergence_factor > 1.0) {
+        if self.divergence_factor.is_nan() || self.divergence_factor <= 1.0 {
             return bad(format!("divergence_factor must exceed 1, got {}", self.divergence_factor));
         }
         Ok(())

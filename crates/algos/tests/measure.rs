@@ -141,7 +141,7 @@ fn spectral_mask_follows_the_authors_layout() {
     assert_eq!(m.iter().filter(|v| **v == 1.0).count(), 727);
     for i in 0..60 {
         for j in 0..60 {
-            let authors = (i < 13 || i >= 47) && (j < 13 || j >= 47);
+            let authors = !(13..47).contains(&i) && !(13..47).contains(&j);
             if authors {
                 assert_eq!(m[i * 60 + j], 1.0);
             }

@@ -51,7 +51,7 @@ fn launch(gpu: &Gpu, k: &Kernel, p: Params, bufs: [&Tensor; 3], y: &Tensor, invo
 
 /// `x ⊙ m`, `m` broadcast over the batch (its size must divide x's).
 pub fn mask_mul(gpu: &Gpu, x: &Tensor, m: &Tensor) -> Result<Tensor> {
-    if m.numel() == 0 || x.numel() % m.numel() != 0 || m.shape().c != x.shape().c {
+    if m.numel() == 0 || !x.numel().is_multiple_of(m.numel()) || m.shape().c != x.shape().c {
         return Err(err("mask_mul", format!("mask {m:?} does not broadcast to {x:?}")));
     }
     let y = gpu.empty(x.shape());
@@ -64,7 +64,7 @@ pub fn mask_mul(gpu: &Gpu, x: &Tensor, m: &Tensor) -> Result<Tensor> {
 /// (= s · block mean). H and W must be multiples of `s`.
 pub fn block_down(gpu: &Gpu, x: &Tensor, s: usize) -> Result<Tensor> {
     let sh = x.shape();
-    if s == 0 || sh.h % s != 0 || sh.w % s != 0 {
+    if s == 0 || !sh.h.is_multiple_of(s) || !sh.w.is_multiple_of(s) {
         return Err(err("block_down", format!("{}x{} is not a multiple of the factor {s}", sh.h, sh.w)));
     }
     let out = Shape::new(sh.n, sh.h / s, sh.w / s, sh.c);
@@ -92,7 +92,7 @@ pub fn block_up(gpu: &Gpu, x: &Tensor, s: usize) -> Result<Tensor> {
 /// `y[s] = A · x[s]` for each of the `x.numel() / cols` samples; `A` holds
 /// `rows × cols` values row-major. Returns `[n, 1, 1, rows]`.
 pub fn matvec(gpu: &Gpu, a: &Tensor, rows: usize, cols: usize, x: &Tensor) -> Result<Tensor> {
-    if a.numel() != rows * cols || cols == 0 || x.numel() % cols != 0 {
+    if a.numel() != rows * cols || cols == 0 || !x.numel().is_multiple_of(cols) {
         return Err(err("matvec", format!("A {a:?} as {rows}x{cols}, x {x:?}")));
     }
     let n = x.numel() / cols;
@@ -104,7 +104,7 @@ pub fn matvec(gpu: &Gpu, a: &Tensor, rows: usize, cols: usize, x: &Tensor) -> Re
 
 /// `y[s] = Aᵀ · x[s]` for each of the `x.numel() / rows` samples. Returns `[n, 1, 1, cols]`.
 pub fn matvec_t(gpu: &Gpu, a: &Tensor, rows: usize, cols: usize, x: &Tensor) -> Result<Tensor> {
-    if a.numel() != rows * cols || rows == 0 || x.numel() % rows != 0 {
+    if a.numel() != rows * cols || rows == 0 || !x.numel().is_multiple_of(rows) {
         return Err(err("matvec_t", format!("A {a:?} as {rows}x{cols}, x {x:?}")));
     }
     let n = x.numel() / rows;
@@ -140,7 +140,7 @@ pub fn dft(
 ) -> Result<Tensor> {
     let sh = x.shape();
     let c = if complex_in {
-        if sh.c % 2 != 0 {
+        if !sh.c.is_multiple_of(2) {
             return Err(err("dft", format!("complex input {x:?} has an odd channel count")));
         }
         sh.c / 2

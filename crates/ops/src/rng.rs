@@ -64,7 +64,7 @@ pub fn normal(gpu: &Gpu, shape: Shape, seed: u64, stream: u32, offset: u32) -> R
 /// `a + scale·z` with `z` as in [`normal`]; `a` may hold one sample that is
 /// broadcast over the batch (its size must divide the tensor's).
 pub fn axpy_normal(gpu: &Gpu, a: &Tensor, shape: Shape, scale: f32, seed: u64, stream: u32, offset: u32) -> Result<Tensor> {
-    if a.numel() == 0 || shape.numel() % a.numel() != 0 || a.shape().c != shape.c {
+    if a.numel() == 0 || !shape.numel().is_multiple_of(a.numel()) || a.shape().c != shape.c {
         return Err(GpuError::Shape { op: "axpy_normal", detail: format!("{a:?} does not broadcast to {shape}") });
     }
     let p = params(shape, seed, stream, offset, a.numel() as u32, scale)?;

@@ -98,7 +98,7 @@ fn spare(gpu: &Gpu) -> Tensor {
 
 fn check_broadcast(op: &'static str, what: &str, t: &Tensor, shape: Shape) -> Result<()> {
     let per = shape.h * shape.w * shape.c;
-    if t.numel() == 0 || shape.numel() % t.numel() != 0 || t.numel() % per.max(1) != 0 {
+    if t.numel() == 0 || !shape.numel().is_multiple_of(t.numel()) || !t.numel().is_multiple_of(per.max(1)) {
         return Err(GpuError::Shape { op, detail: format!("{what} {t:?} does not broadcast to {shape}") });
     }
     Ok(())

@@ -204,7 +204,7 @@ pub(crate) fn drive(
         return Err(format!("the model takes {} channel(s), the image has {}", model.channels(), shape.c));
     }
     let m = model.size_multiple();
-    if shape.h % m != 0 || shape.w % m != 0 {
+    if !shape.h.is_multiple_of(m) || !shape.w.is_multiple_of(m) {
         return Err(format!("the model needs sizes that are multiples of {m}; got {}x{}", shape.h, shape.w));
     }
     let need = shape.numel() as u64 * model.values_per_pixel().max(1) as u64 / shape.c as u64 * 4;

@@ -26,7 +26,7 @@ pub fn coefficients(d: &[f32], per_sample: usize, state: &mut [f32], step: &Step
         let ss: f64 = chunk.iter().map(|v| (*v as f64) * (*v as f64)).sum();
         let sigma = (ss / per_sample as f64).sqrt() as f32;
         st[field::SIGMA] = sigma;
-        if !(sigma <= step.sigma_max) {
+        if sigma.is_nan() || sigma > step.sigma_max {
             st[field::STATUS] = DIVERGED;
             st[field::H] = 0.0;
             st[field::GAMMA] = 0.0;
