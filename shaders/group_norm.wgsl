@@ -11,13 +11,17 @@
 //   gains        gain[b, j] = w[j]·(1 + lin[b, j])  (or w[j]·lin[b, j] for the
 //                tangent: flags & 1), for every normalisation at once (j runs
 //                over the concatenated channels of all layers).
-//   stats_fwd    one workgroup per (b, g): st[(b·G + g)·4 + 0, 1] = μ, v (two passes).
+//   chunk_fwd    one invocation per (b, g, chunk k) of `chunk_px` pixels:
+//                part[(bg·K + k)·2 + 0, 1] = chunk mean, chunk Σ(x − mean)² (two passes)
+//   merge_fwd    one invocation per (b, g): Chan's merge of the K chunks,
+//                st[(b·G + g)·4 + 0, 1] = μ, v.
 //   finalize_fwd one invocation per (b, g): st[.. + 2] = fac_g.
 //   apply_fwd    z (above).
 // Tangents / cotangents (x' = tangent of x for the JVP, z̄ = cotangent of z
 // for the VJP; d = x − μ; sums over the group):
-//   stats_tan    s1 = Σ u, s2 = Σ u·d, where u = z̄·gain (VJP, flags & 1) or
-//                u = x' (JVP), into st2[(b·G + g)·4 + 0, 1].
+//   chunk_tan    per (b, g, k): partial s1 = Σ u, s2 = Σ u·d, where u = z̄·gain
+//                (VJP, flags & 1) or u = x' (JVP), into part[(bg·K + k)·2 + 0, 1];
+//   merge_tan    per (b, g): st2[(b·G + g)·4 + 0, 1] = Σ_k of the partials.
 //   finalize_jvp m = s1/n;  δv_g = 2·s2/n;  δv̄ = mean δv;
 //                k_g = δfac_g = (δv̄/(v_g + eps) − v̄·δv_g/(v_g + eps)²)/(2·fac_g)
 //   apply_jvp    z' = gain·(fac·(x' − m) + k·d) + fac·d·gain'   (gain' = tangent of gain;
@@ -25,14 +29,18 @@
 //   finalize_vjp m = s1/n;  A = Σ_g s2_g/(2·fac_g·(v_g + eps));
 //                k_g = (2/n)·(A/G − s2_g·v̄/(2·fac_g·(v_g + eps)²))
 //   apply_vjp    x̄ = fac·(z̄·gain − m) + k·d
-// (st2 slots 2, 3 hold m, k.) Reductions are f32 tree sums in workgroup memory.
+// (st2 slots 2, 3 hold m, k.) Statistics are f32 sums over chunks of at most
+// `chunk_px` pixels, merged per group (no workgroup memory or barriers: those
+// are slow on CPU drivers such as lavapipe, and chunking keeps enough
+// parallelism for few large groups on GPUs).
 //
 // Bindings (all entries; unused ones get any buffer):
-//   1 x: the input (stats_fwd, apply_fwd) / the tangent or cotangent (stats_tan, apply_*)
+//   1 x: the input (chunk_fwd, apply_fwd) / the tangent or cotangent (chunk_tan, apply_*)
+//        / the chunk partials (merge_*)
 //   2 h: the primal input of the normalisation (tangent entries)
 //   3 st: primal statistics (tangent entries)
 //   4 st2: tangent statistics (apply_jvp, apply_vjp)
-//   5 gain: [n, L] gains of all layers (apply, stats_tan)  — or w (gains entry)
+//   5 gain: [n, L] gains of all layers (apply, chunk_tan)  — or w (gains entry)
 //   6 dgain: [n, L] tangent gains (apply_jvp)               — or lin (gains entry)
 //   7 out
 
@@ -46,8 +54,8 @@ struct Params {
     gain_off: u32,
     gain_len: u32,
     eps: f32,
-    _p0: u32,
-    _p1: u32,
+    chunks: u32,
+    chunk_px: u32,
     _p2: u32,
 }
 
@@ -60,29 +68,8 @@ struct Params {
 @group(0) @binding(6) var<storage, read> dgain: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 
-var<workgroup> scratch: array<f32, 256>;
-var<workgroup> scratch2: array<f32, 256>;
-
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 64u;
-}
-
-fn tree(lid: u32) {
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        workgroupBarrier();
-        if (lid < s) {
-            scratch[lid] += scratch[lid + s];
-            scratch2[lid] += scratch2[lid + s];
-        }
-    }
-    workgroupBarrier();
-}
-
-// flat element index of the j-th value (j < gs·hw) of group g of sample b
-fn elem(b: u32, g: u32, j: u32) -> u32 {
-    let pix = j / p.gs;
-    let ch = g * p.gs + j % p.gs;
-    return (b * p.hw + pix) * p.c + ch;
 }
 
 @compute @workgroup_size(64)
@@ -97,31 +84,62 @@ fn gains(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     }
 }
 
-@compute @workgroup_size(256)
-fn stats_fwd(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let bg = wid.x + wid.y * 65535u;
-    if (bg >= p.n * p.groups) { return; }
+// pixel range [p0, p1) of chunk k
+fn chunk_range(k: u32) -> vec2<u32> {
+    let p0 = k * p.chunk_px;
+    return vec2<u32>(p0, min(p0 + p.chunk_px, p.hw));
+}
+
+@compute @workgroup_size(64)
+fn chunk_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n * p.groups * p.chunks) { return; }
+    let bg = i / p.chunks;
+    let k = i % p.chunks;
     let b = bg / p.groups;
-    let g = bg % p.groups;
-    let cnt = p.gs * p.hw;
+    let c0 = (bg % p.groups) * p.gs;
+    let r = chunk_range(k);
+    let cnt = f32((r.y - r.x) * p.gs);
     var acc = 0.0;
-    for (var j = lid; j < cnt; j += 256u) { acc += x[elem(b, g, j)]; }
-    scratch[lid] = acc;
-    scratch2[lid] = 0.0;
-    tree(lid);
-    let mu = scratch[0] / f32(cnt);
-    workgroupBarrier();
-    var acc2 = 0.0;
-    for (var j = lid; j < cnt; j += 256u) {
-        let d = x[elem(b, g, j)] - mu;
-        acc2 += d * d;
+    for (var px = r.x; px < r.y; px++) {
+        let e = (b * p.hw + px) * p.c + c0;
+        for (var j = 0u; j < p.gs; j++) { acc += x[e + j]; }
     }
-    scratch[lid] = acc2;
-    tree(lid);
-    if (lid == 0u) {
-        out[bg * 4u] = mu;
-        out[bg * 4u + 1u] = scratch[0] / f32(cnt);
+    let m = acc / cnt;
+    var m2 = 0.0;
+    for (var px = r.x; px < r.y; px++) {
+        let e = (b * p.hw + px) * p.c + c0;
+        for (var j = 0u; j < p.gs; j++) {
+            let d = x[e + j] - m;
+            m2 += d * d;
+        }
     }
+    out[i * 2u] = m;
+    out[i * 2u + 1u] = m2;
+}
+
+// x = chunk partials (mean, M2); Chan et al.'s pairwise merge in one sweep:
+// μ = Σ n_k m_k / n, M2 = Σ M2_k + Σ n_k (m_k − μ)².
+@compute @workgroup_size(64)
+fn merge_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let bg = index(gid, nwg);
+    if (bg >= p.n * p.groups) { return; }
+    var s = 0.0;
+    for (var k = 0u; k < p.chunks; k++) {
+        let r = chunk_range(k);
+        s += f32((r.y - r.x) * p.gs) * x[(bg * p.chunks + k) * 2u];
+    }
+    let n = f32(p.hw * p.gs);
+    let mu = s / n;
+    var m2 = 0.0;
+    for (var k = 0u; k < p.chunks; k++) {
+        let r = chunk_range(k);
+        let q = (bg * p.chunks + k) * 2u;
+        let dm = x[q] - mu;
+        m2 += x[q + 1u] + f32((r.y - r.x) * p.gs) * dm * dm;
+    }
+    out[bg * 4u] = mu;
+    out[bg * 4u + 1u] = m2 / n;
 }
 
 @compute @workgroup_size(64)
@@ -145,31 +163,46 @@ fn apply_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     out[i] = (x[i] - st[bg * 4u]) * st[bg * 4u + 2u] * gain[b * p.gain_len + p.gain_off + ch];
 }
 
-@compute @workgroup_size(256)
-fn stats_tan(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let bg = wid.x + wid.y * 65535u;
-    if (bg >= p.n * p.groups) { return; }
+@compute @workgroup_size(64)
+fn chunk_tan(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n * p.groups * p.chunks) { return; }
+    let bg = i / p.chunks;
+    let k = i % p.chunks;
     let b = bg / p.groups;
-    let g = bg % p.groups;
-    let cnt = p.gs * p.hw;
+    let c0 = (bg % p.groups) * p.gs;
+    let r = chunk_range(k);
     let mu = st[bg * 4u];
     let use_gain = (p.flags & 1u) != 0u;
     var s1 = 0.0;
     var s2 = 0.0;
-    for (var j = lid; j < cnt; j += 256u) {
-        let e = elem(b, g, j);
-        var u = x[e];
-        if (use_gain) { u = u * gain[b * p.gain_len + p.gain_off + e % p.c]; }
-        s1 += u;
-        s2 += u * (h[e] - mu);
+    for (var px = r.x; px < r.y; px++) {
+        let e0 = (b * p.hw + px) * p.c + c0;
+        for (var j = 0u; j < p.gs; j++) {
+            let e = e0 + j;
+            var u = x[e];
+            if (use_gain) { u = u * gain[b * p.gain_len + p.gain_off + c0 + j]; }
+            s1 += u;
+            s2 += u * (h[e] - mu);
+        }
     }
-    scratch[lid] = s1;
-    scratch2[lid] = s2;
-    tree(lid);
-    if (lid == 0u) {
-        out[bg * 4u] = scratch[0];
-        out[bg * 4u + 1u] = scratch2[0];
+    out[i * 2u] = s1;
+    out[i * 2u + 1u] = s2;
+}
+
+// x = chunk partials (s1, s2)
+@compute @workgroup_size(64)
+fn merge_tan(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let bg = index(gid, nwg);
+    if (bg >= p.n * p.groups) { return; }
+    var s1 = 0.0;
+    var s2 = 0.0;
+    for (var k = 0u; k < p.chunks; k++) {
+        s1 += x[(bg * p.chunks + k) * 2u];
+        s2 += x[(bg * p.chunks + k) * 2u + 1u];
     }
+    out[bg * 4u] = s1;
+    out[bg * 4u + 1u] = s2;
 }
 
 fn vbar_of(b: u32) -> f32 {

@@ -21,7 +21,8 @@
 //! * [`GroupNorm::vjp`]: `x̄` for a cotangent `z̄` (with respect to the input
 //!   only; the gains are treated as constants).
 //!
-//! Statistics are per-sample f32 tree sums (two passes for the variance).
+//! Statistics are f32 sums over chunks of ≥ 64 pixels (two passes for the
+//! variance within a chunk), merged per group with Chan's formula.
 
 use bytemuck::{Pod, Zeroable};
 use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
@@ -34,10 +35,12 @@ const fn kernel(entry: &'static str) -> Kernel {
     Kernel { file: "group_norm.wgsl", source: GROUP_NORM, entry, bindings: BINDINGS }
 }
 pub const GAINS: Kernel = kernel("gains");
-pub const STATS_FWD: Kernel = kernel("stats_fwd");
+pub const CHUNK_FWD: Kernel = kernel("chunk_fwd");
+pub const MERGE_FWD: Kernel = kernel("merge_fwd");
 pub const FINALIZE_FWD: Kernel = kernel("finalize_fwd");
 pub const APPLY_FWD: Kernel = kernel("apply_fwd");
-pub const STATS_TAN: Kernel = kernel("stats_tan");
+pub const CHUNK_TAN: Kernel = kernel("chunk_tan");
+pub const MERGE_TAN: Kernel = kernel("merge_tan");
 pub const FINALIZE_JVP: Kernel = kernel("finalize_jvp");
 pub const FINALIZE_VJP: Kernel = kernel("finalize_vjp");
 pub const APPLY_JVP: Kernel = kernel("apply_jvp");
@@ -55,7 +58,9 @@ struct Params {
     gain_off: u32,
     gain_len: u32,
     eps: f32,
-    _p: [u32; 3],
+    chunks: u32,
+    chunk_px: u32,
+    _p: u32,
 }
 
 /// `w[j]·(1 + lin[b, j])` (or `w[j]·lin[b, j]` when `tangent`: the tangent
@@ -89,13 +94,10 @@ pub struct NormStats {
     pub st: Tensor,
 }
 
-fn wg_groups(count: usize) -> [u32; 3] {
-    let c = count.max(1) as u32;
-    if c <= 65535 {
-        [c, 1, 1]
-    } else {
-        [65535, c.div_ceil(65535), 1]
-    }
+/// Pixels per statistics chunk: at least 64, at most 256 chunks per group.
+fn chunking(pixels: usize) -> (usize, usize) {
+    let chunk_px = pixels.div_ceil(256).max(64);
+    (pixels.div_ceil(chunk_px).max(1), chunk_px)
 }
 
 impl GroupNorm {
@@ -138,7 +140,9 @@ impl GroupNorm {
             gain_off: self.gain_offset as u32,
             gain_len: l as u32,
             eps: self.eps,
-            _p: [0; 3],
+            chunks: chunking(s.pixels()).0 as u32,
+            chunk_px: chunking(s.pixels()).1 as u32,
+            _p: 0,
         })
     }
 
@@ -149,7 +153,10 @@ impl GroupNorm {
         let ng = s.n * self.groups();
         let st = gpu.empty(Shape::vector(4 * ng));
         let pb = bytemuck::bytes_of(&p);
-        gpu.launch(&STATS_FWD, &[], pb, &[x, x, x, x, x, x, &st], wg_groups(ng));
+        let nk = ng * p.chunks as usize;
+        let part = gpu.empty(Shape::vector(2 * nk));
+        gpu.launch(&CHUNK_FWD, &[], pb, &[x, x, x, x, x, x, &part], crate::groups_flat(nk));
+        gpu.launch(&MERGE_FWD, &[], pb, &[&part, x, x, x, x, x, &st], crate::groups_flat(ng));
         gpu.launch(&FINALIZE_FWD, &[], pb, &[x, x, x, x, x, x, &st], crate::groups_flat(ng));
         let z = gpu.empty(s);
         gpu.launch(&APPLY_FWD, &[], pb, &[x, x, &st, x, gain, x, &z], crate::groups_flat(s.numel()));
@@ -190,7 +197,10 @@ impl GroupNorm {
                     return Err(GpuError::Shape { op: "group_norm_jvp", detail: format!("tangent {t:?} vs input {h:?}") });
                 }
                 let ps = Params { flags: 0, ..p };
-                gpu.launch(&STATS_TAN, &[], bytemuck::bytes_of(&ps), &[t, h, st, st, gain, gain, &st2], wg_groups(ng));
+                let nk = ng * p.chunks as usize;
+                let part = gpu.empty(Shape::vector(2 * nk));
+                gpu.launch(&CHUNK_TAN, &[], bytemuck::bytes_of(&ps), &[t, h, st, st, gain, gain, &part], crate::groups_flat(nk));
+                gpu.launch(&MERGE_TAN, &[], pb, &[&part, h, st, st, gain, gain, &st2], crate::groups_flat(ng));
                 gpu.launch(&FINALIZE_JVP, &[], pb, &[t, h, st, st, gain, gain, &st2], crate::groups_flat(ng));
                 t
             }
@@ -213,7 +223,10 @@ impl GroupNorm {
         let ng = s.n * self.groups();
         let st = &stats.st;
         let st2 = gpu.empty(Shape::vector(4 * ng));
-        gpu.launch(&STATS_TAN, &[], pb, &[zb, h, st, st, gain, gain, &st2], wg_groups(ng));
+        let nk = ng * p.chunks as usize;
+        let part = gpu.empty(Shape::vector(2 * nk));
+        gpu.launch(&CHUNK_TAN, &[], pb, &[zb, h, st, st, gain, gain, &part], crate::groups_flat(nk));
+        gpu.launch(&MERGE_TAN, &[], pb, &[&part, h, st, st, gain, gain, &st2], crate::groups_flat(ng));
         gpu.launch(&FINALIZE_VJP, &[], pb, &[zb, h, st, st, gain, gain, &st2], crate::groups_flat(ng));
         let xb = gpu.empty(s);
         gpu.launch(&APPLY_VJP, &[], pb, &[zb, h, st, &st2, gain, gain, &xb], crate::groups_flat(s.numel()));
