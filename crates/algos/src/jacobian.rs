@@ -74,7 +74,7 @@ impl<'a> At<'a> {
             )));
         }
         let m = model.size_multiple();
-        if y.h % m != 0 || y.w % m != 0 {
+        if !y.h.is_multiple_of(m) || !y.w.is_multiple_of(m) {
             return Err(JacobianError::Input(format!("image {}×{} is not a multiple of {m}", y.h, y.w)));
         }
         if y.data.len() != y.c * y.h * y.w {
@@ -119,7 +119,7 @@ impl<'a> At<'a> {
 
     async fn product(&self, gpu: &Gpu, vs: &[f32], transpose: bool) -> Result<Vec<f32>> {
         let n = self.n();
-        if vs.len() % n != 0 {
+        if !vs.len().is_multiple_of(n) {
             return Err(JacobianError::Input(format!("{} values is not a whole number of {n}-vectors", vs.len())));
         }
         let mut out = Vec::with_capacity(vs.len());
