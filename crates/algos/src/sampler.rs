@@ -15,7 +15,8 @@
 //!
 //! Everything but the stopping test runs on the GPU: d_t, σ_t (a per-sample
 //! reduction), γ_t and the update (`prior_ops::sampler`); the loop reads back
-//! one small state tensor per iteration (σ_t and the status of each sample).
+//! one small state tensor per iteration (σ_t and the status of each sample),
+//! or every `check_every` iterations.
 //! As in the authors' loop, the update of the iteration whose σ_t reaches σ_L
 //! is applied before stopping; [`SampleRun::iterations`] counts the updates
 //! (the authors print t + 1).
@@ -62,6 +63,12 @@ pub struct SamplerParams {
     pub fixed_step: Option<f32>,
     /// Divergence bound on σ_t, as a multiple of σ₀.
     pub divergence_factor: f32,
+    /// Read σ_t back (stopping test, divergence test, callback) every this
+    /// many iterations (≥ 1). Stopped samples are frozen on the GPU, so the
+    /// result is the same for any value; larger values let a fast GPU run
+    /// several iterations per submission, at the price of up to
+    /// `check_every − 1` extra denoiser calls after the last sample stops.
+    pub check_every: usize,
 }
 
 impl Default for SamplerParams {
@@ -75,6 +82,7 @@ impl Default for SamplerParams {
             seed: 0,
             fixed_step: None,
             divergence_factor: 10.0,
+            check_every: 1,
         }
     }
 }
@@ -109,6 +117,9 @@ impl SamplerParams {
             if !(h > 0.0 && h <= 1.0) {
                 return bad(format!("the fixed step must be in (0, 1], got {h}"));
             }
+        }
+        if self.check_every == 0 {
+            return bad("check_every must be at least 1".into());
         }
         if self.max_iters == 0 {
             return bad("max_iters must be at least 1".into());
@@ -146,7 +157,7 @@ pub struct Problem<'a> {
 
 /// What the per-iteration callback sees.
 pub struct Progress<'a> {
-    /// Iteration t (1-based) just applied.
+    /// Iteration t (1-based) just run.
     pub iteration: usize,
     /// σ_t per sample (for stopped samples, their last σ).
     pub sigmas: &'a [f32],
@@ -174,7 +185,8 @@ pub struct SampleRun {
 
 /// Runs the sampler on a batch of `shape.n` images of `shape.h × shape.w ×
 /// shape.c`. `residual(gpu, y)` returns f(y) for the batch; `problem` is
-/// `None` for synthesis. `callback` runs after every iteration.
+/// `None` for synthesis. `callback` runs after every iteration whose state
+/// is read back (every `check_every`-th).
 pub async fn run<F, C>(
     gpu: &Gpu,
     shape: Shape,
@@ -248,14 +260,19 @@ where
         let step = Step { t: t as u32, h: params.step(t), beta: params.beta, sigma_final: params.sigma_final, sigma_max: bound };
         kernels::coefficients(gpu, &d, &state, &step)?;
         kernels::update(gpu, &y, &d, &state, rng::key(params.seed, t as u32))?;
-        let st = gpu.read(&state).await?;
         loop_iterations = t;
+        if t % params.check_every != 0 && t != params.max_iters {
+            continue;
+        }
+        let st = gpu.read(&state).await?;
         let mut running = 0;
         for s in 0..shape.n {
             let v = &st[s * STATE..(s + 1) * STATE];
             sigmas[s] = v[field::SIGMA];
             if v[field::STATUS] == DIVERGED {
-                return Err(SamplerError::Diverged { sample: s, iteration: t, sigma: v[field::SIGMA], bound, last: y });
+                // The failing iteration follows the sample's last applied update.
+                let iteration = v[field::ITERATIONS] as usize + 1;
+                return Err(SamplerError::Diverged { sample: s, iteration, sigma: v[field::SIGMA], bound, last: y });
             }
             if v[field::STATUS] != CONVERGED {
                 running += 1;

@@ -169,3 +169,23 @@ fn inpainting_with_the_real_model_keeps_the_measurements() {
     let err = known.iter().map(|&i| (r[i] - clean[i]).powi(2)).sum::<f32>() / known.len() as f32;
     assert!(10.0 * (1.0 / err).log10() > 30.0, "PSNR on the measured pixels {}", 10.0 * (1.0 / err).log10());
 }
+
+#[test]
+fn checking_less_often_gives_the_same_result() {
+    // Stopped samples are frozen on the GPU: reading σ_t every 7 iterations
+    // changes how often the host looks, not the samples.
+    let g = gpu();
+    let shape = Shape::new(2, 8, 8, 1);
+    let go = |check_every: usize| {
+        let params = SamplerParams { h0: 0.1, beta: 0.5, max_iters: 400, seed: 5, check_every, ..Default::default() };
+        let mut calls = 0;
+        let out = pollster::block_on(run(g, shape, None, &params, point_mass(g.upload(shape, &vec![0.3; 128])), |_| calls += 1)).unwrap();
+        let x = read(&out.x);
+        (x, out.iterations, out.final_sigma, calls, out.loop_iterations)
+    };
+    let (a, ia, sa, ca, la) = go(1);
+    let (b, ib, sb, cb, lb) = go(7);
+    assert_eq!((a, ia, sa), (b, ib, sb));
+    assert_eq!(ca, la);
+    assert!(cb == lb.div_ceil(7) && lb % 7 == 0 && lb >= la && lb < la + 7, "{cb} checks, {lb} vs {la} iterations");
+}

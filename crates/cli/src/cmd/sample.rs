@@ -40,6 +40,10 @@ pub struct SamplerFlags {
     /// Constant step size instead of the h_t schedule.
     #[arg(long = "fixed-step")]
     pub fixed_step: Option<f32>,
+    /// Read σ_t back every K iterations (the result does not change; fast
+    /// GPUs then run K iterations per submission).
+    #[arg(long = "check-every", value_name = "K", default_value_t = 1)]
+    pub check_every: usize,
 }
 
 impl SamplerFlags {
@@ -52,6 +56,7 @@ impl SamplerFlags {
             max_iters: self.max_iters,
             seed: self.seed,
             fixed_step: self.fixed_step,
+            check_every: self.check_every,
             ..Default::default()
         }
     }
@@ -68,7 +73,8 @@ pub struct RunFlags {
     /// Write every K-th iterate y_t (see --every) as images into DIR.
     #[arg(long, value_name = "DIR")]
     pub trajectory: Option<PathBuf>,
-    /// Trajectory interval.
+    /// Trajectory interval (iterates are seen where σ_t is read back: use a
+    /// multiple of --check-every).
     #[arg(long, value_name = "K", default_value_t = 10)]
     pub every: usize,
     /// Write a PNG plot of σ_t against the iteration (log scale).
