@@ -58,6 +58,9 @@ pub struct DenoiseArgs {
     pub output: PathBuf,
     /// Add Gaussian noise of standard deviation SIGMA_255/255 to each input
     /// first (the input is then the clean image and the default reference).
+    /// The noise comes from prior's counter-based generator, stream
+    /// round(SIGMA_255)·1000 + k for the k-th input, so a seed reproduces it
+    /// exactly on any machine; it is not clamped.
     #[arg(long = "add-noise", value_name = "SIGMA_255")]
     pub add_noise: Option<f64>,
     /// Seed of the noise generator (with --add-noise).
