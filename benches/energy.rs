@@ -1,0 +1,89 @@
+//! Benchmark: the dual-score-matching energy model (the width-16 MNIST
+//! checkpoint in ../shared/checkpoints/dual_score_matching/mnist32_gray_tiny)
+//! against PyTorch CPU in the same run:
+//!  * log p of a batch of 64 held-out digits (U(x, 0), one forward pass);
+//!  * one score evaluation of one digit at t = 0.01: U, ∇_yU (reverse pass)
+//!    and ∂U/∂t (forward-mode pass in t; PyTorch: one autograd backward for
+//!    both).
+//! The PyTorch side builds the model from tests/golden/make_golden.py's
+//! definition and loads the same checkpoint; it uses every CPU thread.
+//! `cargo bench --bench energy [-- --batch=N]`.
+
+use std::time::Instant;
+
+use prior_gpu::{Gpu, Shape};
+use prior_models::blob::WeightBlob;
+use prior_models::energy::EnergyUNet;
+use prior_testkit::{bench::python_timing, paths};
+
+fn time<F: FnMut()>(mut f: F, reps: usize) -> f64 {
+    f();
+    let t = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    t.elapsed().as_secs_f64() / reps as f64
+}
+
+fn main() {
+    let gpu = pollster::block_on(Gpu::from_env()).unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(1)
+    });
+    let args: Vec<String> = std::env::args().collect();
+    let batch: usize = args.iter().find_map(|a| a.strip_prefix("--batch=").and_then(|v| v.parse().ok())).unwrap_or(64);
+    println!("adapter: {} ({})", gpu.adapter.name, gpu.adapter.backend);
+    let ck = paths::shared().join("checkpoints/dual_score_matching/mnist32_gray_tiny/model.pth.tar");
+    let blob = WeightBlob::load(&ck).expect("the energy checkpoint");
+    let model = EnergyUNet::from_blob(&gpu, &blob).expect("model");
+    let mnist = paths::shared().join("images/mnist/t10k-images-idx3-ubyte.gz");
+    let digits = prior_cli::cmd::logp::read_idx_images(&mnist, Some(9000..9000 + batch), 8).expect("mnist");
+    let flat: Vec<f32> = digits.iter().flat_map(|d| d.data.clone()).collect();
+    let x = gpu.upload(Shape::new(batch, 32, 32, 1), &flat);
+    let t0 = vec![0.0f32; batch];
+    let logp = time(|| drop(pollster::block_on(model.energies(&gpu, &x, &t0)).unwrap()), 3);
+    let one = gpu.upload(Shape::new(1, 32, 32, 1), &flat[..1024]);
+    let score = time(
+        || {
+            let e = model.evaluate(&gpu, &one, &[0.01], true, true).unwrap();
+            pollster::block_on(gpu.read(e.grad.as_ref().unwrap())).unwrap();
+            pollster::block_on(gpu.read(e.dudt.as_ref().unwrap())).unwrap();
+        },
+        3,
+    );
+    let golden = paths::golden();
+    let code = format!(
+        r#"
+import os, sys, time, math, gzip, numpy as np, torch
+sys.path.insert(0, {golden:?})
+import make_golden as mg
+torch.set_num_threads(os.cpu_count())
+sd, _ = mg.load_checkpoint("dual_score_matching/mnist32_gray_tiny/model.pth.tar")
+m = mg.energy_model_from(sd).eval()
+d = mg.mnist()[9000:9000 + {batch}].astype(np.float32) / np.float32(255)
+x = torch.from_numpy(np.pad(d, ((0, 0), (2, 2), (2, 2)))[:, None].copy())
+def logp():
+    with torch.no_grad():
+        return 0.5 * (x * m(x, torch.zeros({batch}))).sum(dim=(1, 2, 3))
+def score():
+    return mg.energy_eval(m, x[:1], torch.full((1,), 0.01))
+def tm(f, reps=3):
+    f(); t = time.perf_counter()
+    for _ in range(reps): f()
+    return (time.perf_counter() - t) / reps
+print(tm(logp), tm(score))
+"#
+    );
+    println!("energy UNet width {} on 32x32 MNIST digits", model.base_width());
+    println!("  {:<44} {:>10} {:>12}", "", "prior", "pytorch cpu");
+    match python_timing(&code) {
+        Ok((tl, ts)) => {
+            println!("  {:<44} {:>8.1} ms {:>10.1} ms   ({:.2}x)", format!("log p of {batch} digits (U(x,0))"), logp * 1e3, tl * 1e3, tl / logp);
+            println!("  {:<44} {:>8.1} ms {:>10.1} ms   ({:.2}x)", "score of 1 digit (U, grad_y U, dU/dt)", score * 1e3, ts * 1e3, ts / score);
+        }
+        Err(e) => {
+            println!("  log p of {batch} digits: {:.1} ms; score of 1 digit: {:.1} ms", logp * 1e3, score * 1e3);
+            println!("  pytorch cpu: skipped ({e})");
+        }
+    }
+}
