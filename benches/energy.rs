@@ -5,6 +5,7 @@
 //!  * one score evaluation of one digit at t = 0.01: U, ∇_yU (reverse pass)
 //!    and ∂U/∂t (forward-mode pass in t; PyTorch: one autograd backward for
 //!    both).
+//!
 //! The PyTorch side builds the model from tests/golden/make_golden.py's
 //! definition and loads the same checkpoint; it uses every CPU thread.
 //! `cargo bench --bench energy [-- --batch=N]`.

@@ -174,7 +174,7 @@ pub fn log_z_of(blob: &WeightBlob) -> Result<Option<LogZ>> {
     let log_z = num(keys::LOG_Z, Some(lz))?;
     let t = num(keys::LOG_Z_T, blob.meta(keys::LOG_Z_T))?;
     let count = num(keys::LOG_Z_COUNT, blob.meta(keys::LOG_Z_COUNT))? as usize;
-    if !log_z.is_finite() || !(t > 0.0) {
+    if !log_z.is_finite() || !t.is_finite() || t <= 0.0 {
         return Err(invalid(blob, format!("bad calibration: log Z {log_z} at t {t}")));
     }
     Ok(Some(LogZ { log_z, t, count }))
@@ -200,7 +200,7 @@ impl Builder<'_> {
         let w = self.blob.tensor_shaped(&format!("network.{prefix}.weight"), &[c])?;
         let lw = self.blob.tensor_shaped(&format!("network.{prefix}.conditioning_embedding.weight"), &[c, self.emb_dim])?;
         let lb = self.blob.tensor_shaped(&format!("network.{prefix}.conditioning_embedding.bias"), &[c])?;
-        if c % self.group_size != 0 {
+        if !c.is_multiple_of(self.group_size) {
             return Err(invalid(self.blob, format!("{prefix}: {c} channels are not a multiple of group_size {}", self.group_size)));
         }
         let off = self.nw.len();
@@ -387,7 +387,7 @@ impl EnergyUNet {
             return Err(ModelError::Input(format!("the energy model takes {} channel(s), the input has {}", self.channels, s.c)));
         }
         let m = self.multiple();
-        if s.h % m != 0 || s.w % m != 0 || s.h == 0 || s.w == 0 {
+        if !s.h.is_multiple_of(m) || !s.w.is_multiple_of(m) || s.h == 0 || s.w == 0 {
             return Err(ModelError::Input(format!("the energy UNet needs height and width divisible by {m}; the input is {}×{}", s.h, s.w)));
         }
         if t.len() != s.n {

@@ -102,7 +102,7 @@ fn chunking(pixels: usize) -> (usize, usize) {
 
 impl GroupNorm {
     pub fn new(channels: usize, group_size: usize, eps: f32, gain_offset: usize) -> Result<GroupNorm> {
-        if group_size == 0 || channels % group_size != 0 {
+        if group_size == 0 || !channels.is_multiple_of(group_size) {
             return Err(GpuError::Shape {
                 op: "group_norm",
                 detail: format!("{channels} channels do not split into groups of {group_size}"),
