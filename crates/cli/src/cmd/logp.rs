@@ -44,7 +44,8 @@ pub struct LogpArgs {
     /// One JSON object per image: file, energy, nats, bits_per_dim, db_per_dim.
     #[arg(long)]
     pub json: bool,
-    /// Write a PNG histogram of bits/dim over all inputs.
+    /// Write a PNG histogram of −log p in bits/dim over all inputs (the range
+    /// of image probabilities).
     #[arg(long, value_name = "OUT.png")]
     pub histogram: Option<PathBuf>,
     /// Images per GPU batch.
@@ -262,7 +263,7 @@ pub fn histogram_png(values: &[f64], xlabel: &str) -> Vec<u8> {
     use prior_algos::plot::{draw_line, draw_text, encode_png, fill_rect, text_width, PALETTE};
     let (w, h) = (720u32, 420u32);
     let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
-    let (l, r, t, b) = (70i64, 20i64, 30i64, 60i64);
+    let (l, r, t, b) = (70i64, 40i64, 30i64, 60i64);
     let (pw, ph) = ((w as i64 - l - r) as f64, (h as i64 - t - b) as f64);
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     let (mut lo, mut hi) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, c), &v| (a.min(v), c.max(v)));
