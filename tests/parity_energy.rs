@@ -169,3 +169,70 @@ fn calibration_matches_pytorch_on_the_same_noise() {
     eprintln!("log Z over 32 digits: {:.4} ± {:.2} nats (PyTorch float64 3557.0396)", cal.log_z, cal.stderr);
     assert!((cal.log_z - 3557.0396).abs() < 0.05, "log Z {} vs 3557.0396", cal.log_z);
 }
+
+/// ∇_yU and ∂U/∂t against central finite differences of U itself on a
+/// non-square 40×48 image (beyond the goldens' 32×32), batch of 2 with
+/// different t. Central differences along a random direction v (RMS 1) at
+/// steps 4e-3 and 2e-3 in y, 8e-3 and 4e-3 in t, Richardson-extrapolated.
+/// f32 energies of ~10³ nats carry ~1e-3 absolute rounding, which the
+/// quotients amplify to ~0.1: we ask 1e-3 of ‖∇U‖·RMS(v) for the directional
+/// derivative and 1e-3 relative + 0.2 absolute for ∂U/∂t (the goldens check
+/// both at 1e-5 on 32×32).
+#[test]
+fn derivatives_match_finite_differences_on_a_non_square_batch() {
+    let gpu = gpu();
+    let blob = WeightBlob::load(ckpt("model.pth.tar")).unwrap();
+    let model = EnergyUNet::from_blob(&gpu, &blob).unwrap();
+    let (h, w) = (40, 48);
+    let digits = npy("energy_trained_t0", "input");
+    let mut seed = 99u64;
+    let mut rnd = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    let mut y = vec![0.0f32; 2 * h * w];
+    for b in 0..2 {
+        for r in 0..32 {
+            for c in 0..32 {
+                y[(b * h + r + 3 + 2 * b) * w + c + 5 + 4 * b] = digits[b * 1024 + r * 32 + c];
+            }
+        }
+    }
+    let t = [0.05f32, 0.2];
+    for (i, v) in y.iter_mut().enumerate() {
+        *v += t[i / (h * w)].sqrt() * rnd() * 1.7;
+    }
+    let v: Vec<f32> = (0..y.len()).map(|_| rnd() * 1.7).collect();
+    let s = Shape::new(2, h, w, 1);
+    let e = model.evaluate(&gpu, &gpu.upload(s, &y), &t, true, true).unwrap();
+    let grad = pollster::block_on(gpu.read(e.grad.as_ref().unwrap())).unwrap();
+    let dudt = pollster::block_on(gpu.read(e.dudt.as_ref().unwrap())).unwrap();
+    let energy = |yy: &[f32], tt: &[f32]| pollster::block_on(model.energies(&gpu, &gpu.upload(s, yy), tt)).unwrap();
+    // central differences at steps e and e/2, Richardson-extrapolated
+    // (4·D(e/2) − D(e))/3 to cancel the O(e²) truncation error
+    let fd_y = |e: f32| -> Vec<f64> {
+        let yp: Vec<f32> = y.iter().zip(&v).map(|(a, b)| a + e * b).collect();
+        let ym: Vec<f32> = y.iter().zip(&v).map(|(a, b)| a - e * b).collect();
+        let (up, um) = (energy(&yp, &t), energy(&ym, &t));
+        (0..2).map(|b| (up[b] - um[b]) / (2.0 * e as f64)).collect()
+    };
+    let fd_t = |hh: f32| -> Vec<f64> {
+        let (up, um) = (energy(&y, &[t[0] + hh, t[1] + hh]), energy(&y, &[t[0] - hh, t[1] - hh]));
+        (0..2).map(|b| (up[b] - um[b]) / (2.0 * hh as f64)).collect()
+    };
+    let rich = |a: Vec<f64>, b: Vec<f64>| -> Vec<f64> { a.iter().zip(&b).map(|(a, b)| (4.0 * b - a) / 3.0).collect() };
+    let (fy1, fy2) = (fd_y(4e-3), fd_y(2e-3));
+    let (ft1, ft2) = (fd_t(8e-3), fd_t(4e-3));
+    eprintln!("finite differences in y at 4e-3, 2e-3: {fy1:?} {fy2:?}; in t at 8e-3, 4e-3: {ft1:?} {ft2:?}");
+    let (fy, ft) = (rich(fy1, fy2), rich(ft1, ft2));
+    for b in 0..2 {
+        let n = h * w;
+        let dir: f64 = (0..n).map(|i| grad[b * n + i] as f64 * v[b * n + i] as f64).sum();
+        let fd = fy[b];
+        let gscale: f64 = (0..n).map(|i| (grad[b * n + i] as f64).powi(2)).sum::<f64>().sqrt() * 1.7;
+        eprintln!("sample {b}: <grad U, v> = {dir:.3}, finite difference {fd:.3} (scale {gscale:.1}); dU/dt = {:.3}, finite difference {:.3}", dudt[b], ft[b]);
+        assert!((dir - fd).abs() < 1e-3 * gscale, "sample {b}: directional derivative {dir} vs {fd}");
+        let fdt = ft[b];
+        assert!((dudt[b] as f64 - fdt).abs() < 1e-3 * (dudt[b].abs() as f64).max(1.0) + 0.2, "sample {b}: dU/dt {} vs {fdt}", dudt[b]);
+    }
+}
