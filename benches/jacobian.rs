@@ -6,8 +6,9 @@
 //! 1600, said so in the output), batched autograd VJPs (chunks of 64), and
 //! `torch.func.jacfwd` (all 1600 tangents in one vmap).
 //!
-//! `cargo bench --bench jacobian [-- --size=40 --cols=N --torch-rows=40 --skip-jacfwd]`:
-//! `--cols` times ours on the first N columns only and extrapolates.
+//! `cargo bench --bench jacobian [-- --size=40 --cols=N --batch=128 --torch-rows=40 --skip-jacfwd --skip-torch]`:
+//! `--cols` times ours on the first N columns only and extrapolates;
+//! `--batch` is the number of tangents per GPU batch.
 //! PRIOR_TORCH_THREADS sets torch's thread count (default: all cores).
 
 use std::time::Instant;
@@ -34,6 +35,8 @@ fn main() {
     let cols: usize = arg("cols").and_then(|v| v.parse().ok()).unwrap_or(n).clamp(1, n);
     let torch_rows: usize = arg("torch-rows").and_then(|v| v.parse().ok()).unwrap_or(40).clamp(1, n);
     let skip_jacfwd = std::env::args().any(|a| a == "--skip-jacfwd");
+    let skip_torch = std::env::args().any(|a| a == "--skip-torch");
+    let batch: usize = arg("batch").and_then(|v| v.parse().ok()).unwrap_or(128);
     let ckpt = paths::shared().join("checkpoints/universal_inverse_problem/BSD400_gray/model.pt");
     let blob = WeightBlob::load(&ckpt).expect("checkpoint");
     let model = ConvChain::from_blob(&gpu, &blob).expect("model");
@@ -55,7 +58,7 @@ fn main() {
         flops_per_jvp / 1e9,
         n as f64 * flops_per_jvp / 1e9
     );
-    let at = At::new(&gpu, &model as &dyn Denoiser, Planar { c: 1, h: size, w: size, data: &noisy }, 128).unwrap();
+    let at = At::new(&gpu, &model as &dyn Denoiser, Planar { c: 1, h: size, w: size, data: &noisy }, batch).unwrap();
     // Warm-up: pipelines and buffers.
     let warm = At::new(&gpu, &model as &dyn Denoiser, Planar { c: 1, h: size, w: size, data: &noisy }, 8).unwrap();
     pollster::block_on(warm.jvp(&gpu, &vec![0.0; 8 * n])).unwrap();
@@ -86,6 +89,10 @@ fn main() {
         n as f64 * flops_per_jvp / ours_secs / 1e9
     );
 
+    if skip_torch {
+        let _ = std::fs::remove_file(&npy);
+        return;
+    }
     let golden = paths::golden().join("make_golden.py");
     let prelude = format!(
         r#"
