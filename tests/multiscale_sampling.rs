@@ -2,7 +2,7 @@
 //! with the 160×160 two-level model on small sizes (fast on lavapipe):
 //! shapes, the super-resolved image keeps the given low-pass exactly,
 //! determinism per seed, finite in-range samples, clear errors.
-//! The full-size astronaut figure is `cargo run --release --example ms_super_resolution`.
+//! The full-size astronaut figure is `cargo run --release -p prior-cli --example ms_super_resolution`.
 
 use std::sync::OnceLock;
 

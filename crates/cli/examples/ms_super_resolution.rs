@@ -7,7 +7,7 @@
 //! replicated over its 2^k × 2^k blocks). Writes
 //! `target/ms_super_resolution/{low_replicated,super_resolved}.png`.
 //!
-//!     cargo run --release --example ms_super_resolution -- [--k 3] [--h0 0.01] [--beta 0.01] [--seed 0] [--sigma-final 0.01] [--samples 1]
+//!     cargo run --release -p prior-cli --example ms_super_resolution -- [--k 3] [--h0 0.01] [--beta 0.01] [--seed 0] [--sigma-final 0.01] [--samples 1]
 
 use std::path::PathBuf;
 
@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     let shared = std::env::var_os("PRIOR_SHARED").map(PathBuf::from).unwrap_or_else(|| root.join("../shared"));
     let img = read_input(shared.join("images/faces/astronaut_face_320.png"))?;
     assert_eq!((img.c, img.h, img.w), (1, 320, 320));
