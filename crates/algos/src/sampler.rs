@@ -29,7 +29,9 @@
 //! **Noise**: `z` of iteration t is stream t of `seed` (y₀ uses stream 0),
 //! element (s, h, w, c) at counter s·N + (flat (C, H, W) index), so a seed
 //! reproduces a run bit for bit on one adapter, and to ~1e-6 per step across
-//! adapters; sample 0 of a batch is the single-sample run of that seed.
+//! adapters; sample 0 of a batch draws the noise of the single-sample run
+//! of that seed (results agree to ~1e-5: batched convolutions may round
+//! differently).
 //!
 //! **Divergence**: a sample whose σ_t exceeds `divergence_factor · σ₀` or is
 //! not finite is not updated and the run stops with
