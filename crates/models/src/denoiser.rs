@@ -40,6 +40,11 @@ pub trait Denoiser {
     fn size_multiple(&self) -> usize {
         1
     }
+    /// Tile origins and halos must be multiples of this for a tiled pass to
+    /// equal an untiled one (strided layers see the same input phase).
+    fn tile_alignment(&self) -> usize {
+        self.size_multiple()
+    }
     /// The largest number of f32 values any intermediate tensor holds per
     /// input pixel (to choose tile sizes under the adapter's limits).
     fn values_per_pixel(&self) -> usize;

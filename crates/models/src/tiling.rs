@@ -40,7 +40,7 @@ pub fn plan(gpu: &Gpu, model: &dyn Denoiser, h: usize, w: usize) -> Result<Optio
     if fits(h, w) {
         return Ok(None);
     }
-    let m = model.size_multiple().max(1);
+    let m = model.size_multiple().max(model.tile_alignment()).max(1);
     let halo = model.receptive_radius().div_ceil(m) * m;
     let mut core = h.max(w).div_ceil(m) * m;
     while core >= m && !fits((core + 2 * halo).min(h), (core + 2 * halo).min(w)) {

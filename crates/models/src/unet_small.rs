@@ -347,6 +347,11 @@ impl UnetSmall {
 }
 
 impl Denoiser for UnetSmall {
+    /// Odd sizes are accepted (padded), but its stride-2 conv needs tiles
+    /// that start on even rows and columns.
+    fn tile_alignment(&self) -> usize {
+        2
+    }
     fn describe(&self) -> String {
         self.desc.clone()
     }
