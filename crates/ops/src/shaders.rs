@@ -1,6 +1,8 @@
 //! The WGSL sources, embedded from `shaders/` at the repository root.
 
-/// Every shader file, by name (validated by naga in `tests/shaders.rs`).
+/// Every shader file, by name, as compiled (validated by naga in
+/// `tests/shaders.rs`): `rng.wgsl` and `sampler.wgsl` come with
+/// `rng_core.wgsl` prepended.
 pub const ALL: &[(&str, &str)] = &[
     ("activations.wgsl", ACTIVATIONS),
     ("batch_norm.wgsl", BATCH_NORM),
@@ -18,6 +20,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("pool.wgsl", POOL),
     ("reduce.wgsl", REDUCE),
     ("rng.wgsl", RNG),
+    ("rng_core.wgsl", RNG_CORE),
     ("sampler.wgsl", SAMPLER),
 ];
 
@@ -36,5 +39,8 @@ pub const HAAR: &str = include_str!("../../../shaders/haar.wgsl");
 pub const MEASURE: &str = include_str!("../../../shaders/measure.wgsl");
 pub const POOL: &str = include_str!("../../../shaders/pool.wgsl");
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
-pub const RNG: &str = include_str!("../../../shaders/rng.wgsl");
-pub const SAMPLER: &str = include_str!("../../../shaders/sampler.wgsl");
+/// The generator's functions, prepended to every shader that draws noise.
+pub const RNG_CORE: &str = include_str!("../../../shaders/rng_core.wgsl");
+pub const RNG: &str = concat!(include_str!("../../../shaders/rng_core.wgsl"), include_str!("../../../shaders/rng.wgsl"));
+pub const SAMPLER: &str =
+    concat!(include_str!("../../../shaders/rng_core.wgsl"), include_str!("../../../shaders/sampler.wgsl"));
