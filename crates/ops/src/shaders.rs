@@ -2,7 +2,8 @@
 
 /// Every shader file, by name, as compiled (validated by naga in
 /// `tests/shaders.rs`): `rng.wgsl` and `sampler.wgsl` come with
-/// `rng_core.wgsl` prepended, `conv2d*.wgsl` with `conv2d_common.wgsl`.
+/// `rng_core.wgsl` prepended, `conv2d*.wgsl` with `conv2d_common.wgsl`, `conv_transpose2d*.wgsl`
+/// with `conv_transpose2d_common.wgsl`.
 pub const ALL: &[(&str, &str)] = &[
     ("activations.wgsl", ACTIVATIONS),
     ("batch_norm.wgsl", BATCH_NORM),
@@ -11,6 +12,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("conv2d_common.wgsl", CONV2D_COMMON),
     ("conv2d_subgroup.wgsl", CONV2D_SUBGROUP),
     ("conv_transpose2d.wgsl", CONV_TRANSPOSE2D),
+    ("conv_transpose2d_common.wgsl", CONV_TRANSPOSE2D_COMMON),
     ("conv_transpose2d_subgroup.wgsl", CONV_TRANSPOSE2D_SUBGROUP),
     ("elementwise.wgsl", ELEMENTWISE),
     ("embedding.wgsl", EMBEDDING),
@@ -37,8 +39,16 @@ pub const CONV2D: &str =
     concat!(include_str!("../../../shaders/conv2d_common.wgsl"), include_str!("../../../shaders/conv2d.wgsl"));
 pub const CONV2D_SUBGROUP: &str =
     concat!(include_str!("../../../shaders/conv2d_common.wgsl"), include_str!("../../../shaders/conv2d_subgroup.wgsl"));
-pub const CONV_TRANSPOSE2D: &str = include_str!("../../../shaders/conv_transpose2d.wgsl");
-pub const CONV_TRANSPOSE2D_SUBGROUP: &str = include_str!("../../../shaders/conv_transpose2d_subgroup.wgsl");
+/// Parameter block, bindings and epilogue shared by the transposed-conv kernels.
+pub const CONV_TRANSPOSE2D_COMMON: &str = include_str!("../../../shaders/conv_transpose2d_common.wgsl");
+pub const CONV_TRANSPOSE2D: &str = concat!(
+    include_str!("../../../shaders/conv_transpose2d_common.wgsl"),
+    include_str!("../../../shaders/conv_transpose2d.wgsl")
+);
+pub const CONV_TRANSPOSE2D_SUBGROUP: &str = concat!(
+    include_str!("../../../shaders/conv_transpose2d_common.wgsl"),
+    include_str!("../../../shaders/conv_transpose2d_subgroup.wgsl")
+);
 pub const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
 pub const HAAR: &str = include_str!("../../../shaders/haar.wgsl");
 pub const MEASURE: &str = include_str!("../../../shaders/measure.wgsl");
