@@ -17,7 +17,7 @@
 // Entry points: `conv_vec4` (cin a multiple of 4), `conv_scalar` (any cin),
 // `conv_naive` (one output per invocation; the baseline in benches).
 
-// Params, bindings, FLAG_*, TP and epilogue(): conv2d_common.wgsl, prepended by crates/ops/src/shaders.rs.
+// Params, bindings, FLAG_*, TP and epilogue(): conv_common.wgsl, prepended by crates/ops/src/shaders.rs.
 
 // Input column of pixel `q` of the tile for tap column kx, or -1 when padded.
 fn in_col(ox: u32, kx: u32) -> i32 {

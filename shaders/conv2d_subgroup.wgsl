@@ -12,7 +12,7 @@
 // Control flow is kept uniform (no early return, padded taps masked by
 // select) as the collective operations require.
 
-// Params, bindings, FLAG_*, TP and epilogue(): conv2d_common.wgsl, prepended by crates/ops/src/shaders.rs.
+// Params, bindings, FLAG_*, TP and epilogue(): conv_common.wgsl, prepended by crates/ops/src/shaders.rs.
 
 // Input column of tile pixel at output column ox for tap column kx, or −1.
 fn in_col(ox: u32, kx: u32, row_ok: bool) -> i32 {

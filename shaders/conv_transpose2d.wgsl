@@ -23,7 +23,7 @@
 // `convt_vec4_subgroup` in conv_transpose2d_subgroup.wgsl shares weights
 // across lanes with subgroupBroadcast.
 
-// Params, bindings and epilogue(): conv_transpose2d_common.wgsl, prepended by crates/ops/src/shaders.rs.
+// Params, bindings and epilogue(): conv_common.wgsl, prepended by crates/ops/src/shaders.rs.
 
 struct Tile {
     b: u32,

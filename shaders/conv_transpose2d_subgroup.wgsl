@@ -12,7 +12,7 @@
 // load + 8 broadcasts instead of 8 loads). Control flow stays uniform: no
 // early return; rows/columns outside the input or output are masked.
 
-// Params, bindings and epilogue(): conv_transpose2d_common.wgsl, prepended by crates/ops/src/shaders.rs.
+// Params, bindings and epilogue(): conv_common.wgsl, prepended by crates/ops/src/shaders.rs.
 
 @compute @workgroup_size(64)
 fn convt_vec4_subgroup(@builtin(global_invocation_id) gid: vec3<u32>,

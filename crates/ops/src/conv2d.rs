@@ -23,25 +23,65 @@ const FLAG_SHIFT: u32 = 2;
 const FLAG_RELU: u32 = 4;
 const FLAG_MASK: u32 = 8;
 
+/// The uniform block of every convolution kernel (`shaders/conv_common.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    h: u32,
-    w: u32,
-    cin: u32,
-    ho: u32,
-    wo: u32,
-    cout: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad: u32,
-    dil: u32,
-    flags: u32,
-    mask_n: u32,
-    tiles_w: u32,
-    cout_p: u32,
+pub(crate) struct ConvParams {
+    pub n: u32,
+    pub h: u32,
+    pub w: u32,
+    pub cin: u32,
+    pub ho: u32,
+    pub wo: u32,
+    pub cout: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub stride: u32,
+    pub pad: u32,
+    pub dil: u32,
+    pub flags: u32,
+    pub mask_n: u32,
+    pub tiles_w: u32,
+    pub cout_p: u32,
+    /// Transposed-conv subgroup variant only: output rows per stride phase.
+    pub hh: u32,
+    /// Transposed-conv subgroup variant only: workgroups per phase.
+    pub phase_groups: u32,
+    pub _p0: u32,
+    pub _p1: u32,
+}
+
+/// The epilogue flags, the mask sample count and the tensor bound as the
+/// mask (the caller's mask, or a small placeholder) of a convolution of an
+/// `n_in`-sample input with output `out`, checking the mask's shape.
+pub(crate) fn epilogue_setup(
+    gpu: &Gpu,
+    op: &'static str,
+    (has_scale, has_shift): (bool, bool),
+    epi: &Epilogue,
+    n_in: usize,
+    out: Shape,
+) -> Result<(u32, u32, Tensor)> {
+    let mut flags = 0;
+    if has_scale {
+        flags |= FLAG_SCALE;
+    }
+    if has_shift && !epi.no_shift {
+        flags |= FLAG_SHIFT;
+    }
+    if epi.relu {
+        flags |= FLAG_RELU;
+    }
+    match epi.mask {
+        Some(m) => {
+            let ms = m.shape();
+            if ms.h != out.h || ms.w != out.w || ms.c != out.c || ms.n == 0 || !n_in.is_multiple_of(ms.n) {
+                return Err(GpuError::Shape { op, detail: format!("mask {ms} does not match output {out}") });
+            }
+            Ok((flags | FLAG_MASK, ms.n as u32, m.clone()))
+        }
+        None => Ok((flags, 1, gpu.empty(Shape::vector(4)))),
+    }
 }
 
 /// Which kernel runs a convolution. `Auto` picks the tiled kernel that fits
@@ -232,37 +272,10 @@ impl Conv2d {
         let out_shape = Shape::new(s.n, ho, wo, self.cout);
         gpu.check_fits("conv2d output", out_shape)?;
         let y = gpu.empty(out_shape);
-        let mut flags = 0;
-        if self.has_scale {
-            flags |= FLAG_SCALE;
-        }
-        if self.has_shift && !epi.no_shift {
-            flags |= FLAG_SHIFT;
-        }
-        if epi.relu {
-            flags |= FLAG_RELU;
-        }
-        let dummy;
-        let mask = match epi.mask {
-            Some(m) => {
-                let ms = m.shape();
-                if ms.h != ho || ms.w != wo || ms.c != self.cout || ms.n == 0 || s.n % ms.n != 0 {
-                    return Err(GpuError::Shape {
-                        op: "conv2d",
-                        detail: format!("mask {ms} does not match output {out_shape}"),
-                    });
-                }
-                flags |= FLAG_MASK;
-                m
-            }
-            None => {
-                dummy = gpu.empty(Shape::vector(4));
-                &dummy
-            }
-        };
+        let (flags, mask_n, mask) = epilogue_setup(gpu, "conv2d", (self.has_scale, self.has_shift), &epi, s.n, out_shape)?;
         let cout_p = round_up(self.cout, 8);
         let tp = 4;
-        let params = Params {
+        let params = ConvParams {
             n: s.n as u32,
             h: s.h as u32,
             w: s.w as u32,
@@ -276,11 +289,12 @@ impl Conv2d {
             pad: self.pad as u32,
             dil: self.dilation as u32,
             flags,
-            mask_n: epi.mask.map_or(1, |m| m.shape().n as u32),
+            mask_n,
             tiles_w: wo.div_ceil(tp) as u32,
             cout_p: cout_p as u32,
+            ..ConvParams::zeroed()
         };
-        let bufs = [x, &self.weight, &self.scale_shift, mask, &y];
+        let bufs = [x, &self.weight, &self.scale_shift, &mask, &y];
         match epi.variant {
             ConvVariant::Naive => {
                 let groups = crate::groups_flat(out_shape.numel());

@@ -17,10 +17,9 @@
 //!
 //! Being linear, both JVPs are the layers themselves without the shift.
 
-use bytemuck::{Pod, Zeroable};
 use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 
-use crate::conv2d::{round_up, Conv2d, ConvVariant, Epilogue};
+use crate::conv2d::{epilogue_setup, round_up, Conv2d, ConvParams, ConvVariant, Epilogue};
 use crate::shaders::{CONV_TRANSPOSE2D, CONV_TRANSPOSE2D_SUBGROUP};
 
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite];
@@ -35,37 +34,8 @@ pub const CONVT_VEC4_SUBGROUP: Kernel = Kernel {
     bindings: BINDINGS,
 };
 
-const FLAG_SCALE: u32 = 1;
-const FLAG_SHIFT: u32 = 2;
-const FLAG_RELU: u32 = 4;
-const FLAG_MASK: u32 = 8;
 /// Output pixels per invocation (along a row, within one stride phase).
 const TP: usize = 4;
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    h: u32,
-    w: u32,
-    cin: u32,
-    ho: u32,
-    wo: u32,
-    cout: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad: u32,
-    dil: u32,
-    flags: u32,
-    mask_n: u32,
-    tiles_w: u32,
-    cout_p: u32,
-    hh: u32,
-    phase_groups: u32,
-    _p0: u32,
-    _p1: u32,
-}
 
 /// A transposed convolution with its weights on the GPU, in the kernel's
 /// layout `[kh, kw, cin_p, cout_p]` (zero padded to cin_p = cin rounded up
@@ -238,34 +208,11 @@ impl ConvTranspose2d {
         let out_shape = Shape::new(s.n, ho, wo, self.cout);
         gpu.check_fits("conv_transpose2d output", out_shape)?;
         let y = gpu.empty(out_shape);
-        let mut flags = 0;
-        if self.has_scale {
-            flags |= FLAG_SCALE;
-        }
-        if self.has_shift && !epi.no_shift {
-            flags |= FLAG_SHIFT;
-        }
-        if epi.relu {
-            flags |= FLAG_RELU;
-        }
-        let dummy;
-        let mask = match epi.mask {
-            Some(m) => {
-                let ms = m.shape();
-                if ms.h != ho || ms.w != wo || ms.c != self.cout || ms.n == 0 || !s.n.is_multiple_of(ms.n) {
-                    return Err(err(format!("mask {ms} does not match output {out_shape}")));
-                }
-                flags |= FLAG_MASK;
-                m
-            }
-            None => {
-                dummy = gpu.empty(Shape::vector(4));
-                &dummy
-            }
-        };
+        let (flags, mask_n, mask) =
+            epilogue_setup(gpu, "conv_transpose2d", (self.has_scale, self.has_shift), &epi, s.n, out_shape)?;
         let cout_p = round_up(self.cout, 8);
         let tiles_w = wo.div_ceil(self.stride).div_ceil(TP);
-        let mut params = Params {
+        let mut params = ConvParams {
             n: s.n as u32,
             h: s.h as u32,
             w: s.w as u32,
@@ -279,7 +226,7 @@ impl ConvTranspose2d {
             pad: self.pad as u32,
             dil: self.dilation as u32,
             flags,
-            mask_n: epi.mask.map_or(1, |m| m.shape().n as u32),
+            mask_n,
             tiles_w: tiles_w as u32,
             cout_p: cout_p as u32,
             hh: ho.div_ceil(self.stride) as u32,
@@ -308,7 +255,7 @@ impl ConvTranspose2d {
                 adapter: gpu.adapter.name.clone(),
             });
         }
-        gpu.launch(kernel, &[], bytemuck::bytes_of(&params), &[x, &self.weight, &self.scale_shift, mask, &y], groups);
+        gpu.launch(kernel, &[], bytemuck::bytes_of(&params), &[x, &self.weight, &self.scale_shift, &mask, &y], groups);
         Ok(y)
     }
 

@@ -2,17 +2,16 @@
 
 /// Every shader file, by name, as compiled (validated by naga in
 /// `tests/shaders.rs`): `rng.wgsl` and `sampler.wgsl` come with
-/// `rng_core.wgsl` prepended, `conv2d*.wgsl` with `conv2d_common.wgsl`, `conv_transpose2d*.wgsl`
-/// with `conv_transpose2d_common.wgsl`.
+/// `rng_core.wgsl` prepended, the four conv shaders with
+/// `conv_common.wgsl`.
 pub const ALL: &[(&str, &str)] = &[
     ("activations.wgsl", ACTIVATIONS),
     ("batch_norm.wgsl", BATCH_NORM),
     ("channels.wgsl", CHANNELS),
     ("conv2d.wgsl", CONV2D),
-    ("conv2d_common.wgsl", CONV2D_COMMON),
+    ("conv_common.wgsl", CONV_COMMON),
     ("conv2d_subgroup.wgsl", CONV2D_SUBGROUP),
     ("conv_transpose2d.wgsl", CONV_TRANSPOSE2D),
-    ("conv_transpose2d_common.wgsl", CONV_TRANSPOSE2D_COMMON),
     ("conv_transpose2d_subgroup.wgsl", CONV_TRANSPOSE2D_SUBGROUP),
     ("elementwise.wgsl", ELEMENTWISE),
     ("embedding.wgsl", EMBEDDING),
@@ -33,20 +32,18 @@ pub const GROUP_NORM: &str = include_str!("../../../shaders/group_norm.wgsl");
 pub const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
 pub const BATCH_NORM: &str = include_str!("../../../shaders/batch_norm.wgsl");
 pub const CHANNELS: &str = include_str!("../../../shaders/channels.wgsl");
-/// Parameter block, bindings and epilogue shared by the conv2d kernels.
-pub const CONV2D_COMMON: &str = include_str!("../../../shaders/conv2d_common.wgsl");
+/// Parameter block, bindings and epilogue shared by every convolution kernel.
+pub const CONV_COMMON: &str = include_str!("../../../shaders/conv_common.wgsl");
 pub const CONV2D: &str =
-    concat!(include_str!("../../../shaders/conv2d_common.wgsl"), include_str!("../../../shaders/conv2d.wgsl"));
+    concat!(include_str!("../../../shaders/conv_common.wgsl"), include_str!("../../../shaders/conv2d.wgsl"));
 pub const CONV2D_SUBGROUP: &str =
-    concat!(include_str!("../../../shaders/conv2d_common.wgsl"), include_str!("../../../shaders/conv2d_subgroup.wgsl"));
-/// Parameter block, bindings and epilogue shared by the transposed-conv kernels.
-pub const CONV_TRANSPOSE2D_COMMON: &str = include_str!("../../../shaders/conv_transpose2d_common.wgsl");
+    concat!(include_str!("../../../shaders/conv_common.wgsl"), include_str!("../../../shaders/conv2d_subgroup.wgsl"));
 pub const CONV_TRANSPOSE2D: &str = concat!(
-    include_str!("../../../shaders/conv_transpose2d_common.wgsl"),
+    include_str!("../../../shaders/conv_common.wgsl"),
     include_str!("../../../shaders/conv_transpose2d.wgsl")
 );
 pub const CONV_TRANSPOSE2D_SUBGROUP: &str = concat!(
-    include_str!("../../../shaders/conv_transpose2d_common.wgsl"),
+    include_str!("../../../shaders/conv_common.wgsl"),
     include_str!("../../../shaders/conv_transpose2d_subgroup.wgsl")
 );
 pub const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");

@@ -1,14 +1,17 @@
-// conv_transpose2d: the parameter block, bindings and fused epilogue shared
-// by the transposed-convolution kernels (conv_transpose2d.wgsl and
-// conv_transpose2d_subgroup.wgsl). crates/ops/src/shaders.rs prepends this
-// file to both (WGSL has no includes).
+// The parameter block, bindings and fused epilogue shared by every
+// convolution kernel (conv2d.wgsl, conv2d_subgroup.wgsl,
+// conv_transpose2d.wgsl, conv_transpose2d_subgroup.wgsl; Rust side:
+// `ConvParams` and `epilogue_setup` in crates/ops/src/conv2d.rs).
+// crates/ops/src/shaders.rs prepends this file to each (WGSL has no
+// includes); see conv2d.wgsl for the layouts and the epilogue's definition.
 
 struct Params {
     n: u32, h: u32, w: u32, cin: u32,
     ho: u32, wo: u32, cout: u32, kh: u32,
     kw: u32, stride: u32, pad: u32, dil: u32,
     flags: u32, mask_n: u32, tiles_w: u32, cout_p: u32,
-    // subgroup variant only: output rows per phase, workgroups per phase
+    // transposed-conv subgroup variant only (0 elsewhere): output rows per
+    // stride phase, workgroups per phase
     hh: u32, phase_groups: u32, _p0: u32, _p1: u32,
 }
 
