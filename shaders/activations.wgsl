@@ -4,6 +4,10 @@
 //
 //   gelu:     y = x·Φ(x)              (exact form, Φ = standard normal CDF)
 //   gelu_jvp: y = t·(Φ(x) + x·ϕ(x))   (ϕ = standard normal density)
+//   gelu_vjp_jvp: y = x'·ū·GELU''(x) + u̇·GELU'(x), GELU''(x) = ϕ(x)·(2 − x²):
+//             the tangent of the VJP ū·GELU'(x) when the primal input x
+//             moves along x' and the cotangent ū along u̇ (forward over
+//             reverse, for Hessian-vector products); a = x, b = x', c = ū, d = u̇
 //   silu:     y = x·σ(x)              (σ = logistic sigmoid)
 //   silu_jvp: y = t·σ(x)·(1 + x·(1 − σ(x)))
 //
@@ -33,6 +37,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+// gelu_vjp_jvp only
+@group(0) @binding(4) var<storage, read> c: array<f32>;
+@group(0) @binding(5) var<storage, read> d: array<f32>;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 64u;
@@ -84,6 +91,15 @@ fn gelu_jvp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     if (i >= p.len) { return; }
     let x = a[i];
     y[i] = b[i] * (normal_cdf(x) + x * normal_pdf(x));
+}
+
+@compute @workgroup_size(64)
+fn gelu_vjp_jvp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.len) { return; }
+    let x = a[i];
+    let pdf = normal_pdf(x);
+    y[i] = b[i] * c[i] * pdf * (2.0 - x * x) + d[i] * (normal_cdf(x) + x * pdf);
 }
 
 @compute @workgroup_size(64)

@@ -29,7 +29,23 @@
 //   finalize_vjp m = s1/n;  A = Σ_g s2_g/(2·fac_g·(v_g + eps));
 //                k_g = (2/n)·(A/G − s2_g·v̄/(2·fac_g·(v_g + eps)²))
 //   apply_vjp    x̄ = fac·(z̄·gain − m) + k·d
-// (st2 slots 2, 3 hold m, k.) Statistics are f32 sums over chunks of at most
+// (st2 slots 2, 3 hold m, k.)
+// Forward over reverse (tangent of the VJP, for Hessian-vector products):
+// the primal input h moves along h' and the cotangent z̄ along z̄'; with
+// u = z̄·gain, a = z̄'·gain, d = h − μ, per group:
+//   chunk_vjp_jvp  per (b, g, k): 8 partial sums into part[(bg·K + k)·8 + j]:
+//                  Σh', Σd·h', Σu, Σu·d, Σa, Σa·d, Σu·h', 0
+//   merge_sum8     per (b, g): the K partials summed into sums[bg·8 + j]
+//   finalize_vjp_jvp per (b, g), with μ' = Σh'/n, δv = 2Σd·h'/n, δv̄ = mean δv,
+//                  δfac (as finalize_jvp), S1 = Σu, S2 = Σu·d, S1' = Σa,
+//                  S2' = Σa·d + Σu·h' − μ'·S1, B_g = S2_g/(2·fac_g·ve_g),
+//                  A = Σ_g B_g, A' = Σ_g (S2'_g/(2·fac_g·ve_g) − B_g·(δfac_g/fac_g + δv_g/ve_g)),
+//                  C = S2·v̄/(2·fac·ve²), C' = (S2'·v̄ + S2·δv̄)/(2·fac·ve²) − C·(δfac/fac + 2·δv/ve),
+//                  k = (2/n)(A/G − C), k' = (2/n)(A'/G − C'):
+//                  coef[bg·8 + 0..6] = δfac, m = S1/n, m' = S1'/n, k, k', μ'
+//   apply_vjp_jvp  x̄' = δfac·(u − m) + fac·(a − m') + k'·d + k·(h' − μ')
+// (bindings: 1 z̄ / partials, 4 sums / coef, 6 z̄', 8 h'.)
+// Statistics are f32 sums over chunks of at most
 // `chunk_px` pixels, merged per group (no workgroup memory or barriers: those
 // are slow on CPU drivers such as lavapipe, and chunking keeps enough
 // parallelism for few large groups on GPUs).
@@ -67,6 +83,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read> gain: array<f32>;
 @group(0) @binding(6) var<storage, read> dgain: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
+// the *_vjp_jvp entries only: the tangent h' of the primal input
+@group(0) @binding(8) var<storage, read> ht: array<f32>;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 64u;
@@ -279,4 +297,116 @@ fn apply_vjp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let fac = st[bg * 4u + 2u];
     let u = x[i] * gain[b * p.gain_len + p.gain_off + ch];
     out[i] = fac * (u - st2[bg * 4u + 2u]) + st2[bg * 4u + 3u] * d;
+}
+
+@compute @workgroup_size(64)
+fn chunk_vjp_jvp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n * p.groups * p.chunks) { return; }
+    let bg = i / p.chunks;
+    let k = i % p.chunks;
+    let b = bg / p.groups;
+    let c0 = (bg % p.groups) * p.gs;
+    let r = chunk_range(k);
+    let mu = st[bg * 4u];
+    var s: array<f32, 7>;
+    for (var j = 0u; j < 7u; j++) { s[j] = 0.0; }
+    for (var px = r.x; px < r.y; px++) {
+        let e0 = (b * p.hw + px) * p.c + c0;
+        for (var j = 0u; j < p.gs; j++) {
+            let e = e0 + j;
+            let g = gain[b * p.gain_len + p.gain_off + c0 + j];
+            let d = h[e] - mu;
+            let u = x[e] * g;
+            let a = dgain[e] * g;
+            let t = ht[e];
+            s[0] += t;
+            s[1] += d * t;
+            s[2] += u;
+            s[3] += u * d;
+            s[4] += a;
+            s[5] += a * d;
+            s[6] += u * t;
+        }
+    }
+    for (var j = 0u; j < 7u; j++) { out[i * 8u + j] = s[j]; }
+    out[i * 8u + 7u] = 0.0;
+}
+
+// x = chunk partials, 8 per chunk
+@compute @workgroup_size(64)
+fn merge_sum8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let bg = index(gid, nwg);
+    if (bg >= p.n * p.groups) { return; }
+    for (var j = 0u; j < 8u; j++) {
+        var acc = 0.0;
+        for (var k = 0u; k < p.chunks; k++) { acc += x[(bg * p.chunks + k) * 8u + j]; }
+        out[bg * 8u + j] = acc;
+    }
+}
+
+// δv_g and δfac_g of group q (sums in st2, 8 per group)
+fn dv_of(q: u32, cnt: f32) -> f32 {
+    return 2.0 * st2[q * 8u + 1u] / cnt;
+}
+
+@compute @workgroup_size(64)
+fn finalize_vjp_jvp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let bg = index(gid, nwg);
+    if (bg >= p.n * p.groups) { return; }
+    let b = bg / p.groups;
+    let cnt = f32(p.gs * p.hw);
+    let ng = f32(p.groups);
+    let vbar = vbar_of(b);
+    var dvbar = 0.0;
+    for (var g = 0u; g < p.groups; g++) { dvbar += dv_of(b * p.groups + g, cnt); }
+    dvbar = dvbar / ng;
+    var a = 0.0;
+    var at = 0.0;
+    for (var g = 0u; g < p.groups; g++) {
+        let q = b * p.groups + g;
+        let ve = st[q * 4u + 1u] + p.eps;
+        let fac = st[q * 4u + 2u];
+        let dv = dv_of(q, cnt);
+        let dfac = (dvbar / ve - vbar * dv / (ve * ve)) / (2.0 * fac);
+        let s1 = st2[q * 8u + 2u];
+        let s2 = st2[q * 8u + 3u];
+        let s2t = st2[q * 8u + 5u] + st2[q * 8u + 6u] - st2[q * 8u] / cnt * s1;
+        let bq = s2 / (2.0 * fac * ve);
+        a += bq;
+        at += s2t / (2.0 * fac * ve) - bq * (dfac / fac + dv / ve);
+    }
+    let ve = st[bg * 4u + 1u] + p.eps;
+    let fac = st[bg * 4u + 2u];
+    let dv = dv_of(bg, cnt);
+    let dfac = (dvbar / ve - vbar * dv / (ve * ve)) / (2.0 * fac);
+    let dmu = st2[bg * 8u] / cnt;
+    let s1 = st2[bg * 8u + 2u];
+    let s2 = st2[bg * 8u + 3u];
+    let s2t = st2[bg * 8u + 5u] + st2[bg * 8u + 6u] - dmu * s1;
+    let c = s2 * vbar / (2.0 * fac * ve * ve);
+    let ct = (s2t * vbar + s2 * dvbar) / (2.0 * fac * ve * ve) - c * (dfac / fac + 2.0 * dv / ve);
+    out[bg * 8u + 0u] = dfac;
+    out[bg * 8u + 1u] = s1 / cnt;
+    out[bg * 8u + 2u] = st2[bg * 8u + 4u] / cnt;
+    out[bg * 8u + 3u] = (2.0 / cnt) * (a / ng - c);
+    out[bg * 8u + 4u] = (2.0 / cnt) * (at / ng - ct);
+    out[bg * 8u + 5u] = dmu;
+    out[bg * 8u + 6u] = 0.0;
+    out[bg * 8u + 7u] = 0.0;
+}
+
+@compute @workgroup_size(64)
+fn apply_vjp_jvp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n * p.hw * p.c) { return; }
+    let ch = i % p.c;
+    let b = i / (p.hw * p.c);
+    let bg = b * p.groups + ch / p.gs;
+    let d = h[i] - st[bg * 4u];
+    let fac = st[bg * 4u + 2u];
+    let g = gain[b * p.gain_len + p.gain_off + ch];
+    let q = bg * 8u;
+    out[i] = st2[q] * (x[i] * g - st2[q + 1u]) + fac * (dgain[i] * g - st2[q + 2u]) + st2[q + 4u] * d
+        + st2[q + 3u] * (ht[i] - st2[q + 5u]);
 }

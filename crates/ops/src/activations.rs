@@ -17,6 +17,12 @@ const fn kernel(entry: &'static str) -> Kernel {
 }
 pub const GELU: Kernel = kernel("gelu");
 pub const GELU_JVP: Kernel = kernel("gelu_jvp");
+pub const GELU_VJP_JVP: Kernel = Kernel {
+    file: "activations.wgsl",
+    source: ACTIVATIONS,
+    entry: "gelu_vjp_jvp",
+    bindings: &[Access::Read, Access::Read, Access::ReadWrite, Access::Read, Access::Read],
+};
 pub const SILU: Kernel = kernel("silu");
 pub const SILU_JVP: Kernel = kernel("silu_jvp");
 
@@ -53,6 +59,22 @@ pub fn gelu(gpu: &Gpu, x: &Tensor) -> Tensor {
 /// tangent `t`, and equally its VJP for cotangent `t`.
 pub fn gelu_jvp(gpu: &Gpu, x: &Tensor, t: &Tensor) -> Result<Tensor> {
     derivative(gpu, &GELU_JVP, "gelu_jvp", x, t)
+}
+
+/// Forward over reverse: the tangent of the VJP `ū·GELU'(x)` when the
+/// primal `x` moves along `xt` and the cotangent `ū` along `ut`:
+/// `xt·ū·GELU''(x) + ut·GELU'(x)`, `GELU''(x) = ϕ(x)·(2 − x²)`. This is what
+/// a Hessian-vector product needs at every GELU of a network.
+pub fn gelu_vjp_jvp(gpu: &Gpu, x: &Tensor, xt: &Tensor, ub: &Tensor, ut: &Tensor) -> Result<Tensor> {
+    for t in [xt, ub, ut] {
+        if x.shape() != t.shape() {
+            return Err(GpuError::Shape { op: "gelu_vjp_jvp", detail: format!("primal {x:?} vs {t:?}") });
+        }
+    }
+    let y = gpu.empty(x.shape());
+    let p = Params { len: x.numel() as u32, _p: [0; 3] };
+    gpu.launch(&GELU_VJP_JVP, &[], bytemuck::bytes_of(&p), &[x, xt, &y, ub, ut], crate::groups_flat(x.numel()));
+    Ok(y)
 }
 
 /// SiLU `x·σ(x)` (PyTorch `nn.SiLU`).

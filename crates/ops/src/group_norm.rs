@@ -19,7 +19,10 @@
 //!   tangent `gain'` of the gains (the noise-level tangent of the energy
 //!   model enters there);
 //! * [`GroupNorm::vjp`]: `x̄` for a cotangent `z̄` (with respect to the input
-//!   only; the gains are treated as constants).
+//!   only; the gains are treated as constants);
+//! * [`GroupNorm::vjp_jvp`]: forward over reverse, the tangent of `x̄` when
+//!   the primal input moves along `h'` and the cotangent along `z̄'` (the
+//!   second-order term a Hessian-vector product of a network needs).
 //!
 //! Statistics are f32 sums over chunks of ≥ 64 pixels (two passes for the
 //! variance within a chunk), merged per group with Chan's formula.
@@ -45,6 +48,16 @@ pub const FINALIZE_JVP: Kernel = kernel("finalize_jvp");
 pub const FINALIZE_VJP: Kernel = kernel("finalize_vjp");
 pub const APPLY_JVP: Kernel = kernel("apply_jvp");
 pub const APPLY_VJP: Kernel = kernel("apply_vjp");
+/// The forward-over-reverse entries bind one more buffer: the primal tangent h'.
+const BINDINGS_2: &[Access] =
+    &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Read];
+const fn kernel2(entry: &'static str) -> Kernel {
+    Kernel { file: "group_norm.wgsl", source: GROUP_NORM, entry, bindings: BINDINGS_2 }
+}
+pub const CHUNK_VJP_JVP: Kernel = kernel2("chunk_vjp_jvp");
+pub const MERGE_SUM8: Kernel = kernel2("merge_sum8");
+pub const FINALIZE_VJP_JVP: Kernel = kernel2("finalize_vjp_jvp");
+pub const APPLY_VJP_JVP: Kernel = kernel2("apply_vjp_jvp");
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -231,5 +244,42 @@ impl GroupNorm {
         let xb = gpu.empty(s);
         gpu.launch(&APPLY_VJP, &[], pb, &[zb, h, st, &st2, gain, gain, &xb], crate::groups_flat(s.numel()));
         Ok(xb)
+    }
+
+    /// Forward over reverse at input `h`: the tangent of [`GroupNorm::vjp`]'s
+    /// `x̄(z̄, h)` when `z̄` moves along `zbt` and `h` along `ht` (gains
+    /// constant). Linear in (`zbt`, `ht`) jointly; `vjp_jvp(z̄, 0, h, ht)` is
+    /// the second-order term alone and `vjp_jvp(z̄, z̄', h, 0) = vjp(z̄')`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn vjp_jvp(
+        &self,
+        gpu: &Gpu,
+        zb: &Tensor,
+        zbt: &Tensor,
+        h: &Tensor,
+        ht: &Tensor,
+        stats: &NormStats,
+        gain: &Tensor,
+    ) -> Result<Tensor> {
+        let s = h.shape();
+        for (what, t) in [("cotangent", zb), ("cotangent tangent", zbt), ("input tangent", ht)] {
+            if t.shape() != s {
+                return Err(GpuError::Shape { op: "group_norm_vjp_jvp", detail: format!("{what} {t:?} vs input {h:?}") });
+            }
+        }
+        let p = self.params(s, gain, 0)?;
+        let pb = bytemuck::bytes_of(&p);
+        let ng = s.n * self.groups();
+        let st = &stats.st;
+        let nk = ng * p.chunks as usize;
+        let part = gpu.empty(Shape::vector(8 * nk));
+        gpu.launch(&CHUNK_VJP_JVP, &[], pb, &[zb, h, st, st, gain, zbt, &part, ht], crate::groups_flat(nk));
+        let sums = gpu.empty(Shape::vector(8 * ng));
+        gpu.launch(&MERGE_SUM8, &[], pb, &[&part, h, st, st, gain, zbt, &sums, ht], crate::groups_flat(ng));
+        let coef = gpu.empty(Shape::vector(8 * ng));
+        gpu.launch(&FINALIZE_VJP_JVP, &[], pb, &[zb, h, st, &sums, gain, zbt, &coef, ht], crate::groups_flat(ng));
+        let out = gpu.empty(s);
+        gpu.launch(&APPLY_VJP_JVP, &[], pb, &[zb, h, st, &coef, gain, zbt, &out, ht], crate::groups_flat(s.numel()));
+        Ok(out)
     }
 }

@@ -65,6 +65,35 @@ fn gelu_negative_tail_is_relatively_accurate() {
     }
 }
 
+/// The tangent of the GELU VJP against the f64 reference, and the
+/// reference against central differences of `ū·GELU'(x)` along (x', ū').
+#[test]
+fn gelu_vjp_jvp_matches_reference_and_finite_differences() {
+    let gpu = gpu();
+    for (n, seed, scale) in [(1usize, 31u64, 3.0f32), (1000, 32, 8.0)] {
+        let x: Vec<f32> = rand_vec(n, seed).iter().map(|v| v * scale).collect();
+        let (xt, ub, ut) = (rand_vec(n, seed + 1), rand_vec(n, seed + 2), rand_vec(n, seed + 3));
+        let s = Shape::new(1, 1, 1, n);
+        let up = |a: &[f32]| gpu.upload(s, a);
+        let got = pollster::block_on(gpu.read(&activations::gelu_vjp_jvp(gpu, &up(&x), &up(&xt), &up(&ub), &up(&ut)).unwrap())).unwrap();
+        let want = cpu::gelu_vjp_jvp(&x, &xt, &ub, &ut);
+        close(&got, &want, "gelu_vjp_jvp");
+        let h = 1e-3f64;
+        for i in 0..n {
+            let g1 = |e: f64| {
+                let v = x[i] as f64 + e * xt[i] as f64;
+                let pdf = (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                (ub[i] as f64 + e * ut[i] as f64) * (cpu::normal_cdf(v) + v * pdf)
+            };
+            let num = (g1(h) - g1(-h)) / (2.0 * h);
+            assert!((num - want[i] as f64).abs() < 1e-5 * (1.0 + num.abs()), "[{i}] {num} vs {}", want[i]);
+        }
+    }
+    let a = gpu.upload(Shape::vector(3), &[0.0; 3]);
+    let b = gpu.upload(Shape::vector(4), &[0.0; 4]);
+    assert!(activations::gelu_vjp_jvp(gpu, &a, &a, &b, &a).is_err());
+}
+
 #[test]
 fn derivative_checks_shapes() {
     let gpu = gpu();

@@ -115,3 +115,46 @@ fn group_norm_rejects_bad_shapes() {
     let g = gpu.upload(Shape::new(1, 1, 1, 5), &[1.0; 5]);
     assert!(norm.forward(gpu, &x, &g).is_err(), "gains too short for offset 2 + 4 channels");
 }
+
+/// Forward over reverse: the GPU `vjp_jvp` against the f64 reference (odd
+/// shapes, group sizes 1–3, gains at an offset of a longer gain vector),
+/// and the reference against central differences of the f64 VJP along
+/// (x', z̄') jointly. Tolerance as above (2e-5 relative to the largest value).
+#[test]
+fn vjp_jvp_matches_reference_and_finite_differences() {
+    let gpu = gpu();
+    let rd = |t: &prior_gpu::Tensor| pollster::block_on(gpu.read(t)).unwrap();
+    for (s, gs, seed) in [(Shape::new(1, 1, 2, 3), 1, 21u64), (Shape::new(2, 5, 7, 6), 1, 22), (Shape::new(3, 9, 11, 6), 2, 23), (Shape::new(2, 37, 41, 9), 3, 24)] {
+        let x: Vec<f32> = rand_vec(s.numel(), seed).iter().enumerate().map(|(i, v)| v * (1.0 + (i % s.c) as f32) + 0.3 * (i % s.c) as f32).collect();
+        let (off, l) = (2usize, s.c + 3);
+        let gain_all: Vec<f32> = rand_vec(s.n * l, seed + 1).iter().map(|v| 1.0 + 0.5 * v).collect();
+        let gain: Vec<f32> = (0..s.n).flat_map(|b| gain_all[b * l + off..b * l + off + s.c].to_vec()).collect();
+        let (xt, zb, zbt) = (rand_vec(s.numel(), seed + 2), rand_vec(s.numel(), seed + 3), rand_vec(s.numel(), seed + 4));
+
+        let norm = GroupNorm::new(s.c, gs, EPS, off).unwrap();
+        let g = gpu.upload(Shape::new(s.n, 1, 1, l), &gain_all);
+        let xg = gpu.upload(s, &x);
+        let (_, st) = norm.forward(gpu, &xg, &g).unwrap();
+        let got = rd(&norm.vjp_jvp(gpu, &gpu.upload(s, &zb), &gpu.upload(s, &zbt), &xg, &gpu.upload(s, &xt), &st, &g).unwrap());
+        let want = cpu::vjp_jvp(&x, &xt, &zb, &zbt, s, gs, EPS, &gain);
+        let e = rel_err(&got, &want);
+        assert!(e < 2e-5, "vjp_jvp {s} gs{gs}: {e}");
+        // with x' = 0 it is the VJP of z̄'
+        let zero = vec![0.0f32; s.numel()];
+        let e = rel_err(&cpu::vjp_jvp(&x, &zero, &zb, &zbt, s, gs, EPS, &gain), &cpu::vjp(&x, &zbt, s, gs, EPS, &gain));
+        assert!(e < 1e-12, "vjp_jvp(x' = 0) = vjp(z̄'): {e}");
+
+        if s.numel() > 500 {
+            continue;
+        }
+        let f64v = |a: &[f32]| -> Vec<f64> { a.iter().map(|&v| v as f64).collect() };
+        let (x64, zb64, g64) = (f64v(&x), f64v(&zb), f64v(&gain));
+        let shift = |a: &[f64], d: &[f32], e: f64| -> Vec<f64> { a.iter().zip(d).map(|(a, d)| a + e * *d as f64).collect() };
+        let h = 1e-6;
+        let p = cpu::vjp_f64(&shift(&x64, &xt, h), &shift(&zb64, &zbt, h), s, gs, EPS as f64, &g64);
+        let m = cpu::vjp_f64(&shift(&x64, &xt, -h), &shift(&zb64, &zbt, -h), s, gs, EPS as f64, &g64);
+        let num: Vec<f32> = p.iter().zip(&m).map(|(p, m)| ((p - m) / (2.0 * h)) as f32).collect();
+        let e = rel_err(&want, &num);
+        assert!(e < 1e-5, "reference vjp_jvp vs finite differences {s} gs{gs}: {e}");
+    }
+}

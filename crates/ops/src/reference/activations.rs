@@ -82,6 +82,19 @@ pub fn gelu_jvp(x: &[f32], t: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// `xt·ū·GELU''(x) + ut·GELU'(x)`: the tangent of the GELU VJP (f64).
+pub fn gelu_vjp_jvp(x: &[f32], xt: &[f32], ub: &[f32], ut: &[f32]) -> Vec<f32> {
+    (0..x.len())
+        .map(|i| {
+            let v = x[i] as f64;
+            let pdf = (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            let d1 = normal_cdf(v) + v * pdf;
+            let d2 = pdf * (2.0 - v * v);
+            (xt[i] as f64 * ub[i] as f64 * d2 + ut[i] as f64 * d1) as f32
+        })
+        .collect()
+}
+
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
