@@ -2,7 +2,7 @@
 """Rebuild every reference model in PyTorch from our own definitions and write
 the golden files under tests/golden/ (see tests/golden/README.md).
 
-    python3 tests/golden/make_golden.py [--shared DIR] [--only A,B,C,D,E]
+    python3 tests/golden/make_golden.py [--shared DIR] [--only A,B,C,D,E,F,G]
 
 Needs torch, numpy and pillow. CI never runs this: its outputs are committed.
 The model classes below are written from ../shared/README.md ("Architectures
@@ -1050,6 +1050,128 @@ def group_f():
         output_is="y - f(y)"), 54)
 
 
+# --------------------------------------------------------------------------
+# Group G: Jacobian of the dual-score-matching energy model's denoiser
+# --------------------------------------------------------------------------
+def energy_grad(m, y, t):
+    """grad_y U(y, t) with the graph kept (double backward); y: (B,1,H,W) requiring grad, t: float (fixed)."""
+    tt = torch.full((len(y),), t, dtype=y.dtype)
+    U = 0.5 * (y * m(y, tt)).sum()
+    (g,) = torch.autograd.grad(U, y, create_graph=True)
+    return g
+
+
+def energy_full_jacobian(m, y, t, chunk=128):
+    """J = I - t H of D(y) = y - t grad_y U (t fixed) for a (C,H,W) input, rows by batched HVPs."""
+    n = y.numel()
+    rows = []
+    for s in range(0, n, chunk):
+        k = min(chunk, n - s)
+        yb = y[None].repeat(k, 1, 1, 1).requires_grad_(True)
+        g = energy_grad(m, yb, t)
+        e = torch.zeros(k, n, dtype=y.dtype)
+        e[torch.arange(k), torch.arange(s, s + k)] = 1
+        (h,) = torch.autograd.grad((g * e.reshape(g.shape)).sum(), yb)  # rows s..s+k of H
+        rows.append(e - t * h.reshape(k, n).detach())
+    return torch.cat(rows)
+
+
+def group_g():
+    print("G: Jacobian of the energy UNet denoiser (trained, t = 0.01)")
+    ck = "dual_score_matching/mnist32_gray_tiny/model.pth.tar"
+    sd, _ = load_checkpoint(ck)
+    model = energy_model_from(sd).eval()
+    m64 = copy.deepcopy(model).double()
+    # the first noisy image of energy_trained_t0.01, built as group_e builds it
+    digits = mnist()
+    held = digits[9000:].astype(np.float32) / np.float32(255)
+    held32 = np.pad(held, ((0, 0), (2, 2), (2, 2)))[:, None]
+    clean = np.ascontiguousarray(held32[[0, 1, 2, 3]])
+    t = 0.01
+    z = np.random.default_rng(41).standard_normal(clean.shape).astype(np.float32)
+    noisy = (clean + np.float32(math.sqrt(t)) * z).astype(np.float32)
+    x = np.ascontiguousarray(noisy[0])  # (1,32,32)
+    stored = os.path.join(HERE, "energy_trained_t0.01", "input.npy")
+    if os.path.isfile(stored):
+        ref = np.load(stored)[0]
+        assert ref.dtype == x.dtype and ref.shape == x.shape and np.array_equal(ref.view(np.uint32), x.view(np.uint32)), \
+            "input differs from energy_trained_t0.01/input.npy[0]"
+    seed = 44
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((3,) + x.shape).astype(np.float32)
+    u = rng.standard_normal((3,) + x.shape).astype(np.float32)
+
+    def fn(m, y):
+        dt = y.dtype
+        vv, uu = torch.from_numpy(v).to(dt), torch.from_numpy(u).to(dt)
+        # output D(y)
+        yg = y[None].clone().requires_grad_(True)
+        out = (yg - t * energy_grad(m, yg, t)).detach()[0]
+        # jvp: J v = v - t H v, H v = grad_y <grad_y U, v> (double backward)
+        jv = []
+        for i in range(3):
+            yg = y[None].clone().requires_grad_(True)
+            g = energy_grad(m, yg, t)
+            (hv,) = torch.autograd.grad((g * vv[i][None]).sum(), yg)
+            jv.append((vv[i] - t * hv[0]).detach())
+        # vjp: J^T u = grad_y <D(y), u> through the graph of D
+        vj = []
+        for i in range(3):
+            yg = y[None].clone().requires_grad_(True)
+            D = yg - t * energy_grad(m, yg, t)
+            (p,) = torch.autograd.grad((D * uu[i][None]).sum(), yg)
+            vj.append(p[0].detach())
+        # cross-check: forward-over-reverse J v (torch.func.jvp of the denoiser)
+        den = lambda z_: z_ - t * torch.func.grad(lambda w: 0.5 * (w * m(w, torch.full((1,), t, dtype=dt))).sum())(z_)
+        fj = torch.stack([torch.func.jvp(den, (y[None],), (vv[i][None],))[1][0] for i in range(3)]).detach()
+        J = energy_full_jacobian(m, y, t)
+        return out, torch.stack(jv), torch.stack(vj), fj, J
+
+    (o32, j32, p32, fj32, J32), (o64, j64, p64, fj64, J64) = both(model, x, fn)
+    J32n, J64n = J32.numpy(), J64.numpy()
+    Jd = J32n.astype(np.float64)
+    sv = np.linalg.svd(Jd, compute_uv=False)
+    sv64 = np.linalg.svd(J64n, compute_uv=False)
+    jv, vj = j32.numpy().reshape(3, -1).astype(np.float64), p32.numpy().reshape(3, -1).astype(np.float64)
+    vf, uf = v.reshape(3, -1).astype(np.float64), u.reshape(3, -1).astype(np.float64)
+    sym = float(np.max(np.abs(jv @ uf.T - vf @ vj.T)))  # <J v_i, u_j> - <v_i, J^T u_j>
+    rows = [0, 300, 528, 1023]
+    meta = dict(
+        checkpoint=ck, arch="energy_unet", width=int(sd["network.encoder.0.0.weight"].shape[0]),
+        digits="input = energy_trained_t0.01/input.npy[0]: MNIST test digit 9000 /255, zero-padded 2 px on each "
+               "side to 32x32, + sqrt(t) * z, z = numpy default_rng(41).standard_normal((4,1,32,32))[0]",
+        t=t, energy="U(y,t) = 0.5 * sum(y * f(y,t)) (nats)",
+        output_is="denoised = y - t * grad_y U, t fixed",
+        tangent_seed=seed, tangents=f"v, u = numpy default_rng({seed}).standard_normal((3,1,32,32)) each (v first)",
+        jvp="J v, J = d(denoised)/d(input) = I - t * Hess_y U (t fixed); H v by double backward "
+            "(grad_y <grad_y U, v>), one row of v per tangent",
+        vjp="J^T u = grad_y <D(y), u> through the graph of D (double backward), not copied from jvp",
+        symmetry_check=sym,
+        symmetry_check_is="max over i,j of |<J v_i, u_j> - <v_i, J^T u_j>| (float32 jvp/vjp, float64 dots)",
+        jvp_forward_over_reverse_max_abs_diff=maxdiff(f32(j32), fj32.numpy().astype(np.float64)),
+        jacobian="J[i,j] = d denoised[i] / d input[j], flat row-major over (1,32,32); rows.npy holds rows " + str(rows),
+        row_indices=rows,
+        trace=float(np.trace(Jd)), sum_singular_values_sq=float(np.sum(sv ** 2)),
+        top10_singular_values=[float(s_) for s_ in sv[:10]],
+        trace_f64_model=float(np.trace(J64n)), top10_singular_values_f64_model=[float(s_) for s_ in sv64[:10]],
+        symmetry_max_abs_J_minus_JT=float(np.max(np.abs(Jd - Jd.T))),
+        max_abs_diff_J32_vs_J64=maxdiff(J32n, J64n),
+        max_abs_diff_jvp_vs_J64_v=maxdiff(f32(j32), (J64n @ vf.T).T.reshape(j64.shape)),
+        symmetry_check_f64_model=float(np.max(np.abs(j64.numpy().reshape(3, -1) @ uf.T - vf @ p64.numpy().reshape(3, -1).T))),
+        symmetry_max_abs_J_minus_JT_f64_model=float(np.max(np.abs(J64n - J64n.T))),
+    )
+    e_out = os.path.join(HERE, "energy_trained_t0.01", "output.npy")
+    if os.path.isfile(e_out):  # same denoiser, there in a batch of 4
+        meta["max_abs_diff_output_vs_energy_trained_t0.01_output0"] = maxdiff(f32(o32), np.load(e_out)[0])
+    save_case("jac_energy_trained", {"input": x, "output": f32(o32), "v": v, "jvp": f32(j32), "u": u,
+                                     "vjp": f32(p32), "rows": J32n[rows]}, meta,
+              {"output": maxdiff(f32(o32), o64.numpy()), "jvp": maxdiff(f32(j32), j64.numpy()),
+               "vjp": maxdiff(f32(p32), p64.numpy()), "jacobian": meta["max_abs_diff_J32_vs_J64"]})
+    print(f"  trace {meta['trace']:.4f}  sum sv^2 {meta['sum_singular_values_sq']:.4f}  "
+          f"top sv {meta['top10_singular_values'][:3]}  symmetry {sym:.3e}  |J-J^T| "
+          f"{meta['symmetry_max_abs_J_minus_JT']:.3e}")
+
+
 def write_safetensors(path, tensors, metadata=None):
     header, offset, blobs = {}, 0, []
     if metadata:
@@ -1103,10 +1225,10 @@ def main():
     global SHARED
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shared", default=SHARED, help="the shared/ folder (default: ../shared from the repo root)")
-    p.add_argument("--only", default="A,B,C,D,E,F", help="comma-separated groups to (re)build")
+    p.add_argument("--only", default="A,B,C,D,E,F,G", help="comma-separated groups to (re)build")
     a = p.parse_args()
     SHARED = os.path.abspath(a.shared)
-    groups = {"A": group_a, "B": group_b, "C": group_c, "D": group_d, "E": group_e, "F": group_f}
+    groups = {"A": group_a, "B": group_b, "C": group_c, "D": group_d, "E": group_e, "F": group_f, "G": group_g}
     for g in a.only.upper().split(","):
         groups[g.strip()]()
     update_index()
