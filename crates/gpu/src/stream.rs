@@ -18,7 +18,7 @@ pub(crate) const PARAM_WINDOW: u64 = 256;
 
 enum Command {
     Dispatch { pipeline: Arc<Pipeline>, buffers: Vec<Arc<RawBuffer>>, offset: u32, groups: [u32; 3] },
-    Copy { src: Arc<RawBuffer>, dst: Arc<RawBuffer>, bytes: u64 },
+    Copy { src: Arc<RawBuffer>, dst: Arc<RawBuffer>, dst_offset: u64, bytes: u64 },
     Clear { buf: Arc<RawBuffer> },
 }
 
@@ -49,8 +49,8 @@ impl Stream {
         self.commands.push(Command::Clear { buf });
     }
 
-    pub fn copy(&mut self, src: Arc<RawBuffer>, dst: Arc<RawBuffer>, bytes: u64) {
-        self.commands.push(Command::Copy { src, dst, bytes });
+    pub fn copy(&mut self, src: Arc<RawBuffer>, dst: Arc<RawBuffer>, dst_offset: u64, bytes: u64) {
+        self.commands.push(Command::Copy { src, dst, dst_offset, bytes });
     }
 
     /// Uploads through a mapped-at-creation staging buffer copied in order.
@@ -71,7 +71,7 @@ impl Stream {
             .copy_from_slice(&padded);
         staging.unmap();
         let src = Arc::new(RawBuffer { id: 0, buffer: staging, bytes });
-        self.commands.push(Command::Copy { src, dst, bytes });
+        self.commands.push(Command::Copy { src, dst, dst_offset: 0, bytes });
     }
 
     pub fn clear_bind_groups(&mut self) {
@@ -175,8 +175,8 @@ impl Gpu {
                         i += 1;
                     }
                 }
-                Command::Copy { src, dst, bytes } => {
-                    enc.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, *bytes);
+                Command::Copy { src, dst, dst_offset, bytes } => {
+                    enc.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, *dst_offset, *bytes);
                     i += 1;
                 }
                 Command::Clear { buf } => {

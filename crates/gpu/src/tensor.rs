@@ -188,7 +188,20 @@ impl Gpu {
     pub fn copy(&self, src: &Tensor, dst: &Tensor) {
         assert_eq!(src.numel(), dst.numel(), "copy {:?} -> {:?}", src, dst);
         let bytes = src.numel() as u64 * 4;
-        self.stream.lock().unwrap().copy(src.raw().clone(), dst.raw().clone(), bytes);
+        self.stream.lock().unwrap().copy(src.raw().clone(), dst.raw().clone(), 0, bytes);
+    }
+
+    /// `k` copies of the batch `src` stacked along the batch axis
+    /// (`[k·n, h, w, c]`), by buffer copies in the stream.
+    pub fn repeat_batch(&self, src: &Tensor, k: usize) -> Tensor {
+        let s = src.shape();
+        let t = self.empty(Shape::new(s.n * k, s.h, s.w, s.c));
+        let bytes = src.numel() as u64 * 4;
+        let mut stream = self.stream.lock().unwrap();
+        for i in 0..k as u64 {
+            stream.copy(src.raw().clone(), t.raw().clone(), i * bytes, bytes);
+        }
+        t
     }
 
     /// A new tensor with the contents of `src`.
@@ -211,7 +224,7 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let staging = Arc::new(RawBuffer { id: 0, buffer: staging, bytes });
-        self.stream.lock().unwrap().copy(t.raw().clone(), staging.clone(), bytes);
+        self.stream.lock().unwrap().copy(t.raw().clone(), staging.clone(), 0, bytes);
         self.flush();
         let (tx, rx) = oneshot();
         staging.buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r));

@@ -30,7 +30,7 @@
 //! (here concatenated into one layer, so one launch computes all gains).
 
 use prior_gpu::{Gpu, Shape, Tensor};
-use prior_ops::activations::{gelu, gelu_jvp, silu, silu_jvp};
+use prior_ops::activations::{gelu, gelu_jvp, gelu_vjp_jvp, silu, silu_jvp};
 use prior_ops::channels::{concat_channels, concat_channels_vjp};
 use prior_ops::conv2d::{Conv2d, Epilogue};
 use prior_ops::conv_transpose2d::ConvTranspose2d;
@@ -80,6 +80,12 @@ struct Rec {
     h: Tensor,
     z: Tensor,
     st: NormStats,
+}
+
+/// The tangents (h', z') of a normalised layer in a forward-mode pass.
+struct TanRec {
+    h: Tensor,
+    z: Tensor,
 }
 
 /// Intermediate values of one forward pass.
@@ -459,50 +465,86 @@ impl EnergyUNet {
         Ok((x, tape))
     }
 
-    /// J_fᵀ·u (with respect to y) from the recorded forward pass.
-    fn vjp_y(&self, gpu: &Gpu, tape: &Tape, gain: &Tensor, u: &Tensor) -> Result<Tensor> {
+    /// J_fᵀ·u (with respect to y) from the recorded forward pass and, with
+    /// `tan` = (the tangents of a forward pass along some y', the tangent u'
+    /// of `u`), also the tangent of J_fᵀ·u when y moves along y' and u along
+    /// u' (forward over reverse: every layer's VJP differentiated once more).
+    fn vjp_y(&self, gpu: &Gpu, tape: &Tape, gain: &Tensor, u: &Tensor, tan: Option<(&[TanRec], &Tensor)>) -> Result<(Tensor, Option<Tensor>)> {
         let mut recs = tape.recs.iter().rev();
-        let mut back = |l: &Layer, u: Tensor| -> Result<Tensor> {
-            let hb = match &l.norm {
+        let mut trecs = tan.map(|(t, _)| t.iter().rev());
+        let mut back = |l: &Layer, u: Tensor, ut: Option<Tensor>| -> Result<(Tensor, Option<Tensor>)> {
+            let (hb, hbt) = match &l.norm {
                 Some(norm) => {
                     let r = recs.next().expect("one record per normalised layer");
                     let zb = gelu_jvp(gpu, &r.z, &u)?;
-                    norm.vjp(gpu, &zb, &r.h, &r.st, gain)?
+                    let hbt = match (trecs.as_mut(), ut) {
+                        (Some(tr), Some(ut)) => {
+                            let t = tr.next().expect("one tangent record per normalised layer");
+                            let zbt = gelu_vjp_jvp(gpu, &r.z, &t.z, &u, &ut)?;
+                            Some(norm.vjp_jvp(gpu, &zb, &zbt, &r.h, &t.h, &r.st, gain)?)
+                        }
+                        _ => None,
+                    };
+                    (norm.vjp(gpu, &zb, &r.h, &r.st, gain)?, hbt)
                 }
-                None => u,
+                None => (u, ut),
             };
-            Ok(match &l.op {
-                Op::Conv { adj, .. } | Op::Up { adj, .. } => adj.forward(gpu, &hb, Epilogue::default())?,
-                Op::Down { adj, .. } => adj.forward(gpu, &hb, Epilogue::default())?,
-            })
+            let adj = |x: &Tensor| -> Result<Tensor> {
+                Ok(match &l.op {
+                    Op::Conv { adj, .. } | Op::Up { adj, .. } => adj.forward(gpu, x, Epilogue::default())?,
+                    Op::Down { adj, .. } => adj.forward(gpu, x, Epilogue::default())?,
+                })
+            };
+            Ok((adj(&hb)?, hbt.as_ref().map(adj).transpose()?))
         };
-        let mut u = u.clone();
-        let mut skip_bar: Vec<Option<Tensor>> = vec![None; self.scales];
+        let mut u = (u.clone(), tan.map(|(_, ut)| ut.clone()));
+        let mut skip_bar: Vec<Option<(Tensor, Option<Tensor>)>> = vec![None; self.scales];
         for (i, s) in (0..self.scales).rev().enumerate().collect::<Vec<_>>().into_iter().rev() {
             for l in self.dec[s].iter().rev() {
-                u = back(l, u)?;
+                u = back(l, u.0, u.1)?;
             }
             let (cx, cs) = tape.cat[i];
-            let mut parts = concat_channels_vjp(gpu, &u, &[cx, cs])?;
-            skip_bar[s] = parts.pop();
-            u = parts.pop().expect("two parts");
+            let split = |t: &Tensor| -> Result<(Tensor, Tensor)> {
+                let mut parts = concat_channels_vjp(gpu, t, &[cx, cs])?;
+                let skip = parts.pop().expect("two parts");
+                Ok((parts.pop().expect("two parts"), skip))
+            };
+            let (x, sk) = split(&u.0)?;
+            let (xt, skt) = match &u.1 {
+                Some(t) => {
+                    let (a, b) = split(t)?;
+                    (Some(a), Some(b))
+                }
+                None => (None, None),
+            };
+            skip_bar[s] = Some((sk, skt));
+            u = (x, xt);
         }
         for l in self.mid.iter().rev() {
-            u = back(l, u)?;
+            u = back(l, u.0, u.1)?;
         }
         for s in (0..self.scales).rev() {
-            let sb = skip_bar[s].take().expect("every scale has a skip cotangent");
-            u = axpby(gpu, 1.0, &u, 1.0, &sb)?;
+            let (sb, sbt) = skip_bar[s].take().expect("every scale has a skip cotangent");
+            let x = axpby(gpu, 1.0, &u.0, 1.0, &sb)?;
+            let xt = match (u.1, sbt) {
+                (Some(a), Some(b)) => Some(axpby(gpu, 1.0, &a, 1.0, &b)?),
+                _ => None,
+            };
+            u = (x, xt);
             for l in self.enc[s].iter().rev() {
-                u = back(l, u)?;
+                u = back(l, u.0, u.1)?;
             }
         }
         Ok(u)
     }
 
-    /// ∂f/∂t (a unit tangent in every sample's t) from the recorded forward pass.
-    fn jvp_t(&self, gpu: &Gpu, tape: &Tape, gain: &Tensor, dgain: &Tensor) -> Result<Tensor> {
+    /// Forward mode from the recorded forward pass: the tangent of f for an
+    /// input tangent `yt` and/or a tangent `dgain` of the gains (∂f/∂t enters
+    /// there). With `record`, also returns every normalised layer's tangents
+    /// (h', z') for [`EnergyUNet::vjp_y`]'s second-order pass.
+    fn jvp_f(&self, gpu: &Gpu, tape: &Tape, gain: &Tensor, yt: Option<&Tensor>, dgain: Option<&Tensor>, record: bool) -> Result<(Tensor, Vec<TanRec>)> {
         let mut recs = tape.recs.iter();
+        let mut out = Vec::new();
         let mut fwd = |l: &Layer, x: Option<Tensor>| -> Result<Tensor> {
             let h = match x {
                 Some(x) => Some(match &l.op {
@@ -514,13 +556,18 @@ impl EnergyUNet {
             match &l.norm {
                 Some(norm) => {
                     let r = recs.next().expect("one record per normalised layer");
-                    let zt = norm.jvp(gpu, h.as_ref(), &r.h, &r.st, gain, Some(dgain))?;
-                    Ok(gelu_jvp(gpu, &r.z, &zt)?)
+                    let zt = norm.jvp(gpu, h.as_ref(), &r.h, &r.st, gain, dgain)?;
+                    let at = gelu_jvp(gpu, &r.z, &zt)?;
+                    if record {
+                        let ht = h.expect("recorded passes have an input tangent");
+                        out.push(TanRec { h: ht, z: zt });
+                    }
+                    Ok(at)
                 }
                 None => Ok(h.expect("the last layer's input tangent is never zero")),
             }
         };
-        let mut x: Option<Tensor> = None;
+        let mut x: Option<Tensor> = yt.cloned();
         let mut skips = Vec::with_capacity(self.scales);
         for block in &self.enc {
             for l in block {
@@ -538,7 +585,53 @@ impl EnergyUNet {
                 x = Some(fwd(l, x)?);
             }
         }
-        Ok(x.expect("the network has layers"))
+        Ok((x.expect("the network has layers"), out))
+    }
+
+    /// H·v with H = ∇²_yU(y, t), for a batch `y` and tangents `v` of the same
+    /// shape (one noise variance per sample, held fixed): the tangent of
+    /// ∇_yU = ½·f + ½·J_fᵀ·y along v, i.e. ½·J_f·v + ½·(J_fᵀ·v + (∂_v J_fᵀ)·y),
+    /// from one forward pass, one forward-mode pass and one reverse pass
+    /// carrying its own tangent. Nothing is read back.
+    pub fn hessian_vector(&self, gpu: &Gpu, y: &Tensor, t: &[f32], v: &Tensor) -> Result<Tensor> {
+        self.check_input(y, t)?;
+        if v.shape() != y.shape() {
+            return Err(ModelError::Input(format!("tangent {} does not match the input {}", v.shape(), y.shape())));
+        }
+        let s = y.shape();
+        // primal and tangent activations are alive together
+        gpu.check_fits("energy UNet activations", Shape::new(2 * s.n, s.h, s.w, self.values_per_pixel()))?;
+        let tt = gpu.upload(Shape::new(s.n, 1, 1, 1), t);
+        let cond = self.conditioning(gpu, &tt)?;
+        let (_, tape) = self.forward(gpu, y, &cond.gain, true)?;
+        let tape = tape.expect("kept");
+        let (jv, trecs) = self.jvp_f(gpu, &tape, &cond.gain, Some(v), None, true)?;
+        let (_, gt) = self.vjp_y(gpu, &tape, &cond.gain, y, Some((&trecs, v)))?;
+        Ok(axpby(gpu, 0.5, &jv, 0.5, &gt.expect("asked for"))?)
+    }
+
+    /// J·v for the denoiser x̂ = y − t·∇_yU at one image `y` (`[1, h, w, c]`)
+    /// and a batch of tangents `v` (`[k, h, w, c]`): v − t·H·v. J is
+    /// symmetric (H is a Hessian), so this is also Jᵀ·v.
+    pub fn denoiser_jvp(&self, gpu: &Gpu, y: &Tensor, t: f32, v: &Tensor) -> Result<Tensor> {
+        crate::unet_small::check_tangent(y, v)?;
+        let k = v.shape().n;
+        let yk = if k == 1 { y.clone() } else { gpu.repeat_batch(y, k) };
+        let hv = self.hessian_vector(gpu, &yk, &vec![t; k], v)?;
+        Ok(axpby(gpu, 1.0, v, -t, &hv)?)
+    }
+
+    /// The noise variance used at `y` (one image): the fixed one, or the
+    /// estimate from `y` (read back).
+    fn noise_variance_at(&self, gpu: &Gpu, y: &Tensor) -> Result<Vec<f32>> {
+        let s = y.shape();
+        Ok(match self.noise_variance {
+            Some(t) => vec![t; s.n],
+            None => {
+                let data = pollster_block_on(gpu.read(y))?;
+                estimate_noise_variance(&data, s)
+            }
+        })
     }
 
     /// U(y, t) for a batch `y` (`[n, h, w, c]`) with one noise variance per
@@ -555,7 +648,7 @@ impl EnergyUNet {
         let energy = axpby(gpu, 0.5, &dot, 0.0, &dot)?;
         let grad_t = match (&tape, grad) {
             (Some(tape), true) => {
-                let jty = self.vjp_y(gpu, tape, &cond.gain, y)?;
+                let (jty, _) = self.vjp_y(gpu, tape, &cond.gain, y, None)?;
                 Some(axpby(gpu, 0.5, &f, 0.5, &jty)?)
             }
             _ => None,
@@ -563,7 +656,7 @@ impl EnergyUNet {
         let dudt_t = match (&tape, dudt) {
             (Some(tape), true) => {
                 let dgain = self.conditioning_tangent(gpu, &tt, &cond)?;
-                let df = self.jvp_t(gpu, tape, &cond.gain, &dgain)?;
+                let (df, _) = self.jvp_f(gpu, tape, &cond.gain, None, Some(&dgain), false)?;
                 let d = dot_per_sample(gpu, y, &df)?;
                 Some(axpby(gpu, 0.5, &d, 0.0, &d)?)
             }
@@ -673,15 +766,19 @@ impl Denoiser for EnergyUNet {
     /// when unset, estimated per image by [`estimate_noise_variance`] (the
     /// input is read back for that).
     fn denoise(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
-        let s = y.shape();
-        let t = match self.noise_variance {
-            Some(t) => vec![t; s.n],
-            None => {
-                let data = pollster_block_on(gpu.read(y))?;
-                estimate_noise_variance(&data, s)
-            }
-        };
+        let t = self.noise_variance_at(gpu, y)?;
         self.denoise_with(gpu, y, &t)
+    }
+    /// J·v with J = ∂x̂/∂y = I − t·∇²_yU, t held fixed at the value
+    /// [`Denoiser::denoise`] uses (set, or estimated from `y`).
+    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor) -> Result<Tensor> {
+        crate::unet_small::check_tangent(y, v)?;
+        let t = self.noise_variance_at(gpu, y)?[0];
+        self.denoiser_jvp(gpu, y, t, v)
+    }
+    /// Jᵀ·u = J·u: the denoiser's Jacobian I − t·∇²_yU is symmetric.
+    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor) -> Result<Tensor> {
+        self.jvp(gpu, y, u)
     }
 }
 

@@ -40,3 +40,14 @@ fn shape_mismatch_is_an_error() {
     let b = gpu.upload(Shape::new(1, 2, 3, 1), &[0.0; 6]);
     assert!(elementwise::axpby(gpu, 1.0, &a, 1.0, &b).unwrap_err().to_string().contains("shape mismatch"));
 }
+
+/// `Gpu::repeat_batch` stacks copies of a batch (buffer copies at offsets).
+#[test]
+fn repeat_batch_stacks_copies() {
+    let gpu = gpu();
+    let x = rand_vec(2 * 3 * 5 * 2, 77);
+    let t = gpu.repeat_batch(&gpu.upload(prior_gpu::Shape::new(2, 3, 5, 2), &x), 3);
+    assert_eq!(t.shape(), prior_gpu::Shape::new(6, 3, 5, 2));
+    let got = pollster::block_on(gpu.read(&t)).unwrap();
+    assert_eq!(got, [x.clone(), x.clone(), x].concat());
+}
