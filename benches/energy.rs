@@ -4,7 +4,10 @@
 //!  * log p of a batch of 64 held-out digits (U(x, 0), one forward pass);
 //!  * one score evaluation of one digit at t = 0.01: U, ∇_yU (reverse pass)
 //!    and ∂U/∂t (forward-mode pass in t; PyTorch: one autograd backward for
-//!    both).
+//!    both);
+//!  * the full 1024×1024 Jacobian of the denoiser x̂ = y − t·∇_yU at one
+//!    noisy digit (t = 0.01): 1024 Hessian-vector products in batches of
+//!    128 (prior: forward over reverse; PyTorch: batched double backward).
 //!
 //! The PyTorch side builds the model from tests/golden/make_golden.py's
 //! definition and loads the same checkpoint; it uses every CPU thread.
@@ -12,7 +15,9 @@
 
 use std::time::Instant;
 
+use prior_algos::jacobian::{self, At};
 use prior_gpu::{Gpu, Shape};
+use prior_models::tiling::Planar;
 use prior_models::blob::WeightBlob;
 use prior_models::energy::EnergyUNet;
 use prior_testkit::{bench::python_timing, paths};
@@ -52,6 +57,15 @@ fn main() {
         },
         3,
     );
+    // Full Jacobian of the denoiser at the golden noisy digit (t = 0.01).
+    let noisy = prior_cli::io::read_npy(paths::golden().join("jac_energy_trained/input.npy")).expect("golden input").data;
+    let mut model_t = EnergyUNet::from_blob(&gpu, &blob).expect("model");
+    model_t.set_noise_variance(Some(0.01));
+    let at = At::new(&gpu, &model_t, Planar { c: 1, h: 32, w: 32, data: &noisy }, 128).expect("At");
+    let started = Instant::now();
+    let j = pollster::block_on(jacobian::jacobian(&gpu, &at)).expect("jacobian");
+    let full = started.elapsed().as_secs_f64();
+    let trace: f64 = (0..1024).map(|i| j[i * 1024 + i] as f64).sum();
     let golden = paths::golden();
     let code = format!(
         r#"
@@ -75,6 +89,31 @@ def tm(f, reps=3):
 print(tm(logp), tm(score))
 "#
     );
+    let code_jac = format!(
+        r#"
+import os, sys, time, numpy as np, torch
+sys.path.insert(0, {golden:?})
+import make_golden as mg
+torch.set_num_threads(os.cpu_count())
+sd, _ = mg.load_checkpoint("dual_score_matching/mnist32_gray_tiny/model.pth.tar")
+m = mg.energy_model_from(sd).eval()
+y = torch.from_numpy(np.load(os.path.join({golden:?}, "jac_energy_trained", "input.npy")))[None]
+t = 0.01
+def full():
+    rows = []
+    for s in range(0, 1024, 128):
+        yb = y.repeat(128, 1, 1, 1).requires_grad_(True)
+        U = 0.5 * (yb * m(yb, torch.full((128,), t))).sum()
+        (g,) = torch.autograd.grad(U, yb, create_graph=True)
+        e = torch.zeros(128, 1024)
+        e[torch.arange(128), torch.arange(s, s + 128)] = 1
+        (h,) = torch.autograd.grad(g, yb, e.reshape(yb.shape))
+        rows.append(e - t * h.reshape(128, 1024).detach())
+    return torch.cat(rows)
+t0 = time.perf_counter(); J = full(); el = time.perf_counter() - t0
+print(el, float(torch.trace(J.double())))
+"#
+    );
     println!("energy UNet width {} on 32x32 MNIST digits", model.base_width());
     println!("  {:<44} {:>10} {:>12}", "", "prior", "pytorch cpu");
     match python_timing(&code) {
@@ -86,5 +125,13 @@ print(tm(logp), tm(score))
             println!("  log p of {batch} digits: {:.1} ms; score of 1 digit: {:.1} ms", logp * 1e3, score * 1e3);
             println!("  pytorch cpu: skipped ({e})");
         }
+    }
+    let label = "denoiser Jacobian 1024x1024 (1024 H v)";
+    match python_timing(&code_jac) {
+        Ok((tj, tr)) => {
+            println!("  {label:<44} {:>9.2} s {:>11.2} s   ({:.2}x)", full, tj, tj / full);
+            println!("  trace of J: prior {trace:.4}, pytorch {tr:.4}");
+        }
+        Err(e) => println!("  {label}: {full:.2} s (trace {trace:.4}); pytorch cpu: skipped ({e})"),
     }
 }

@@ -135,3 +135,40 @@ fn denoise_accepts_the_energy_model() {
     let (before, after) = (mse(&input.data[..1024]), mse(&x.data));
     assert!(after < before / 2.0, "MSE {before} -> {after}");
 }
+
+/// `prior jacobian` on the energy model (J = I − t·∇²U at t = 0.01, the
+/// golden digit): the adaptive filters at two pixels are rows 300 and 528 of
+/// PyTorch's Jacobian (tests/golden/jac_energy_trained: sums and norms to
+/// 1e-4), Hutchinson's trace is within 4 standard errors of PyTorch's
+/// 145.2074, and the top singular value is s₁ = 1.8916 within 2 %.
+#[test]
+fn jacobian_of_the_energy_denoiser_matches_pytorch() {
+    let m = model();
+    let case = Path::new(GOLDEN).join("jac_energy_trained");
+    let input = case.join("input.npy");
+    let d = scratch("jacobian");
+    let png = d.join("filters.png");
+    let out = ok(&prior(&[
+        "jacobian", "-m", m.to_str().unwrap(), "-i", input.to_str().unwrap(), "--t", "0.01", "--pixels", "9,12;16,16",
+        "--filters", png.to_str().unwrap(), "--probes", "16", "--top-k", "2", "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["model"].as_str().unwrap().contains("t = 0.01"), "{}", v["model"]);
+    let rows = prior_cli::io::read_npy(case.join("rows.npy")).unwrap().data; // rows 0, 300, 528, 1023
+    for (k, slot) in [(0usize, 1usize), (1, 2)] {
+        let row = &rows[slot * 1024..(slot + 1) * 1024];
+        let sum: f64 = row.iter().map(|v| *v as f64).sum();
+        let norm: f64 = row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+        let f = &v["filters"][k];
+        assert!((f["sum"].as_f64().unwrap() - sum).abs() < 1e-4, "filter {k}: {f} vs sum {sum}");
+        assert!((f["norm"].as_f64().unwrap() - norm).abs() < 1e-4, "filter {k}: {f} vs norm {norm}");
+    }
+    let (tr, se) = (v["trace"].as_f64().unwrap(), v["trace_se"].as_f64().unwrap());
+    assert!((tr - 145.2074).abs() < 4.0 * se + 1e-3, "Hutchinson trace {tr} ± {se}");
+    let s1 = v["top_singular_values"][0].as_f64().unwrap();
+    assert!((s1 - 1.8916).abs() < 0.02 * 1.8916, "s1 = {s1}");
+    assert!(std::fs::metadata(&png).unwrap().len() > 0);
+    // a negative noise variance is refused with a clear message
+    let e = err(&prior(&["jacobian", "-m", m.to_str().unwrap(), "-i", input.to_str().unwrap(), "--t=-1"]));
+    assert!(e.contains("--t -1"), "{e}");
+}

@@ -50,6 +50,10 @@ pub trait Denoiser {
     fn values_per_pixel(&self) -> usize;
     /// Parameter count.
     fn parameters(&self) -> usize;
+    /// Models conditioned on the noise level (the energy model) take the
+    /// noise variance t of their inputs here (pixels in [0, 1]; `None`:
+    /// estimate it from each input). Blind denoisers ignore it.
+    fn set_noise_variance(&mut self, _t: Option<f32>) {}
     /// x̂(y) for a batch `[n, h, w, c]`.
     fn denoise(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor>;
     /// f(y) = y − x̂(y).

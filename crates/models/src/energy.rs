@@ -762,6 +762,9 @@ impl Denoiser for EnergyUNet {
     fn parameters(&self) -> usize {
         self.params
     }
+    fn set_noise_variance(&mut self, t: Option<f32>) {
+        EnergyUNet::set_noise_variance(self, t);
+    }
     /// x̂ = y − t·∇_yU, with t from [`EnergyUNet::set_noise_variance`] or,
     /// when unset, estimated per image by [`estimate_noise_variance`] (the
     /// input is read back for that).

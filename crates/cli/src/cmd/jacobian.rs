@@ -45,6 +45,12 @@ pub struct JacobianArgs {
     /// Add Gaussian noise of standard deviation SIGMA_255/255 first.
     #[arg(long = "add-noise", value_name = "SIGMA_255")]
     pub add_noise: Option<f64>,
+    /// Noise variance t (pixels in [0, 1]) for noise-conditioned models (the
+    /// energy model, whose J = I − t·∇²U is taken at fixed t). Default:
+    /// (SIGMA_255/255)² with --add-noise, else estimated from the image; the
+    /// --sigmas sweep always uses (σ/255)² at each level. Blind denoisers ignore it.
+    #[arg(long = "t", value_name = "T")]
+    pub t: Option<f32>,
     /// Seed of the noise generator (and of the random probes).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
@@ -139,6 +145,11 @@ fn crop(img: &Image, c: [usize; 4]) -> Result<Image, String> {
     Ok(Image::new(img.c, h, w, d))
 }
 
+/// t = (σ/255)² for a noise level on the 0–255 scale.
+fn variance_of(sigma255: f64) -> f32 {
+    (sigma255 / 255.0).powi(2) as f32
+}
+
 fn write_png(path: &Path, img: &image::RgbImage) -> Result<(), String> {
     io::write_atomic(path, &plot::encode_png(img)).map_err(|e| e.to_string())
 }
@@ -222,6 +233,11 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
             return Err(format!("noise level {s} must be in (0, 100000] (0–255 scale)"));
         }
     }
+    if let Some(t) = args.t {
+        if !(t.is_finite() && t >= 0.0) {
+            return Err(format!("--t {t}: the noise variance must be a finite non-negative number"));
+        }
+    }
     let pixels = args.pixels.as_deref().map(parse_pixels).transpose()?.unwrap_or_default();
     let mut outs: Vec<&PathBuf> = Vec::new();
     outs.extend(args.output.iter());
@@ -255,8 +271,9 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
     }
 
     let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
-    let model: Box<dyn Denoiser> =
+    let mut model: Box<dyn Denoiser> =
         prior_models::load_path(&gpu, &args.model).map_err(|e| format!("cannot load the model: {e}"))?;
+    model.set_noise_variance(args.t.or(args.add_noise.map(variance_of)));
     let planar = Planar { c: img.c, h: img.h, w: img.w, data: &img.data };
     let at = At::new(&gpu, model.as_ref(), planar, args.batch).map_err(|e| e.to_string())?;
 
@@ -357,6 +374,7 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
     let mut sweep = Vec::new();
     for &s in &args.sigmas {
         let noisy = jacobian::add_noise(&clean.data, s, args.seed);
+        model.set_noise_variance(Some(variance_of(s)));
         let p = Planar { c: img.c, h: img.h, w: img.w, data: &noisy };
         let at_s = At::new(&gpu, model.as_ref(), p, args.batch).map_err(|e| e.to_string())?;
         let sub = JacobianArgs { svd_plot: None, vectors: None, ..args.clone() };
@@ -393,6 +411,7 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
     if args.json {
         let summary = json!({
             "input": args.input.display().to_string(),
+            "model": model.describe(),
             "shape": [img.c, img.h, img.w],
             "n": n,
             "sigma255": args.add_noise,
