@@ -12,7 +12,9 @@
 //! convolutions, GELU, the per-sample normalisations, the concatenations),
 //! and the noise score ∂U/∂t = ½·⟨y, ∂f/∂t⟩ from a forward-mode pass (JVP)
 //! whose tangent enters through the noise embedding and the conditioning
-//! gains of every normalisation. The denoiser is x̂ = y − t·∇_yU (Tweedie).
+//! gains of every normalisation. The denoiser is x̂ = y − t·∇_yU (Tweedie);
+//! its Jacobian J = I − t·∇²_yU (t fixed) is a Hessian-vector product per
+//! tangent, by forward over reverse ([`EnergyUNet::hessian_vector`]).
 //!
 //! Architecture (`../shared/README.md`, "energy UNet of dual score
 //! matching"): bias-free convs; encoder scale 0 = 3×3 convs C→w→w→w, scales
