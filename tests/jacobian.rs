@@ -216,6 +216,7 @@ fn cli_full_jacobian_and_errors() {
         input: input.clone(),
         crop: None,
         add_noise: None,
+        t: None,
         seed: 0,
         full: true,
         output: Some(dir.join("J.npy")),

@@ -8,7 +8,7 @@ use prior_models::tiling::{apply_image, plan, Apply, Planar};
 use prior_testkit::{golden::max_abs_diff, paths};
 
 fn image(h: usize, w: usize) -> Vec<f32> {
-    (0..h * w).map(|i| ((i * 7919 % 1013) as f32 / 1013.0)).collect()
+    (0..h * w).map(|i| (i * 7919 % 1013) as f32 / 1013.0).collect()
 }
 
 #[test]
