@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use prior_gpu::{Gpu, Shape};
 use prior_ops::conv2d::{Conv2d, ConvVariant, Epilogue};
-use prior_testkit::bench::{pytorch_conv_gflops, report_line};
+use prior_testkit::bench::{pytorch_conv_gflops, report_line, torch_device};
 
 fn main() {
     let gpu = pollster::block_on(Gpu::from_env()).unwrap_or_else(|e| {
@@ -49,8 +49,8 @@ fn main() {
         report_line(name, *gf, *secs, results[0].1);
     }
     match torch {
-        Ok((gf, secs)) => report_line("pytorch cpu", gf, secs, results[0].1),
-        Err(e) => println!("pytorch cpu: skipped ({e})"),
+        Ok((gf, secs)) => report_line(&format!("pytorch {}", torch_device()), gf, secs, results[0].1),
+        Err(e) => println!("pytorch {}: skipped ({e})", torch_device()),
     }
     println!("ratio prior/naive: {:.1}x (no subgroups: {:.1}x)", results[0].1 / results[2].1, results[1].1 / results[2].1);
 }

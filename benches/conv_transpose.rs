@@ -13,7 +13,7 @@ use std::time::Instant;
 use prior_gpu::{Gpu, Shape};
 use prior_ops::conv2d::{Conv2d, Epilogue};
 use prior_ops::conv_transpose2d::ConvTranspose2d;
-use prior_testkit::bench::{python_timing, report_line};
+use prior_testkit::bench::{python_timing, report_line, torch_device};
 
 fn time(mut f: impl FnMut()) -> f64 {
     f();
@@ -30,13 +30,15 @@ fn torch(size: usize, cin: usize, cout: usize, k: usize, stride: usize, pad: usi
         r#"
 import os, time, torch
 torch.set_num_threads(int(os.environ.get("PRIOR_TORCH_THREADS", "2")))
-x = torch.randn(1, {cin}, {size}, {size})
-m = torch.nn.ConvTranspose2d({cin}, {cout}, {k}, stride={stride}, padding={pad}, bias=False)
+dev = os.environ.get("PRIOR_TORCH_DEVICE", "cpu")
+sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
+x = torch.randn(1, {cin}, {size}, {size}, device=dev)
+m = torch.nn.ConvTranspose2d({cin}, {cout}, {k}, stride={stride}, padding={pad}, bias=False).to(dev)
 with torch.no_grad():
     for _ in range(2): m(x)
-    reps = 10; t = time.perf_counter()
+    sync(); reps = 10; t = time.perf_counter()
     for _ in range(reps): m(x)
-    s = (time.perf_counter() - t) / reps
+    sync(); s = (time.perf_counter() - t) / reps
 print(2 * {cin} * {cout} * {k} * {k} * {size} * {size} / s / 1e9, s)
 "#
     ))
@@ -74,8 +76,8 @@ fn main() {
         report_line("prior conv_transpose2d", ours, secs, ours);
         report_line(&format!("prior conv2d 3x3 on {side}x{side}"), eflops / esecs / 1e9, esecs, ours);
         match torch(size, cin, cout, k, stride, pad) {
-            Ok((gf, s)) => report_line("pytorch cpu", gf, s, ours),
-            Err(e) => println!("  pytorch cpu: skipped ({e})"),
+            Ok((gf, s)) => report_line(&format!("pytorch {}", torch_device()), gf, s, ours),
+            Err(e) => println!("  pytorch {}: skipped ({e})", torch_device()),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Benchmark: the dual-score-matching energy model (the width-16 MNIST
 //! checkpoint in ../shared/checkpoints/dual_score_matching/mnist32_gray_tiny)
-//! against PyTorch CPU in the same run:
+//! against PyTorch in the same run (CPU, or CUDA with `PRIOR_TORCH_DEVICE=cuda`):
 //!  * log p of a batch of 64 held-out digits (U(x, 0), one forward pass);
 //!  * one score evaluation of one digit at t = 0.01: U, ∇_yU (reverse pass)
 //!    and ∂U/∂t (forward-mode pass in t; PyTorch: one autograd backward for
@@ -20,7 +20,8 @@ use prior_gpu::{Gpu, Shape};
 use prior_models::tiling::Planar;
 use prior_models::blob::WeightBlob;
 use prior_models::energy::EnergyUNet;
-use prior_testkit::{bench::python_timing, paths};
+use prior_testkit::bench::{python_timing, torch_device};
+use prior_testkit::paths;
 
 fn time<F: FnMut()>(mut f: F, reps: usize) -> f64 {
     f();
@@ -73,19 +74,21 @@ import os, sys, time, math, gzip, numpy as np, torch
 sys.path.insert(0, {golden:?})
 import make_golden as mg
 torch.set_num_threads(os.cpu_count())
+dev = os.environ.get("PRIOR_TORCH_DEVICE", "cpu")
+sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
 sd, _ = mg.load_checkpoint("dual_score_matching/mnist32_gray_tiny/model.pth.tar")
-m = mg.energy_model_from(sd).eval()
+m = mg.energy_model_from(sd).eval().to(dev)
 d = mg.mnist()[9000:9000 + {batch}].astype(np.float32) / np.float32(255)
-x = torch.from_numpy(np.pad(d, ((0, 0), (2, 2), (2, 2)))[:, None].copy())
+x = torch.from_numpy(np.pad(d, ((0, 0), (2, 2), (2, 2)))[:, None].copy()).to(dev)
 def logp():
     with torch.no_grad():
-        return 0.5 * (x * m(x, torch.zeros({batch}))).sum(dim=(1, 2, 3))
+        return 0.5 * (x * m(x, torch.zeros({batch}, device=dev))).sum(dim=(1, 2, 3))
 def score():
-    return mg.energy_eval(m, x[:1], torch.full((1,), 0.01))
+    return mg.energy_eval(m, x[:1], torch.full((1,), 0.01, device=dev))
 def tm(f, reps=3):
-    f(); t = time.perf_counter()
+    f(); sync(); t = time.perf_counter()
     for _ in range(reps): f()
-    return (time.perf_counter() - t) / reps
+    sync(); return (time.perf_counter() - t) / reps
 print(tm(logp), tm(score))
 "#
     );
@@ -95,27 +98,30 @@ import os, sys, time, numpy as np, torch
 sys.path.insert(0, {golden:?})
 import make_golden as mg
 torch.set_num_threads(os.cpu_count())
+dev = os.environ.get("PRIOR_TORCH_DEVICE", "cpu")
+sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
 sd, _ = mg.load_checkpoint("dual_score_matching/mnist32_gray_tiny/model.pth.tar")
-m = mg.energy_model_from(sd).eval()
-y = torch.from_numpy(np.load(os.path.join({golden:?}, "jac_energy_trained", "input.npy")))[None]
+m = mg.energy_model_from(sd).eval().to(dev)
+y = torch.from_numpy(np.load(os.path.join({golden:?}, "jac_energy_trained", "input.npy")))[None].to(dev)
 t = 0.01
 def full():
     rows = []
     for s in range(0, 1024, 128):
         yb = y.repeat(128, 1, 1, 1).requires_grad_(True)
-        U = 0.5 * (yb * m(yb, torch.full((128,), t))).sum()
+        U = 0.5 * (yb * m(yb, torch.full((128,), t, device=dev))).sum()
         (g,) = torch.autograd.grad(U, yb, create_graph=True)
-        e = torch.zeros(128, 1024)
+        e = torch.zeros(128, 1024, device=dev)
         e[torch.arange(128), torch.arange(s, s + 128)] = 1
         (h,) = torch.autograd.grad(g, yb, e.reshape(yb.shape))
         rows.append(e - t * h.reshape(128, 1024).detach())
     return torch.cat(rows)
-t0 = time.perf_counter(); J = full(); el = time.perf_counter() - t0
+if dev != "cpu": full(); sync()
+t0 = time.perf_counter(); J = full(); sync(); el = time.perf_counter() - t0
 print(el, float(torch.trace(J.double())))
 "#
     );
     println!("energy UNet width {} on 32x32 MNIST digits", model.base_width());
-    println!("  {:<44} {:>10} {:>12}", "", "prior", "pytorch cpu");
+    println!("  {:<44} {:>10} {:>12}", "", "prior", format!("pytorch {}", torch_device()));
     match python_timing(&code) {
         Ok((tl, ts)) => {
             println!("  {:<44} {:>8.1} ms {:>10.1} ms   ({:.2}x)", format!("log p of {batch} digits (U(x,0))"), logp * 1e3, tl * 1e3, tl / logp);
@@ -123,7 +129,7 @@ print(el, float(torch.trace(J.double())))
         }
         Err(e) => {
             println!("  log p of {batch} digits: {:.1} ms; score of 1 digit: {:.1} ms", logp * 1e3, score * 1e3);
-            println!("  pytorch cpu: skipped ({e})");
+            println!("  pytorch: skipped ({e})");
         }
     }
     let label = "denoiser Jacobian 1024x1024 (1024 H v)";
@@ -132,6 +138,6 @@ print(el, float(torch.trace(J.double())))
             println!("  {label:<44} {:>9.2} s {:>11.2} s   ({:.2}x)", full, tj, tj / full);
             println!("  trace of J: prior {trace:.4}, pytorch {tr:.4}");
         }
-        Err(e) => println!("  {label}: {full:.2} s (trace {trace:.4}); pytorch cpu: skipped ({e})"),
+        Err(e) => println!("  {label}: {full:.2} s (trace {trace:.4}); pytorch: skipped ({e})"),
     }
 }

@@ -1,6 +1,7 @@
 //! Benchmark: the full 40×40 Jacobian (1600 JVPs, 1600×1600) of the
 //! universal_inverse_problem BSD400_gray BF-CNN at a noisy Set12 crop, ours
-//! (batched one-hot JVPs on the GPU) against PyTorch CPU in the same run:
+//! (batched one-hot JVPs on the GPU) against PyTorch in the same run (CPU,
+//! or CUDA with `PRIOR_TORCH_DEVICE=cuda`):
 //! autograd row by row (the authors' way: one backward per output pixel with
 //! a retained graph; timed on `--torch-rows=40` rows and extrapolated to
 //! 1600, said so in the output), batched autograd VJPs (chunks of 64), and
@@ -18,7 +19,7 @@ use prior_gpu::Gpu;
 use prior_models::conv_chain::ConvChain;
 use prior_models::tiling::Planar;
 use prior_models::{blob::WeightBlob, Denoiser};
-use prior_testkit::bench::python_timing;
+use prior_testkit::bench::{python_timing, torch_device};
 use prior_testkit::paths;
 
 fn arg(name: &str) -> Option<String> {
@@ -99,12 +100,25 @@ fn main() {
 import os, time, importlib.util, numpy as np, torch
 spec = importlib.util.spec_from_file_location("mg", {golden:?}); mg = importlib.util.module_from_spec(spec); spec.loader.exec_module(mg)
 torch.set_num_threads(int(os.environ.get("PRIOR_TORCH_THREADS", os.cpu_count() or 1)))
+dev = os.environ.get("PRIOR_TORCH_DEVICE", "cpu")
+sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
 sd = torch.load({ckpt:?}, map_location="cpu", weights_only=True)
-net = mg.bfcnn_uip(sd).eval()
+net = mg.bfcnn_uip(sd).eval().to(dev)
 for p in net.parameters(): p.requires_grad_(False)
-y0 = torch.from_numpy(np.load({npy:?}))
+y0 = torch.from_numpy(np.load({npy:?})).to(dev)
 n = y0.numel()
 den = lambda z: z - net(z)
+def full_jacobian(chunk):
+    rows = []
+    for s in range(0, n, chunk):
+        k = min(chunk, n - s)
+        yb = y0.repeat(k, 1, 1, 1).requires_grad_(True)
+        out = den(yb)
+        e = torch.zeros(k, n, device=dev)
+        e[torch.arange(k), torch.arange(s, s + k)] = 1
+        (g,) = torch.autograd.grad(out, yb, e.reshape(out.shape))
+        rows.append(g.reshape(k, n))
+    return torch.cat(rows)
 "#
     );
     let report = |name: &str, r: Result<(f64, f64), String>, note: &str| match r {
@@ -121,40 +135,41 @@ y = y0.clone().requires_grad_(True)
 out = den(y).reshape(-1)
 R = {torch_rows}
 torch.autograd.grad(out[0], y, retain_graph=True)
-t = time.perf_counter()
+sync(); t = time.perf_counter()
 for i in range(R):
     (g,) = torch.autograd.grad(out[i], y, retain_graph=True)
-s = time.perf_counter() - t
+sync(); s = time.perf_counter() - t
 print(s * n / R, s)
 "#
     );
     report(
-        "pytorch autograd, row by row",
+        &format!("pytorch {} autograd, row by row", torch_device()),
         python_timing(&row_by_row),
         &format!(" [{torch_rows} rows timed, extrapolated to {n}]"),
     );
     let batched = format!(
         r#"{prelude}
+if dev != "cpu": full_jacobian(64); sync()  # CUDA: kernels and allocator warm
 t = time.perf_counter()
-J = mg.full_jacobian(net, y0[0], lambda m, z: z - m(z), chunk=64)
-s = time.perf_counter() - t
+J = full_jacobian(64)
+sync(); s = time.perf_counter() - t
 print(s, s)
 "#
     );
-    report("pytorch autograd, batched VJPs (64 rows)", python_timing(&batched), "");
+    report(&format!("pytorch {} autograd, batched VJPs (64 rows)", torch_device()), python_timing(&batched), "");
     if skip_jacfwd {
         println!("  pytorch torch.func.jacfwd                    skipped (--skip-jacfwd)");
     } else {
         let jacfwd = format!(
             r#"{prelude}
 from torch.func import jacfwd
-t = time.perf_counter()
+sync(); t = time.perf_counter()
 J = jacfwd(den)(y0)
-s = time.perf_counter() - t
+sync(); s = time.perf_counter() - t
 print(s, s)
 "#
         );
-        report("pytorch torch.func.jacfwd (one vmap)", python_timing(&jacfwd), "");
+        report(&format!("pytorch {} torch.func.jacfwd (one vmap)", torch_device()), python_timing(&jacfwd), "");
     }
     let _ = std::fs::remove_file(&npy);
 }

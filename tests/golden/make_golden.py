@@ -394,7 +394,7 @@ class EnergyUNet(nn.Module):
         self.scales = scales
 
     def embed(self, t):
-        f = torch.exp(-torch.linspace(math.log(1.0), math.log(100.0), 32, dtype=t.dtype))
+        f = torch.exp(-torch.linspace(math.log(1.0), math.log(100.0), 32, dtype=t.dtype, device=t.device))
         a = t[:, None] * f[None]
         return self.noise_var_embedding.time_embed(torch.cat([torch.cos(a), torch.sin(a)], dim=-1))
 

@@ -4,6 +4,11 @@
 
 use std::process::Command;
 
+/// The device PyTorch runs on in the benches (`PRIOR_TORCH_DEVICE`, default `cpu`).
+pub fn torch_device() -> String {
+    std::env::var("PRIOR_TORCH_DEVICE").unwrap_or_else(|_| "cpu".into())
+}
+
 /// Runs a Python snippet that prints one line `GFLOPS SECONDS`.
 pub fn python_timing(code: &str) -> Result<(f64, f64), String> {
     let out = Command::new(std::env::var("PRIOR_PYTHON").unwrap_or_else(|_| "python3".into()))

@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-/// The repository root.
+/// The repository root (override with `PRIOR_REPO`: bench binaries built
+/// here and run in a copy of the tree elsewhere, see `benches/device.sh`).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("PRIOR_REPO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// `../shared` beside the checkout (override with `PRIOR_SHARED`).
