@@ -209,6 +209,51 @@ fn denoise_npy_json_and_noise_determinism() {
     assert_ne!(bytes(&a), bytes(&c), "different seeds, same output");
 }
 
+/// A `.npy` batch (N, C, H, W): one output file of the same shape, one JSON
+/// line per image with its index; element 0 is exactly the single-image run
+/// (same noise stream from flat index 0), element 1 continues the stream at
+/// index C·H·W and so gets other noise; a batch refuses a PNG output; a
+/// clean reference must hold the same number of images.
+#[test]
+fn denoise_npy_batch() {
+    let dir = scratch("batch");
+    let a = gray_crop();
+    let img = io::read_input(shared("images/gray/Set12/01.png")).unwrap();
+    let b = crop(&img, 10, 20, 40, 48);
+    let input = dir.join("batch.npy");
+    io::write_npy_batch(&input, &[a.clone(), b.clone()]).unwrap();
+    let single = dir.join("single.npy");
+    io::write_npy(&single, &[1, 40, 48], &a.data).unwrap();
+    let out = dir.join("out.npy");
+    let lines = ok(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&input), "-o", s(&out), "--add-noise", "25", "--json"]));
+    let v: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(v.len(), 2, "{lines}");
+    for (k, line) in v.iter().enumerate() {
+        assert_eq!(line["index"], k);
+        assert!(line["psnr_output"].as_f64().unwrap() > line["psnr_input"].as_f64().unwrap() + 3.0, "{line}");
+    }
+    let got = io::read_npy(&out).unwrap();
+    assert_eq!(got.shape, vec![2, 1, 40, 48]);
+    let one = dir.join("one.npy");
+    ok(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&single), "-o", s(&one), "--add-noise", "25"]));
+    let one = io::read_input(&one).unwrap();
+    let e = one.data.iter().zip(&got.data[..40 * 48]).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(e < 1e-6, "batch element 0 vs the single-image run: {e}");
+    // element 1's noise continues the stream: PSNR of its noisy input is that of offset 40·48
+    let mut noisy_b = b.clone();
+    let key = prior_ops::reference::rng::key(0, 25_000);
+    for (i, x) in noisy_b.data.iter_mut().enumerate() {
+        *x += (25.0f64 / 255.0) as f32 * prior_ops::reference::rng::normal(key, (40 * 48 + i) as u32);
+    }
+    let want = prior_cli::metrics::psnr(&noisy_b.data, &b.data, 1.0);
+    assert!((v[1]["psnr_input"].as_f64().unwrap() - want).abs() < 1e-9);
+
+    let e = fails(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&input), "-o", s(&dir.join("x.png"))]));
+    assert!(e.contains("batch of 2 images") && e.contains(".npy"), "{e}");
+    let e = fails(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&input), "-o", s(&dir.join("y.npy")), "--clean", s(&single)]));
+    assert!(e.contains("clean reference holds 1 image"), "{e}");
+}
+
 #[test]
 fn denoise_directory_of_two_files() {
     let dir = scratch("dir");

@@ -6,7 +6,9 @@
 //! `k` (0-based, in input order after directories are expanded) and noise
 //! level `SIGMA` on the 0–255 scale, `z_i = normal(key(seed, round(SIGMA)·1000
 //! + k), i)` from [`prior_ops::reference::rng`], `i` the flat `(C, H, W)`
-//! index, and `noisy = clean + f32(SIGMA/255)·z` (not clamped).
+//! index, and `noisy = clean + f32(SIGMA/255)·z` (not clamped). A `.npy`
+//! batch shaped `(N, C, H, W)` is one input: `i` runs over the flat
+//! `(N, C, H, W)` index, so a batch of one has the noise of the single image.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +28,7 @@ use crate::metrics;
 pub enum Format {
     /// 8-bit PNG, values clamped to [0,1] and rounded.
     Png,
-    /// Raw float32 `.npy`, shaped (C, H, W), unclamped.
+    /// Raw float32 `.npy`, shaped (C, H, W) (or (N, C, H, W) for a batch input), unclamped.
     Npy,
 }
 
@@ -46,9 +48,10 @@ pub struct DenoiseArgs {
     /// a folder holding the parts of a multi-scale model.
     #[arg(short = 'm', long = "model", value_name = "WEIGHTS")]
     pub model: PathBuf,
-    /// Input images (png, jpg, tif, bmp) or `.npy` arrays shaped (H,W) or
-    /// (C,H,W), or directories of them. Several inputs or a directory make
-    /// `-o` an output directory.
+    /// Input images (png, jpg, tif, bmp) or `.npy` arrays shaped (H,W),
+    /// (C,H,W) or batches (N,C,H,W), or directories of them. Several inputs or
+    /// a directory make `-o` an output directory. A batch is written as one
+    /// (N,C,H,W) `.npy` and reported image by image.
     #[arg(short = 'i', long = "input", value_name = "INPUT", num_args = 1.., required = true)]
     pub inputs: Vec<PathBuf>,
     /// Output file (`.png` or `.npy`), or output directory (created) when
@@ -127,16 +130,17 @@ pub fn run(args: DenoiseArgs) -> Result<(), String> {
         if let Some(pb) = &bar {
             pb.set_message(job.input.display().to_string());
         }
-        let r = process(&gpu, &*model, &args, k, job)?;
-        if let (Some(a), Some(b)) = (r.psnr_input, r.psnr_output) {
-            sums.0 += a;
-            sums.1 += b;
-            sums.2 += 1;
-        }
-        if args.json {
-            say(&r.json(job, &gpu.adapter.name).to_string());
-        } else {
-            say(&r.text(job));
+        for r in process(&gpu, &*model, &args, k, job)? {
+            if let (Some(a), Some(b)) = (r.psnr_input, r.psnr_output) {
+                sums.0 += a;
+                sums.1 += b;
+                sums.2 += 1;
+            }
+            if args.json {
+                say(&r.json(job, &gpu.adapter.name).to_string());
+            } else {
+                say(&r.text(job));
+            }
         }
         if let Some(pb) = &bar {
             pb.inc(1);
@@ -287,15 +291,36 @@ fn find_reference(dir: &Path, input: &Path) -> Result<PathBuf, String> {
 
 /// Adds the documented noise to `img` in place (image index `k`).
 pub fn add_noise(img: &mut Image, sigma255: f64, seed: u64, k: usize) {
+    add_noise_at(img, sigma255, seed, k, 0);
+}
+
+/// The noise of input `k` from flat index `offset` on (element `b` of a
+/// batch starts at `b·C·H·W`).
+fn add_noise_at(img: &mut Image, sigma255: f64, seed: u64, k: usize, offset: usize) {
     let stream = (sigma255.round() as u32).wrapping_mul(1000).wrapping_add(k as u32);
     let key = rng::key(seed, stream);
     let s = (sigma255 / 255.0) as f32;
     for (i, v) in img.data.iter_mut().enumerate() {
-        *v += s * rng::normal(key, i as u32);
+        *v += s * rng::normal(key, (offset + i) as u32);
     }
 }
 
+/// The images of one input: a 4-D `.npy` is a batch (`true`), anything
+/// else one image.
+fn read_images(path: &Path) -> Result<(Vec<Image>, bool), String> {
+    let is_npy = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if is_npy {
+        let arr = io::read_npy(path).map_err(|e| e.to_string())?;
+        if arr.shape.len() == 4 {
+            return Ok((io::read_npy_batch(path).map_err(|e| e.to_string())?, true));
+        }
+    }
+    Ok((vec![io::read_input(path).map_err(|e| e.to_string())?], false))
+}
+
 struct Report {
+    /// Position in an (N, C, H, W) batch.
+    index: Option<usize>,
     h: usize,
     w: usize,
     c: usize,
@@ -322,62 +347,91 @@ fn channel_mismatch(file: &Path, model: usize, image: usize) -> String {
     }
 }
 
-fn process(gpu: &Gpu, model: &dyn Denoiser, args: &DenoiseArgs, k: usize, job: &Job) -> Result<Report, String> {
-    let mut img = io::read_input(&job.input).map_err(|e| e.to_string())?;
-    if img.c != model.channels() {
-        return Err(channel_mismatch(&job.input, model.channels(), img.c));
+fn process(gpu: &Gpu, model: &dyn Denoiser, args: &DenoiseArgs, k: usize, job: &Job) -> Result<Vec<Report>, String> {
+    let (mut imgs, batch) = read_images(&job.input)?;
+    let npy_out = job.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    // (1, C, H, W) may still go to a PNG, as one image
+    let batch = batch && (npy_out || imgs.len() > 1);
+    if batch && !npy_out {
+        return Err(format!(
+            "{}: a batch of {} images (N, C, H, W) is written as one .npy: give -o OUT.npy (or --format npy with a directory)",
+            job.input.display(),
+            imgs.len()
+        ));
+    }
+    for img in &imgs {
+        if img.c != model.channels() {
+            return Err(channel_mismatch(&job.input, model.channels(), img.c));
+        }
     }
     let clean = match (&job.clean, args.add_noise) {
         (Some(p), _) => {
-            let c = io::read_input(p).map_err(|e| e.to_string())?;
-            if c.shape() != img.shape() {
+            let (c, _) = read_images(p)?;
+            let shapes = |v: &[Image]| v.iter().map(|i| i.shape()).collect::<Vec<_>>();
+            if shapes(&c) != shapes(&imgs) {
                 return Err(format!(
-                    "{}: clean reference has shape {:?} (C, H, W) but {} has {:?}",
+                    "{}: clean reference holds {} image(s) shaped {:?} (C, H, W) but {} holds {} shaped {:?}",
                     p.display(),
-                    c.shape(),
+                    c.len(),
+                    c[0].shape(),
                     job.input.display(),
-                    img.shape()
+                    imgs.len(),
+                    imgs[0].shape()
                 ));
             }
             Some(c)
         }
-        (None, Some(_)) => Some(img.clone()),
+        (None, Some(_)) => Some(imgs.clone()),
         (None, None) => None,
     };
     if let Some(s) = args.add_noise {
-        add_noise(&mut img, s, args.seed, k);
+        let mut offset = 0;
+        for img in imgs.iter_mut() {
+            add_noise_at(img, s, args.seed, k, offset);
+            offset += img.len();
+        }
     }
-    let t0 = Instant::now();
-    let out = pollster::block_on(apply_image(
-        gpu,
-        model,
-        Planar { c: img.c, h: img.h, w: img.w, data: &img.data },
-        Apply::Denoise,
-    ))
-    .map_err(|e| format!("{}: {e}", job.input.display()))?;
-    let seconds = t0.elapsed().as_secs_f64();
-    let out = Image::new(img.c, img.h, img.w, out);
-    io::write_output(&job.output, &out).map_err(|e| e.to_string())?;
-
-    let mut r = Report {
-        h: img.h,
-        w: img.w,
-        c: img.c,
-        sigma: args.add_noise,
-        psnr_input: None,
-        psnr_output: None,
-        ssim_input: None,
-        ssim_output: None,
-        seconds,
-    };
-    if let Some(clean) = &clean {
-        let clamped = Image::new(out.c, out.h, out.w, out.data.iter().map(|v| v.clamp(0.0, 1.0)).collect());
-        r.psnr_input = Some(metrics::psnr(&img.data, &clean.data, 1.0));
-        r.psnr_output = Some(metrics::psnr(&clamped.data, &clean.data, 1.0));
-        r.ssim_input = Some(metrics::ssim(&img, clean)).filter(|v| v.is_finite());
-        r.ssim_output = Some(metrics::ssim(&clamped, clean)).filter(|v| v.is_finite());
+    let mut outs = Vec::with_capacity(imgs.len());
+    let mut reports = Vec::with_capacity(imgs.len());
+    for (b, img) in imgs.iter().enumerate() {
+        let t0 = Instant::now();
+        let out = pollster::block_on(apply_image(
+            gpu,
+            model,
+            Planar { c: img.c, h: img.h, w: img.w, data: &img.data },
+            Apply::Denoise,
+        ))
+        .map_err(|e| format!("{}: {e}", job.input.display()))?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let out = Image::new(img.c, img.h, img.w, out);
+        let mut r = Report {
+            index: batch.then_some(b),
+            h: img.h,
+            w: img.w,
+            c: img.c,
+            sigma: args.add_noise,
+            psnr_input: None,
+            psnr_output: None,
+            ssim_input: None,
+            ssim_output: None,
+            seconds,
+        };
+        if let Some(clean) = clean.as_ref().map(|c| &c[b]) {
+            let clamped = Image::new(out.c, out.h, out.w, out.data.iter().map(|v| v.clamp(0.0, 1.0)).collect());
+            r.psnr_input = Some(metrics::psnr(&img.data, &clean.data, 1.0));
+            r.psnr_output = Some(metrics::psnr(&clamped.data, &clean.data, 1.0));
+            r.ssim_input = Some(metrics::ssim(img, clean)).filter(|v| v.is_finite());
+            r.ssim_output = Some(metrics::ssim(&clamped, clean)).filter(|v| v.is_finite());
+        }
+        outs.push(out);
+        reports.push(r);
     }
-    Ok(r)
+    if batch {
+        io::write_npy_batch(&job.output, &outs).map_err(|e| e.to_string())?;
+    } else {
+        io::write_output(&job.output, &outs[0]).map_err(|e| e.to_string())?;
+    }
+    Ok(reports)
 }
 
 impl Report {
@@ -386,6 +440,7 @@ impl Report {
         let num = |v: Option<f64>| v.filter(|x| x.is_finite());
         serde_json::json!({
             "file": job.input.display().to_string(),
+            "index": self.index,
             "output": job.output.display().to_string(),
             "height": self.h,
             "width": self.w,
@@ -401,8 +456,9 @@ impl Report {
     }
 
     fn text(&self, job: &Job) -> String {
+        let at = self.index.map(|b| format!("[{b}]")).unwrap_or_default();
         let mut s = format!(
-            "{} → {}  ({}×{}×{}",
+            "{}{at} → {}{at}  ({}×{}×{}",
             job.input.display(),
             job.output.display(),
             self.c,
