@@ -601,8 +601,8 @@ impl EnergyUNet {
             return Err(ModelError::Input(format!("tangent {} does not match the input {}", v.shape(), y.shape())));
         }
         let s = y.shape();
-        // primal and tangent activations are alive together
-        gpu.check_fits("energy UNet activations", Shape::new(2 * s.n, s.h, s.w, self.values_per_pixel()))?;
+        // the largest single buffer (primal and tangent tensors have the same shapes)
+        gpu.check_fits("energy UNet activations", Shape::new(s.n, s.h, s.w, self.values_per_pixel()))?;
         let tt = gpu.upload(Shape::new(s.n, 1, 1, 1), t);
         let cond = self.conditioning(gpu, &tt)?;
         let (_, tape) = self.forward(gpu, y, &cond.gain, true)?;
