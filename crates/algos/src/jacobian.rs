@@ -75,7 +75,12 @@ impl<'a> At<'a> {
         }
         let m = model.size_multiple();
         if !y.h.is_multiple_of(m) || !y.w.is_multiple_of(m) {
-            return Err(JacobianError::Input(format!("image {}×{} is not a multiple of {m}", y.h, y.w)));
+            return Err(JacobianError::Input(format!(
+                "the image is {}×{}, but {} needs height and width divisible by {m}: crop or pad it",
+                y.h,
+                y.w,
+                model.describe()
+            )));
         }
         if y.data.len() != y.c * y.h * y.w {
             return Err(JacobianError::Input(format!("{} values for a {}×{}×{} image", y.data.len(), y.c, y.h, y.w)));
