@@ -56,7 +56,9 @@ pub fn locked_wasm_bindgen_version(workspace: &Path) -> Result<String, String> {
 
 /// The command that installs the matching CLI.
 pub fn install_hint(version: &str) -> String {
-    format!("cargo install --locked wasm-bindgen-cli --version {version}")
+    format!(
+        "cargo install --locked wasm-bindgen-cli --version {version}\n(if --locked cannot resolve one of the CLI's dependencies in your registry, run it without --locked: only the CLI's own version must match)"
+    )
 }
 
 /// Checks that `wasm-bindgen` is on PATH with exactly `version`.
