@@ -14,7 +14,7 @@ function status(text, isError = false) {
 // Progress lines also go to the serving origin (printed by the test).
 function log(text) {
   console.log(text);
-  if (params.has("test")) fetch("/log", { method: "POST", body: text }).catch(() => {});
+  if (params.has("test") || params.has("run")) fetch("/log", { method: "POST", body: text }).catch(() => {});
 }
 
 async function fetchBytes(url) {
@@ -153,9 +153,12 @@ async function demo() {
     const seconds = (performance.now() - t0) / 1000;
     draw($("denoised"), { ...clean, data: out });
     $("denoised-cap").textContent = `denoised: PSNR ${psnr(out, clean.data).toFixed(2)} dB`;
-    status(`${model.describe()}\n${clean.h}×${clean.w}: ${seconds.toFixed(2)} s (the first run also compiles the pipelines)`);
+    const line = `${model.describe()}\n${clean.h}×${clean.w}: ${seconds.toFixed(2)} s (the first run also compiles the pipelines); PSNR ${psnr(noisy.data, clean.data).toFixed(2)} → ${psnr(out, clean.data).toFixed(2)} dB`;
+    status(line);
+    log(`demo: ${line}`);
   } catch (e) {
     status(String(e?.message ?? e), true);
+    log(`demo error: ${e?.message ?? e}`);
     console.error(e);
   } finally {
     button.disabled = false;
@@ -210,3 +213,4 @@ async function goldenTest() {
 
 $("run").addEventListener("click", demo);
 if (params.has("test")) goldenTest();
+else if (params.has("run")) demo(); // ?run=1: denoise the defaults on load
