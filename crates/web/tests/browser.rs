@@ -115,6 +115,13 @@ fn golden_denoise_in_headless_chromium() {
     let diff = r["max_abs_diff"].as_f64().expect("max_abs_diff");
     assert!(diff < TOLERANCE, "max |browser - PyTorch| = {diff:e} >= {TOLERANCE:e}");
     assert_eq!(r["repeat_max_abs_diff"].as_f64(), Some(0.0), "two runs of the same input differ");
+    // Bad inputs are JS exceptions with the library's message, and the model
+    // still works afterwards (no panic, no trap).
+    for key in ["bad_checkpoint_error", "bad_channels_error"] {
+        let msg = r[key].as_str().unwrap_or_else(|| panic!("{key}: no exception was thrown"));
+        assert!(!msg.is_empty() && !msg.contains("unreachable") && !msg.contains("panicked"), "{key}: {msg}");
+    }
+    assert_eq!(r["still_works"], true, "the model gave a different output after the errors");
     eprintln!(
         "browser vs PyTorch: max abs diff {diff:e}; denoise {:.3} s (first, with pipeline creation), {:.3} s (second); adapter {}",
         r["seconds"].as_f64().unwrap_or(f64::NAN),

@@ -174,7 +174,7 @@ async function goldenTest() {
     log("test: opening WebGPU");
     result.adapter = await start();
     log(`test: adapter ${result.adapter}`);
-    const meta = await (await fetch(`/golden/${name}/meta.json`)).json();
+    const meta = JSON.parse(new TextDecoder().decode(await fetchBytes(`/golden/${name}/meta.json`)));
     const ckpt = await fetchBytes(`/shared/checkpoints/${meta.checkpoint}`);
     const model = Model.load(ckpt, meta.checkpoint);
     result.model = model.describe();
@@ -199,6 +199,11 @@ async function goldenTest() {
     if (!Number.isFinite(max)) throw new Error("the output has non-finite values");
     result.repeat_max_abs_diff = repeat;
     result.shape = [c, h, w];
+    // Errors must reach JS as exceptions with a message (not a wasm trap).
+    const message = (f) => { try { f(); return null; } catch (e) { return String(e?.message ?? e); } };
+    result.bad_checkpoint_error = message(() => Model.load(new Uint8Array([1, 2, 3, 4]), "garbage.pt"));
+    result.bad_channels_error = await model.denoise(3, h, w, new Float32Array(3 * h * w)).then(() => null, (e) => String(e?.message ?? e));
+    result.still_works = (await model.denoise(c, h, w, input.data)).every((v, i) => v === out[i]);
     result.ok = true;
     draw($("noisy"), { c, h, w, data: input.data });
     draw($("denoised"), { c, h, w, data: out });
@@ -208,6 +213,7 @@ async function goldenTest() {
     result.error = String(e?.stack ?? e?.message ?? e);
   }
   status(JSON.stringify(result, null, 1), !result.ok);
+  window.priorPosted = true;
   await fetch("/result", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(result) });
 }
 
