@@ -219,8 +219,16 @@ fn run_web(args: WebArgs) -> Result<(), String> {
         println!("serve it with: cargo xtask web --serve   (the page loads its defaults from /shared/... and /golden/...)");
         return Ok(());
     }
-    let server = web::Server::start(www, root.join("tests/golden"), web::shared_dir(&root), args.port)?;
-    println!("serving http://127.0.0.1:{}/  (golden check: http://127.0.0.1:{}/?test=1); Ctrl-C stops", server.port, server.port);
+    let server = web::Server::start(
+        www,
+        root.join("tests/golden"),
+        web::shared_dir(&root),
+        args.port,
+    )?;
+    println!(
+        "serving http://127.0.0.1:{}/  (golden check: http://127.0.0.1:{}/?test=1); Ctrl-C stops",
+        server.port, server.port
+    );
     while let Ok(web::Posted::Result(json)) = server.posted.recv() {
         println!("result: {json}");
     }

@@ -42,16 +42,23 @@ pub fn shared_dir(workspace: &Path) -> PathBuf {
 /// The wasm-bindgen crate version in Cargo.lock (the CLI must match it exactly).
 pub fn locked_wasm_bindgen_version(workspace: &Path) -> Result<String, String> {
     let lock_path = workspace.join("Cargo.lock");
-    let lock = std::fs::read_to_string(&lock_path).map_err(|e| format!("cannot read {}: {e}", lock_path.display()))?;
+    let lock = std::fs::read_to_string(&lock_path)
+        .map_err(|e| format!("cannot read {}: {e}", lock_path.display()))?;
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
         if line.trim() == "name = \"wasm-bindgen\"" {
-            if let Some(v) = lines.next().and_then(|l| l.trim().strip_prefix("version = \"")) {
+            if let Some(v) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+            {
                 return Ok(v.trim_end_matches('"').to_string());
             }
         }
     }
-    Err(format!("no wasm-bindgen package in {}", lock_path.display()))
+    Err(format!(
+        "no wasm-bindgen package in {}",
+        lock_path.display()
+    ))
 }
 
 /// The command that installs the matching CLI.
@@ -90,10 +97,21 @@ pub fn build(workspace: &Path) -> Result<PathBuf, String> {
     check_wasm_bindgen_cli(&version)?;
     let target = web_target_dir(workspace);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("web: cargo build --release --target wasm32-unknown-unknown -p prior-web (target dir {})", target.display());
+    eprintln!(
+        "web: cargo build --release --target wasm32-unknown-unknown -p prior-web (target dir {})",
+        target.display()
+    );
     let status = Command::new(&cargo)
         .current_dir(workspace)
-        .args(["build", "--locked", "--release", "--target", "wasm32-unknown-unknown", "-p", "prior-web"])
+        .args([
+            "build",
+            "--locked",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "-p",
+            "prior-web",
+        ])
         .env("CARGO_TARGET_DIR", &target)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -113,19 +131,30 @@ pub fn build(workspace: &Path) -> Result<PathBuf, String> {
         .status()
         .map_err(|e| format!("cannot run wasm-bindgen: {e}"))?;
     if !status.success() {
-        return Err(format!("wasm-bindgen failed on {} ({status})", wasm.display()));
+        return Err(format!(
+            "wasm-bindgen failed on {} ({status})",
+            wasm.display()
+        ));
     }
     let page = workspace.join("crates/web/www");
-    let entries = std::fs::read_dir(&page).map_err(|e| format!("cannot list {}: {e}", page.display()))?;
+    let entries =
+        std::fs::read_dir(&page).map_err(|e| format!("cannot list {}: {e}", page.display()))?;
     for entry in entries {
         let path = entry.map_err(|e| e.to_string())?.path();
         if path.is_file() {
             let dst = www.join(path.file_name().unwrap());
-            std::fs::copy(&path, &dst).map_err(|e| format!("cannot copy {} to {}: {e}", path.display(), dst.display()))?;
+            std::fs::copy(&path, &dst)
+                .map_err(|e| format!("cannot copy {} to {}: {e}", path.display(), dst.display()))?;
         }
     }
-    let size = std::fs::metadata(pkg.join("prior_web_bg.wasm")).map(|m| m.len()).unwrap_or(0);
-    eprintln!("web: page and bundle in {} (wasm {:.1} MiB)", www.display(), size as f64 / (1 << 20) as f64);
+    let size = std::fs::metadata(pkg.join("prior_web_bg.wasm"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    eprintln!(
+        "web: page and bundle in {} (wasm {:.1} MiB)",
+        www.display(),
+        size as f64 / (1 << 20) as f64
+    );
     Ok(www)
 }
 
@@ -144,11 +173,21 @@ pub struct Server {
 impl Server {
     /// Serves `www` at `/`, `golden` at `/golden/` and `shared` at `/shared/`
     /// on 127.0.0.1:`port` (0: any free port).
-    pub fn start(www: PathBuf, golden: PathBuf, shared: PathBuf, port: u16) -> Result<Server, String> {
-        let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    pub fn start(
+        www: PathBuf,
+        golden: PathBuf,
+        shared: PathBuf,
+        port: u16,
+    ) -> Result<Server, String> {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let (tx, rx) = mpsc::channel();
-        let roots = std::sync::Arc::new(Roots { www, golden, shared });
+        let roots = std::sync::Arc::new(Roots {
+            www,
+            golden,
+            shared,
+        });
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (tx, roots) = (tx.clone(), roots.clone());
@@ -195,7 +234,12 @@ fn resolve(roots: &Roots, url_path: &str) -> Option<PathBuf> {
     let rest = if rest.is_empty() { "index.html" } else { rest };
     let mut path = root.clone();
     for part in rest.split('/') {
-        if part.is_empty() || part == "." || part == ".." || part.contains('\\') || part.contains('%') {
+        if part.is_empty()
+            || part == "."
+            || part == ".."
+            || part.contains('\\')
+            || part.contains('%')
+        {
             return None;
         }
         path.push(part);
@@ -203,7 +247,13 @@ fn resolve(roots: &Roots, url_path: &str) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &[u8], head: bool) -> std::io::Result<()> {
+fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &[u8],
+    head: bool,
+) -> std::io::Result<()> {
     write!(
         stream,
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
@@ -241,7 +291,13 @@ fn handle(mut stream: TcpStream, roots: &Roots, tx: &mpsc::Sender<Posted>) -> st
                 let body = std::fs::read(&file)?;
                 respond(&mut stream, "200 OK", mime(&file), &body, method == "HEAD")
             }
-            None => respond(&mut stream, "404 Not Found", "text/plain", format!("not found: {path}\n").as_bytes(), false),
+            None => respond(
+                &mut stream,
+                "404 Not Found",
+                "text/plain",
+                format!("not found: {path}\n").as_bytes(),
+                false,
+            ),
         },
         "POST" if path == "/result" || path == "/log" => {
             let mut body = vec![0u8; content_length.min(1 << 20)];
@@ -255,6 +311,12 @@ fn handle(mut stream: TcpStream, roots: &Roots, tx: &mpsc::Sender<Posted>) -> st
             }
             Ok(())
         }
-        _ => respond(&mut stream, "405 Method Not Allowed", "text/plain", b"GET, HEAD, or POST /result or /log\n", false),
+        _ => respond(
+            &mut stream,
+            "405 Method Not Allowed",
+            "text/plain",
+            b"GET, HEAD, or POST /result or /log\n",
+            false,
+        ),
     }
 }

@@ -44,11 +44,23 @@ fn describe_adapter(gpu: &Gpu) -> String {
     let a = &gpu.adapter;
     format!(
         "{} ({}, {}{}{})",
-        if a.name.is_empty() { "unnamed adapter" } else { &a.name },
+        if a.name.is_empty() {
+            "unnamed adapter"
+        } else {
+            &a.name
+        },
         a.backend,
         a.device_type,
-        if a.driver.is_empty() { String::new() } else { format!(", {}", a.driver) },
-        if gpu.has_subgroups() { ", subgroups" } else { ", no subgroups" },
+        if a.driver.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", a.driver)
+        },
+        if gpu.has_subgroups() {
+            ", subgroups"
+        } else {
+            ", no subgroups"
+        },
     )
 }
 
@@ -61,7 +73,9 @@ fn install_panic_hook() {
     }
     static ONCE: std::sync::Once = std::sync::Once::new();
     // A panic aborts the module with "unreachable"; print its message first.
-    ONCE.call_once(|| std::panic::set_hook(Box::new(|info| error(&format!("prior panicked: {info}")))));
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| error(&format!("prior panicked: {info}"))))
+    });
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -75,10 +89,15 @@ pub async fn init() -> Result<String, JsError> {
     if let Some(g) = GPU.with(|g| g.borrow().clone()) {
         return Ok(describe_adapter(&g));
     }
-    let options = GpuOptions { backends: Some(wgpu::Backends::BROWSER_WEBGPU), ..Default::default() };
-    let gpu = Gpu::new(options)
-        .await
-        .map_err(|e| JsError::new(&format!("prior: no WebGPU device ({e}); is WebGPU enabled in this browser?")))?;
+    let options = GpuOptions {
+        backends: Some(wgpu::Backends::BROWSER_WEBGPU),
+        ..Default::default()
+    };
+    let gpu = Gpu::new(options).await.map_err(|e| {
+        JsError::new(&format!(
+            "prior: no WebGPU device ({e}); is WebGPU enabled in this browser?"
+        ))
+    })?;
     let text = describe_adapter(&gpu);
     GPU.with(|g| *g.borrow_mut() = Some(Rc::new(gpu)));
     Ok(text)
@@ -103,7 +122,9 @@ impl Model {
             WeightBlob::from_bytes_at(bytes, origin).map_err(js_err)?
         };
         let model = prior_models::load(&gpu, &blob).map_err(js_err)?;
-        Ok(Model { model: Rc::from(model) })
+        Ok(Model {
+            model: Rc::from(model),
+        })
     }
 
     /// Architecture, variant and source of the weights.
@@ -131,8 +152,15 @@ impl Model {
         let data = data.to_vec();
         future_to_promise(async move {
             let gpu = gpu()?;
-            let img = Planar { c, h, w, data: &data };
-            let out = apply_image(&gpu, &*model, img, Apply::Denoise).await.map_err(js_err)?;
+            let img = Planar {
+                c,
+                h,
+                w,
+                data: &data,
+            };
+            let out = apply_image(&gpu, &*model, img, Apply::Denoise)
+                .await
+                .map_err(js_err)?;
             Ok(Float32Array::from(out.as_slice()).into())
         })
     }

@@ -42,14 +42,21 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 const TOLERANCE: f64 = 1e-4;
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 fn chromium() -> Result<PathBuf, String> {
-    let candidates: Vec<PathBuf> = match std::env::var_os("PRIOR_CHROMIUM").filter(|s| !s.is_empty()) {
-        Some(p) => vec![PathBuf::from(p)],
-        None => ["/usr/bin/chromium", "/usr/bin/chromium-browser"].iter().map(PathBuf::from).collect(),
-    };
+    let candidates: Vec<PathBuf> =
+        match std::env::var_os("PRIOR_CHROMIUM").filter(|s| !s.is_empty()) {
+            Some(p) => vec![PathBuf::from(p)],
+            None => ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+        };
     candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
         "headless Chromium is not installed: apt-get install -y chromium (or set PRIOR_CHROMIUM to its path)".to_string()
     })
@@ -61,7 +68,9 @@ struct Browser(Child);
 impl Drop for Browser {
     fn drop(&mut self) {
         let pid = self.0.id();
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -74,7 +83,8 @@ fn golden_denoise_in_headless_chromium() {
         return;
     }
     let root = workspace();
-    let chromium = chromium().unwrap_or_else(|e| panic!("{e}\n(PRIOR_SKIP_BROWSER=1 skips this test)"));
+    let chromium =
+        chromium().unwrap_or_else(|e| panic!("{e}\n(PRIOR_SKIP_BROWSER=1 skips this test)"));
     let shared = web::shared_dir(&root);
     assert!(
         shared.join("checkpoints").is_dir(),
@@ -83,12 +93,18 @@ fn golden_denoise_in_headless_chromium() {
     );
 
     let t = Instant::now();
-    let www = web::build(&root).unwrap_or_else(|e| panic!("{e}\n(PRIOR_SKIP_BROWSER=1 skips this test)"));
+    let www =
+        web::build(&root).unwrap_or_else(|e| panic!("{e}\n(PRIOR_SKIP_BROWSER=1 skips this test)"));
     eprintln!("bundle built in {:.1} s", t.elapsed().as_secs_f64());
 
-    let server = web::Server::start(www, root.join("tests/golden"), shared, 0).expect("local HTTP server");
+    let server =
+        web::Server::start(www, root.join("tests/golden"), shared, 0).expect("local HTTP server");
     let url = format!("http://127.0.0.1:{}/?test=1", server.port);
-    let profile = std::env::temp_dir().join(format!("prior-web-chromium-{}-{}", std::process::id(), server.port));
+    let profile = std::env::temp_dir().join(format!(
+        "prior-web-chromium-{}-{}",
+        std::process::id(),
+        server.port
+    ));
     let _ = std::fs::remove_dir_all(&profile);
     let t = Instant::now();
     let mut cmd = Command::new(&chromium);
@@ -99,7 +115,10 @@ fn golden_denoise_in_headless_chromium() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let browser = Browser(cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display())));
+    let browser = Browser(
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display())),
+    );
     eprintln!("opened {url} in {}", chromium.display());
 
     let posted = server.posted.recv_timeout(TIMEOUT);
@@ -107,21 +126,42 @@ fn golden_denoise_in_headless_chromium() {
     let _ = std::fs::remove_dir_all(&profile);
     let json = match posted {
         Ok(web::Posted::Result(json)) => json,
-        Err(_) => panic!("no result from the page within {} s (see the [page] lines above)", TIMEOUT.as_secs()),
+        Err(_) => panic!(
+            "no result from the page within {} s (see the [page] lines above)",
+            TIMEOUT.as_secs()
+        ),
     };
-    eprintln!("page result after {:.1} s: {json}", t.elapsed().as_secs_f64());
+    eprintln!(
+        "page result after {:.1} s: {json}",
+        t.elapsed().as_secs_f64()
+    );
     let r: serde_json::Value = serde_json::from_str(&json).expect("the page posts JSON");
     assert_eq!(r["ok"], true, "the page failed: {}", r["error"]);
     let diff = r["max_abs_diff"].as_f64().expect("max_abs_diff");
-    assert!(diff < TOLERANCE, "max |browser - PyTorch| = {diff:e} >= {TOLERANCE:e}");
-    assert_eq!(r["repeat_max_abs_diff"].as_f64(), Some(0.0), "two runs of the same input differ");
+    assert!(
+        diff < TOLERANCE,
+        "max |browser - PyTorch| = {diff:e} >= {TOLERANCE:e}"
+    );
+    assert_eq!(
+        r["repeat_max_abs_diff"].as_f64(),
+        Some(0.0),
+        "two runs of the same input differ"
+    );
     // Bad inputs are JS exceptions with the library's message, and the model
     // still works afterwards (no panic, no trap).
     for key in ["bad_checkpoint_error", "bad_channels_error"] {
-        let msg = r[key].as_str().unwrap_or_else(|| panic!("{key}: no exception was thrown"));
-        assert!(!msg.is_empty() && !msg.contains("unreachable") && !msg.contains("panicked"), "{key}: {msg}");
+        let msg = r[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}: no exception was thrown"));
+        assert!(
+            !msg.is_empty() && !msg.contains("unreachable") && !msg.contains("panicked"),
+            "{key}: {msg}"
+        );
     }
-    assert_eq!(r["still_works"], true, "the model gave a different output after the errors");
+    assert_eq!(
+        r["still_works"], true,
+        "the model gave a different output after the errors"
+    );
     eprintln!(
         "browser vs PyTorch: max abs diff {diff:e}; denoise {:.3} s (first, with pipeline creation), {:.3} s (second); adapter {}",
         r["seconds"].as_f64().unwrap_or(f64::NAN),
