@@ -4,6 +4,13 @@
 //! authors' PyTorch checkpoints (zip or legacy `torch.save`) into a weight
 //! blob (`weights/README.md`); `cargo xtask import-weights --all` converts
 //! every checkpoint under `../shared/checkpoints`.
+//!
+//! `cargo xtask web [--serve] [--port N]` builds the browser bundle of
+//! `crates/web` (wasm32 + wasm-bindgen) next to its page under
+//! `target/web/www`, and with `--serve` serves it with the test data
+//! (see `web.rs`).
+
+mod web;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +31,19 @@ struct Cli {
 enum Task {
     /// Convert PyTorch checkpoints (zip or legacy torch.save) into safetensors weight blobs.
     ImportWeights(ImportArgs),
+    /// Build the browser bundle and demo page (crates/web) under target/web/www; --serve serves it.
+    Web(WebArgs),
+}
+
+#[derive(Args)]
+struct WebArgs {
+    /// After building, serve the page, tests/golden and ../shared on 127.0.0.1.
+    #[arg(long)]
+    serve: bool,
+
+    /// Port for --serve.
+    #[arg(long, default_value_t = 8000, requires = "serve")]
+    port: u16,
 }
 
 #[derive(Args)]
@@ -191,10 +211,35 @@ fn run_import(args: ImportArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn run_web(args: WebArgs) -> Result<(), String> {
+    let root = workspace_root();
+    let www = web::build(&root)?;
+    if !args.serve {
+        println!("{}", www.display());
+        println!("serve it with: cargo xtask web --serve   (the page loads its defaults from /shared/... and /golden/...)");
+        return Ok(());
+    }
+    let server = web::Server::start(
+        www,
+        root.join("tests/golden"),
+        web::shared_dir(&root),
+        args.port,
+    )?;
+    println!(
+        "serving http://127.0.0.1:{}/  (golden check: http://127.0.0.1:{}/?test=1); Ctrl-C stops",
+        server.port, server.port
+    );
+    while let Ok(web::Posted::Result(json)) = server.posted.recv() {
+        println!("result: {json}");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::ImportWeights(args) => run_import(args),
+        Task::Web(args) => run_web(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
