@@ -89,20 +89,40 @@ fn block_up(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     y[j] = a[((n * hs + row / p.s) * ws + x / p.s) * p.c + c] / f32(p.s);
 }
 
+// Both mat-vecs give each invocation one row (column) of A for up to four
+// samples at once (p.n samples, p.len = ceil(n/4)·rows (cols) invocations):
+// A, the large operand, is read once per four samples instead of once per
+// sample. Lanes past the last sample reuse its data and write nothing.
+fn sample_bases(s0: u32, stride: u32) -> vec4<u32> {
+    let last = p.n - 1u;
+    return vec4<u32>(s0, min(s0 + 1u, last), min(s0 + 2u, last), min(s0 + 3u, last)) * stride;
+}
+
+fn store4(acc: vec4<f32>, s0: u32, width: u32, i: u32) {
+    for (var q = 0u; q < 4u; q++) {
+        if (s0 + q < p.n) { y[(s0 + q) * width + i] = acc[q]; }
+    }
+}
+
 // a = A (rows × cols), b = x (n × cols); y (n × rows).
 @compute @workgroup_size(64)
 fn matvec(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = index(gid, nwg);
     if (j >= p.len) { return; }
     let r = j % p.rows;
-    let s = j / p.rows;
-    var acc = 0.0;
+    let s0 = (j / p.rows) * 4u;
+    let xb = sample_bases(s0, p.cols);
     let ra = r * p.cols;
-    let xb = s * p.cols;
-    for (var k = 0u; k < p.cols; k++) {
-        acc += a[ra + k] * b[xb + k];
+    var acc = vec4<f32>(0.0);
+    if (s0 + 1u == p.n) {
+        // a lone sample: the scalar loop (no wasted lanes)
+        for (var k = 0u; k < p.cols; k++) { acc.x += a[ra + k] * b[xb.x + k]; }
+    } else {
+        for (var k = 0u; k < p.cols; k++) {
+            acc += a[ra + k] * vec4<f32>(b[xb.x + k], b[xb.y + k], b[xb.z + k], b[xb.w + k]);
+        }
     }
-    y[j] = acc;
+    store4(acc, s0, p.rows, r);
 }
 
 // a = A (rows × cols), b = x (n × rows); y (n × cols).
@@ -111,13 +131,17 @@ fn matvec_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let j = index(gid, nwg);
     if (j >= p.len) { return; }
     let k = j % p.cols;
-    let s = j / p.cols;
-    var acc = 0.0;
-    let xb = s * p.rows;
-    for (var r = 0u; r < p.rows; r++) {
-        acc += a[r * p.cols + k] * b[xb + r];
+    let s0 = (j / p.cols) * 4u;
+    let xb = sample_bases(s0, p.rows);
+    var acc = vec4<f32>(0.0);
+    if (s0 + 1u == p.n) {
+        for (var r = 0u; r < p.rows; r++) { acc.x += a[r * p.cols + k] * b[xb.x + r]; }
+    } else {
+        for (var r = 0u; r < p.rows; r++) {
+            acc += a[r * p.cols + k] * vec4<f32>(b[xb.x + r], b[xb.y + r], b[xb.z + r], b[xb.w + r]);
+        }
     }
-    y[j] = acc;
+    store4(acc, s0, p.cols, k);
 }
 
 // a = x ([n, h, w, C] real or [n, h, w, 2C] complex), b = twiddles of the

@@ -97,8 +97,9 @@ pub fn matvec(gpu: &Gpu, a: &Tensor, rows: usize, cols: usize, x: &Tensor) -> Re
     }
     let n = x.numel() / cols;
     let y = gpu.empty(Shape::new(n, 1, 1, rows));
-    let p = Params { len: (n * rows) as u32, rows: rows as u32, cols: cols as u32, ..Default::default() };
-    launch(gpu, &MATVEC, p, [a, x, x], &y, n * rows);
+    let inv = n.div_ceil(4) * rows;
+    let p = Params { len: inv as u32, n: n as u32, rows: rows as u32, cols: cols as u32, ..Default::default() };
+    launch(gpu, &MATVEC, p, [a, x, x], &y, inv);
     Ok(y)
 }
 
@@ -109,8 +110,9 @@ pub fn matvec_t(gpu: &Gpu, a: &Tensor, rows: usize, cols: usize, x: &Tensor) -> 
     }
     let n = x.numel() / rows;
     let y = gpu.empty(Shape::new(n, 1, 1, cols));
-    let p = Params { len: (n * cols) as u32, rows: rows as u32, cols: cols as u32, ..Default::default() };
-    launch(gpu, &MATVEC_T, p, [a, x, x], &y, n * cols);
+    let inv = n.div_ceil(4) * cols;
+    let p = Params { len: inv as u32, n: n as u32, rows: rows as u32, cols: cols as u32, ..Default::default() };
+    launch(gpu, &MATVEC_T, p, [a, x, x], &y, inv);
     Ok(y)
 }
 

@@ -38,13 +38,18 @@ fn matvec_both_ways_match_cpu() {
     let (rows, cols) = (37, 23);
     let a = rand_vec(rows * cols, 4);
     let ta = g.upload(Shape::vector(rows * cols), &a);
+    // sample counts around the kernels' groups of four (a partial group, one, several)
+    for n in [1usize, 3, 4, 9] {
+        let x = rand_vec(n * cols, 5 + n as u64);
+        let y = measure::matvec(g, &ta, rows, cols, &g.upload(Shape::new(n, 1, 1, cols), &x)).unwrap();
+        assert_eq!(y.shape(), Shape::new(n, 1, 1, rows));
+        assert!(max_abs_diff(&read(&y), &cpu::matvec(&a, rows, cols, &x)) <= 1e-5, "matvec, {n} samples");
+        let u = rand_vec(n * rows, 6 + n as u64);
+        let y = measure::matvec_t(g, &ta, rows, cols, &g.upload(Shape::new(n, 1, 1, rows), &u)).unwrap();
+        assert_eq!(y.shape(), Shape::new(n, 1, 1, cols));
+        assert!(max_abs_diff(&read(&y), &cpu::matvec_t(&a, rows, cols, &u)) <= 1e-5, "matvec_t, {n} samples");
+    }
     let x = rand_vec(3 * cols, 5);
-    let y = measure::matvec(g, &ta, rows, cols, &g.upload(Shape::new(3, 1, 1, cols), &x)).unwrap();
-    assert_eq!(y.shape(), Shape::new(3, 1, 1, rows));
-    assert!(max_abs_diff(&read(&y), &cpu::matvec(&a, rows, cols, &x)) <= 1e-5);
-    let u = rand_vec(2 * rows, 6);
-    let y = measure::matvec_t(g, &ta, rows, cols, &g.upload(Shape::new(2, 1, 1, rows), &u)).unwrap();
-    assert!(max_abs_diff(&read(&y), &cpu::matvec_t(&a, rows, cols, &u)) <= 1e-5);
     assert!(measure::matvec(g, &ta, rows, cols + 1, &g.upload(Shape::vector(cols), &x[..cols])).is_err());
 }
 
