@@ -26,6 +26,7 @@ prepare() {
     grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo /.device/ >>.git/info/exclude
     grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo /.gl/ >>.git/info/exclude
     rm -rf .device && mkdir -p .device/bin .device/shared
+    git describe --always --dirty >.device/commit
     cargo bench --locked --no-run --message-format=json 2>/dev/null |
         python3 -c '
 import json, sys, shutil
@@ -34,7 +35,10 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and "bench" in m["target"]["kind"]:
         shutil.copy(m["executable"], ".device/bin/" + m["target"]["name"])
 '
-    for b in $BENCHES; do
+    # the CLI too: `prior devices` heads the report (which adapters wgpu sees there)
+    cargo build --locked --release -p prior-cli
+    cp "${CARGO_TARGET_DIR:-target}/release/prior" .device/bin/prior
+    for b in $BENCHES prior; do
         test -x ".device/bin/$b" || { echo "bench binary $b was not built"; exit 1; }
         strip ".device/bin/$b"
         gzip -9 ".device/bin/$b"
@@ -72,10 +76,13 @@ run() {
     export PYTHONUNBUFFERED=1
     local limit="${PRIOR_BENCH_TIMEOUT:-100}"
     mkdir -p /tmp/prior-bin
-    for b in $BENCHES; do gunzip -c ".device/bin/$b.gz" >"/tmp/prior-bin/$b" && chmod +x "/tmp/prior-bin/$b"; done
+    for b in $BENCHES prior; do gunzip -c ".device/bin/$b.gz" >"/tmp/prior-bin/$b" && chmod +x "/tmp/prior-bin/$b"; done
     {
         echo "# prior benches on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo 'unknown GPU')"
-        echo "# $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), PyTorch $(python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0))' 2>&1)"
+        echo "# $(date -u +%FT%TZ), commit $(cat .device/commit 2>/dev/null || echo '?'), PyTorch $(python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "without CUDA")' 2>&1)"
+        echo
+        echo "== prior devices"
+        /tmp/prior-bin/prior devices 2>&1 | grep -v XDG_RUNTIME_DIR
         for b in $BENCHES; do
             echo
             echo "== $b"
