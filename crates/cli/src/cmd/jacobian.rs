@@ -370,6 +370,8 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
         }
     }
 
+    // The model as analysed above (the sweep below sets t per level).
+    let described = model.describe();
     // Effective dimensionality against σ.
     let mut sweep = Vec::new();
     for &s in &args.sigmas {
@@ -411,7 +413,7 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
     if args.json {
         let summary = json!({
             "input": args.input.display().to_string(),
-            "model": model.describe(),
+            "model": described,
             "shape": [img.c, img.h, img.w],
             "n": n,
             "sigma255": args.add_noise,
@@ -435,7 +437,7 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
         println!("{summary}");
     } else {
         let pm = |se: Option<f64>| se.map(|s| format!(" ± {s:.2}")).unwrap_or_default();
-        println!("{} on {}×{}×{} (N = {n}) — {}", model.describe(), img.c, img.h, img.w, args.input.display());
+        println!("{described} on {}×{}×{} (N = {n}) — {}", img.c, img.h, img.w, args.input.display());
         let method = if args.full { "dense Jacobian" } else { "matrix free" };
         if sweep_only {
             println!("  {method}, {} noise levels in {secs_total:.1} s on {}", sweep.len(), gpu.adapter.name);
