@@ -14,4 +14,4 @@ pub mod rcnn;
 pub mod tiling;
 pub mod unet_small;
 
-pub use denoiser::{load, load_path, Denoiser, ModelError};
+pub use denoiser::{load, load_path, Conditioning, Denoiser, ModelError, Noise};

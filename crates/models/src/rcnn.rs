@@ -11,7 +11,7 @@ use prior_ops::elementwise;
 use serde_json::Value;
 
 use crate::blob::WeightBlob;
-use crate::denoiser::{Denoiser, ModelError, Result};
+use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 use crate::unet_small::{bias, check_tangent, hw, invalid, weight4, Layer};
 
 pub struct Rcnn {
@@ -123,7 +123,7 @@ impl Denoiser for Rcnn {
     fn parameters(&self) -> usize {
         self.params
     }
-    fn denoise(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+    fn denoise(&self, gpu: &Gpu, y: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         let mut prev = y.clone();
         for _ in 0..self.stages {
@@ -135,7 +135,7 @@ impl Denoiser for Rcnn {
         }
         Ok(prev)
     }
-    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor) -> Result<Tensor> {
+    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         check_tangent(y, v)?;
         let acts = self.trace(gpu, y)?;
@@ -149,7 +149,7 @@ impl Denoiser for Rcnn {
         }
         Ok(dprev)
     }
-    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor) -> Result<Tensor> {
+    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         check_tangent(y, u)?;
         let acts = self.trace(gpu, y)?;

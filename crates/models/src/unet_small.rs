@@ -24,7 +24,7 @@ use prior_ops::elementwise;
 use serde_json::Value;
 
 use crate::blob::WeightBlob;
-use crate::denoiser::{Denoiser, ModelError, Result};
+use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 
 /// The forward operator of a [`Layer`].
 pub enum Op {
@@ -373,7 +373,7 @@ impl Denoiser for UnetSmall {
     fn parameters(&self) -> usize {
         self.params
     }
-    fn denoise(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+    fn denoise(&self, gpu: &Gpu, y: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         let (pad, crop) = self.pads(gpu, y)?;
         let t = self.trace(gpu, y, pad.as_ref())?;
@@ -386,7 +386,7 @@ impl Denoiser for UnetSmall {
             None => Ok(out),
         }
     }
-    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor) -> Result<Tensor> {
+    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         check_tangent(y, v)?;
         let (pad, crop) = self.pads(gpu, y)?;
@@ -413,7 +413,7 @@ impl Denoiser for UnetSmall {
             None => Ok(out),
         }
     }
-    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor) -> Result<Tensor> {
+    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         check_tangent(y, u)?;
         let (pad, crop) = self.pads(gpu, y)?;
