@@ -131,6 +131,7 @@ fn coeffs(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     let measured = sqrt(scratch[0] / f32(p.per_sample));
     var sigma = measured;
     if (p.mode == 1u) { sigma = out[o + 6u]; }
+    if (p.mode == 2u) { sigma = sqrt(b[s]); }
     out[o] = sigma;
     out[o + 7u] = measured;
     // `!(σ <= σ_max)` is also true for NaN.

@@ -270,7 +270,10 @@ where
     let mut measured = vec![0.0f32; shape.n];
     let mut loop_iterations = 0;
     for t in 1..=params.max_iters {
-        let var = kernels::variance(gpu, &state)?;
+        let var = match params.schedule {
+            Schedule::Estimated => prior_ops::noise_estimate::noise_variance(gpu, &y)?,
+            _ => kernels::variance(gpu, &state)?,
+        };
         let f = residual(gpu, &y, Noise::Variance(&var))?;
         if f.shape() != shape {
             return Err(SamplerError::Invalid(format!("the residual function returned {} for {shape}", f.shape())));
@@ -297,7 +300,7 @@ where
             sigma_max: bound,
             schedule: params.schedule,
         };
-        kernels::coefficients(gpu, &d, &state, &step)?;
+        kernels::coefficients_with(gpu, &d, &state, &step, Some(&var))?;
         kernels::update(gpu, &y, &d, &state, rng::key(params.seed, t as u32))?;
         loop_iterations = t;
         if t % params.check_every != 0 && t != params.max_iters {
@@ -324,7 +327,10 @@ where
             break;
         }
     }
-    let var = kernels::variance(gpu, &state)?;
+    let var = match params.schedule {
+        Schedule::Estimated => prior_ops::noise_estimate::noise_variance(gpu, &y)?,
+        _ => kernels::variance(gpu, &state)?,
+    };
     let f = residual(gpu, &y, Noise::Variance(&var))?;
     let x = prior_ops::elementwise::sub(gpu, &y, &f)?;
     let st = gpu.read(&state).await?;

@@ -50,6 +50,11 @@ pub enum Schedule {
     /// a calibrated estimate; ‖d_t‖/√N is still measured and reported
     /// ([`field::MEASURED`]), and divergence is judged on it.
     Recursion,
+    /// σ_t = the blind estimate of the iterate's own noise level
+    /// ([`crate::noise_estimate`], Donoho's MAD on the finest diagonal Haar
+    /// details), computed on the GPU before each call; the model is given
+    /// σ_t², so its conditioning tracks the noise actually present.
+    Estimated,
 }
 
 /// Sample status codes in the state.
@@ -193,6 +198,12 @@ fn groups_per_sample(per_sample: usize) -> u32 {
 /// coefficients (h_t, γ_t), or (0, 0) for a sample that has stopped or
 /// diverges now, and the level of the next call.
 pub fn coefficients(gpu: &Gpu, d: &Tensor, state: &Tensor, step: &Step) -> Result<()> {
+    coefficients_with(gpu, d, state, step, None)
+}
+
+/// [`coefficients`], with the per-sample noise variances `estimated`
+/// (`[n, 1, 1, 1]`) that [`Schedule::Estimated`] takes σ_t from.
+pub fn coefficients_with(gpu: &Gpu, d: &Tensor, state: &Tensor, step: &Step, estimated: Option<&Tensor>) -> Result<()> {
     let shape = d.shape();
     if state.numel() != shape.n * STATE {
         return Err(GpuError::Shape { op: "sampler coefficients", detail: format!("state {state:?} for {} samples", shape.n) });
@@ -211,11 +222,19 @@ pub fn coefficients(gpu: &Gpu, d: &Tensor, state: &Tensor, step: &Step) -> Resul
         mode: match step.schedule {
             Schedule::Measured => 0,
             Schedule::Recursion => 1,
+            Schedule::Estimated => 2,
         },
         ..base(shape)
     };
     gpu.launch(&SQ_PARTIAL, &[], bytemuck::bytes_of(&p), &[d, &s, &s, &s, &partials], [groups, shape.n as u32, 1]);
-    gpu.launch(&COEFFS, &[], bytemuck::bytes_of(&p), &[&partials, &s, &s, &s, state], [shape.n as u32, 1, 1]);
+    let est = match (step.schedule, estimated) {
+        (Schedule::Estimated, Some(t)) if t.numel() == shape.n => t,
+        (Schedule::Estimated, _) => {
+            return Err(GpuError::Shape { op: "sampler coefficients", detail: format!("the estimated schedule needs {} noise variances", shape.n) })
+        }
+        _ => &s,
+    };
+    gpu.launch(&COEFFS, &[], bytemuck::bytes_of(&p), &[&partials, est, &s, &s, state], [shape.n as u32, 1, 1]);
     Ok(())
 }
 

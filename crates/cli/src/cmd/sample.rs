@@ -60,6 +60,7 @@ pub enum ScheduleFlag {
     Auto,
     Measured,
     Recursion,
+    Estimated,
 }
 
 impl ScheduleFlag {
@@ -68,6 +69,7 @@ impl ScheduleFlag {
         match (self, c) {
             (ScheduleFlag::Measured, _) | (ScheduleFlag::Auto, Conditioning::Blind) => Schedule::Measured,
             (ScheduleFlag::Recursion, _) | (ScheduleFlag::Auto, Conditioning::NoiseVariance) => Schedule::Recursion,
+            (ScheduleFlag::Estimated, _) => Schedule::Estimated,
         }
     }
 }
@@ -277,9 +279,7 @@ pub(crate) fn drive(
             let worst = p.sigmas.iter().copied().fold(0.0f32, f32::max);
             let measured = match params.schedule {
                 Schedule::Measured => String::new(),
-                Schedule::Recursion => {
-                    format!(", measured {:.4}", p.measured.iter().copied().fold(0.0f32, f32::max))
-                }
+                _ => format!(", measured {:.4}", p.measured.iter().copied().fold(0.0f32, f32::max)),
             };
             bar.set_position(p.iteration as u64);
             bar.set_message(if shape.n == 1 {
@@ -341,6 +341,7 @@ pub(crate) fn summary_json(d: &Driven, shape: Shape, params: &SamplerParams, ada
         json!(match params.schedule {
             Schedule::Measured => "measured",
             Schedule::Recursion => "recursion",
+            Schedule::Estimated => "estimated",
         }),
     );
     m.insert("converged".into(), if one { json!(r.converged[0]) } else { json!(r.converged) });
@@ -384,7 +385,7 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
         for s in 0..shape.n {
             let measured = match params.schedule {
                 Schedule::Measured => String::new(),
-                Schedule::Recursion => format!(" (measured {:.4})", r.final_measured[s]),
+                _ => format!(" (measured {:.4})", r.final_measured[s]),
             };
             println!(
                 "sample {s}: {} iterations, final σ {:.4}{measured}{}",

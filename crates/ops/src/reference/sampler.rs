@@ -28,6 +28,7 @@ pub fn coefficients(d: &[f32], per_sample: usize, state: &mut [f32], step: &Step
         let sigma = match step.schedule {
             Schedule::Measured => measured,
             Schedule::Recursion => st[field::SIGMA_NEXT],
+            Schedule::Estimated => st[field::SIGMA_NEXT],
         };
         st[field::SIGMA] = sigma;
         st[field::MEASURED] = measured;
@@ -46,6 +47,7 @@ pub fn coefficients(d: &[f32], per_sample: usize, state: &mut [f32], step: &Step
         st[field::SIGMA_NEXT] = match step.schedule {
             Schedule::Measured => sigma,
             Schedule::Recursion => u * sigma,
+            Schedule::Estimated => sigma,
         };
         if sigma <= step.sigma_final {
             st[field::STATUS] = CONVERGED;
