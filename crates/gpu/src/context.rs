@@ -115,6 +115,8 @@ pub(crate) struct Pipeline {
     pub id: u64,
     /// `file:entry`, for error messages.
     pub name: String,
+    /// False when it failed to compile (its launches are skipped).
+    pub valid: bool,
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
     pub n_storage: usize,
@@ -344,7 +346,7 @@ impl Gpu {
         let ((layout, pipeline), failed) = self.faults.scoped(&self.device, what, compile);
         let id = NEXT_PIPELINE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("{}:{}", kernel.file, kernel.entry);
-        let p = Arc::new(Pipeline { id, name, pipeline, layout, n_storage });
+        let p = Arc::new(Pipeline { id, name, valid: !failed, pipeline, layout, n_storage });
         // A pipeline that failed to compile is not cached: the error is
         // reported by the next read, and a retry compiles it again.
         if !failed {

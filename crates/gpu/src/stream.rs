@@ -24,6 +24,16 @@ enum Command {
     Clear { buf: Arc<RawBuffer> },
 }
 
+impl Command {
+    fn runnable(&self) -> bool {
+        match self {
+            Command::Dispatch { pipeline, buffers, .. } => pipeline.valid && buffers.iter().all(|b| b.valid),
+            Command::Copy { src, dst, .. } => src.valid && dst.valid,
+            Command::Clear { buf } => buf.valid,
+        }
+    }
+}
+
 pub(crate) struct Stream {
     commands: Vec<Command>,
     params: Vec<u8>,
@@ -142,6 +152,17 @@ impl Gpu {
             // Nothing can run any more; the next read reports the loss.
             s.params.clear();
             s.dispatches_since_flush = 0;
+            return;
+        }
+        // Commands on a buffer the driver refused (or with a pipeline that
+        // did not compile) are dropped: the error is already recorded, and
+        // one invalid command would invalidate the whole submission, so
+        // the valid work queued with it (model weights uploaded before a
+        // failed activation, say) would be lost for the retry.
+        let mut commands = commands;
+        commands.retain(Command::runnable);
+        if commands.is_empty() {
+            s.params.clear();
             return;
         }
         let what = || Op::Other(describe_commands(&commands));
