@@ -165,3 +165,55 @@ fn a_run_killed_mid_way_resumes_to_the_same_bytes() {
     assert_eq!(changed.len(), 12);
     assert!(changed.iter().zip(&whole).all(|(a, b)| a.1 != b.1), "a seed-4 output equals the seed-3 one");
 }
+
+fn logp_args(out: &Path, extra: &[&str]) -> Vec<String> {
+    let m = shared("checkpoints/dual_score_matching/mnist32_gray_tiny/model.pth.tar");
+    let mnist = shared("images/mnist/t10k-images-idx3-ubyte.gz");
+    let mut a: Vec<String> = ["logp", "-m", m.to_str().unwrap(), "-i", mnist.to_str().unwrap()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    a.extend(["--range", "100..109", "--log-z", "3551.7", "--batch", "4", "--json", "-o"].map(String::from));
+    a.push(out.display().to_string());
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+#[test]
+fn logp_jsonl_appends_skips_what_is_there_and_shards_agree() {
+    let d = scratch("logp");
+    let whole = d.join("whole.jsonl");
+    let o = run(&logp_args(&whole, &[]), &[]);
+    assert!(o.stdout.is_empty(), "with -o the records go to the file");
+    ok(o);
+    let want = std::fs::read_to_string(&whole).unwrap();
+    let lines: Vec<&str> = want.lines().collect();
+    assert_eq!(lines.len(), 9);
+    assert!(lines[0].contains("#100\"") && lines[8].contains("#108\""), "{want}");
+
+    // A run killed after four records, the fifth torn: the rerun cuts the
+    // torn line, skips the four and appends the rest, in order.
+    let resumed = d.join("resumed.jsonl");
+    let cut = lines[..4].iter().map(|l| format!("{l}\n")).collect::<String>() + &lines[4][..20];
+    std::fs::write(&resumed, cut).unwrap();
+    ok(run(&logp_args(&resumed, &[]), &[]));
+    assert_eq!(std::fs::read_to_string(&resumed).unwrap(), want);
+    // Rerunning a finished run adds nothing.
+    ok(run(&logp_args(&resumed, &[]), &[]));
+    assert_eq!(std::fs::read_to_string(&resumed).unwrap(), want);
+
+    // Three shards into one file, in shard order, give the same lines.
+    let sharded = d.join("sharded.jsonl");
+    for i in 0..3 {
+        ok(run(&logp_args(&sharded, &["--shard", &format!("{i}/3")]), &[]));
+    }
+    assert_eq!(std::fs::read_to_string(&sharded).unwrap(), want);
+
+    // A file that is not a logp record file is not appended to.
+    let foreign = d.join("foreign.jsonl");
+    std::fs::write(&foreign, "{\"something\": 1}\n").unwrap();
+    let o = run(&logp_args(&foreign, &[]), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line 1 is not a `prior logp --json` record"));
+    assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "{\"something\": 1}\n");
+}
