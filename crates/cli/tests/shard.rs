@@ -169,10 +169,8 @@ fn a_run_killed_mid_way_resumes_to_the_same_bytes() {
 fn logp_args(out: &Path, extra: &[&str]) -> Vec<String> {
     let m = shared("checkpoints/dual_score_matching/mnist32_gray_tiny/model.pth.tar");
     let mnist = shared("images/mnist/t10k-images-idx3-ubyte.gz");
-    let mut a: Vec<String> = ["logp", "-m", m.to_str().unwrap(), "-i", mnist.to_str().unwrap()]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut a: Vec<String> =
+        ["logp", "-m", m.to_str().unwrap(), "-i", mnist.to_str().unwrap()].iter().map(|s| s.to_string()).collect();
     a.extend(["--range", "100..109", "--log-z", "3551.7", "--batch", "4", "--json", "-o"].map(String::from));
     a.push(out.display().to_string());
     a.extend(extra.iter().map(|s| s.to_string()));
@@ -216,4 +214,40 @@ fn logp_jsonl_appends_skips_what_is_there_and_shards_agree() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("line 1 is not a `prior logp --json` record"));
     assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "{\"something\": 1}\n");
+}
+
+#[test]
+fn score_over_a_folder_shards_and_resumes() {
+    let d = scratch("score");
+    // Three 32×32 digits as .npy inputs.
+    let digits =
+        prior_cli::cmd::logp::read_idx_images(&shared("images/mnist/t10k-images-idx3-ubyte.gz"), Some(0..3), 32)
+            .unwrap();
+    let inp = d.join("in");
+    std::fs::create_dir_all(&inp).unwrap();
+    for (k, im) in digits.iter().enumerate() {
+        io::write_npy(inp.join(format!("d{k}.npy")), &[1, 32, 32], &im.data).unwrap();
+    }
+    let m = shared("checkpoints/dual_score_matching/mnist32_gray_tiny/model.pth.tar");
+    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = vec!["score".into(), "-m".into(), m.display().to_string(), "-i".into()];
+        a.push(inp.display().to_string());
+        a.extend(["--t", "0.01", "--dudt-out"].map(String::from));
+        a.push(out.join("dudt").display().to_string());
+        a.push("-o".into());
+        a.push(out.join("grad").display().to_string());
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let whole = d.join("whole");
+    ok(run(&args(&whole, &[]), &[]));
+    assert_eq!(contents(&whole.join("grad")).len(), 3);
+    let parts = d.join("parts");
+    ok(run(&args(&parts, &["--shard", "1/2"]), &[]));
+    assert_eq!(contents(&parts.join("grad")).iter().map(|f| f.0.clone()).collect::<Vec<_>>(), ["d1.npy", "d2.npy"]);
+    ok(run(&args(&parts, &["--shard", "0/2"]), &[]));
+    let err = ok(run(&args(&parts, &[]), &[]));
+    assert!(err.contains("resuming: 3 input(s)"), "{err}");
+    assert!(contents(&parts.join("grad")) == contents(&whole.join("grad")));
+    assert!(contents(&parts.join("dudt")) == contents(&whole.join("dudt")));
 }
