@@ -27,7 +27,8 @@
 //! the loop ends when every sample has stopped (or after `max_iters`).
 //!
 //! **Noise**: `z` of iteration t is stream t of `seed` (y₀ uses stream 0),
-//! element (s, h, w, c) at counter s·N + (flat (C, H, W) index), so a seed
+//! element (s, h, w, c) at counter (first_sample + s)·N + (flat (C, H, W)
+//! index), `first_sample` 0 unless a run is split by sample index, so a seed
 //! reproduces a run bit for bit on one adapter, and to ~1e-6 per step across
 //! adapters; sample 0 of a batch draws the noise of the single-sample run
 //! of that seed (results agree to ~1e-5: batched convolutions may round
@@ -71,6 +72,11 @@ pub struct SamplerParams {
     /// several iterations per submission, at the price of up to
     /// `check_every − 1` extra denoiser calls after the last sample stops.
     pub check_every: usize,
+    /// Global index of the batch's first sample: sample s of the batch
+    /// draws the noise of sample `first_sample + s` of one batch of all
+    /// samples, so a run split into slices of sample indices (`--shard`)
+    /// draws the same noise as one run. 0 for an ordinary run.
+    pub first_sample: usize,
 }
 
 impl Default for SamplerParams {
@@ -85,6 +91,7 @@ impl Default for SamplerParams {
             fixed_step: None,
             divergence_factor: 10.0,
             check_every: 1,
+            first_sample: 0,
         }
     }
 }
@@ -235,7 +242,20 @@ where
             (Some(b), base)
         }
     };
-    let y = prior_ops::rng::axpy_normal(gpu, &base, shape, params.sigma0, params.seed, 0, 0)?;
+    // Noise counters of sample s start at (first_sample + s)·C·H·W.
+    let offset = params.first_sample as u64 * one.numel() as u64;
+    if offset + shape.numel() as u64 >= u32::MAX as u64 {
+        return Err(SamplerError::Invalid(format!(
+            "samples {}..{} of {}x{}x{} images are beyond the 2^32 noise counters of one seed",
+            params.first_sample,
+            params.first_sample + shape.n,
+            shape.h,
+            shape.w,
+            shape.c
+        )));
+    }
+    let offset = offset as u32;
+    let y = prior_ops::rng::axpy_normal(gpu, &base, shape, params.sigma0, params.seed, 0, offset)?;
     let state = kernels::new_state(gpu, shape.n);
     let bound = params.divergence_factor * params.sigma0;
     let mut sigmas = vec![0.0f32; shape.n];
@@ -261,7 +281,7 @@ where
         };
         let step = Step { t: t as u32, h: params.step(t), beta: params.beta, sigma_final: params.sigma_final, sigma_max: bound };
         kernels::coefficients(gpu, &d, &state, &step)?;
-        kernels::update(gpu, &y, &d, &state, rng::key(params.seed, t as u32))?;
+        kernels::update_from(gpu, &y, &d, &state, rng::key(params.seed, t as u32), offset)?;
         loop_iterations = t;
         if t % params.check_every != 0 && t != params.max_iters {
             continue;
