@@ -184,7 +184,12 @@ pub const RUN_RECORD: &str = ".prior-run.json";
 /// Then (re)writes the record, so a killed run can be resumed. Shards of
 /// one run write the same record.
 pub fn resume_in(dir: &Path, settings: &serde_json::Value) -> Result<bool, String> {
-    let path = dir.join(RUN_RECORD);
+    resume_at(&dir.join(RUN_RECORD), settings)
+}
+
+/// [`resume_in`] with the record at `path`.
+pub fn resume_at(path: &Path, settings: &serde_json::Value) -> Result<bool, String> {
+    let path = path.to_path_buf();
     let same = std::fs::read(&path)
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -208,6 +213,71 @@ pub fn file_identity(path: &Path) -> serde_json::Value {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos() as u64);
     serde_json::json!({"path": abs.display().to_string(), "bytes": meta.map(|m| m.len()), "mtime_ns": mtime})
+}
+
+/// The samples one shard of a batch `sample`/`solve` run draws.
+///
+/// With `--shard`, sample k of the whole run (global index) is written as
+/// `OUT_k.EXT` (also for `.npy`), with the noise of sample k of one run
+/// (`SamplerParams::first_sample`). Samples are written in order, so a
+/// rerun of the same command starts at the shard's first missing sample.
+pub struct SampleSlice {
+    /// Global index of the first sample to draw.
+    pub first: usize,
+    /// Samples to draw (0: this shard is done).
+    pub count: usize,
+    /// Samples of this shard already written by an earlier run.
+    pub skipped: usize,
+    output: PathBuf,
+}
+
+impl SampleSlice {
+    /// `None` without `--shard` (an ordinary run). `settings` describes
+    /// the command (without its shard) for the resume record
+    /// `.OUT.prior-run.json` beside the output.
+    pub fn plan(
+        args: &ShardArgs,
+        total: usize,
+        output: &Path,
+        flags: &crate::cmd::sample::RunFlags,
+        settings: serde_json::Value,
+    ) -> Result<Option<SampleSlice>, String> {
+        if args.shard.is_none() {
+            return Ok(None);
+        }
+        if flags.trajectory.is_some() || flags.plot.is_some() {
+            return Err("--trajectory and --plot are not available with --shard (every shard would write them)".into());
+        }
+        let shard = args.resolve()?;
+        let range = shard.range(total);
+        let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let resume = resume_at(&output.with_file_name(format!(".{name}.prior-run.json")), &settings)?;
+        let mut first = range.start;
+        while resume && first < range.end && numbered(output, first).is_file() {
+            first += 1;
+        }
+        Ok(Some(SampleSlice { first, count: range.end - first, skipped: first - range.start, output: output.into() }))
+    }
+
+    /// Writes the drawn batch (channels-last `data` of `shape`) as one
+    /// numbered file per sample, in order; returns the paths.
+    pub fn write(&self, data: &[f32], shape: prior_gpu::Shape) -> Result<Vec<PathBuf>, String> {
+        let mut out = Vec::with_capacity(shape.n);
+        for s in 0..shape.n {
+            let p = numbered(&self.output, self.first + s);
+            let img = crate::cmd::sample::sample_image(data, shape, s);
+            crate::io::write_output(&p, &img).map_err(|e| e.to_string())?;
+            out.push(p);
+        }
+        Ok(out)
+    }
+}
+
+/// `OUT_k.EXT`, the name `sample`/`solve` give sample k of a batch.
+pub fn numbered(path: &Path, k: usize) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = path.extension().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!("{stem}_{k}.{ext}"))
 }
 
 #[cfg(test)]

@@ -251,3 +251,31 @@ fn score_over_a_folder_shards_and_resumes() {
     assert!(contents(&parts.join("grad")) == contents(&whole.join("grad")));
     assert!(contents(&parts.join("dudt")) == contents(&whole.join("dudt")));
 }
+
+#[test]
+fn sample_shards_draw_the_samples_of_one_batch_run() {
+    let d = scratch("sample");
+    let m = shared("checkpoints/universal_inverse_problem/BSD400_gray/model.pt");
+    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = vec!["sample".into(), "-m".into(), m.display().to_string()];
+        a.extend(["--size", "24x24", "--samples", "3", "--max-iters", "12", "--seed", "5", "-o"].map(String::from));
+        a.push(out.display().to_string());
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let whole = d.join("whole.npy");
+    ok(run(&args(&whole, &[]), &[]));
+    let batch = io::read_npy_batch(&whole).unwrap();
+    assert_eq!(batch.len(), 3);
+    let part = d.join("part.npy");
+    ok(run(&args(&part, &["--shard", "1/2"]), &[]));
+    ok(run(&args(&part, &["--shard", "0/2"]), &[]));
+    for (k, want) in batch.iter().enumerate() {
+        let got = io::read_npy(d.join(format!("part_{k}.npy"))).unwrap();
+        assert_eq!(got.shape, [1, 24, 24]);
+        assert!(got.data == want.data, "sample {k} of the shards differs from the single run's");
+    }
+    // Rerunning a finished shard draws nothing.
+    let err = ok(run(&args(&part, &["--shard", "0/2"]), &[]));
+    assert!(err.contains("already"), "{err}");
+}
