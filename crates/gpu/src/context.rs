@@ -78,7 +78,7 @@ impl AdapterSummary {
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
             driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
-            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_buffer_size: limits.max_buffer_size,
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             subgroup_min_size: info.subgroup_min_size,
@@ -196,7 +196,7 @@ impl Gpu {
         limits.max_compute_workgroups_per_dimension = alimits.max_compute_workgroups_per_dimension;
         limits.max_dynamic_uniform_buffers_per_pipeline_layout =
             alimits.max_dynamic_uniform_buffers_per_pipeline_layout.max(1);
-        let hw_max = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        let hw_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         if let Some(cap) = options.fault.alloc_limit {
             // The driver refuses buffers above `cap`; planning still uses hw_max.
             limits.max_buffer_size = limits.max_buffer_size.min(cap);

@@ -166,7 +166,7 @@ impl Gpu {
             return;
         }
         let what = || Op::Other(describe_commands(&commands));
-        let ((), _) = self.faults.scoped(&self.device, what, || self.encode_and_submit(&mut *s, &commands));
+        let ((), _) = self.faults.scoped(&self.device, what, || self.encode_and_submit(&mut s, &commands));
         drop(s);
         drop(commands);
     }

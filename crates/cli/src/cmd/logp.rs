@@ -258,7 +258,7 @@ pub fn run(args: LogpArgs) -> Result<(), String> {
     let mut at = 0;
     while at < todo.len() {
         let mut end = at + 1;
-        while end < todo.len() && todo[end] == todo[end - 1] + 1 && todo[end] % batch != 0 {
+        while end < todo.len() && todo[end] == todo[end - 1] + 1 && !todo[end].is_multiple_of(batch) {
             end += 1;
         }
         let (a, b) = (todo[at], todo[end - 1] + 1);
