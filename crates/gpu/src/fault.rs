@@ -75,29 +75,51 @@ pub(crate) enum Op {
     Other(String),
 }
 
-/// The fault state shared with wgpu's callbacks.
+/// An error as recorded: plain strings, so the log shared with wgpu's
+/// callbacks (which must be `Send + Sync`) is so on every target.
+enum Recorded {
+    Alloc { what: String, bytes: u64, detail: String },
+    Fault { what: String, kind: &'static str, detail: String },
+}
+
+/// What wgpu's callbacks write to: the first error, a count of later
+/// ones, and the device-lost state.
 #[derive(Default)]
-pub(crate) struct Faults {
-    adapter: String,
-    /// The first error since the last [`Faults::take`].
-    first: Mutex<Option<GpuError>>,
-    /// Errors recorded after the first (reported as a count).
+struct Log {
+    first: Mutex<Option<Recorded>>,
     more: Mutex<usize>,
     /// (reason, message) once the device is lost.
     lost: Mutex<Option<(String, String)>>,
+}
+
+impl Log {
+    fn record(&self, e: Recorded) {
+        let mut first = self.first.lock().unwrap();
+        if first.is_none() {
+            *first = Some(e);
+        } else {
+            *self.more.lock().unwrap() += 1;
+        }
+    }
+}
+
+/// The fault state of a [`Gpu`](crate::Gpu).
+pub(crate) struct Faults {
+    adapter: String,
+    log: Arc<Log>,
     /// Scopes that had not resolved when popped (web).
     pending: Mutex<Vec<(Op, ScopeFuture)>>,
 }
 
-fn describe(op: Op, e: wgpu::Error, adapter: &str) -> GpuError {
+fn describe(op: Op, e: wgpu::Error) -> Recorded {
     let (kind, detail) = match &e {
         wgpu::Error::OutOfMemory { .. } => ("out-of-memory", "out of GPU memory".to_string()),
         wgpu::Error::Validation { description, .. } => ("validation", compact(description)),
         wgpu::Error::Internal { description, .. } => ("internal", compact(description)),
     };
     match op {
-        Op::Alloc { what, bytes } => GpuError::Alloc { what, bytes, adapter: adapter.to_string(), detail },
-        Op::Other(what) => GpuError::Fault { what, kind, detail },
+        Op::Alloc { what, bytes } => Recorded::Alloc { what, bytes, detail },
+        Op::Other(what) => Recorded::Fault { what, kind, detail },
     }
 }
 
@@ -125,45 +147,41 @@ fn compact(description: &str) -> String {
 
 impl Faults {
     pub fn new(adapter: &str) -> Arc<Faults> {
-        Arc::new(Faults { adapter: adapter.to_string(), ..Default::default() })
+        Arc::new(Faults { adapter: adapter.to_string(), log: Arc::default(), pending: Mutex::new(Vec::new()) })
     }
 
     /// Installs the uncaptured-error handler and the device-lost callback.
-    pub fn install(self: &Arc<Self>, device: &wgpu::Device) {
-        let me = self.clone();
+    pub fn install(&self, device: &wgpu::Device) {
+        let log = self.log.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            me.record(describe(Op::Other("running GPU work outside prior's checked calls".into()), e, &me.adapter));
+            log.record(describe(Op::Other("running GPU work outside prior's checked calls".into()), e));
         }));
-        let me = self.clone();
+        let log = self.log.clone();
         device.set_device_lost_callback(move |reason, message| {
             let reason = match reason {
                 wgpu::DeviceLostReason::Destroyed => "destroyed".to_string(),
                 _ => "driver reported it lost".to_string(),
             };
-            me.lost.lock().unwrap().get_or_insert((reason, message));
+            log.lost.lock().unwrap().get_or_insert((reason, message));
         });
     }
 
-    pub fn record(&self, e: GpuError) {
-        let mut first = self.first.lock().unwrap();
-        if first.is_none() {
-            *first = Some(e);
-        } else {
-            *self.more.lock().unwrap() += 1;
-        }
+    /// Records a failed allocation found without an error scope.
+    pub fn record_alloc(&self, what: String, bytes: u64, detail: String) {
+        self.log.record(Recorded::Alloc { what, bytes, detail });
     }
 
     pub fn mark_lost(&self, reason: &str, message: &str) {
-        self.lost.lock().unwrap().get_or_insert((reason.to_string(), message.to_string()));
+        self.log.lost.lock().unwrap().get_or_insert((reason.to_string(), message.to_string()));
     }
 
     pub fn is_lost(&self) -> bool {
-        self.lost.lock().unwrap().is_some()
+        self.log.lost.lock().unwrap().is_some()
     }
 
     /// The device-lost error, worded for `what`, if the device is lost.
     pub fn lost_error(&self, what: &str) -> Option<GpuError> {
-        self.lost.lock().unwrap().as_ref().map(|(reason, message)| GpuError::DeviceLost {
+        self.log.lost.lock().unwrap().as_ref().map(|(reason, message)| GpuError::DeviceLost {
             what: what.to_string(),
             adapter: self.adapter.clone(),
             reason: reason.clone(),
@@ -194,7 +212,7 @@ impl Faults {
         match all.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(None) => (value, false),
             Poll::Ready(Some(e)) => {
-                self.record(describe(op(), e, &self.adapter));
+                self.log.record(describe(op(), e));
                 (value, true)
             }
             Poll::Pending => {
@@ -210,20 +228,20 @@ impl Faults {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap());
         for (op, fut) in pending {
             if let Some(e) = fut.await {
-                self.record(describe(op, e, &self.adapter));
+                self.log.record(describe(op, e));
             }
         }
-        let first = self.first.lock().unwrap().take();
-        let more = std::mem::take(&mut *self.more.lock().unwrap());
+        let first = self.log.first.lock().unwrap().take();
+        let more = std::mem::take(&mut *self.log.more.lock().unwrap());
         if let Some(lost) = self.lost_error(what) {
             return Some(lost);
         }
-        first.map(|e| match (e, more) {
-            (e, 0) => e,
-            (GpuError::Fault { what, kind, detail }, n) => {
-                GpuError::Fault { what, kind, detail: format!("{detail} (and {n} later error(s))") }
+        let later = if more > 0 { format!(" (and {more} later error(s))") } else { String::new() };
+        first.map(|e| match e {
+            Recorded::Alloc { what, bytes, detail } => {
+                GpuError::Alloc { what, bytes, adapter: self.adapter.clone(), detail: detail + &later }
             }
-            (e, _) => e,
+            Recorded::Fault { what, kind, detail } => GpuError::Fault { what, kind, detail: detail + &later },
         })
     }
 }

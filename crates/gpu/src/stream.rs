@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::context::{Gpu, Pipeline};
-use crate::error::GpuError;
 use crate::fault::{Faults, Op};
 use crate::kernel::Kernel;
 use crate::tensor::{RawBuffer, Tensor};
@@ -93,12 +92,11 @@ impl Stream {
         let ((staging, written), failed) = faults.scoped(device, what, create);
         if failed || !written || !dst.valid {
             if !failed && !written {
-                faults.record(GpuError::Alloc {
-                    what: format!("an upload of {} values", data.len() / 4),
+                faults.record_alloc(
+                    format!("an upload of {} values", data.len() / 4),
                     bytes,
-                    adapter: String::new(),
-                    detail: "the staging buffer could not be mapped".into(),
-                });
+                    "the staging buffer could not be mapped".into(),
+                );
             }
             return;
         }

@@ -57,7 +57,9 @@ pub struct DenoiseArgs {
     pub inputs: Vec<PathBuf>,
     /// Output file (`.png` or `.npy`), or output directory (created) when
     /// there are several inputs, a directory input, or `-o` is a directory
-    /// or ends with a path separator.
+    /// or ends with a path separator. Rerunning the same directory command
+    /// skips the outputs already written (its settings are recorded in
+    /// OUTPUT/.prior-run.json; other settings recompute everything).
     #[arg(short = 'o', long = "output", value_name = "OUTPUT")]
     pub output: PathBuf,
     /// Add Gaussian noise of standard deviation SIGMA_255/255 to each input
