@@ -128,6 +128,8 @@ pub fn run(args: DenoiseArgs) -> Result<(), String> {
     let mut gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
     let model = prior_models::load_path(&gpu, &args.model)
         .map_err(|e| format!("cannot load the model: {e}"))?;
+    // A weight the GPU refused would otherwise surface at the first image.
+    pollster::block_on(gpu.check("uploading the model")).map_err(|e| format!("cannot load the model: {e}"))?;
 
     let bar = if dir_mode {
         let pb = indicatif::ProgressBar::new(todo.len() as u64);
@@ -428,8 +430,8 @@ fn process(gpu: &mut Gpu, model: &dyn Denoiser, args: &DenoiseArgs, k: usize, jo
     for (b, img) in imgs.iter().enumerate() {
         let t0 = Instant::now();
         let planar = Planar { c: img.c, h: img.h, w: img.w, data: &img.data };
-        let out = apply_with_fallback(gpu, model, planar, Apply::Denoise)
-            .map_err(|e| format!("{}: {e}", job.input.display()))?;
+        let out =
+            apply_with_fallback(gpu, model, planar, Apply::Denoise).map_err(|e| format!("{}: {e}", job.input.display()))?;
         let seconds = t0.elapsed().as_secs_f64();
         let out = Image::new(img.c, img.h, img.w, out);
         let mut r = Report {
@@ -467,29 +469,29 @@ fn process(gpu: &mut Gpu, model: &dyn Denoiser, args: &DenoiseArgs, k: usize, jo
 /// the failed allocation's size, so the image is cut into smaller tiles;
 /// the lowered limit stays for the following images. Gives up when the
 /// tiles would be smaller than the model's receptive field allows.
-pub fn apply_with_fallback(
-    gpu: &mut Gpu,
-    model: &dyn Denoiser,
-    img: Planar<'_>,
-    what: Apply,
-) -> Result<Vec<f32>, prior_models::ModelError> {
+pub fn apply_with_fallback(gpu: &mut Gpu, model: &dyn Denoiser, img: Planar<'_>, what: Apply) -> Result<Vec<f32>, String> {
+    let mut first_failure: Option<String> = None;
     loop {
         match pollster::block_on(apply_image(gpu, model, img.clone(), what)) {
             Err(prior_models::ModelError::Gpu(e)) if e.is_allocation_failure() => {
                 let failed = e.failed_allocation_bytes().unwrap_or(gpu.max_buffer_bytes);
                 let lower = (failed / 2).min(gpu.max_buffer_bytes / 2);
                 if lower < 4096 {
-                    return Err(prior_models::ModelError::Gpu(e));
+                    return Err(e.to_string());
                 }
-                eprintln!(
-                    "note: {e}; retrying with tiles of at most {:.1} MiB per buffer",
-                    lower as f64 / 1048576.0
-                );
+                eprintln!("note: {e}; retrying in tiles with buffers of at most {lower} bytes");
+                first_failure.get_or_insert_with(|| e.to_string());
                 gpu.max_buffer_bytes = lower;
                 gpu.trim_pool();
                 // A plan that cannot tile that small reports TooLarge, which ends the loop.
             }
-            r => return r,
+            Err(e) => {
+                return Err(match &first_failure {
+                    Some(f) => format!("{f}; tiling did not help: {e}"),
+                    None => e.to_string(),
+                })
+            }
+            Ok(v) => return Ok(v),
         }
     }
 }

@@ -176,6 +176,7 @@ pub fn load_energy(gpu: &Gpu, path: &Path) -> Result<(EnergyUNet, WeightBlob), S
         ));
     }
     let model = EnergyUNet::from_blob(gpu, &blob).map_err(|e| format!("cannot build the model: {e}"))?;
+    pollster::block_on(gpu.check("uploading the model")).map_err(|e| format!("cannot load the model: {e}"))?;
     Ok((model, blob))
 }
 
