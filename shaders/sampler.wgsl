@@ -48,6 +48,12 @@ struct Params {
     beta: f32,
     sigma_final: f32,
     sigma_max: f32,
+    // Counter of this batch's first element: sample s of the batch draws
+    // the noise of sample (first_sample + s) of one big run.
+    offset: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -68,7 +74,7 @@ fn counter(j: u32) -> u32 {
     let row = r % p.h;
     let s = r / p.h;
     let hw = p.h * p.w;
-    return s * (hw * p.c) + c * hw + row * p.w + x;
+    return p.offset + s * (hw * p.c) + c * hw + row * p.w + x;
 }
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {

@@ -27,7 +27,8 @@
 //! the loop ends when every sample has stopped (or after `max_iters`).
 //!
 //! **Noise**: `z` of iteration t is stream t of `seed` (y₀ uses stream 0),
-//! element (s, h, w, c) at counter s·N + (flat (C, H, W) index), so a seed
+//! element (s, h, w, c) at counter (first_sample + s)·N + (flat (C, H, W)
+//! index), `first_sample` 0 unless a run is split by sample index, so a seed
 //! reproduces a run bit for bit on one adapter, and to ~1e-6 per step across
 //! adapters; sample 0 of a batch draws the noise of the single-sample run
 //! of that seed (results agree to ~1e-5: batched convolutions may round
@@ -92,6 +93,11 @@ pub struct SamplerParams {
     /// Where σ_t comes from (measured, or the recursion for
     /// noise-conditioned models).
     pub schedule: Schedule,
+    /// Global index of the batch's first sample: sample s of the batch
+    /// draws the noise of sample `first_sample + s` of one batch of all
+    /// samples, so a run split into slices of sample indices (`--shard`)
+    /// draws the same noise as one run. 0 for an ordinary run.
+    pub first_sample: usize,
 }
 
 impl Default for SamplerParams {
@@ -107,6 +113,7 @@ impl Default for SamplerParams {
             divergence_factor: 10.0,
             check_every: 1,
             schedule: Schedule::Measured,
+            first_sample: 0,
         }
     }
 }
@@ -263,7 +270,20 @@ where
             (Some(b), base)
         }
     };
-    let y = prior_ops::rng::axpy_normal(gpu, &base, shape, params.sigma0, params.seed, 0, 0)?;
+    // Noise counters of sample s start at (first_sample + s)·C·H·W.
+    let offset = params.first_sample as u64 * one.numel() as u64;
+    if offset + shape.numel() as u64 >= u32::MAX as u64 {
+        return Err(SamplerError::Invalid(format!(
+            "samples {}..{} of {}x{}x{} images are beyond the 2^32 noise counters of one seed",
+            params.first_sample,
+            params.first_sample + shape.n,
+            shape.h,
+            shape.w,
+            shape.c
+        )));
+    }
+    let offset = offset as u32;
+    let y = prior_ops::rng::axpy_normal(gpu, &base, shape, params.sigma0, params.seed, 0, offset)?;
     let state = kernels::new_state(gpu, shape.n, params.sigma0);
     let bound = params.divergence_factor * params.sigma0;
     let mut sigmas = vec![0.0f32; shape.n];
@@ -301,7 +321,7 @@ where
             schedule: params.schedule,
         };
         kernels::coefficients_with(gpu, &d, &state, &step, Some(&var))?;
-        kernels::update(gpu, &y, &d, &state, rng::key(params.seed, t as u32))?;
+        kernels::update_from(gpu, &y, &d, &state, rng::key(params.seed, t as u32), offset)?;
         loop_iterations = t;
         if t % params.check_every != 0 && t != params.max_iters {
             continue;

@@ -3,3 +3,4 @@
 pub mod io;
 pub mod metrics;
 pub mod cmd;
+pub mod shard;

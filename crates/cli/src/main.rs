@@ -37,6 +37,9 @@ enum Command {
 }
 
 fn main() {
+    // Before any thread exists: the Vulkan driver's Wayland client prints
+    // "XDG_RUNTIME_DIR is invalid or not set" on every command otherwise.
+    prior_gpu::ensure_runtime_dir();
     let cli = Cli::parse();
     let result: Result<(), String> = match cli.command {
         Command::Devices(args) => cmd::devices::run(args),

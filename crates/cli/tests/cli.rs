@@ -278,7 +278,12 @@ fn denoise_directory_of_two_files() {
     assert_eq!(io::read_input(outdir.join("second.npy")).unwrap().shape(), [1, 32, 24]);
     let mut names: Vec<_> = std::fs::read_dir(&outdir).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();
-    assert_eq!(names, ["first.npy", "second.npy"], "exactly one output per input, no temporary files left");
+    // .prior-run.json records the settings, so that a rerun resumes (prior_cli::shard).
+    assert_eq!(
+        names,
+        [".prior-run.json", "first.npy", "second.npy"],
+        "exactly one output per input, no temporary files left"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{GpuError, Result};
+use crate::fault::{FaultInjection, Faults, Op};
 use crate::kernel::{Access, Kernel, PipelineKey};
 use crate::stream::Stream;
 use crate::tensor::Pool;
@@ -11,20 +12,44 @@ use crate::tensor::Pool;
 /// How to pick an adapter. Defaults come from the environment:
 /// `PRIOR_BACKEND` (`vulkan`, `metal`, `dx12`, `gl`, `webgpu`; also wgpu's
 /// own `WGPU_BACKEND`) and `PRIOR_ADAPTER` (a case-insensitive substring of
-/// the adapter name, e.g. `llvmpipe` or `nvidia`).
+/// the adapter name, e.g. `llvmpipe` or `nvidia`), and `PRIOR_FAULT`
+/// (faults to provoke on purpose, see [`FaultInjection::parse`]).
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
     pub backends: Option<wgpu::Backends>,
     pub adapter_name: Option<String>,
     /// Lower the storage-buffer limit below the adapter's (tests of tiling).
     pub max_buffer_bytes: Option<u64>,
+    /// Faults to provoke (tests of the error paths).
+    pub fault: FaultInjection,
 }
 
 impl GpuOptions {
+    /// The options of the environment; an unreadable `PRIOR_FAULT` is
+    /// ignored here (use [`GpuOptions::try_from_env`] to refuse it).
     pub fn from_env() -> Self {
+        Self::try_from_env()
+            .unwrap_or_else(|_| GpuOptions { fault: FaultInjection::default(), ..Self::base_from_env() })
+    }
+
+    /// The options of the environment, or an error naming a bad `PRIOR_FAULT`.
+    pub fn try_from_env() -> Result<Self> {
+        let fault = match std::env::var("PRIOR_FAULT") {
+            Ok(s) => FaultInjection::parse(&s).map_err(GpuError::Device)?,
+            Err(_) => FaultInjection::default(),
+        };
+        Ok(GpuOptions { fault, ..Self::base_from_env() })
+    }
+
+    fn base_from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
         let backends = var("PRIOR_BACKEND").map(|b| wgpu::Backends::from_comma_list(&b));
-        GpuOptions { backends, adapter_name: var("PRIOR_ADAPTER"), max_buffer_bytes: None }
+        GpuOptions {
+            backends,
+            adapter_name: var("PRIOR_ADAPTER"),
+            max_buffer_bytes: None,
+            fault: FaultInjection::default(),
+        }
     }
 }
 
@@ -53,7 +78,7 @@ impl AdapterSummary {
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
             driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
-            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_buffer_size: limits.max_buffer_size,
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             subgroup_min_size: info.subgroup_min_size,
@@ -73,13 +98,25 @@ pub struct Gpu {
     /// buffer-size limits, or the lowered limit of [`GpuOptions`]).
     pub max_buffer_bytes: u64,
     no_subgroups: bool,
+    pub(crate) faults: Arc<Faults>,
+    /// Submissions so far (for [`FaultInjection::lose_device_at_submit`]).
+    pub(crate) submits: std::sync::atomic::AtomicU64,
+    pub(crate) fault: FaultInjection,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     pub(crate) pool: Arc<Mutex<Pool>>,
     pub(crate) stream: Mutex<Stream>,
 }
 
+/// Pipeline ids key the bind-group cache; a pipeline that failed to compile
+/// is not cached, so ids come from a counter rather than the cache size.
+static NEXT_PIPELINE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 pub(crate) struct Pipeline {
     pub id: u64,
+    /// `file:entry`, for error messages.
+    pub name: String,
+    /// False when it failed to compile (its launches are skipped).
+    pub valid: bool,
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
     pub n_storage: usize,
@@ -159,6 +196,11 @@ impl Gpu {
         limits.max_compute_workgroups_per_dimension = alimits.max_compute_workgroups_per_dimension;
         limits.max_dynamic_uniform_buffers_per_pipeline_layout =
             alimits.max_dynamic_uniform_buffers_per_pipeline_layout.max(1);
+        let hw_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        if let Some(cap) = options.fault.alloc_limit {
+            // The driver refuses buffers above `cap`; planning still uses hw_max.
+            limits.max_buffer_size = limits.max_buffer_size.min(cap);
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("prior"),
@@ -170,7 +212,8 @@ impl Gpu {
             })
             .await
             .map_err(|source| GpuError::RequestDevice { adapter: summary.name.clone(), source })?;
-        let hw_max = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        let faults = Faults::new(&summary.name);
+        faults.install(&device);
         let max_buffer_bytes = options.max_buffer_bytes.map_or(hw_max, |m| m.min(hw_max));
         let align = limits.min_uniform_buffer_offset_alignment.max(256);
         Ok(Gpu {
@@ -182,6 +225,9 @@ impl Gpu {
             features,
             max_buffer_bytes,
             no_subgroups: std::env::var("PRIOR_NO_SUBGROUPS").is_ok_and(|v| v == "1"),
+            faults,
+            submits: std::sync::atomic::AtomicU64::new(0),
+            fault: options.fault,
             pipelines: Mutex::new(HashMap::new()),
             pool: Arc::new(Mutex::new(Pool::default())),
         })
@@ -189,7 +235,37 @@ impl Gpu {
 
     /// Opens an adapter chosen by the environment (see [`GpuOptions::from_env`]).
     pub async fn from_env() -> Result<Gpu> {
-        Gpu::new(GpuOptions::from_env()).await
+        Gpu::new(GpuOptions::try_from_env()?).await
+    }
+
+    /// Waits (asynchronously) for the work recorded so far to be checked and
+    /// returns the first GPU error since the last `read`/`check`: a buffer
+    /// that could not be allocated, a validation error, a lost device. A
+    /// lost device is reported by every later call; other errors are
+    /// cleared once returned. Flushes the stream.
+    pub async fn check(&self, what: &str) -> Result<()> {
+        if let Some(e) = self.faults.lost_error(what) {
+            return Err(e);
+        }
+        self.flush();
+        match self.faults.take(what).await {
+            Some(e) => {
+                self.after_fault(&e);
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// True once the device is lost (see [`GpuError::DeviceLost`]).
+    pub fn is_lost(&self) -> bool {
+        self.faults.is_lost()
+    }
+
+    /// After an error: pooled buffers may be invalid (on the web their
+    /// allocation is checked late), so the pool and bind groups are dropped.
+    pub(crate) fn after_fault(&self, _e: &GpuError) {
+        self.trim_pool();
     }
 
     /// True when kernels may use subgroup operations.
@@ -239,33 +315,43 @@ impl Gpu {
                 count: None,
             });
         }
-        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(kernel.entry),
-            entries: &entries,
-        });
-        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(kernel.entry),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(kernel.file),
-            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
-        });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(kernel.entry),
-            layout: Some(&pl),
-            module: &module,
-            entry_point: Some(kernel.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: constants,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
-        let id = cache.len() as u64 + 1;
-        let p = Arc::new(Pipeline { id, pipeline, layout, n_storage });
-        cache.insert(key, p.clone());
+        let compile = || {
+            let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(kernel.entry),
+                entries: &entries,
+            });
+            let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.entry),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.file),
+                source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+            });
+            let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.entry),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(kernel.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+            (layout, pipeline)
+        };
+        let what = || Op::Other(format!("compiling kernel {} (entry point {})", kernel.file, kernel.entry));
+        let ((layout, pipeline), failed) = self.faults.scoped(&self.device, what, compile);
+        let id = NEXT_PIPELINE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{}:{}", kernel.file, kernel.entry);
+        let p = Arc::new(Pipeline { id, name, valid: !failed, pipeline, layout, n_storage });
+        // A pipeline that failed to compile is not cached: the error is
+        // reported by the next read, and a retry compiles it again.
+        if !failed {
+            cache.insert(key, p.clone());
+        }
         p
     }
 }

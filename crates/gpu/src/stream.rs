@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::context::{Gpu, Pipeline};
+use crate::fault::{Faults, Op};
 use crate::kernel::Kernel;
 use crate::tensor::{RawBuffer, Tensor};
 
@@ -20,6 +21,16 @@ enum Command {
     Dispatch { pipeline: Arc<Pipeline>, buffers: Vec<Arc<RawBuffer>>, offset: u32, groups: [u32; 3] },
     Copy { src: Arc<RawBuffer>, dst: Arc<RawBuffer>, dst_offset: u64, bytes: u64 },
     Clear { buf: Arc<RawBuffer> },
+}
+
+impl Command {
+    fn runnable(&self) -> bool {
+        match self {
+            Command::Dispatch { pipeline, buffers, .. } => pipeline.valid && buffers.iter().all(|b| b.valid),
+            Command::Copy { src, dst, .. } => src.valid && dst.valid,
+            Command::Clear { buf } => buf.valid,
+        }
+    }
 }
 
 pub(crate) struct Stream {
@@ -54,23 +65,42 @@ impl Stream {
     }
 
     /// Uploads through a mapped-at-creation staging buffer copied in order.
-    pub fn upload(&mut self, device: &wgpu::Device, dst: Arc<RawBuffer>, data: &[u8]) {
+    /// A staging buffer the driver refuses is recorded in `faults` (the
+    /// next read reports it) and the copy is skipped.
+    pub fn upload(&mut self, device: &wgpu::Device, faults: &Faults, dst: Arc<RawBuffer>, data: &[u8]) {
         let bytes = (data.len() as u64).div_ceil(4) * 4;
-        let staging = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("upload"),
-            size: bytes,
-            usage: wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: true,
-        });
-        let mut padded = data.to_vec();
-        padded.resize(bytes as usize, 0);
-        staging
-            .slice(..)
-            .get_mapped_range_mut()
-            .expect("a buffer mapped at creation is mappable")
-            .copy_from_slice(&padded);
-        staging.unmap();
-        let src = Arc::new(RawBuffer { id: 0, buffer: staging, bytes });
+        let create = || {
+            let staging = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("upload"),
+                size: bytes,
+                usage: wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: true,
+            });
+            let written = match staging.slice(..).get_mapped_range_mut() {
+                Ok(mut view) => {
+                    let mut padded = data.to_vec();
+                    padded.resize(bytes as usize, 0);
+                    view.copy_from_slice(&padded);
+                    true
+                }
+                Err(_) => false,
+            };
+            staging.unmap();
+            (staging, written)
+        };
+        let what = || Op::Alloc { what: format!("an upload of {} values", data.len() / 4), bytes };
+        let ((staging, written), failed) = faults.scoped(device, what, create);
+        if failed || !written || !dst.valid {
+            if !failed && !written {
+                faults.record_alloc(
+                    format!("an upload of {} values", data.len() / 4),
+                    bytes,
+                    "the staging buffer could not be mapped".into(),
+                );
+            }
+            return;
+        }
+        let src = Arc::new(RawBuffer { id: 0, buffer: staging, bytes, valid: true });
         self.commands.push(Command::Copy { src, dst, dst_offset: 0, bytes });
     }
 
@@ -107,13 +137,39 @@ impl Gpu {
         s.dispatches_since_flush += 1;
     }
 
-    /// Encodes every pending command into one command encoder and submits it.
+    /// Encodes every pending command into one command encoder and submits
+    /// it. Errors (validation, out of memory, a lost device) are recorded
+    /// and returned by the next [`Gpu::read`] or [`Gpu::check`].
     pub fn flush(&self) {
         let mut s = self.stream.lock().unwrap();
         if s.commands.is_empty() {
             return;
         }
         let commands = std::mem::take(&mut s.commands);
+        if self.faults.is_lost() {
+            // Nothing can run any more; the next read reports the loss.
+            s.params.clear();
+            s.dispatches_since_flush = 0;
+            return;
+        }
+        // Commands on a buffer the driver refused (or with a pipeline that
+        // did not compile) are dropped: the error is already recorded, and
+        // one invalid command would invalidate the whole submission, so
+        // the valid work queued with it (model weights uploaded before a
+        // failed activation, say) would be lost for the retry.
+        let mut commands = commands;
+        commands.retain(Command::runnable);
+        if commands.is_empty() {
+            s.params.clear();
+            return;
+        }
+        let what = || Op::Other(describe_commands(&commands));
+        let ((), _) = self.faults.scoped(&self.device, what, || self.encode_and_submit(&mut s, &commands));
+        drop(s);
+        drop(commands);
+    }
+
+    fn encode_and_submit(&self, s: &mut Stream, commands: &[Command]) {
         let mut params = std::mem::take(&mut s.params);
         params.resize(params.len() + PARAM_WINDOW as usize, 0);
         let need = params.len() as u64;
@@ -141,7 +197,8 @@ impl Gpu {
         while i < commands.len() {
             match &commands[i] {
                 Command::Dispatch { .. } => {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+                    let mut pass =
+                        enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
                     while let Some(Command::Dispatch { pipeline, buffers, offset, groups }) = commands.get(i) {
                         let key = (pipeline.id, buffers.iter().map(|b| b.id).collect::<Vec<_>>(), arena_id);
                         if !s.bind_groups.contains_key(&key) {
@@ -186,11 +243,38 @@ impl Gpu {
             }
         }
         s.dispatches_since_flush = 0;
+        let n = self.submits.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if self.fault.lose_device_at_submit == Some(n) {
+            self.device.destroy();
+            self.faults.mark_lost("destroyed", "PRIOR_FAULT lose-device");
+        }
         // Submit while still holding the stream: the parameter arena is
         // shared, and another thread's write_buffer must not slip in between
         // this flush's write and its submission.
         self.queue.submit([enc.finish()]);
-        drop(s);
-        drop(commands);
     }
+}
+
+/// "running 12 commands (conv2d.wgsl:conv, relu, … and 3 copies)", for errors.
+fn describe_commands(commands: &[Command]) -> String {
+    let mut kernels: Vec<String> = Vec::new();
+    let mut copies = 0;
+    for c in commands {
+        match c {
+            Command::Dispatch { pipeline, .. } => {
+                if !kernels.contains(&pipeline.name) && kernels.len() < 6 {
+                    kernels.push(pipeline.name.clone());
+                }
+            }
+            Command::Copy { .. } | Command::Clear { .. } => copies += 1,
+        }
+    }
+    let mut parts = kernels.join(", ");
+    if copies > 0 {
+        if !parts.is_empty() {
+            parts += ", ";
+        }
+        parts += &format!("{copies} copies/clears");
+    }
+    format!("running a submission of {} GPU commands ({parts})", commands.len())
 }

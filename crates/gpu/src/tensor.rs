@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use crate::context::Gpu;
 use crate::error::{GpuError, Result};
+use crate::fault::Op;
 
 /// Shape of a channels-last tensor: `n` samples of `h × w` pixels with `c`
 /// channels, stored `[n][h][w][c]` row-major.
@@ -48,6 +49,9 @@ pub(crate) struct RawBuffer {
     pub id: u64,
     pub buffer: wgpu::Buffer,
     pub bytes: u64,
+    /// False when the driver refused the allocation (the error is recorded
+    /// in the fault state); such a buffer never goes back to the pool.
+    pub valid: bool,
 }
 
 /// Free buffers by size. Tensors give their buffer back when the last handle
@@ -83,9 +87,11 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.upgrade() {
             let mut p = pool.lock().unwrap();
-            p.free_bytes += self.raw.bytes;
             p.live_bytes -= self.raw.bytes;
-            p.free.entry(self.raw.bytes).or_default().push(self.raw.clone());
+            if self.raw.valid {
+                p.free_bytes += self.raw.bytes;
+                p.free.entry(self.raw.bytes).or_default().push(self.raw.clone());
+            }
         }
     }
 }
@@ -139,8 +145,10 @@ impl Gpu {
     }
 
     /// A tensor with unspecified contents, from the pool when possible.
-    /// Panics only if `shape` exceeds the limits: call [`Gpu::check_fits`]
-    /// first where sizes come from the user.
+    /// Never panics: if the driver refuses the buffer (out of memory, over
+    /// a limit) the error is recorded and returned by the next
+    /// [`Gpu::read`] or [`Gpu::check`] as [`GpuError::Alloc`] naming the
+    /// shape. Call [`Gpu::check_fits`] first where sizes come from the user.
     pub fn empty(&self, shape: Shape) -> Tensor {
         let bytes = size_class(shape.numel() as u64 * 4);
         let mut pool = self.pool.lock().unwrap();
@@ -150,16 +158,20 @@ impl Gpu {
                 raw
             }
             None => {
-                let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("tensor"),
-                    size: bytes,
-                    usage: wgpu::BufferUsages::STORAGE
-                        | wgpu::BufferUsages::COPY_SRC
-                        | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
+                let create = || {
+                    self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("tensor"),
+                        size: bytes,
+                        usage: wgpu::BufferUsages::STORAGE
+                            | wgpu::BufferUsages::COPY_SRC
+                            | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                };
+                let what = || Op::Alloc { what: format!("a tensor {shape}"), bytes };
+                let (buffer, failed) = self.faults.scoped(&self.device, what, create);
                 let id = NEXT_BUFFER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Arc::new(RawBuffer { id, buffer, bytes })
+                Arc::new(RawBuffer { id, buffer, bytes, valid: !failed })
             }
         };
         pool.live_bytes += bytes;
@@ -179,7 +191,7 @@ impl Gpu {
         assert_eq!(shape.numel(), data.len(), "upload: {} values for shape {}", data.len(), shape);
         let t = self.empty(shape);
         if !data.is_empty() {
-            self.stream.lock().unwrap().upload(&self.device, t.raw().clone(), bytemuck::cast_slice(data));
+            self.stream.lock().unwrap().upload(&self.device, &self.faults, t.raw().clone(), bytemuck::cast_slice(data));
         }
         t
     }
@@ -212,32 +224,66 @@ impl Gpu {
     }
 
     /// Reads a tensor back (flushes the stream). Values are channels-last.
+    /// Any GPU error since the last `read`/[`Gpu::check`] (a refused
+    /// allocation, a validation error, a lost device) is returned here
+    /// instead of the values, naming what was being done.
     pub async fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
         let bytes = t.numel() as u64 * 4;
+        let what = format!("reading back a tensor {}", t.shape());
+        if let Some(e) = self.faults.lost_error(&what) {
+            return Err(e);
+        }
         if bytes == 0 {
             return Ok(Vec::new());
         }
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let staging = Arc::new(RawBuffer { id: 0, buffer: staging, bytes });
+        let create = || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let op = || Op::Alloc { what: format!("the readback buffer of a tensor {}", t.shape()), bytes };
+        let (staging, _) = self.faults.scoped(&self.device, op, create);
+        let staging = Arc::new(RawBuffer { id: 0, buffer: staging, bytes, valid: true });
         self.stream.lock().unwrap().copy(t.raw().clone(), staging.clone(), 0, bytes);
         self.flush();
+        if let Some(e) = self.faults.take(&what).await {
+            self.after_fault(&e);
+            return Err(e);
+        }
         let (tx, rx) = oneshot();
         staging.buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
-        rx.await.map_err(|e| GpuError::Readback(e.to_string()))?;
+        let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
+        #[cfg(target_arch = "wasm32")]
+        let polled: Result<(), String> = Ok(());
+        let mapped = match polled {
+            Ok(_) => rx.await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(detail) = mapped {
+            // A lost device also fails the mapping: say so rather than "map failed".
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = self.device.poll(wgpu::PollType::Poll);
+            let e = match self.faults.take(&what).await {
+                Some(e) => e,
+                None => GpuError::Readback(format!("{what}: {detail}")),
+            };
+            self.after_fault(&e);
+            return Err(e);
+        }
         let data = {
             let view = staging.buffer.slice(..).get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.buffer.unmap();
+        // Errors raised while the work ran (a device lost mid-run).
+        if let Some(e) = self.faults.take(&what).await {
+            self.after_fault(&e);
+            return Err(e);
+        }
         Ok(data)
     }
 

@@ -91,6 +91,8 @@ struct Params {
     beta: f32,
     sigma_final: f32,
     sigma_max: f32,
+    offset: u32,
+    pad: [u32; 3],
 }
 
 /// The scalars of iteration `t` (1-based).
@@ -242,15 +244,21 @@ pub fn coefficients_with(gpu: &Gpu, d: &Tensor, state: &Tensor, step: &Step, est
 /// `z` element (s, h, w, c) = `normal(key, s·N + c·H·W + h·W + w)` with
 /// `key = reference::rng::key(seed, stream)`.
 pub fn update(gpu: &Gpu, y: &Tensor, d: &Tensor, state: &Tensor, key: u32) -> Result<()> {
+    update_from(gpu, y, d, state, key, 0)
+}
+
+/// [`update`] for a batch whose noise counters start at `offset` (the
+/// batch's samples are samples `offset / N …` of a bigger run, N = C·H·W).
+pub fn update_from(gpu: &Gpu, y: &Tensor, d: &Tensor, state: &Tensor, key: u32, offset: u32) -> Result<()> {
     let shape = y.shape();
     if d.shape() != shape || state.numel() != shape.n * STATE {
         return Err(GpuError::Shape { op: "sampler update", detail: format!("y {y:?}, d {d:?}, state {state:?}") });
     }
-    if shape.numel() as u64 >= u32::MAX as u64 {
+    if shape.numel() as u64 + offset as u64 >= u32::MAX as u64 {
         return Err(GpuError::Shape { op: "sampler update", detail: format!("{shape}: over 2^32 noise counters") });
     }
     let s = spare(gpu);
-    let p = Params { key, ..base(shape) };
+    let p = Params { key, offset, ..base(shape) };
     gpu.launch(&UPDATE, &[], bytemuck::bytes_of(&p), &[d, state, &s, &s, y], crate::groups_flat(shape.numel()));
     Ok(())
 }

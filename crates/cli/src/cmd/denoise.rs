@@ -22,6 +22,7 @@ use prior_ops::reference::rng;
 
 use crate::io::{self, Image};
 use crate::metrics;
+use crate::shard::{self, ShardArgs};
 
 /// Output file format in directory mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -56,7 +57,9 @@ pub struct DenoiseArgs {
     pub inputs: Vec<PathBuf>,
     /// Output file (`.png` or `.npy`), or output directory (created) when
     /// there are several inputs, a directory input, or `-o` is a directory
-    /// or ends with a path separator.
+    /// or ends with a path separator. Rerunning the same directory command
+    /// skips the outputs already written (its settings are recorded in
+    /// OUTPUT/.prior-run.json; other settings recompute everything).
     #[arg(short = 'o', long = "output", value_name = "OUTPUT")]
     pub output: PathBuf,
     /// Add Gaussian noise of standard deviation SIGMA_255/255 to each input
@@ -80,6 +83,10 @@ pub struct DenoiseArgs {
     /// file the format is `-o`'s extension.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// `--shard I/N`: denoise only slice I of the inputs (directory mode);
+    /// a rerun of the same command skips the outputs already written.
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 /// One unit of work: where to read, write and what to compare with.
@@ -101,17 +108,31 @@ pub fn run(args: DenoiseArgs) -> Result<(), String> {
             return Err(format!("--add-noise {s}: expected a noise level between 0 and {MAX_SIGMA} on the 0–255 scale"));
         }
     }
+    let shard = args.shard.resolve()?;
     let (jobs, dir_mode) = plan(&args)?;
     if !args.model.exists() {
         return Err(format!("{}: model file not found", args.model.display()));
     }
+    // Inputs keep their global index k (the noise stream), whatever the shard.
+    let todo = shard.range(jobs.len());
+    let resume = dir_mode && shard::resume_in(&args.output, &run_settings(&args))?;
+    let todo: Vec<usize> = todo.filter(|&k| !(resume && jobs[k].output.is_file())).collect();
+    let skipped = shard.range(jobs.len()).len() - todo.len();
+    if skipped > 0 && !args.json {
+        eprintln!("resuming: {skipped} output(s) of this run are already in {}", args.output.display());
+    }
+    if todo.is_empty() {
+        return Ok(());
+    }
 
-    let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
+    let mut gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
     let model = prior_models::load_path(&gpu, &args.model)
         .map_err(|e| format!("cannot load the model: {e}"))?;
+    // A weight the GPU refused would otherwise surface at the first image.
+    pollster::block_on(gpu.check("uploading the model")).map_err(|e| format!("cannot load the model: {e}"))?;
 
     let bar = if dir_mode {
-        let pb = indicatif::ProgressBar::new(jobs.len() as u64);
+        let pb = indicatif::ProgressBar::new(todo.len() as u64);
         pb.set_style(
             indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg} [{elapsed_precise} < {eta}]")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -126,11 +147,12 @@ pub fn run(args: DenoiseArgs) -> Result<(), String> {
     };
 
     let mut sums = (0.0f64, 0.0f64, 0usize);
-    for (k, job) in jobs.iter().enumerate() {
+    for &k in &todo {
+        let job = &jobs[k];
         if let Some(pb) = &bar {
             pb.set_message(job.input.display().to_string());
         }
-        for r in process(&gpu, &*model, &args, k, job)? {
+        for r in process(&mut gpu, &*model, &args, k, job)? {
             if let (Some(a), Some(b)) = (r.psnr_input, r.psnr_output) {
                 sums.0 += a;
                 sums.1 += b;
@@ -166,6 +188,18 @@ pub fn run(args: DenoiseArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What determines the outputs of a directory run (see [`shard::resume_in`]).
+fn run_settings(args: &DenoiseArgs) -> serde_json::Value {
+    serde_json::json!({
+        "command": "denoise",
+        "version": env!("CARGO_PKG_VERSION"),
+        "model": shard::file_identity(&args.model),
+        "add_noise": args.add_noise,
+        "seed": args.seed,
+        "format": args.format.map(|f| f.ext()),
+    })
 }
 
 /// Expands the inputs, decides file or directory mode, and checks every
@@ -347,7 +381,7 @@ fn channel_mismatch(file: &Path, model: usize, image: usize) -> String {
     }
 }
 
-fn process(gpu: &Gpu, model: &dyn Denoiser, args: &DenoiseArgs, k: usize, job: &Job) -> Result<Vec<Report>, String> {
+fn process(gpu: &mut Gpu, model: &dyn Denoiser, args: &DenoiseArgs, k: usize, job: &Job) -> Result<Vec<Report>, String> {
     let (mut imgs, batch) = read_images(&job.input)?;
     let npy_out = job.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     // (1, C, H, W) may still go to a PNG, as one image
@@ -395,14 +429,9 @@ fn process(gpu: &Gpu, model: &dyn Denoiser, args: &DenoiseArgs, k: usize, job: &
     let mut reports = Vec::with_capacity(imgs.len());
     for (b, img) in imgs.iter().enumerate() {
         let t0 = Instant::now();
-        let out = pollster::block_on(apply_image(
-            gpu,
-            model,
-            Planar { c: img.c, h: img.h, w: img.w, data: &img.data },
-            Apply::Denoise,
-            None,
-        ))
-        .map_err(|e| format!("{}: {e}", job.input.display()))?;
+        let planar = Planar { c: img.c, h: img.h, w: img.w, data: &img.data };
+        let out =
+            apply_with_fallback(gpu, model, planar, Apply::Denoise).map_err(|e| format!("{}: {e}", job.input.display()))?;
         let seconds = t0.elapsed().as_secs_f64();
         let out = Image::new(img.c, img.h, img.w, out);
         let mut r = Report {
@@ -433,6 +462,38 @@ fn process(gpu: &Gpu, model: &dyn Denoiser, args: &DenoiseArgs, k: usize, job: &
         io::write_output(&job.output, &outs[0]).map_err(|e| e.to_string())?;
     }
     Ok(reports)
+}
+
+/// [`apply_image`], and when the GPU refuses an allocation (out of memory
+/// although within the advertised limits) again with a buffer limit half
+/// the failed allocation's size, so the image is cut into smaller tiles;
+/// the lowered limit stays for the following images. Gives up when the
+/// tiles would be smaller than the model's receptive field allows.
+pub fn apply_with_fallback(gpu: &mut Gpu, model: &dyn Denoiser, img: Planar<'_>, what: Apply) -> Result<Vec<f32>, String> {
+    let mut first_failure: Option<String> = None;
+    loop {
+        match pollster::block_on(apply_image(gpu, model, img.clone(), what, None)) {
+            Err(prior_models::ModelError::Gpu(e)) if e.is_allocation_failure() => {
+                let failed = e.failed_allocation_bytes().unwrap_or(gpu.max_buffer_bytes);
+                let lower = (failed / 2).min(gpu.max_buffer_bytes / 2);
+                if lower < 4096 {
+                    return Err(e.to_string());
+                }
+                eprintln!("note: {e}; retrying in tiles with buffers of at most {lower} bytes");
+                first_failure.get_or_insert_with(|| e.to_string());
+                gpu.max_buffer_bytes = lower;
+                gpu.trim_pool();
+                // A plan that cannot tile that small reports TooLarge, which ends the loop.
+            }
+            Err(e) => {
+                return Err(match &first_failure {
+                    Some(f) => format!("{f}; tiling did not help: {e}"),
+                    None => e.to_string(),
+                })
+            }
+            Ok(v) => return Ok(v),
+        }
+    }
 }
 
 impl Report {

@@ -24,6 +24,7 @@ use prior_models::blob::WeightBlob;
 use prior_models::energy::{EnergyUNet, Likelihood};
 
 use crate::io::{self, Image};
+use crate::shard::ShardArgs;
 
 /// Arguments of `prior logp`.
 #[derive(Args, Debug, Clone)]
@@ -51,6 +52,16 @@ pub struct LogpArgs {
     /// Images per GPU batch.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub batch: usize,
+    /// With --json: append the records to this JSON-lines file instead of
+    /// stdout, one line written and flushed per image. Images already
+    /// recorded there (same `file` name) are skipped, so rerunning a killed
+    /// run finishes it; a torn last line is dropped first.
+    #[arg(short = 'o', long = "output", value_name = "OUT.jsonl", requires = "json")]
+    pub output: Option<PathBuf>,
+    /// `--shard I/N`: only slice I of the images (after idx files and
+    /// folders are expanded and --range applied).
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 /// Parses `A..B`.
@@ -165,6 +176,7 @@ pub fn load_energy(gpu: &Gpu, path: &Path) -> Result<(EnergyUNet, WeightBlob), S
         ));
     }
     let model = EnergyUNet::from_blob(gpu, &blob).map_err(|e| format!("cannot build the model: {e}"))?;
+    pollster::block_on(gpu.check("uploading the model")).map_err(|e| format!("cannot load the model: {e}"))?;
     Ok((model, blob))
 }
 
@@ -223,25 +235,53 @@ pub fn run(args: LogpArgs) -> Result<(), String> {
     if !log_z.is_finite() {
         return Err(format!("--log-z {log_z}: not a finite number"));
     }
+    let shard = args.shard.resolve()?;
     let images = gather(&args.inputs, args.range.as_ref(), model.multiple())?;
-    let u = energies_at_zero(&gpu, &model, &images, args.batch)?;
-    let mut bpd = Vec::with_capacity(u.len());
+    let mut bpd = Vec::new();
+    let mut sink = match &args.output {
+        Some(path) => {
+            io::ensure_not_input(path, &args.inputs).map_err(|e| e.to_string())?;
+            let (file, done) = Jsonl::open(path)?;
+            bpd.extend(done.values().copied());
+            Some((file, done))
+        }
+        None => None,
+    };
+    let todo: Vec<usize> = shard
+        .range(images.len())
+        .filter(|&k| sink.as_ref().is_none_or(|(_, done)| !done.contains_key(&images[k].name)))
+        .collect();
     if !args.json {
         println!("{:>12} {:>10} {:>9}  file", "-log p nats", "bits/dim", "dB/dim");
     }
-    for (im, &e) in images.iter().zip(&u) {
-        let d = im.image.len();
-        let l = Likelihood::new(e, log_z, d);
-        bpd.push(l.bits_per_dim);
-        if args.json {
-            let v = serde_json::json!({
-                "file": im.name, "energy": l.energy, "nats": l.nats,
-                "bits_per_dim": l.bits_per_dim, "db_per_dim": l.db_per_dim,
-            });
-            println!("{v}");
-        } else {
-            println!("{:>12.2} {:>10.4} {:>9.3}  {}", l.nats, l.bits_per_dim, l.db_per_dim, im.name);
+    // Batches start at global multiples of --batch, so a shard or a resumed
+    // run batches each image with the same neighbours as a single run.
+    let batch = args.batch.max(1);
+    let mut at = 0;
+    while at < todo.len() {
+        let mut end = at + 1;
+        while end < todo.len() && todo[end] == todo[end - 1] + 1 && !todo[end].is_multiple_of(batch) {
+            end += 1;
         }
+        let (a, b) = (todo[at], todo[end - 1] + 1);
+        let u = energies_at_zero(&gpu, &model, &images[a..b], batch)?;
+        for (im, &e) in images[a..b].iter().zip(&u) {
+            let l = Likelihood::new(e, log_z, im.image.len());
+            bpd.push(l.bits_per_dim);
+            if args.json {
+                let v = serde_json::json!({
+                    "file": im.name, "energy": l.energy, "nats": l.nats,
+                    "bits_per_dim": l.bits_per_dim, "db_per_dim": l.db_per_dim,
+                });
+                match &mut sink {
+                    Some((file, _)) => file.append(&v)?,
+                    None => println!("{v}"),
+                }
+            } else {
+                println!("{:>12.2} {:>10.4} {:>9.3}  {}", l.nats, l.bits_per_dim, l.db_per_dim, im.name);
+            }
+        }
+        at = end;
     }
     if !args.json && bpd.len() > 1 {
         let mean = bpd.iter().sum::<f64>() / bpd.len() as f64;
@@ -256,6 +296,63 @@ pub fn run(args: LogpArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// An append-only JSON-lines file of `logp` records.
+struct Jsonl {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Jsonl {
+    /// Opens `path` for appending (created if missing) and returns the
+    /// bits/dim of the images it already records, by file name. A last
+    /// line without its newline (a run killed while writing) is cut off.
+    fn open(path: &Path) -> Result<(Jsonl, std::collections::HashMap<String, f64>), String> {
+        let p = path.display();
+        let mut done = std::collections::HashMap::new();
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(format!("{p}: cannot read: {e}")),
+        };
+        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        for (n, line) in text[..complete].split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let v: Option<serde_json::Value> = serde_json::from_slice(line).ok();
+            let rec = v.as_ref().and_then(|v| Some((v.get("file")?.as_str()?, v.get("bits_per_dim")?.as_f64()?)));
+            let Some((file, b)) = rec else {
+                return Err(format!(
+                    "{p}: line {} is not a `prior logp --json` record; refusing to append to it (move it away)",
+                    n + 1
+                ));
+            };
+            done.insert(file.to_string(), b);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("{p}: cannot open for appending: {e}"))?;
+        if complete < text.len() {
+            file.set_len(complete as u64).map_err(|e| format!("{p}: cannot cut its torn last line: {e}"))?;
+        }
+        Ok((Jsonl { path: path.to_path_buf(), file }, done))
+    }
+
+    /// Appends one record as one write (so concurrent appenders on a local
+    /// file system never interleave within a line) and flushes it.
+    fn append(&mut self, v: &serde_json::Value) -> Result<(), String> {
+        use std::io::Write;
+        let mut line = v.to_string();
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|_| self.file.flush())
+            .map_err(|e| format!("{}: cannot append: {e}", self.path.display()))
+    }
 }
 
 /// A PNG histogram of `values` (bins of equal width between the extremes,

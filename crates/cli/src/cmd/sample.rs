@@ -135,6 +135,16 @@ pub struct SampleArgs {
     pub sampler: SamplerFlags,
     #[command(flatten)]
     pub run: RunFlags,
+    /// `--shard I/N`: draw only slice I of the --samples indices, written
+    /// as OUT_k.EXT with the global index k; a rerun skips those written.
+    #[command(flatten)]
+    pub shard: crate::shard::ShardArgs,
+}
+
+/// What determines a batch run's outputs (for `--shard` resume records):
+/// the arguments without the shard, and the model file's identity.
+pub(crate) fn shard_settings(args: &impl std::fmt::Debug, model: &Path) -> serde_json::Value {
+    serde_json::json!({"args": format!("{args:?}"), "model": crate::shard::file_identity(model)})
 }
 
 /// Parses `HxW`.
@@ -367,14 +377,33 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
     }
     let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
     if is_multiscale(&args.model) {
+        if args.shard.shard.is_some() {
+            return Err("--shard is not available with multi-scale models (their levels share one batch)".into());
+        }
         return run_multiscale(&gpu, &args, h, w);
     }
     let model = load_model(&gpu, &args.model)?;
     let c = args.channels.unwrap_or(model.channels());
-    let shape = Shape::new(args.run.samples, h, w, c);
-    let params = args.sampler.params(0.5, model.conditioning());
+    let unsharded = SampleArgs { shard: Default::default(), ..args.clone() };
+    let slice = crate::shard::SampleSlice::plan(
+        &args.shard,
+        args.run.samples,
+        &args.output,
+        &args.run,
+        shard_settings(&unsharded, &args.model),
+    )?;
+    if slice.as_ref().is_some_and(|s| s.count == 0) {
+        eprintln!("this shard's samples are all written already");
+        return Ok(());
+    }
+    let shape = Shape::new(slice.as_ref().map_or(args.run.samples, |s| s.count), h, w, c);
+    let mut params = args.sampler.params(0.5, model.conditioning());
+    params.first_sample = slice.as_ref().map_or(0, |s| s.first);
     let d = drive(&gpu, model.as_ref(), shape, None, &params, &args.run, &args.output)?;
-    let written = write_batch(&args.output, &d.x, shape)?;
+    let written = match &slice {
+        Some(s) => s.write(&d.x, shape)?,
+        None => write_batch(&args.output, &d.x, shape)?,
+    };
     if args.run.json {
         let mut m = summary_json(&d, shape, &params, &gpu.adapter.name);
         m.insert("task".into(), "synthesis".into());

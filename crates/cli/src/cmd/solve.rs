@@ -79,6 +79,10 @@ pub struct SolveArgs {
     pub sampler: SamplerFlags,
     #[command(flatten)]
     pub run: RunFlags,
+    /// `--shard I/N`: draw only slice I of the --samples indices, written
+    /// as OUT_k.EXT with the global index k; a rerun skips those written.
+    #[command(flatten)]
+    pub shard: crate::shard::ShardArgs,
 }
 
 fn parse_rect(s: &str) -> Result<(usize, usize, usize, usize), String> {
@@ -201,10 +205,21 @@ pub fn run(args: SolveArgs) -> Result<(), String> {
     if let Some(p) = &args.save_input {
         write_batch(p, &naive, one)?;
     }
-    let shape = Shape::new(args.run.samples, h, w, c);
-    let params = args.sampler.params(0.01, model.conditioning());
+    let unsharded = SolveArgs { shard: Default::default(), ..args.clone() };
+    let settings = super::sample::shard_settings(&(unsharded, crate::shard::file_identity(&args.input)), &args.model);
+    let slice = crate::shard::SampleSlice::plan(&args.shard, args.run.samples, &args.output, &args.run, settings)?;
+    if slice.as_ref().is_some_and(|s| s.count == 0) {
+        eprintln!("this shard's samples are all written already");
+        return Ok(());
+    }
+    let shape = Shape::new(slice.as_ref().map_or(args.run.samples, |s| s.count), h, w, c);
+    let mut params = args.sampler.params(0.01, model.conditioning());
+    params.first_sample = slice.as_ref().map_or(0, |s| s.first);
     let d = drive(&gpu, model.as_ref(), shape, Some(Problem { op: op.as_ref(), x_c: &x_c }), &params, &args.run, &args.output)?;
-    let written = write_batch(&args.output, &d.x, shape)?;
+    let written = match &slice {
+        Some(s) => s.write(&d.x, shape)?,
+        None => write_batch(&args.output, &d.x, shape)?,
+    };
     let per = one.numel();
     let psnr = |a: &[f32], b: &[f32]| crate::metrics::psnr(a, b, 1.0);
     let (p_in, p_out): (Option<f64>, Vec<f64>) = match &clean {
