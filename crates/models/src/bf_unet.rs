@@ -20,7 +20,9 @@ use prior_ops::channels::{concat_channels, concat_channels_vjp};
 use prior_ops::elementwise;
 use prior_ops::pool::{avg_pool2, avg_pool2_vjp};
 
+use crate::arch::Arch;
 use crate::blob::WeightBlob;
+use crate::hparams::Hparams;
 use crate::denoiser::{Denoiser, ModelError, Result};
 use crate::unet_small::{check_tangent, hw, invalid, weight4, Layer};
 
@@ -49,9 +51,15 @@ struct Trace {
 
 impl BfUnet {
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<BfUnet> {
+        let Hparams::BfUnet(hp) = blob.hparams()? else {
+            return Err(invalid(blob, format!("not a {} blob", Arch::BfUnet)));
+        };
         let scales = (0..).take_while(|b| blob.has(&format!("encoder.{b}.0.weight"))).count();
         if scales == 0 {
             return Err(invalid(blob, "no encoder blocks (encoder.0.0.weight)".into()));
+        }
+        if hp.scales != scales {
+            return Err(invalid(blob, format!("hparams.scales is {} but the blob has {scales} encoder blocks", hp.scales)));
         }
         let mut params = 0;
         let conv = |wname: &str, bn: Option<&str>, relu: bool, params: &mut usize| -> Result<Layer> {

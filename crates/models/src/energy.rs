@@ -44,6 +44,7 @@ use prior_ops::reduce::dot_per_sample;
 
 use crate::blob::{TensorF32, WeightBlob};
 use crate::denoiser::{Denoiser, ModelError, Result};
+use crate::hparams::Hparams;
 
 /// Metadata keys of a calibrated blob (written by `prior calibrate`).
 pub mod keys {
@@ -149,25 +150,6 @@ pub struct LogZ {
 
 fn invalid(blob: &WeightBlob, reason: impl Into<String>) -> ModelError {
     ModelError::Invalid { origin: blob.origin.display().to_string(), reason: reason.into() }
-}
-
-/// The `group_size` of `network_kwargs` in the checkpoint's arguments (a
-/// Python dict literal kept as a string), 1 when absent.
-fn group_size_of(blob: &WeightBlob) -> Result<usize> {
-    let Some(args) = blob.args()? else { return Ok(1) };
-    let text = match args.get("network_kwargs") {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(v) => v.to_string(),
-        None => return Ok(1),
-    };
-    let Some(at) = text.find("group_size") else { return Ok(1) };
-    let rest = &text[at + "group_size".len()..];
-    let digits: String = rest
-        .trim_start_matches(|c: char| c == '\'' || c == '"' || c == ':' || c.is_whitespace())
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().map_err(|_| invalid(blob, format!("cannot read group_size from network_kwargs {text:?}")))
 }
 
 /// Parses the calibration metadata of a blob, if present.
@@ -291,10 +273,10 @@ impl EnergyUNet {
     /// Builds the model from a blob with `prior.arch = energy_unet` (an
     /// imported `model.pth.tar` or its safetensors conversion).
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<EnergyUNet> {
-        let arch = blob.arch()?;
-        if arch != "energy_unet" {
+        let Hparams::EnergyUnet(hp) = blob.hparams()? else {
+            let arch = blob.arch()?;
             return Err(invalid(blob, format!("architecture '{arch}' is not an energy UNet")));
-        }
+        };
         let mut scales = 0;
         while blob.has(&format!("network.encoder.{scales}.0.weight")) {
             scales += 1;
@@ -315,7 +297,7 @@ impl EnergyUNet {
         let b1 = blob.tensor_shaped("network.noise_var_embedding.time_embed.0.bias", &[emb_dim])?;
         let l2 = blob.tensor_shaped("network.noise_var_embedding.time_embed.2.weight", &[emb_dim, emb_dim])?;
         let b2 = blob.tensor_shaped("network.noise_var_embedding.time_embed.2.bias", &[emb_dim])?;
-        let group_size = group_size_of(blob)?;
+        let group_size = hp.group_size;
 
         let mut bld = Builder { gpu, blob, group_size, cw: Vec::new(), cb: Vec::new(), nw: Vec::new(), emb_dim };
         let mut enc = Vec::new();

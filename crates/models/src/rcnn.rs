@@ -8,9 +8,10 @@
 use prior_gpu::{Gpu, Tensor};
 use prior_ops::channels::{concat_channels, concat_channels_vjp};
 use prior_ops::elementwise;
-use serde_json::Value;
 
+use crate::arch::Arch;
 use crate::blob::WeightBlob;
+use crate::hparams::Hparams;
 use crate::denoiser::{Denoiser, ModelError, Result};
 use crate::unet_small::{bias, check_tangent, hw, invalid, weight4, Layer};
 
@@ -25,8 +26,10 @@ pub struct Rcnn {
 
 impl Rcnn {
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<Rcnn> {
-        let hp = blob.hparams()?;
-        let stages = hp.get("stages").and_then(Value::as_u64).unwrap_or(4) as usize;
+        let Hparams::Rcnn(hp) = blob.hparams()? else {
+            return Err(invalid(blob, format!("not an {} blob", Arch::Rcnn)));
+        };
+        let stages = hp.stages;
         if stages == 0 {
             return Err(invalid(blob, "hparams.stages is 0".into()));
         }

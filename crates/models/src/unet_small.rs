@@ -21,9 +21,10 @@ use prior_ops::channels::{concat_channels, concat_channels_vjp};
 use prior_ops::conv2d::{Conv2d, Epilogue};
 use prior_ops::conv_transpose2d::ConvTranspose2d;
 use prior_ops::elementwise;
-use serde_json::Value;
 
+use crate::arch::Arch;
 use crate::blob::WeightBlob;
+use crate::hparams::Hparams;
 use crate::denoiser::{Denoiser, ModelError, Result};
 
 /// The forward operator of a [`Layer`].
@@ -249,8 +250,10 @@ struct Trace {
 
 impl UnetSmall {
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<UnetSmall> {
-        let hp = blob.hparams()?;
-        let residual_connection = hp.get("residual_connection").and_then(Value::as_bool).unwrap_or(false);
+        let Hparams::UnetSmall(hp) = blob.hparams()? else {
+            return Err(invalid(blob, format!("not a {} blob", Arch::UnetSmall)));
+        };
+        let residual_connection = hp.residual_connection;
         // (stride, pad, dilation) of conv1..conv9 as in the authors' unet.py.
         let geom = [(1, 2, 1), (1, 1, 1), (2, 1, 1), (1, 1, 1), (1, 2, 2), (1, 4, 4), (2, 1, 1), (1, 1, 1), (1, 2, 1)];
         let mut layers = Vec::with_capacity(9);
