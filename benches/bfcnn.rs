@@ -4,6 +4,7 @@
 //! checkpoint. Prints GFLOP/s, milliseconds and the ratio.
 //! `cargo bench --bench bfcnn [-- --size=N]`.
 
+use prior_models::Noise;
 use std::time::Instant;
 
 use prior_gpu::{Gpu, Shape};
@@ -29,7 +30,7 @@ fn main() {
     println!("BF-CNN 20 layers on {size}x{size} gray: {:.2} GFLOP per call", flops / 1e9);
     let x = gpu.upload(Shape::new(1, size, size, 1), &vec![0.5; size * size]);
     let run = || {
-        let y = model.denoise(&gpu, &x).unwrap();
+        let y = model.denoise(&gpu, &x, Noise::Blind).unwrap();
         pollster::block_on(gpu.read(&y)).unwrap();
     };
     run();

@@ -47,12 +47,12 @@ fn main() {
     let digits = prior_cli::cmd::logp::read_idx_images(&mnist, Some(9000..9000 + batch), 8).expect("mnist");
     let flat: Vec<f32> = digits.iter().flat_map(|d| d.data.clone()).collect();
     let x = gpu.upload(Shape::new(batch, 32, 32, 1), &flat);
-    let t0 = vec![0.0f32; batch];
+    let t0 = gpu.zeros(Shape::new(batch, 1, 1, 1));
     let logp = time(|| drop(pollster::block_on(model.energies(&gpu, &x, &t0)).unwrap()), 3);
     let one = gpu.upload(Shape::new(1, 32, 32, 1), &flat[..1024]);
     let score = time(
         || {
-            let e = model.evaluate(&gpu, &one, &[0.01], true, true).unwrap();
+            let e = model.evaluate(&gpu, &one, &gpu.upload(Shape::new(1, 1, 1, 1), &[0.01]), true, true).unwrap();
             pollster::block_on(gpu.read(e.grad.as_ref().unwrap())).unwrap();
             pollster::block_on(gpu.read(e.dudt.as_ref().unwrap())).unwrap();
         },
@@ -60,9 +60,7 @@ fn main() {
     );
     // Full Jacobian of the denoiser at the golden noisy digit (t = 0.01).
     let noisy = prior_cli::io::read_npy(paths::golden().join("jac_energy_trained/input.npy")).expect("golden input").data;
-    let mut model_t = EnergyUNet::from_blob(&gpu, &blob).expect("model");
-    model_t.set_noise_variance(Some(0.01));
-    let at = At::new(&gpu, &model_t, Planar { c: 1, h: 32, w: 32, data: &noisy }, 128).expect("At");
+    let at = At::new(&gpu, &model, Planar { c: 1, h: 32, w: 32, data: &noisy }, 128, Some(0.01)).expect("At");
     let started = Instant::now();
     let j = pollster::block_on(jacobian::jacobian(&gpu, &at)).expect("jacobian");
     let full = started.elapsed().as_secs_f64();

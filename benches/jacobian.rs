@@ -59,9 +59,9 @@ fn main() {
         flops_per_jvp / 1e9,
         n as f64 * flops_per_jvp / 1e9
     );
-    let at = At::new(&gpu, &model as &dyn Denoiser, Planar { c: 1, h: size, w: size, data: &noisy }, batch).unwrap();
+    let at = At::new(&gpu, &model as &dyn Denoiser, Planar { c: 1, h: size, w: size, data: &noisy }, batch, None).unwrap();
     // Warm-up: pipelines and buffers.
-    let warm = At::new(&gpu, &model as &dyn Denoiser, Planar { c: 1, h: size, w: size, data: &noisy }, 8).unwrap();
+    let warm = At::new(&gpu, &model as &dyn Denoiser, Planar { c: 1, h: size, w: size, data: &noisy }, 8, None).unwrap();
     pollster::block_on(warm.jvp(&gpu, &vec![0.0; 8 * n])).unwrap();
 
     let t = Instant::now();

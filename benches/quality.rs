@@ -66,8 +66,7 @@ fn run() -> Result<(), String> {
                 &gpu,
                 &*model,
                 Planar { c: noisy.c, h: noisy.h, w: noisy.w, data: &noisy.data },
-                Apply::Denoise,
-            ))
+                Apply::Denoise, None))
             .map_err(|e| format!("{name}: {e}"))?;
             let out: Vec<f32> = out.iter().map(|v| v.clamp(0.0, 1.0)).collect();
             let p_noisy = metrics::psnr(&noisy.data, &img.data, 1.0);

@@ -16,6 +16,7 @@
 //! software Vulkan driver's convolutions are the whole difference (the
 //! sampler's own kernels are a few launches per iteration).
 
+use prior_models::Noise;
 use std::time::Instant;
 
 use prior_algos::measure::{self, Task};
@@ -32,7 +33,7 @@ fn main() {
     let ckpt = paths::shared().join("checkpoints/universal_inverse_problem/BSD300_color/model.pt");
     let model = prior_models::load_path(&gpu, &ckpt).expect("BSD300_color checkpoint");
     println!("adapter: {} ({})", gpu.adapter.name, gpu.adapter.backend);
-    let f = |g: &Gpu, y: &Tensor| model.residual(g, y);
+    let f = |g: &Gpu, y: &Tensor, n: Noise<'_>| model.residual(g, y, n);
 
     // (a) one inpainting iteration, 60×60×3.
     let (h, w, c) = (60, 60, 3);

@@ -27,6 +27,7 @@
 //! (Inpainting fills the hole with a sample of the prior: its PSNR varies
 //! from run to run; the paper reports one run.)
 
+use prior_models::Noise;
 use std::time::Instant;
 
 use prior_algos::measure::{self, Task};
@@ -100,7 +101,7 @@ fn main() {
         let naive = pollster::block_on(gpu.read(&op.m(&gpu, &x_c).unwrap())).unwrap();
         let params = SamplerParams { beta, max_iters: 3000, seed: 0, ..Default::default() };
         let problem = if task == Task::Synthesis { None } else { Some(Problem { op: op.as_ref(), x_c: &x_c }) };
-        let out = pollster::block_on(run(&gpu, shape, problem, &params, |g: &Gpu, y: &Tensor| model.residual(g, y), |_| {}))
+        let out = pollster::block_on(run(&gpu, shape, problem, &params, |g: &Gpu, y: &Tensor, n: Noise<'_>| model.residual(g, y, n), |_| {}))
             .unwrap_or_else(|e| {
                 eprintln!("{name}: {e}");
                 std::process::exit(1)

@@ -6,16 +6,24 @@
 //               d = f + pu − b            (mode 2: pu = M Mᵀ (y − f) computed by the operator)
 //               (b = M x_c, and m, broadcast over the batch; synthesis uses d = f)
 //   sq_partial: per-sample partial sums of d² (workgroup (g, s))
-//   coeffs:     per sample: σ_t = sqrt(Σd²/N), γ_t = σ_t·sqrt((1 − βh_t)² − (1 − h_t)²),
-//               the sample's status, and the step coefficients (h_eff, γ_eff) the
-//               update uses ((0, 0) for samples that stopped before iteration t)
+//   coeffs:     per sample: the measured level sqrt(Σd²/N); σ_t = that (mode 0, the
+//               authors' schedule) or the level the recursion carries (mode 1:
+//               σ_1 = σ₀, σ_{t+1} = (1 − βh_t)·σ_t, for noise-conditioned models);
+//               γ_t = σ_t·sqrt((1 − βh_t)² − (1 − h_t)²), the sample's status, the
+//               step coefficients (h_eff, γ_eff) the update uses ((0, 0) for samples
+//               that stopped before iteration t), and the level of the next call
 //   update:     y ← y − h_eff·d + γ_eff·z,  z = normal(key_t, s·N + flat (C,H,W) index)
+//   variance:   the noise variance given to the model at the next call, σ_next²
 //
 // State per sample (STATE = 8 floats, crates/ops/src/sampler.rs):
 //   [0] σ of the sample's last computed iteration  [1] status: 0 running,
 //   1 converged (σ ≤ σ_L), 2 diverged (σ > σ_max or not finite)
 //   [2] iterations done (updates applied)  [3] h_eff  [4] γ_eff
 //   [5] σ of the last iteration whose update was applied (the last good one)
+//   [6] σ_next: the noise level of the iterate the model sees next (σ₀ at
+//       first; then σ_t (mode 0) or (1 − βh_t)·σ_t (mode 1))
+//   [7] the measured level sqrt(Σd²/N) of the last computed iteration
+// Divergence is judged on the measured level in both modes.
 // The authors' loop applies the update of the iteration whose σ_t reaches
 // σ_L and then stops; we do the same. A diverged iteration's update is not
 // applied, so y keeps the last good iterate.
@@ -120,10 +128,13 @@ fn coeffs(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
         out[o + 4u] = 0.0;
         return;
     }
-    let sigma = sqrt(scratch[0] / f32(p.per_sample));
+    let measured = sqrt(scratch[0] / f32(p.per_sample));
+    var sigma = measured;
+    if (p.mode == 1u) { sigma = out[o + 6u]; }
     out[o] = sigma;
+    out[o + 7u] = measured;
     // `!(σ <= σ_max)` is also true for NaN.
-    if (!(sigma <= p.sigma_max)) {
+    if (!(measured <= p.sigma_max) || !(sigma <= p.sigma_max)) {
         out[o + 1u] = 2.0;
         out[o + 3u] = 0.0;
         out[o + 4u] = 0.0;
@@ -136,7 +147,17 @@ fn coeffs(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     out[o + 3u] = p.h_t;
     out[o + 4u] = gamma;
     out[o + 5u] = sigma;
+    if (p.mode == 1u) { out[o + 6u] = u * sigma; } else { out[o + 6u] = sigma; }
     if (sigma <= p.sigma_final) { out[o + 1u] = 1.0; }
+}
+
+// a = state; out = t, [n] (σ_next² per sample). Dispatch (⌈n/64⌉, 1, 1).
+@compute @workgroup_size(64)
+fn variance(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let s = gid.x;
+    if (s >= p.n) { return; }
+    let v = a[s * STATE + 6u];
+    out[s] = v * v;
 }
 
 // a = d, b = state; out = y (updated in place).

@@ -55,7 +55,7 @@ fn pytorch_case(name: &str) {
     let case = Case::open(name);
     let model = load(&case);
     let input = case.npy("input");
-    let at = At::new(gpu(), model.as_ref(), planar(&input), 64).unwrap();
+    let at = At::new(gpu(), model.as_ref(), planar(&input), 64, None).unwrap();
     let g = gpu();
     let den = pollster::block_on(at.denoised(g)).unwrap();
     let e_out = max_abs_diff(&den, &case.npy("output").data);
@@ -91,7 +91,7 @@ fn pytorch_case(name: &str) {
     let step = |sgn: f32| -> Vec<f32> {
         let y: Vec<f32> = input.data.iter().zip(v0).map(|(a, d)| a + sgn * eps * d).collect();
         let p = Planar { data: &y, ..planar(&input) };
-        pollster::block_on(At::new(g, model.as_ref(), p, 1).unwrap().denoised(g)).unwrap()
+        pollster::block_on(At::new(g, model.as_ref(), p, 1, None).unwrap().denoised(g)).unwrap()
     };
     let (fp, fm) = (step(1.0), step(-1.0));
     let fd: Vec<f32> = fp.iter().zip(&fm).map(|(a, b)| (a - b) / (2.0 * eps)).collect();
@@ -118,7 +118,7 @@ fn jacobian_30(full: bool) {
     let model = load(&case);
     let input = case.npy("input");
     let g = gpu();
-    let at = At::new(g, model.as_ref(), planar(&input), 128).unwrap();
+    let at = At::new(g, model.as_ref(), planar(&input), 128, None).unwrap();
     let n = at.n();
     let idx: Vec<usize> =
         case.meta["row_indices"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
@@ -241,7 +241,7 @@ fn cli_full_jacobian_and_errors() {
         assert!(std::fs::metadata(dir.join(f)).unwrap().len() > 100, "{f}");
     }
     let model = load(&case);
-    let at = At::new(gpu(), model.as_ref(), Planar { c: 1, h: 8, w: 8, data: &crop }, 64).unwrap();
+    let at = At::new(gpu(), model.as_ref(), Planar { c: 1, h: 8, w: 8, data: &crop }, 64, None).unwrap();
     let row = pollster::block_on(jacobian::rows(gpu(), &at, &[3 * 8 + 4])).unwrap().remove(0);
     let e = max_abs_diff(&j.data[28 * 64..29 * 64], &row);
     assert!(e < 1e-5, "row 28 of J.npy vs VJP: {e}");

@@ -10,6 +10,7 @@
 //! checkpoint `dual_score_matching/mnist32_gray_tiny/model.pth.tar`).
 //! Tolerances are given at each check.
 
+use prior_models::Noise;
 use std::sync::OnceLock;
 
 use prior_gpu::{Gpu, Shape, Tensor};
@@ -26,11 +27,14 @@ fn gpu() -> &'static Gpu {
     GPU.get_or_init(|| pollster::block_on(Gpu::from_env()).expect("a wgpu adapter (lavapipe in CI)"))
 }
 
-fn model(t: Option<f32>) -> EnergyUNet {
+fn model() -> EnergyUNet {
     let path = paths::shared().join("checkpoints/dual_score_matching/mnist32_gray_tiny/model.pth.tar");
-    let mut m = EnergyUNet::from_blob(gpu(), &WeightBlob::load(path).unwrap()).unwrap();
-    m.set_noise_variance(t);
-    m
+    EnergyUNet::from_blob(gpu(), &WeightBlob::load(path).unwrap()).unwrap()
+}
+
+/// Per-sample noise variances on the GPU, `[n, 1, 1, 1]`.
+fn tv(t: &[f32]) -> Tensor {
+    gpu().upload(Shape::new(t.len(), 1, 1, 1), t)
 }
 
 fn rd(t: &Tensor) -> Vec<f32> {
@@ -68,11 +72,11 @@ fn digit() -> Vec<f32> {
 #[test]
 fn hessian_vector_matches_finite_differences() {
     let g = gpu();
-    let m = model(Some(0.01));
+    let m = model();
     let y = digit();
     let v = randn(1024, 5);
     let s = Shape::new(1, 32, 32, 1);
-    let t = [0.01f32];
+    let t = tv(&[0.01]);
     let hv = rd(&m.hessian_vector(g, &g.upload(s, &y), &t, &g.upload(s, &v)).unwrap());
     let grad = |e: f32| -> Vec<f32> {
         let yy: Vec<f32> = y.iter().zip(&v).map(|(a, b)| a + e * b).collect();
@@ -96,23 +100,23 @@ fn hessian_vector_matches_finite_differences() {
 #[test]
 fn hessian_is_symmetric_and_batches_agree() {
     let g = gpu();
-    let m = model(Some(0.01));
+    let m = model();
     let y = digit();
     let (v, u) = (randn(1024, 6), randn(1024, 7));
     let s1 = Shape::new(1, 32, 32, 1);
     let y1 = g.upload(s1, &y);
-    let both = rd(&m.hessian_vector(g, &g.repeat_batch(&y1, 2), &[0.01, 0.01], &g.upload(Shape::new(2, 32, 32, 1), &[v.clone(), u.clone()].concat())).unwrap());
+    let both = rd(&m.hessian_vector(g, &g.repeat_batch(&y1, 2), &tv(&[0.01, 0.01]), &g.upload(Shape::new(2, 32, 32, 1), &[v.clone(), u.clone()].concat())).unwrap());
     let (hv, hu) = both.split_at(1024);
     let (a, b) = (dot(hv, &u), dot(&v, hu));
     let rel = (a - b).abs() / (norm(hv) * norm(&u));
     println!("<Hv,u> = {a:.6}, <v,Hu> = {b:.6}, rel {rel:.2e}");
     assert!(rel < 1e-4, "<Hv,u> = {a}, <v,Hu> = {b}");
     // the same product alone equals its slot in the batch
-    let alone = rd(&m.hessian_vector(g, &y1, &[0.01], &g.upload(s1, &v)).unwrap());
+    let alone = rd(&m.hessian_vector(g, &y1, &tv(&[0.01]), &g.upload(s1, &v)).unwrap());
     let e = alone.iter().zip(hv).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(e <= 1e-5 * norm(hv) as f32, "batched vs single H·v: {e}");
     // the Denoiser interface: J v = v − t·H v
-    let jv = rd(&m.jvp(g, &y1, &g.upload(s1, &v)).unwrap());
+    let jv = rd(&m.jvp(g, &y1, &g.upload(s1, &v), Noise::Variance(&tv(&[0.01]))).unwrap());
     let e = jv.iter().zip(&v).zip(hv).fold(0.0f32, |mx, ((j, v), h)| mx.max((j - (v - 0.01 * h)).abs()));
     assert!(e < 1e-5, "J v vs v − t·H v: {e}");
 }
@@ -124,15 +128,16 @@ fn hessian_is_symmetric_and_batches_agree() {
 fn jvp_vjp_vs_pytorch() {
     let g = gpu();
     let case = Case::open("jac_energy_trained");
-    let m = model(Some(0.01));
+    let m = model();
     let y = case.npy("input").data;
     let s1 = Shape::new(1, 32, 32, 1);
     let y1 = g.upload(s1, &y);
-    let den = rd(&m.denoise(g, &y1).unwrap());
+    let t = tv(&[0.01]);
+    let den = rd(&m.denoise(g, &y1, Noise::Variance(&t)).unwrap());
     let (v, u) = (case.npy("v").data, case.npy("u").data);
     let s3 = Shape::new(3, 32, 32, 1);
-    let jv = rd(&m.jvp(g, &y1, &g.upload(s3, &v)).unwrap());
-    let ju = rd(&m.vjp(g, &y1, &g.upload(s3, &u)).unwrap());
+    let jv = rd(&m.jvp(g, &y1, &g.upload(s3, &v), Noise::Variance(&t)).unwrap());
+    let ju = rd(&m.vjp(g, &y1, &g.upload(s3, &u), Noise::Variance(&t)).unwrap());
     let e = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
     let (e_out, e_jv, e_ju) = (e(&den, &case.npy("output").data), e(&jv, &case.npy("jvp").data), e(&ju, &case.npy("vjp").data));
     println!("|ours − pytorch|: output {e_out:.2e}, jvp {e_jv:.2e}, vjp {e_ju:.2e}");
@@ -149,9 +154,9 @@ fn jvp_vjp_vs_pytorch() {
 fn full_jacobian_vs_pytorch() {
     let g = gpu();
     let case = Case::open("jac_energy_trained");
-    let m = model(Some(0.01));
+    let m = model();
     let input = case.npy("input");
-    let at = At::new(g, &m, Planar { c: 1, h: 32, w: 32, data: &input.data }, 128).unwrap();
+    let at = At::new(g, &m, Planar { c: 1, h: 32, w: 32, data: &input.data }, 128, Some(0.01)).unwrap();
     let n = at.n();
     let t = std::time::Instant::now();
     let j = pollster::block_on(jacobian::jacobian(g, &at)).unwrap();

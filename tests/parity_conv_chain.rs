@@ -7,6 +7,7 @@
 //! f32 sums run in a different order (and fold the normalisation into the
 //! conv as one multiply), which over 20 layers stays well below 1e-4.
 
+use prior_models::Noise;
 use std::sync::OnceLock;
 
 use prior_gpu::{Gpu, Shape};
@@ -27,10 +28,10 @@ fn check(name: &str) {
     let input = case.npy("input");
     let (c, h, w) = (input.shape[0], input.shape[1], input.shape[2]);
     let img = Planar { c, h, w, data: &input.data };
-    let out = pollster::block_on(apply_image(gpu(), model.as_ref(), img.clone(), Apply::Denoise)).unwrap();
+    let out = pollster::block_on(apply_image(gpu(), model.as_ref(), img.clone(), Apply::Denoise, None)).unwrap();
     let err = max_abs_diff(&out, &case.npy("output").data);
     // The residual path (what the sampler uses) against y − x̂ of PyTorch.
-    let res = pollster::block_on(apply_image(gpu(), model.as_ref(), img, Apply::Residual)).unwrap();
+    let res = pollster::block_on(apply_image(gpu(), model.as_ref(), img, Apply::Residual, None)).unwrap();
     let want_res: Vec<f32> = input.data.iter().zip(&case.npy("output").data).map(|(y, d)| y - d).collect();
     let err_res = max_abs_diff(&res, &want_res);
     println!("{name}: max |ours − pytorch| denoised {err:.2e}, residual {err_res:.2e} ({})", model.describe());
@@ -81,7 +82,7 @@ fn bf_cnn_rf_conditional_network() {
         println!("{name}: max |ours − pytorch| {err:.2e}");
         assert!(err <= 1e-4, "{name}: {err}");
         // Denoising images with a conditional part is refused clearly.
-        let e = chain.denoise(gpu(), &x).unwrap_err().to_string();
+        let e = chain.denoise(gpu(), &x, Noise::Blind).unwrap_err().to_string();
         assert!(e.contains("multi-scale"), "{e}");
     }
 }

@@ -47,6 +47,7 @@ fn check_case(gpu: &Gpu, model: &EnergyUNet, case: &str) {
     // (N, 1, 32, 32): one channel, so channels-last has the same order
     let y_t = gpu.upload(Shape::new(n, 32, 32, 1), &y);
     let started = std::time::Instant::now();
+    let t = gpu.upload(Shape::new(n, 1, 1, 1), &t);
     let e = model.evaluate(gpu, &y_t, &t, true, true).unwrap();
     let rd = |x: &prior_gpu::Tensor| pollster::block_on(gpu.read(x)).unwrap();
     let energy = rd(&e.energy);
@@ -93,7 +94,7 @@ fn bits_per_dim_match_pytorch_and_rank_images() {
         serde_json::from_str(&std::fs::read_to_string(paths::golden().join("energy_trained_t0/meta.json")).unwrap()).unwrap();
     let want: Vec<f64> = meta["bits_per_dim"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     let y = npy("energy_trained_t0", "input");
-    let u = pollster::block_on(model.energies(&gpu, &gpu.upload(Shape::new(4, 32, 32, 1), &y), &[0.0; 4])).unwrap();
+    let u = pollster::block_on(model.energies(&gpu, &gpu.upload(Shape::new(4, 32, 32, 1), &y), &gpu.zeros(Shape::new(4, 1, 1, 1)))).unwrap();
     for (k, (&uk, &w)) in u.iter().zip(&want).enumerate() {
         let got = Likelihood::new(uk, LOG_Z, d).bits_per_dim;
         eprintln!("digit {}: {got:.4} bits/dim (PyTorch {w:.4})", 9000 + k);
@@ -113,11 +114,11 @@ fn bits_per_dim_match_pytorch_and_rank_images() {
             ((s >> 33) % 256) as f32 / 255.0
         })
         .collect();
-    let un = pollster::block_on(model.energies(&gpu, &gpu.upload(Shape::new(16, 32, 32, 1), &noise), &[0.0; 16])).unwrap();
+    let un = pollster::block_on(model.energies(&gpu, &gpu.upload(Shape::new(16, 32, 32, 1), &noise), &gpu.zeros(Shape::new(16, 1, 1, 1)))).unwrap();
     let noise_bpd = un.iter().map(|&v| Likelihood::new(v, LOG_Z, d).bits_per_dim).sum::<f64>() / 16.0;
     let levels = [0.0f32, 0.25, 0.5, 0.75, 1.0];
     let cst: Vec<f32> = levels.iter().flat_map(|&v| vec![v; d]).collect();
-    let uc = pollster::block_on(model.energies(&gpu, &gpu.upload(Shape::new(5, 32, 32, 1), &cst), &[0.0; 5])).unwrap();
+    let uc = pollster::block_on(model.energies(&gpu, &gpu.upload(Shape::new(5, 32, 32, 1), &cst), &gpu.zeros(Shape::new(5, 1, 1, 1)))).unwrap();
     let cbpd: Vec<f64> = uc.iter().map(|&v| Likelihood::new(v, LOG_Z, d).bits_per_dim).collect();
     eprintln!("uniform 8-bit noise {noise_bpd:.2} bits/dim (fixture README 12.28); constant {levels:?}: {cbpd:.2?} (12.98)");
     assert!(noise_bpd > held + 5.0 && cbpd.iter().all(|&c| c > held + 5.0));
@@ -133,7 +134,7 @@ fn heldout_mean_bpd(gpu: &Gpu, model: &EnergyUNet, n: usize) -> f64 {
     for start in (0..n).step_by(250) {
         let nb = 250.min(n - start);
         let yb = gpu.upload(Shape::new(nb, 32, 32, 1), &flat[start * d..(start + nb) * d]);
-        let u = pollster::block_on(model.energies(gpu, &yb, &vec![0.0; nb])).unwrap();
+        let u = pollster::block_on(model.energies(gpu, &yb, &gpu.zeros(Shape::new(nb, 1, 1, 1)))).unwrap();
         sum += u.iter().map(|&v| Likelihood::new(v, LOG_Z, d).bits_per_dim).sum::<f64>();
     }
     sum / n as f64
@@ -204,10 +205,13 @@ fn derivatives_match_finite_differences_on_a_non_square_batch() {
     }
     let v: Vec<f32> = (0..y.len()).map(|_| rnd() * 1.7).collect();
     let s = Shape::new(2, h, w, 1);
-    let e = model.evaluate(&gpu, &gpu.upload(s, &y), &t, true, true).unwrap();
+    let tt = gpu.upload(Shape::new(2, 1, 1, 1), &t);
+    let e = model.evaluate(&gpu, &gpu.upload(s, &y), &tt, true, true).unwrap();
     let grad = pollster::block_on(gpu.read(e.grad.as_ref().unwrap())).unwrap();
     let dudt = pollster::block_on(gpu.read(e.dudt.as_ref().unwrap())).unwrap();
-    let energy = |yy: &[f32], tt: &[f32]| pollster::block_on(model.energies(&gpu, &gpu.upload(s, yy), tt)).unwrap();
+    let energy = |yy: &[f32], tt: &[f32]| {
+        pollster::block_on(model.energies(&gpu, &gpu.upload(s, yy), &gpu.upload(Shape::new(tt.len(), 1, 1, 1), tt))).unwrap()
+    };
     // central differences at steps e and e/2, Richardson-extrapolated
     // (4·D(e/2) − D(e))/3 to cancel the O(e²) truncation error
     let fd_y = |e: f32| -> Vec<f64> {

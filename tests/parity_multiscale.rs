@@ -9,6 +9,7 @@
 //! is ≤ 1.7e-6 (meta.json `f64_discrepancy`); our f32 sums run in another
 //! order over 20 + 21·J layers, which stays well below 1e-4.
 
+use prior_models::Noise;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -55,7 +56,7 @@ fn check(name: &str, model: &MultiScale) {
         errs.push((["residual_scale0", "residual_scale1", "residual_scale2"][j], max_abs_diff(&read_chw(r), &want.data)));
     }
     // The Denoiser interface: residual f(y) = y − x̂ against `net`.
-    let res = model.residual(gpu(), &y).unwrap();
+    let res = model.residual(gpu(), &y, Noise::Blind).unwrap();
     errs.push(("net", max_abs_diff(&read_chw(&res), &case.npy("net").data)));
     println!("{name}: max |ours − pytorch| {errs:?}");
     for (what, e) in errs {
@@ -93,8 +94,8 @@ fn multiscale_320_rf13_crop80() {
     assert_eq!(again.parameters(), model.parameters());
     let input = case.npy("input");
     let y = upload_chw(&input.data, 1, 80, 80);
-    let a = read_chw(&again.denoise(gpu(), &y).unwrap());
-    let b = read_chw(&model.denoise(gpu(), &y).unwrap());
+    let a = read_chw(&again.denoise(gpu(), &y, Noise::Blind).unwrap());
+    let b = read_chw(&model.denoise(gpu(), &y, Noise::Blind).unwrap());
     assert_eq!(a, b, "combined blob and folder give different results");
     // MultiScale::load takes the saved blob too, and refuses other models.
     let tmp = std::env::temp_dir().join(format!("prior_ms_blob_{}.safetensors", std::process::id()));
@@ -133,10 +134,10 @@ fn clear_errors() {
     let model = MultiScale::from_dir(gpu(), &dir).unwrap();
     // 42×40 is not a multiple of 2^2.
     let y = gpu().upload(Shape::new(1, 42, 40, 1), &vec![0.5; 42 * 40]);
-    let e = model.denoise(gpu(), &y).unwrap_err().to_string();
+    let e = model.denoise(gpu(), &y, Noise::Blind).unwrap_err().to_string();
     assert!(e.contains("multiples of 2^2 = 4"), "{e}");
     let y3 = gpu().upload(Shape::new(1, 8, 8, 3), &vec![0.5; 192]);
-    let e = model.denoise(gpu(), &y3).unwrap_err().to_string();
+    let e = model.denoise(gpu(), &y3, Noise::Blind).unwrap_err().to_string();
     assert!(e.contains("1 channel(s), the input has 3"), "{e}");
     // A folder with only the low model.
     let tmp = std::env::temp_dir().join(format!("prior_ms_{}", std::process::id()));
@@ -178,7 +179,7 @@ fn multiscale_jvp_vjp() {
     let y = gpu().upload(Shape::new(1, h, w, 1), &crop);
     let lin = model.linearize(gpu(), &y).unwrap();
     let xhat = pollster::block_on(gpu().read(&lin.output)).unwrap();
-    let direct = pollster::block_on(gpu().read(&model.denoise(gpu(), &y).unwrap())).unwrap();
+    let direct = pollster::block_on(gpu().read(&model.denoise(gpu(), &y, Noise::Blind).unwrap())).unwrap();
     assert_eq!(xhat, direct);
 
     let jy = pollster::block_on(gpu().read(&lin.jvp(gpu(), &y).unwrap())).unwrap();
@@ -189,8 +190,8 @@ fn multiscale_jvp_vjp() {
     let u = rand_vec(2 * n, 8);
     let vt = gpu().upload(Shape::new(2, h, w, 1), &v);
     let ut = gpu().upload(Shape::new(2, h, w, 1), &u);
-    let jv = pollster::block_on(gpu().read(&model.jvp(gpu(), &y, &vt).unwrap())).unwrap();
-    let jtu = pollster::block_on(gpu().read(&model.vjp(gpu(), &y, &ut).unwrap())).unwrap();
+    let jv = pollster::block_on(gpu().read(&model.jvp(gpu(), &y, &vt, Noise::Blind).unwrap())).unwrap();
+    let jtu = pollster::block_on(gpu().read(&model.vjp(gpu(), &y, &ut, Noise::Blind).unwrap())).unwrap();
     for k in 0..2 {
         let r = k * n..(k + 1) * n;
         let (l, rr) = (dot(&jv[r.clone()], &u[r.clone()]), dot(&v[r.clone()], &jtu[r]));
@@ -210,8 +211,8 @@ fn multiscale_jvp_vjp() {
     let eps = 1e-3f32;
     let plus: Vec<f32> = crop.iter().zip(&sm).map(|(a, b)| a + eps * b).collect();
     let minus: Vec<f32> = crop.iter().zip(&sm).map(|(a, b)| a - eps * b).collect();
-    let dp = pollster::block_on(gpu().read(&model.denoise(gpu(), &gpu().upload(y.shape(), &plus)).unwrap())).unwrap();
-    let dm = pollster::block_on(gpu().read(&model.denoise(gpu(), &gpu().upload(y.shape(), &minus)).unwrap())).unwrap();
+    let dp = pollster::block_on(gpu().read(&model.denoise(gpu(), &gpu().upload(y.shape(), &plus), Noise::Blind).unwrap())).unwrap();
+    let dm = pollster::block_on(gpu().read(&model.denoise(gpu(), &gpu().upload(y.shape(), &minus), Noise::Blind).unwrap())).unwrap();
     let fd: Vec<f32> = dp.iter().zip(&dm).map(|(a, b)| (a - b) / (2.0 * eps)).collect();
     let err: f64 = fd.iter().zip(&js).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
     let norm: f64 = js.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();

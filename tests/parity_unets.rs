@@ -30,6 +30,7 @@
 //! * Homogeneity: J(y)·y and x̂(y) are the same sums in another order: 1e-4
 //!   max abs.
 
+use prior_models::Noise;
 use std::sync::OnceLock;
 
 use prior_gpu::{Gpu, Shape, Tensor};
@@ -58,9 +59,9 @@ fn parity(name: &str) {
     let input = case.npy("input");
     let (c, h, w) = (input.shape[0], input.shape[1], input.shape[2]);
     let img = Planar { c, h, w, data: &input.data };
-    let out = pollster::block_on(apply_image(gpu(), model.as_ref(), img.clone(), Apply::Denoise)).unwrap();
+    let out = pollster::block_on(apply_image(gpu(), model.as_ref(), img.clone(), Apply::Denoise, None)).unwrap();
     let err = max_abs_diff(&out, &case.npy("output").data);
-    let res = pollster::block_on(apply_image(gpu(), model.as_ref(), img, Apply::Residual)).unwrap();
+    let res = pollster::block_on(apply_image(gpu(), model.as_ref(), img, Apply::Residual, None)).unwrap();
     let want_res: Vec<f32> = input.data.iter().zip(&case.npy("output").data).map(|(y, d)| y - d).collect();
     let err_res = max_abs_diff(&res, &want_res);
     println!("{name}: max |ours − pytorch| denoised {err:.2e}, residual {err_res:.2e} ({})", model.describe());
@@ -90,12 +91,12 @@ fn bf_unet_random_weights_raw_state_dict() {
     let input = case.npy("input");
     let (c, h, w) = (input.shape[0], input.shape[1], input.shape[2]);
     let y = gpu().upload(Shape::new(1, h, w, c), &chw_to_hwc(c, h, w, &input.data));
-    let net = prior_ops::layout::hwc_to_chw(c, h, w, &read(&model.residual(gpu(), &y).unwrap()));
+    let net = prior_ops::layout::hwc_to_chw(c, h, w, &read(&model.residual(gpu(), &y, Noise::Blind).unwrap()));
     let err = max_abs_diff(&net, &case.npy("net").data);
     assert!(err <= 1e-4, "bf_unet net differs by {err}");
     // Sizes that are not multiples of 8 are refused with a clear message.
     let bad = gpu().upload(Shape::new(1, 12, 16, 1), &vec![0.5; 12 * 16]);
-    let e = model.denoise(gpu(), &bad).unwrap_err().to_string();
+    let e = model.denoise(gpu(), &bad, Noise::Blind).unwrap_err().to_string();
     assert!(e.contains("divisible by 8"), "{e}");
 }
 
@@ -138,8 +139,8 @@ fn jacobian_checks(name: &str, h: usize, w: usize, bias_free: bool) {
     let u = rand_vec(k * h * w * c, 8);
     let vt = g.upload(Shape::new(k, h, w, c), &v);
     let ut = g.upload(Shape::new(k, h, w, c), &u);
-    let jv = read(&model.jvp(g, &y, &vt).unwrap());
-    let ju = read(&model.vjp(g, &y, &ut).unwrap());
+    let jv = read(&model.jvp(g, &y, &vt, Noise::Blind).unwrap());
+    let ju = read(&model.vjp(g, &y, &ut, Noise::Blind).unwrap());
     let n = h * w * c;
     for i in 0..k {
         let (a, b) = (dot(&jv[i * n..(i + 1) * n], &u[i * n..(i + 1) * n]), dot(&v[i * n..(i + 1) * n], &ju[i * n..(i + 1) * n]));
@@ -152,8 +153,8 @@ fn jacobian_checks(name: &str, h: usize, w: usize, bias_free: bool) {
     let eps = 3e-4f32;
     let plus: Vec<f32> = crop.iter().zip(v0).map(|(a, b)| a + eps * b).collect();
     let minus: Vec<f32> = crop.iter().zip(v0).map(|(a, b)| a - eps * b).collect();
-    let dp = read(&model.denoise(g, &g.upload(s, &plus)).unwrap());
-    let dm = read(&model.denoise(g, &g.upload(s, &minus)).unwrap());
+    let dp = read(&model.denoise(g, &g.upload(s, &plus), Noise::Blind).unwrap());
+    let dm = read(&model.denoise(g, &g.upload(s, &minus), Noise::Blind).unwrap());
     let fd: Vec<f32> = dp.iter().zip(&dm).map(|(p, m)| (p - m) / (2.0 * eps)).collect();
     let diff: Vec<f32> = fd.iter().zip(&jv[..n]).map(|(a, b)| a - b).collect();
     let rel = norm(&diff) / norm(&jv[..n]);
@@ -161,8 +162,8 @@ fn jacobian_checks(name: &str, h: usize, w: usize, bias_free: bool) {
     assert!(rel <= 3e-2, "{name}: finite differences differ from J·v by {rel} (relative)");
     if bias_free {
         // x̂(y) = J(y)·y.
-        let d = read(&model.denoise(g, &y).unwrap());
-        let jy = read(&model.jvp(g, &y, &y).unwrap());
+        let d = read(&model.denoise(g, &y, Noise::Blind).unwrap());
+        let jy = read(&model.jvp(g, &y, &y, Noise::Blind).unwrap());
         let err = max_abs_diff(&d, &jy);
         println!("{name}: max |J(y)y − x̂(y)| = {err:.1e}");
         assert!(err <= 1e-4, "{name}: J(y)·y differs from x̂(y) by {err}");
@@ -182,12 +183,12 @@ fn jacobian_golden(name: &str) {
     assert_eq!(c, 1, "tangent stacks are planar; one channel keeps them channels-last too");
     let g = gpu();
     let y = g.upload(Shape::new(1, h, w, c), &input.data);
-    let den = read(&model.denoise(g, &y).unwrap());
+    let den = read(&model.denoise(g, &y, Noise::Blind).unwrap());
     let err_out = max_abs_diff(&den, &case.npy("output").data);
     let (v, u) = (case.npy("v"), case.npy("u"));
     let k = v.shape[0];
-    let jv = read(&model.jvp(g, &y, &g.upload(Shape::new(k, h, w, c), &v.data)).unwrap());
-    let ju = read(&model.vjp(g, &y, &g.upload(Shape::new(k, h, w, c), &u.data)).unwrap());
+    let jv = read(&model.jvp(g, &y, &g.upload(Shape::new(k, h, w, c), &v.data), Noise::Blind).unwrap());
+    let ju = read(&model.vjp(g, &y, &g.upload(Shape::new(k, h, w, c), &u.data), Noise::Blind).unwrap());
     let err_jvp = max_abs_diff(&jv, &case.npy("jvp").data);
     let err_vjp = max_abs_diff(&ju, &case.npy("vjp").data);
     println!("{name}: max |ours − pytorch| output {err_out:.1e}, J·v {err_jvp:.1e}, Jᵀ·u {err_vjp:.1e}");
@@ -232,8 +233,8 @@ fn receptive_radius_bounds_the_influence_of_a_pixel() {
         let mut bumped = base.clone();
         bumped[c0 * size + c0] += 0.5;
         let s = Shape::new(1, size, size, 1);
-        let a = read(&model.denoise(g, &g.upload(s, &base)).unwrap());
-        let b = read(&model.denoise(g, &g.upload(s, &bumped)).unwrap());
+        let a = read(&model.denoise(g, &g.upload(s, &base), Noise::Blind).unwrap());
+        let b = read(&model.denoise(g, &g.upload(s, &bumped), Noise::Blind).unwrap());
         let mut reach = 0;
         for (i, (x, y)) in a.iter().zip(&b).enumerate() {
             if x != y {

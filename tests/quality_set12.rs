@@ -37,8 +37,7 @@ fn set12_image0_sigma25_matches_pytorch_psnr() {
         &gpu,
         &*model,
         Planar { c: noisy.c, h: noisy.h, w: noisy.w, data: &noisy.data },
-        Apply::Denoise,
-    ))
+        Apply::Denoise, None))
     .unwrap();
     let out: Vec<f32> = out.iter().map(|v| v.clamp(0.0, 1.0)).collect();
 

@@ -26,15 +26,15 @@ fn tiled_equals_untiled() {
     let (core, halo) = plan(&small, m_small.as_ref(), h, w).unwrap().expect("tiling needed");
     assert!(halo >= m_small.receptive_radius());
     assert!(core < h, "core {core}");
-    let a = pollster::block_on(apply_image(&full, m_full.as_ref(), img.clone(), Apply::Denoise)).unwrap();
-    let b = pollster::block_on(apply_image(&small, m_small.as_ref(), img, Apply::Denoise)).unwrap();
+    let a = pollster::block_on(apply_image(&full, m_full.as_ref(), img.clone(), Apply::Denoise, None)).unwrap();
+    let b = pollster::block_on(apply_image(&small, m_small.as_ref(), img, Apply::Denoise, None)).unwrap();
     let err = max_abs_diff(&a, &b);
     assert!(err <= 1e-6, "tiled differs from untiled by {err}");
 
     // A limit below one tile with its halo is a clear error, not a panic.
     let tiny = pollster::block_on(Gpu::new(GpuOptions { max_buffer_bytes: Some(20 * 20 * 64 * 4), ..GpuOptions::from_env() })).unwrap();
     let m_tiny = prior_models::load_path(&tiny, &ckpt).unwrap();
-    let e = pollster::block_on(apply_image(&tiny, m_tiny.as_ref(), Planar { c: 1, h, w, data: &data }, Apply::Denoise))
+    let e = pollster::block_on(apply_image(&tiny, m_tiny.as_ref(), Planar { c: 1, h, w, data: &data }, Apply::Denoise, None))
         .unwrap_err()
         .to_string();
     assert!(e.contains("allows at most"), "{e}");
@@ -56,8 +56,8 @@ fn tiled_equals_untiled_for_strided_unet_on_odd_size() {
     let data = image(h, w);
     let (core, halo) = plan(&small, m_small.as_ref(), h, w).unwrap().expect("tiling needed");
     assert!(core % 2 == 0 && halo % 2 == 0, "core {core} halo {halo}");
-    let a = pollster::block_on(apply_image(&full, m_full.as_ref(), Planar { c: 1, h, w, data: &data }, Apply::Denoise)).unwrap();
-    let b = pollster::block_on(apply_image(&small, m_small.as_ref(), Planar { c: 1, h, w, data: &data }, Apply::Denoise)).unwrap();
+    let a = pollster::block_on(apply_image(&full, m_full.as_ref(), Planar { c: 1, h, w, data: &data }, Apply::Denoise, None)).unwrap();
+    let b = pollster::block_on(apply_image(&small, m_small.as_ref(), Planar { c: 1, h, w, data: &data }, Apply::Denoise, None)).unwrap();
     let err = max_abs_diff(&a, &b);
     assert!(err <= 1e-6, "tiled differs from untiled by {err}");
 }

@@ -18,7 +18,7 @@
 
 use prior_gpu::{Gpu, GpuError, Shape, Tensor};
 use prior_models::tiling::Planar;
-use prior_models::{Denoiser, ModelError};
+use prior_models::{Denoiser, ModelError, Noise};
 use prior_ops::layout::{chw_to_hwc, hwc_to_chw};
 use prior_ops::reference::rng;
 
@@ -57,6 +57,9 @@ pub struct At<'a> {
     pub h: usize,
     pub w: usize,
     y: Tensor,
+    /// The noise variance t the model is linearised at (`[1, 1, 1, 1]`),
+    /// held fixed; `None`: blind (noise-conditioned models estimate it).
+    t: Option<Tensor>,
     /// The most tangents one batch may hold.
     pub max_batch: usize,
 }
@@ -64,8 +67,9 @@ pub struct At<'a> {
 impl<'a> At<'a> {
     /// Uploads `y` and sizes batches so that one tangent batch's largest
     /// activation (`values_per_pixel` floats per pixel per sample) fits the
-    /// adapter's buffer limit; `batch` caps it further.
-    pub fn new(gpu: &Gpu, model: &'a dyn Denoiser, y: Planar<'_>, batch: usize) -> Result<At<'a>> {
+    /// adapter's buffer limit; `batch` caps it further. `variance` is the
+    /// noise variance given to noise-conditioned models (`None`: blind).
+    pub fn new(gpu: &Gpu, model: &'a dyn Denoiser, y: Planar<'_>, batch: usize, variance: Option<f32>) -> Result<At<'a>> {
         if y.c != model.channels() {
             return Err(JacobianError::Input(format!(
                 "the model takes {} channel(s), the image has {}",
@@ -94,7 +98,12 @@ impl<'a> At<'a> {
             )));
         }
         let t = gpu.upload(Shape::new(1, y.h, y.w, y.c), &chw_to_hwc(y.c, y.h, y.w, y.data));
-        Ok(At { model, c: y.c, h: y.h, w: y.w, y: t, max_batch: fit.min(batch.max(1)) })
+        let var = variance.map(|v| gpu.upload(Shape::new(1, 1, 1, 1), &[v]));
+        Ok(At { model, c: y.c, h: y.h, w: y.w, y: t, t: var, max_batch: fit.min(batch.max(1)) })
+    }
+
+    fn noise(&self) -> Noise<'_> {
+        self.t.as_ref().map_or(Noise::Blind, Noise::Variance)
     }
 
     /// Number of elements N = C·H·W.
@@ -130,7 +139,11 @@ impl<'a> At<'a> {
         let mut out = Vec::with_capacity(vs.len());
         for chunk in vs.chunks(self.max_batch * n) {
             let t = self.upload(gpu, chunk);
-            let r = if transpose { self.model.vjp(gpu, &self.y, &t)? } else { self.model.jvp(gpu, &self.y, &t)? };
+            let r = if transpose {
+                self.model.vjp(gpu, &self.y, &t, self.noise())?
+            } else {
+                self.model.jvp(gpu, &self.y, &t, self.noise())?
+            };
             out.extend(self.download(gpu, &r).await?);
         }
         Ok(out)
@@ -148,7 +161,7 @@ impl<'a> At<'a> {
 
     /// The denoised image x̂(y) (planar).
     pub async fn denoised(&self, gpu: &Gpu) -> Result<Vec<f32>> {
-        let d = self.model.denoise(gpu, &self.y)?;
+        let d = self.model.denoise(gpu, &self.y, self.noise())?;
         self.download(gpu, &d).await
     }
 

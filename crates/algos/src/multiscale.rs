@@ -30,7 +30,7 @@
 
 use prior_gpu::{Gpu, Shape, Tensor};
 use prior_models::multiscale::MultiScale;
-use prior_models::{Denoiser, ModelError};
+use prior_models::{Denoiser, ModelError, Noise};
 use prior_ops::channels::concat_channels;
 use prior_ops::elementwise::axpby;
 use prior_ops::haar::haar_synthesis;
@@ -105,7 +105,7 @@ where
     let p = level_params(params, 0.5f32.powi(j as i32 + 1), j as u64 + 1);
     let shape = Shape::new(s.n, s.h, s.w, 3 * s.c);
     let half = gpu.upload(shape, &vec![0.5; shape.numel()]);
-    let residual = |gpu: &Gpu, z: &Tensor| -> Result<Tensor, ModelError> {
+    let residual = |gpu: &Gpu, z: &Tensor, _: Noise<'_>| -> Result<Tensor, ModelError> {
         let details = axpby(gpu, 1.0, z, -1.0, &half)?;
         model.conditional_residual(gpu, j, low, &details)
     };
@@ -152,7 +152,7 @@ where
     let c = model.channels();
     let shape = Shape::new(n, h / m, w / m, c);
     let p = level_params(params, 0.5f32.powi(levels as i32), levels as u64 + 1);
-    let residual = |gpu: &Gpu, y: &Tensor| model.low_residual(gpu, y);
+    let residual = |gpu: &Gpu, y: &Tensor, _: Noise<'_>| model.low_residual(gpu, y);
     let run = sampler::run(gpu, shape, None, &p, residual, |pr: &Progress| {
         progress(&LevelProgress { level: None, progress: pr })
     })

@@ -33,6 +33,22 @@
 //! of that seed (results agree to ~1e-5: batched convolutions may round
 //! differently).
 //!
+//! **Noise-conditioned models** ([`Schedule`]): every residual call gets
+//! the noise variance of each sample ([`Noise::Variance`], `[n, 1, 1, 1]`
+//! on the GPU, σ₀² at the first call). With [`Schedule::Measured`] (the
+//! default, the authors' sampler) that is the last measured σ_t² and blind
+//! denoisers ignore it. A noise-conditioned model's residual need not be a
+//! calibrated noise estimate (the energy fixture's is 0.86σ at t = 1 on
+//! pure noise), and feeding its own estimate back shrinks t geometrically;
+//! [`Schedule::Recursion`] instead follows the level the update implies,
+//! σ₁ = σ₀, σ_{t+1} = (1 − βh_t)·σ_t (the shrinkage (1 − h_t)σ_t and the
+//! injected γ_t add in quadrature to exactly that), stops when it reaches
+//! σ_L, and reports the measured ‖d_t‖/√N beside it. With measurements the
+//! same recursion holds: the measured components follow the same update
+//! (d_t there is M Mᵀ y − M x_c, shrunk by h_t, plus the same injected
+//! noise), so the whole iterate carries one level and the model is given
+//! it for every pixel.
+//!
 //! **Divergence**: a sample whose σ_t exceeds `divergence_factor · σ₀` or is
 //! not finite is not updated and the run stops with
 //! [`SamplerError::Diverged`], which carries the last good iterate.
@@ -40,9 +56,11 @@
 use std::time::Instant;
 
 use prior_gpu::{Gpu, GpuError, Shape, Tensor};
-use prior_models::ModelError;
+use prior_models::{ModelError, Noise};
 use prior_ops::reference::rng;
 use prior_ops::sampler::{self as kernels, field, Step, CONVERGED, DIVERGED, STATE};
+
+pub use prior_ops::sampler::Schedule;
 
 use crate::measure::{MeasureError, Measurement};
 
@@ -71,6 +89,9 @@ pub struct SamplerParams {
     /// several iterations per submission, at the price of up to
     /// `check_every − 1` extra denoiser calls after the last sample stops.
     pub check_every: usize,
+    /// Where σ_t comes from (measured, or the recursion for
+    /// noise-conditioned models).
+    pub schedule: Schedule,
 }
 
 impl Default for SamplerParams {
@@ -85,6 +106,7 @@ impl Default for SamplerParams {
             fixed_step: None,
             divergence_factor: 10.0,
             check_every: 1,
+            schedule: Schedule::Measured,
         }
     }
 }
@@ -163,6 +185,9 @@ pub struct Progress<'a> {
     pub iteration: usize,
     /// σ_t per sample (for stopped samples, their last σ).
     pub sigmas: &'a [f32],
+    /// The measured level ‖d_t‖/√N per sample (equal to `sigmas` with
+    /// [`Schedule::Measured`]).
+    pub measured: &'a [f32],
     /// Samples still running after this iteration.
     pub running: usize,
     /// The batch of iterates y after this iteration's update.
@@ -177,6 +202,8 @@ pub struct SampleRun {
     pub iterations: Vec<usize>,
     /// σ_t of each sample's last applied update.
     pub final_sigma: Vec<f32>,
+    /// The measured level ‖d_t‖/√N of each sample's last computed iteration.
+    pub final_measured: Vec<f32>,
     /// Whether each sample reached σ_L (false: stopped by `max_iters`).
     pub converged: Vec<bool>,
     /// Iterations the loop ran (the slowest sample's).
@@ -186,9 +213,10 @@ pub struct SampleRun {
 }
 
 /// Runs the sampler on a batch of `shape.n` images of `shape.h × shape.w ×
-/// shape.c`. `residual(gpu, y)` returns f(y) for the batch; `problem` is
-/// `None` for synthesis. `callback` runs after every iteration whose state
-/// is read back (every `check_every`-th).
+/// shape.c`. `residual(gpu, y, noise)` returns f(y) for the batch at the
+/// noise level `noise` (always [`Noise::Variance`], one per sample);
+/// `problem` is `None` for synthesis. `callback` runs after every iteration
+/// whose state is read back (every `check_every`-th).
 pub async fn run<F, C>(
     gpu: &Gpu,
     shape: Shape,
@@ -198,7 +226,7 @@ pub async fn run<F, C>(
     mut callback: C,
 ) -> Result<SampleRun, SamplerError>
 where
-    F: FnMut(&Gpu, &Tensor) -> Result<Tensor, ModelError>,
+    F: FnMut(&Gpu, &Tensor, Noise<'_>) -> Result<Tensor, ModelError>,
     C: FnMut(&Progress),
 {
     params.check()?;
@@ -236,12 +264,14 @@ where
         }
     };
     let y = prior_ops::rng::axpy_normal(gpu, &base, shape, params.sigma0, params.seed, 0, 0)?;
-    let state = kernels::new_state(gpu, shape.n);
+    let state = kernels::new_state(gpu, shape.n, params.sigma0);
     let bound = params.divergence_factor * params.sigma0;
     let mut sigmas = vec![0.0f32; shape.n];
+    let mut measured = vec![0.0f32; shape.n];
     let mut loop_iterations = 0;
     for t in 1..=params.max_iters {
-        let f = residual(gpu, &y)?;
+        let var = kernels::variance(gpu, &state)?;
+        let f = residual(gpu, &y, Noise::Variance(&var))?;
         if f.shape() != shape {
             return Err(SamplerError::Invalid(format!("the residual function returned {} for {shape}", f.shape())));
         }
@@ -259,7 +289,14 @@ where
                 }
             }
         };
-        let step = Step { t: t as u32, h: params.step(t), beta: params.beta, sigma_final: params.sigma_final, sigma_max: bound };
+        let step = Step {
+            t: t as u32,
+            h: params.step(t),
+            beta: params.beta,
+            sigma_final: params.sigma_final,
+            sigma_max: bound,
+            schedule: params.schedule,
+        };
         kernels::coefficients(gpu, &d, &state, &step)?;
         kernels::update(gpu, &y, &d, &state, rng::key(params.seed, t as u32))?;
         loop_iterations = t;
@@ -271,27 +308,31 @@ where
         for s in 0..shape.n {
             let v = &st[s * STATE..(s + 1) * STATE];
             sigmas[s] = v[field::SIGMA];
+            measured[s] = v[field::MEASURED];
             if v[field::STATUS] == DIVERGED {
                 // The failing iteration follows the sample's last applied update.
                 let iteration = v[field::ITERATIONS] as usize + 1;
-                return Err(SamplerError::Diverged { sample: s, iteration, sigma: v[field::SIGMA], bound, last: y });
+                let sigma = if v[field::MEASURED] > v[field::SIGMA] || v[field::MEASURED].is_nan() { v[field::MEASURED] } else { v[field::SIGMA] };
+                return Err(SamplerError::Diverged { sample: s, iteration, sigma, bound, last: y });
             }
             if v[field::STATUS] != CONVERGED {
                 running += 1;
             }
         }
-        callback(&Progress { iteration: t, sigmas: &sigmas, running, y: &y });
+        callback(&Progress { iteration: t, sigmas: &sigmas, measured: &measured, running, y: &y });
         if running == 0 {
             break;
         }
     }
-    let f = residual(gpu, &y)?;
+    let var = kernels::variance(gpu, &state)?;
+    let f = residual(gpu, &y, Noise::Variance(&var))?;
     let x = prior_ops::elementwise::sub(gpu, &y, &f)?;
     let st = gpu.read(&state).await?;
     let per = |k: usize| -> Vec<f32> { (0..shape.n).map(|s| st[s * STATE + k]).collect() };
     Ok(SampleRun {
         iterations: per(field::ITERATIONS).into_iter().map(|v| v as usize).collect(),
         final_sigma: per(field::SIGMA_GOOD),
+        final_measured: per(field::MEASURED),
         converged: per(field::STATUS).into_iter().map(|v| v == CONVERGED).collect(),
         x,
         loop_iterations,

@@ -4,6 +4,7 @@
 //! real BSD400 BF-CNN (16×16 gray, a few iterations) for synthesis and
 //! inpainting.
 
+use prior_models::Noise;
 use std::sync::OnceLock;
 
 use prior_algos::measure::{self, Task};
@@ -26,8 +27,8 @@ fn bsd400() -> Box<dyn Denoiser> {
 }
 
 /// f(y) = y − c: the residual of the prior concentrated on the image c.
-fn point_mass(c: Tensor) -> impl FnMut(&Gpu, &Tensor) -> Result<Tensor, prior_models::ModelError> {
-    move |g: &Gpu, y: &Tensor| {
+fn point_mass(c: Tensor) -> impl FnMut(&Gpu, &Tensor, Noise<'_>) -> Result<Tensor, prior_models::ModelError> {
+    move |g: &Gpu, y: &Tensor, _: Noise<'_>| {
         let cc = if c.shape() == y.shape() { c.clone() } else { g.upload(y.shape(), &vec![0.3; y.numel()]) };
         Ok(prior_ops::elementwise::sub(g, y, &cc)?)
     }
@@ -63,7 +64,7 @@ fn seeds_reproduce_runs_bit_for_bit_and_batches_match_single_runs() {
     let params = SamplerParams { max_iters: 4, seed: 11, ..Default::default() };
     let go = |n: usize, seed: u64| {
         let p = SamplerParams { seed, ..params.clone() };
-        let out = pollster::block_on(run(g, Shape::new(n, 16, 16, 1), None, &p, |g: &Gpu, y: &Tensor| model.residual(g, y), |_| {}))
+        let out = pollster::block_on(run(g, Shape::new(n, 16, 16, 1), None, &p, |g: &Gpu, y: &Tensor, n: Noise<'_>| model.residual(g, y, n), |_| {}))
             .unwrap();
         (read(&out.x), out.final_sigma)
     };
@@ -91,7 +92,7 @@ fn samples_stop_individually() {
     let k: Vec<f32> = (0..90).map(|i| [1.0, 0.5, 0.25][i / 30]).collect();
     let k = g.upload(shape, &k);
     let c = g.upload(shape, &vec![0.3; 90]);
-    let f = |g: &Gpu, y: &Tensor| {
+    let f = |g: &Gpu, y: &Tensor, _: Noise<'_>| {
         let r = prior_ops::elementwise::sub(g, y, &c)?;
         Ok(prior_ops::measure::mask_mul(g, &r, &k)?)
     };
@@ -115,7 +116,7 @@ fn divergence_is_a_clear_error_with_the_last_good_iterate() {
         shape,
         None,
         &params,
-        |g: &Gpu, y: &Tensor| Ok(prior_ops::elementwise::axpby(g, -4.0, y, 0.0, y)?),
+        |g: &Gpu, y: &Tensor, _: Noise<'_>| Ok(prior_ops::elementwise::axpby(g, -4.0, y, 0.0, y)?),
         |p| last_y = read(p.y),
     ));
     match r {
@@ -131,7 +132,7 @@ fn divergence_is_a_clear_error_with_the_last_good_iterate() {
         Ok(_) => panic!("no divergence detected"),
     }
     // NaN from the model: diverges at iteration 1 and keeps y₀.
-    let r = pollster::block_on(run(g, shape, None, &params, |g: &Gpu, y: &Tensor| Ok(g.upload(y.shape(), &[f32::NAN; 16])), |_| {}));
+    let r = pollster::block_on(run(g, shape, None, &params, |g: &Gpu, y: &Tensor, _: Noise<'_>| Ok(g.upload(y.shape(), &[f32::NAN; 16])), |_| {}));
     assert!(matches!(r, Err(SamplerError::Diverged { iteration: 1, .. })));
     // Bad parameters.
     let bad = SamplerParams { beta: 0.0, ..Default::default() };
@@ -158,7 +159,7 @@ fn inpainting_with_the_real_model_keeps_the_measurements() {
         shape,
         Some(Problem { op: op.as_ref(), x_c: &x_c }),
         &params,
-        |g: &Gpu, y: &Tensor| model.residual(g, y),
+        |g: &Gpu, y: &Tensor, n: Noise<'_>| model.residual(g, y, n),
         |_| {},
     ))
     .unwrap();

@@ -22,8 +22,8 @@ use prior_ops::pool::{avg_pool2, avg_pool2_vjp};
 
 use crate::arch::Arch;
 use crate::blob::WeightBlob;
+use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 use crate::hparams::Hparams;
-use crate::denoiser::{Denoiser, ModelError, Result};
 use crate::unet_small::{check_tangent, hw, invalid, weight4, Layer};
 
 pub struct BfUnet {
@@ -303,21 +303,21 @@ impl Denoiser for BfUnet {
     fn parameters(&self) -> usize {
         self.params
     }
-    fn denoise(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+    fn denoise(&self, gpu: &Gpu, y: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         let f = self.network(gpu, y)?;
         Ok(elementwise::sub(gpu, y, &f)?)
     }
-    fn residual(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+    fn residual(&self, gpu: &Gpu, y: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.network(gpu, y)
     }
-    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor) -> Result<Tensor> {
+    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         check_tangent(y, v)?;
         let t = self.trace(gpu, y)?;
         let jf = self.net_jvp(gpu, &t, v)?;
         Ok(elementwise::sub(gpu, v, &jf)?)
     }
-    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor) -> Result<Tensor> {
+    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         check_tangent(y, u)?;
         let t = self.trace(gpu, y)?;

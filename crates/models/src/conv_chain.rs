@@ -11,8 +11,8 @@ use prior_ops::conv2d::{Conv2d, Epilogue};
 
 use crate::arch::Arch;
 use crate::blob::WeightBlob;
+use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 use crate::hparams::{Hparams, Norm};
-use crate::denoiser::{Denoiser, ModelError, Result};
 
 pub use crate::hparams::Output;
 
@@ -216,7 +216,7 @@ impl Denoiser for ConvChain {
     fn parameters(&self) -> usize {
         self.params
     }
-    fn denoise(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+    fn denoise(&self, gpu: &Gpu, y: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         if self.conditional_details {
             return Err(ModelError::Input(
@@ -230,16 +230,16 @@ impl Denoiser for ConvChain {
         }
     }
     /// J·v with J = ∂x̂/∂y (see [`ConvChain::linearize`]).
-    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor) -> Result<Tensor> {
+    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.refuse_conditional("JVP")?;
         self.linearize(gpu, y)?.jvp(gpu, v)
     }
     /// Jᵀ·u with J = ∂x̂/∂y (see [`ConvChain::linearize`]).
-    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor) -> Result<Tensor> {
+    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.refuse_conditional("VJP")?;
         self.linearize(gpu, y)?.vjp(gpu, u)
     }
-    fn residual(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+    fn residual(&self, gpu: &Gpu, y: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         let f = self.network(gpu, y)?;
         match self.output {

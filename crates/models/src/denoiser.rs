@@ -22,10 +22,48 @@ pub enum ModelError {
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
-/// A blind denoiser x̂(y) on the GPU. Tensors are channels-last `[n, h, w, c]`.
+/// The noise level of one denoiser call: an argument of every call, never
+/// model state.
+#[derive(Clone, Copy, Debug)]
+pub enum Noise<'a> {
+    /// Unknown. Blind denoisers need nothing; a noise-conditioned model
+    /// estimates the level of each sample on the GPU
+    /// ([`prior_ops::noise_estimate`]) without reading anything back.
+    Blind,
+    /// The noise variance t of each sample (pixels in [0, 1]) on the GPU:
+    /// `[n, 1, 1, 1]` for a batch of n, or `[1, 1, 1, 1]` for all of them.
+    /// Blind denoisers ignore it.
+    Variance(&'a Tensor),
+}
+
+impl<'a> Noise<'a> {
+    /// The per-sample variances for a batch of `n`, if given; an error when
+    /// the tensor holds neither 1 nor `n` values.
+    pub fn variance(&self, n: usize) -> Result<Option<&'a Tensor>> {
+        match *self {
+            Noise::Blind => Ok(None),
+            Noise::Variance(t) if t.numel() == n || t.numel() == 1 => Ok(Some(t)),
+            Noise::Variance(t) => Err(ModelError::Input(format!("{} noise variances for a batch of {n}", t.numel()))),
+        }
+    }
+}
+
+/// How a model uses the [`Noise`] argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conditioning {
+    /// Trained at all noise levels without being told the level: ignores it.
+    Blind,
+    /// Takes the noise variance as an input (the energy model): given one,
+    /// it conditions on it; called blind, it estimates it per sample.
+    NoiseVariance,
+}
+
+/// A denoiser x̂(y) on the GPU. Tensors are channels-last `[n, h, w, c]`.
 ///
 /// Every model exposes both the denoised image and the residual
-/// f(y) = y − x̂(y) (≈ −σ²∇log p(y)), whichever its network predicts.
+/// f(y) = y − x̂(y) (≈ −σ²∇log p(y)), whichever its network predicts. The
+/// noise level of each call is an argument ([`Noise`]); running a model
+/// mutates nothing, and nothing here reads the GPU back.
 pub trait Denoiser {
     /// Short description: architecture, variant, source.
     fn describe(&self) -> String;
@@ -48,24 +86,25 @@ pub trait Denoiser {
     fn values_per_pixel(&self) -> usize;
     /// Parameter count.
     fn parameters(&self) -> usize;
-    /// Models conditioned on the noise level (the energy model) take the
-    /// noise variance t of their inputs here (pixels in [0, 1]; `None`:
-    /// estimate it from each input). Blind denoisers ignore it.
-    fn set_noise_variance(&mut self, _t: Option<f32>) {}
-    /// x̂(y) for a batch `[n, h, w, c]`.
-    fn denoise(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor>;
+    /// Whether the model uses the noise level it is given.
+    fn conditioning(&self) -> Conditioning {
+        Conditioning::Blind
+    }
+    /// x̂(y) for a batch `[n, h, w, c]` at noise level `noise`.
+    fn denoise(&self, gpu: &Gpu, y: &Tensor, noise: Noise<'_>) -> Result<Tensor>;
     /// f(y) = y − x̂(y).
-    fn residual(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
-        let d = self.denoise(gpu, y)?;
+    fn residual(&self, gpu: &Gpu, y: &Tensor, noise: Noise<'_>) -> Result<Tensor> {
+        let d = self.denoise(gpu, y, noise)?;
         Ok(prior_ops::elementwise::sub(gpu, y, &d)?)
     }
     /// Forward mode: J·v where J = ∂x̂/∂y at `y` (`[1, h, w, c]`), for a
-    /// batch of tangents `v` (`[k, h, w, c]`); returns `[k, h, w, c]`.
-    fn jvp(&self, _gpu: &Gpu, _y: &Tensor, _v: &Tensor) -> Result<Tensor> {
+    /// batch of tangents `v` (`[k, h, w, c]`); returns `[k, h, w, c]`. The
+    /// noise level (`[1, 1, 1, 1]` if given) is held fixed.
+    fn jvp(&self, _gpu: &Gpu, _y: &Tensor, _v: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         Err(ModelError::Unsupported(format!("JVP of {}", self.describe())))
     }
     /// Reverse mode: Jᵀ·u for a batch of cotangents `u` (`[k, h, w, c]`).
-    fn vjp(&self, _gpu: &Gpu, _y: &Tensor, _u: &Tensor) -> Result<Tensor> {
+    fn vjp(&self, _gpu: &Gpu, _y: &Tensor, _u: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         Err(ModelError::Unsupported(format!("VJP of {}", self.describe())))
     }
 }

@@ -40,10 +40,11 @@ use prior_ops::elementwise::axpby;
 use prior_ops::embedding::{dsm_frequencies, Sinusoid};
 use prior_ops::group_norm::{gains, GroupNorm, NormStats};
 use prior_ops::linear::{sample_axpy, Linear};
+use prior_ops::noise_estimate;
 use prior_ops::reduce::dot_per_sample;
 
 use crate::blob::{TensorF32, WeightBlob};
-use crate::denoiser::{Denoiser, ModelError, Result};
+use crate::denoiser::{Conditioning, Denoiser, ModelError, Noise, Result};
 use crate::hparams::Hparams;
 
 /// Metadata keys of a calibrated blob (written by `prior calibrate`).
@@ -134,8 +135,6 @@ pub struct EnergyUNet {
     cond: Linear,
     /// All normalisation weights concatenated (Σ C_l).
     norm_w: Tensor,
-    /// Noise variance used by [`Denoiser::denoise`]; `None` = estimate per image.
-    noise_variance: Option<f32>,
     /// log Z from the blob's calibration metadata, if present.
     pub log_z: Option<LogZ>,
 }
@@ -355,15 +354,8 @@ impl EnergyUNet {
             lin2: Linear::new(gpu, &l2.data, Some(&b2.data), emb_dim, emb_dim)?,
             cond,
             norm_w,
-            noise_variance: None,
             log_z: log_z_of(blob)?,
         })
-    }
-
-    /// Sets the noise variance t used by [`Denoiser::denoise`] (`None`:
-    /// estimate it per image, see [`estimate_noise_variance`]).
-    pub fn set_noise_variance(&mut self, t: Option<f32>) {
-        self.noise_variance = t;
     }
 
     /// Height and width must be multiples of this (one halving per scale plus the middle block).
@@ -371,7 +363,7 @@ impl EnergyUNet {
         1 << self.scales
     }
 
-    fn check_input(&self, y: &Tensor, t: &[f32]) -> Result<()> {
+    fn check_input(&self, y: &Tensor, t: &Tensor) -> Result<()> {
         let s = y.shape();
         if s.c != self.channels {
             return Err(ModelError::Input(format!("the energy model takes {} channel(s), the input has {}", self.channels, s.c)));
@@ -380,11 +372,8 @@ impl EnergyUNet {
         if !s.h.is_multiple_of(m) || !s.w.is_multiple_of(m) || s.h == 0 || s.w == 0 {
             return Err(ModelError::Input(format!("the energy UNet needs height and width divisible by {m}; the input is {}×{}", s.h, s.w)));
         }
-        if t.len() != s.n {
-            return Err(ModelError::Input(format!("{} noise variances for {} images", t.len(), s.n)));
-        }
-        if let Some(bad) = t.iter().find(|v| !v.is_finite() || **v < 0.0) {
-            return Err(ModelError::Input(format!("noise variance {bad} is not a finite non-negative number")));
+        if t.numel() != s.n {
+            return Err(ModelError::Input(format!("{} noise variances for {} images", t.numel(), s.n)));
         }
         Ok(())
     }
@@ -576,8 +565,8 @@ impl EnergyUNet {
     /// shape (one noise variance per sample, held fixed): the tangent of
     /// ∇_yU = ½·f + ½·J_fᵀ·y along v, i.e. ½·J_f·v + ½·(J_fᵀ·v + (∂_v J_fᵀ)·y),
     /// from one forward pass, one forward-mode pass and one reverse pass
-    /// carrying its own tangent. Nothing is read back.
-    pub fn hessian_vector(&self, gpu: &Gpu, y: &Tensor, t: &[f32], v: &Tensor) -> Result<Tensor> {
+    /// carrying its own tangent. `t` is `[n, 1, 1, 1]`. Nothing is read back.
+    pub fn hessian_vector(&self, gpu: &Gpu, y: &Tensor, t: &Tensor, v: &Tensor) -> Result<Tensor> {
         self.check_input(y, t)?;
         if v.shape() != y.shape() {
             return Err(ModelError::Input(format!("tangent {} does not match the input {}", v.shape(), y.shape())));
@@ -585,8 +574,7 @@ impl EnergyUNet {
         let s = y.shape();
         // the largest single buffer (primal and tangent tensors have the same shapes)
         gpu.check_fits("energy UNet activations", Shape::new(s.n, s.h, s.w, self.values_per_pixel()))?;
-        let tt = gpu.upload(Shape::new(s.n, 1, 1, 1), t);
-        let cond = self.conditioning(gpu, &tt)?;
+        let cond = self.conditioning(gpu, t)?;
         let (_, tape) = self.forward(gpu, y, &cond.gain, true)?;
         let tape = tape.expect("kept");
         let (jv, trecs) = self.jvp_f(gpu, &tape, &cond.gain, Some(v), None, true)?;
@@ -595,38 +583,39 @@ impl EnergyUNet {
     }
 
     /// J·v for the denoiser x̂ = y − t·∇_yU at one image `y` (`[1, h, w, c]`)
-    /// and a batch of tangents `v` (`[k, h, w, c]`): v − t·H·v. J is
-    /// symmetric (H is a Hessian), so this is also Jᵀ·v.
-    pub fn denoiser_jvp(&self, gpu: &Gpu, y: &Tensor, t: f32, v: &Tensor) -> Result<Tensor> {
+    /// with noise variance `t` (`[1, 1, 1, 1]`) and a batch of tangents `v`
+    /// (`[k, h, w, c]`): v − t·H·v. J is symmetric (H is a Hessian), so this
+    /// is also Jᵀ·v.
+    pub fn denoiser_jvp(&self, gpu: &Gpu, y: &Tensor, t: &Tensor, v: &Tensor) -> Result<Tensor> {
         crate::unet_small::check_tangent(y, v)?;
         let k = v.shape().n;
-        let yk = if k == 1 { y.clone() } else { gpu.repeat_batch(y, k) };
-        let hv = self.hessian_vector(gpu, &yk, &vec![t; k], v)?;
-        Ok(axpby(gpu, 1.0, v, -t, &hv)?)
+        let (yk, tk) = if k == 1 { (y.clone(), t.clone()) } else { (gpu.repeat_batch(y, k), gpu.repeat_batch(t, k)) };
+        let hv = self.hessian_vector(gpu, &yk, &tk, v)?;
+        let neg = axpby(gpu, -1.0, &tk, 0.0, &tk)?;
+        Ok(sample_axpy(gpu, v, &neg, &hv)?)
     }
 
-    /// The noise variance used at `y` (one image): the fixed one, or the
-    /// estimate from `y` (read back).
-    fn noise_variance_at(&self, gpu: &Gpu, y: &Tensor) -> Result<Vec<f32>> {
-        let s = y.shape();
-        Ok(match self.noise_variance {
-            Some(t) => vec![t; s.n],
-            None => {
-                let data = pollster_block_on(gpu.read(y))?;
-                estimate_noise_variance(&data, s)
-            }
+    /// The per-sample noise variance `[n, 1, 1, 1]` of a call at `y`: the
+    /// one given (broadcast from a single value if need be), or the blind
+    /// estimate of each sample, computed on the GPU
+    /// ([`prior_ops::noise_estimate`]).
+    pub fn noise_variance(&self, gpu: &Gpu, y: &Tensor, noise: Noise<'_>) -> Result<Tensor> {
+        let n = y.shape().n;
+        Ok(match noise.variance(n)? {
+            Some(t) if t.numel() == n => t.clone(),
+            Some(t) => gpu.repeat_batch(t, n),
+            None => noise_estimate::noise_variance(gpu, y)?,
         })
     }
 
     /// U(y, t) for a batch `y` (`[n, h, w, c]`) with one noise variance per
-    /// image, and optionally ∇_yU (`grad`) and ∂U/∂t (`dudt`). Nothing is
-    /// read back.
-    pub fn evaluate(&self, gpu: &Gpu, y: &Tensor, t: &[f32], grad: bool, dudt: bool) -> Result<EnergyEval> {
+    /// image (`t`, `[n, 1, 1, 1]`), and optionally ∇_yU (`grad`) and ∂U/∂t
+    /// (`dudt`). Nothing is read back.
+    pub fn evaluate(&self, gpu: &Gpu, y: &Tensor, t: &Tensor, grad: bool, dudt: bool) -> Result<EnergyEval> {
         self.check_input(y, t)?;
         let s = y.shape();
         gpu.check_fits("energy UNet activations", Shape::new(s.n, s.h, s.w, self.values_per_pixel()))?;
-        let tt = gpu.upload(Shape::new(s.n, 1, 1, 1), t);
-        let cond = self.conditioning(gpu, &tt)?;
+        let cond = self.conditioning(gpu, t)?;
         let (f, tape) = self.forward(gpu, y, &cond.gain, grad || dudt)?;
         let dot = dot_per_sample(gpu, y, &f)?;
         let energy = axpby(gpu, 0.5, &dot, 0.0, &dot)?;
@@ -639,7 +628,7 @@ impl EnergyUNet {
         };
         let dudt_t = match (&tape, dudt) {
             (Some(tape), true) => {
-                let dgain = self.conditioning_tangent(gpu, &tt, &cond)?;
+                let dgain = self.conditioning_tangent(gpu, t, &cond)?;
                 let (df, _) = self.jvp_f(gpu, tape, &cond.gain, None, Some(&dgain), false)?;
                 let d = dot_per_sample(gpu, y, &df)?;
                 Some(axpby(gpu, 0.5, &d, 0.0, &d)?)
@@ -650,18 +639,18 @@ impl EnergyUNet {
     }
 
     /// U(y, t) per image, read back (f64).
-    pub async fn energies(&self, gpu: &Gpu, y: &Tensor, t: &[f32]) -> Result<Vec<f64>> {
+    pub async fn energies(&self, gpu: &Gpu, y: &Tensor, t: &Tensor) -> Result<Vec<f64>> {
         let e = self.evaluate(gpu, y, t, false, false)?;
         Ok(gpu.read(&e.energy).await?.into_iter().map(f64::from).collect())
     }
 
-    /// x̂ = y − t·∇_yU for a batch with one noise variance per image.
-    pub fn denoise_with(&self, gpu: &Gpu, y: &Tensor, t: &[f32]) -> Result<Tensor> {
+    /// x̂ = y − t·∇_yU for a batch with one noise variance per image (`t`,
+    /// `[n, 1, 1, 1]`).
+    pub fn denoise_with(&self, gpu: &Gpu, y: &Tensor, t: &Tensor) -> Result<Tensor> {
         let e = self.evaluate(gpu, y, t, true, false)?;
         let g = e.grad.expect("asked for");
-        let neg: Vec<f32> = t.iter().map(|v| -v).collect();
-        let a = gpu.upload(Shape::new(t.len(), 1, 1, 1), &neg);
-        Ok(sample_axpy(gpu, y, &a, &g)?)
+        let neg = axpby(gpu, -1.0, t, 0.0, t)?;
+        Ok(sample_axpy(gpu, y, &neg, &g)?)
     }
 
     pub fn scales(&self) -> usize {
@@ -676,35 +665,6 @@ impl EnergyUNet {
 }
 
 
-/// Blind estimate of the noise variance t of each image of a batch
-/// (channels-last `[n, h, w, c]` values): Donoho's robust estimator on the
-/// finest diagonal Haar details, σ̂ = median(|d|)/0.6745 with
-/// d = (a − b − c + e)/2 over 2×2 blocks (orthonormal, so white noise of
-/// variance t gives details of variance t), t̂ = σ̂². Images are mostly
-/// smooth at that scale, so the estimate is biased up slightly by edges.
-pub fn estimate_noise_variance(data: &[f32], s: Shape) -> Vec<f32> {
-    (0..s.n)
-        .map(|b| {
-            let mut d = Vec::with_capacity(s.h / 2 * (s.w / 2) * s.c);
-            let at = |y: usize, x: usize, c: usize| data[((b * s.h + y) * s.w + x) * s.c + c];
-            for y in (0..s.h - s.h % 2).step_by(2) {
-                for x in (0..s.w - s.w % 2).step_by(2) {
-                    for c in 0..s.c {
-                        d.push(((at(y, x, c) - at(y, x + 1, c) - at(y + 1, x, c) + at(y + 1, x + 1, c)) / 2.0).abs());
-                    }
-                }
-            }
-            if d.is_empty() {
-                return 0.0;
-            }
-            let mid = d.len() / 2;
-            let (_, m, _) = d.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
-            let sigma = *m / 0.6745;
-            sigma * sigma
-        })
-        .collect()
-}
-
 impl Denoiser for EnergyUNet {
     fn describe(&self) -> String {
         format!(
@@ -712,10 +672,7 @@ impl Denoiser for EnergyUNet {
             self.scales,
             self.base_width,
             self.group_size,
-            match self.noise_variance {
-                Some(t) => format!(", t = {t}"),
-                None => ", t estimated per image".to_string(),
-            }
+            ", conditioned on the noise variance t"
         )
     }
     fn channels(&self) -> usize {
@@ -746,42 +703,26 @@ impl Denoiser for EnergyUNet {
     fn parameters(&self) -> usize {
         self.params
     }
-    fn set_noise_variance(&mut self, t: Option<f32>) {
-        EnergyUNet::set_noise_variance(self, t);
+    fn conditioning(&self) -> Conditioning {
+        Conditioning::NoiseVariance
     }
-    /// x̂ = y − t·∇_yU, with t from [`EnergyUNet::set_noise_variance`] or,
-    /// when unset, estimated per image by [`estimate_noise_variance`] (the
-    /// input is read back for that).
-    fn denoise(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
-        let t = self.noise_variance_at(gpu, y)?;
+    /// x̂ = y − t·∇_yU, with t given or, called blind, estimated per image
+    /// on the GPU ([`EnergyUNet::noise_variance`]).
+    fn denoise(&self, gpu: &Gpu, y: &Tensor, noise: Noise<'_>) -> Result<Tensor> {
+        let t = self.noise_variance(gpu, y, noise)?;
         self.denoise_with(gpu, y, &t)
     }
     /// J·v with J = ∂x̂/∂y = I − t·∇²_yU, t held fixed at the value
-    /// [`Denoiser::denoise`] uses (set, or estimated from `y`).
-    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor) -> Result<Tensor> {
+    /// [`Denoiser::denoise`] uses (given, or estimated from `y`; the
+    /// estimator's own dependence on `y` is not differentiated).
+    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor, noise: Noise<'_>) -> Result<Tensor> {
         crate::unet_small::check_tangent(y, v)?;
-        let t = self.noise_variance_at(gpu, y)?[0];
-        self.denoiser_jvp(gpu, y, t, v)
+        let t = self.noise_variance(gpu, y, noise)?;
+        self.denoiser_jvp(gpu, y, &t, v)
     }
     /// Jᵀ·u = J·u: the denoiser's Jacobian I − t·∇²_yU is symmetric.
-    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor) -> Result<Tensor> {
-        self.jvp(gpu, y, u)
-    }
-}
-
-/// Blocks on a future (native only; `Denoiser::denoise` is synchronous).
-fn pollster_block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    // A minimal executor: the GPU read completes after `device.poll`, which
-    // `Gpu::read` performs itself, so one poll with a no-op waker suffices
-    // in practice; loop until ready regardless.
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::yield_now();
+    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor, noise: Noise<'_>) -> Result<Tensor> {
+        self.jvp(gpu, y, u, noise)
     }
 }
 
@@ -818,7 +759,8 @@ impl EnergyUNet {
             let offset = u32::try_from(start * d)
                 .map_err(|_| ModelError::Input("too many calibration values for the noise counter (2³²)".into()))?;
             let y = prior_ops::rng::axpy_normal(gpu, &x, shape, t.sqrt() as f32, seed, 0, offset)?;
-            u.extend(self.energies(gpu, &y, &vec![t as f32; nb]).await?);
+            let tt = gpu.upload(Shape::new(nb, 1, 1, 1), &vec![t as f32; nb]);
+            u.extend(self.energies(gpu, &y, &tt).await?);
         }
         let n = u.len() as f64;
         let mean = u.iter().sum::<f64>() / n;

@@ -19,6 +19,6 @@ pub mod tiling;
 pub mod unet_small;
 
 pub use arch::Arch;
-pub use denoiser::{Denoiser, ModelError};
+pub use denoiser::{Conditioning, Denoiser, ModelError, Noise};
 pub use hparams::Hparams;
 pub use registry::{load, load_path};

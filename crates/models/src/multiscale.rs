@@ -37,7 +37,7 @@ use prior_ops::haar::{check_pyramid_shape, haar_analysis, haar_analysis_vjp, haa
 use crate::arch::Arch;
 use crate::blob::{keys, WeightBlob};
 use crate::conv_chain::{ConvChain, Linearized, Output};
-use crate::denoiser::{Denoiser, ModelError, Result};
+use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 use crate::hparams::{Hparams, MultiscaleHparams, MultiscalePart};
 
 /// The multi-scale conditional model.
@@ -461,15 +461,15 @@ impl Denoiser for MultiScale {
     fn parameters(&self) -> usize {
         self.low.parameters() + self.scales.iter().map(|n| n.parameters()).sum::<usize>()
     }
-    fn denoise(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+    fn denoise(&self, gpu: &Gpu, y: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         Ok(self.denoise_traced(gpu, y)?.output)
     }
     /// J·v through the whole composition (see [`MultiScale::linearize`]).
-    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor) -> Result<Tensor> {
+    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.linearize(gpu, y)?.jvp(gpu, v)
     }
     /// Jᵀ·u through the whole composition (see [`MultiScale::linearize`]).
-    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor) -> Result<Tensor> {
+    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.linearize(gpu, y)?.vjp(gpu, u)
     }
 }

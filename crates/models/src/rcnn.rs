@@ -11,8 +11,8 @@ use prior_ops::elementwise;
 
 use crate::arch::Arch;
 use crate::blob::WeightBlob;
+use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 use crate::hparams::Hparams;
-use crate::denoiser::{Denoiser, ModelError, Result};
 use crate::unet_small::{bias, check_tangent, hw, invalid, weight4, Layer};
 
 pub struct Rcnn {
@@ -126,7 +126,7 @@ impl Denoiser for Rcnn {
     fn parameters(&self) -> usize {
         self.params
     }
-    fn denoise(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+    fn denoise(&self, gpu: &Gpu, y: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         let mut prev = y.clone();
         for _ in 0..self.stages {
@@ -138,7 +138,7 @@ impl Denoiser for Rcnn {
         }
         Ok(prev)
     }
-    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor) -> Result<Tensor> {
+    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         check_tangent(y, v)?;
         let acts = self.trace(gpu, y)?;
@@ -152,7 +152,7 @@ impl Denoiser for Rcnn {
         }
         Ok(dprev)
     }
-    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor) -> Result<Tensor> {
+    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         check_tangent(y, u)?;
         let acts = self.trace(gpu, y)?;

@@ -7,7 +7,7 @@
 use prior_gpu::{Gpu, GpuError, Shape};
 use prior_ops::layout::{chw_to_hwc, hwc_to_chw};
 
-use crate::denoiser::{Denoiser, ModelError, Result};
+use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 
 /// What to compute per image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,8 +57,10 @@ pub fn plan(gpu: &Gpu, model: &dyn Denoiser, h: usize, w: usize) -> Result<Optio
     Ok(Some((core, halo)))
 }
 
-/// Applies `model` to one planar image, tiling when needed. Returns `(C, H, W)`.
-pub async fn apply_image(gpu: &Gpu, model: &dyn Denoiser, img: Planar<'_>, what: Apply) -> Result<Vec<f32>> {
+/// Applies `model` to one planar image, tiling when needed, at the noise
+/// variance `variance` (`None`: blind; a noise-conditioned model then
+/// estimates it on each pass — such models never tile). Returns `(C, H, W)`.
+pub async fn apply_image(gpu: &Gpu, model: &dyn Denoiser, img: Planar<'_>, what: Apply, variance: Option<f32>) -> Result<Vec<f32>> {
     let Planar { c, h, w, data } = img;
     if data.len() != c * h * w {
         return Err(ModelError::Input(format!("{} values for a {c}×{h}×{w} image", data.len())));
@@ -75,11 +77,13 @@ pub async fn apply_image(gpu: &Gpu, model: &dyn Denoiser, img: Planar<'_>, what:
         return Err(ModelError::Input(format!("this model needs height and width divisible by {m}; the image is {h}×{w}")));
     }
     let hwc = chw_to_hwc(c, h, w, data);
+    let t = variance.map(|v| gpu.upload(Shape::new(1, 1, 1, 1), &[v]));
     let run = |tile: &[f32], th: usize, tw: usize| {
         let x = gpu.upload(Shape::new(1, th, tw, c), tile);
+        let noise = t.as_ref().map_or(Noise::Blind, Noise::Variance);
         let y = match what {
-            Apply::Denoise => model.denoise(gpu, &x),
-            Apply::Residual => model.residual(gpu, &x),
+            Apply::Denoise => model.denoise(gpu, &x, noise),
+            Apply::Residual => model.residual(gpu, &x, noise),
         };
         async move { Ok::<_, ModelError>(gpu.read(&y?).await?) }
     };

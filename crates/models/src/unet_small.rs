@@ -24,8 +24,8 @@ use prior_ops::elementwise;
 
 use crate::arch::Arch;
 use crate::blob::WeightBlob;
+use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 use crate::hparams::Hparams;
-use crate::denoiser::{Denoiser, ModelError, Result};
 
 /// The forward operator of a [`Layer`].
 pub enum Op {
@@ -376,7 +376,7 @@ impl Denoiser for UnetSmall {
     fn parameters(&self) -> usize {
         self.params
     }
-    fn denoise(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+    fn denoise(&self, gpu: &Gpu, y: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         let (pad, crop) = self.pads(gpu, y)?;
         let t = self.trace(gpu, y, pad.as_ref())?;
@@ -389,7 +389,7 @@ impl Denoiser for UnetSmall {
             None => Ok(out),
         }
     }
-    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor) -> Result<Tensor> {
+    fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         check_tangent(y, v)?;
         let (pad, crop) = self.pads(gpu, y)?;
@@ -416,7 +416,7 @@ impl Denoiser for UnetSmall {
             None => Ok(out),
         }
     }
-    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor) -> Result<Tensor> {
+    fn vjp(&self, gpu: &Gpu, y: &Tensor, u: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         check_tangent(y, u)?;
         let (pad, crop) = self.pads(gpu, y)?;

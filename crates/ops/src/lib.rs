@@ -19,6 +19,7 @@ pub mod haar;
 pub mod layout;
 pub mod linear;
 pub mod measure;
+pub mod noise_estimate;
 pub mod pool;
 pub mod reduce;
 pub mod rng;

@@ -28,6 +28,28 @@ pub mod field {
     pub const GAMMA: usize = 4;
     /// σ of the last iteration whose update was applied.
     pub const SIGMA_GOOD: usize = 5;
+    /// The noise level of the iterate the model sees at the next call: σ₀
+    /// at first, then σ_t ([`Schedule::Measured`](super::Schedule)) or
+    /// (1 − βh_t)·σ_t ([`Schedule::Recursion`](super::Schedule)).
+    pub const SIGMA_NEXT: usize = 6;
+    /// The measured level ‖d_t‖/√N of the last computed iteration.
+    pub const MEASURED: usize = 7;
+}
+
+/// How σ_t, the noise level of each iterate, is obtained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Schedule {
+    /// σ_t = ‖d_t‖/√N, measured from the denoiser's residual (Kadkhodaie &
+    /// Simoncelli's sampler; right for blind denoisers, whose residual is a
+    /// calibrated noise estimate).
+    #[default]
+    Measured,
+    /// σ₁ = σ₀ and σ_{t+1} = (1 − βh_t)·σ_t: the level the update itself
+    /// implies (the shrinkage (1 − h_t)σ_t plus the injected γ_t, in
+    /// quadrature). For noise-conditioned models, whose residual need not be
+    /// a calibrated estimate; ‖d_t‖/√N is still measured and reported
+    /// ([`field::MEASURED`]), and divergence is judged on it.
+    Recursion,
 }
 
 /// Sample status codes in the state.
@@ -43,6 +65,7 @@ pub const DIRECTION: Kernel = kernel("direction");
 pub const SQ_PARTIAL: Kernel = kernel("sq_partial");
 pub const COEFFS: Kernel = kernel("coeffs");
 pub const UPDATE: Kernel = kernel("update");
+pub const VARIANCE: Kernel = kernel("variance");
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -74,8 +97,11 @@ pub struct Step {
     pub beta: f32,
     /// σ_L: a sample whose σ_t ≤ σ_L converges (after this update).
     pub sigma_final: f32,
-    /// A sample whose σ_t exceeds this (or is not finite) diverges.
+    /// A sample whose σ_t or measured level exceeds this (or is not
+    /// finite) diverges.
     pub sigma_max: f32,
+    /// Where σ_t comes from.
+    pub schedule: Schedule,
 }
 
 fn base(shape: Shape) -> Params {
@@ -133,9 +159,28 @@ pub fn direction_general(gpu: &Gpu, f: &Tensor, pu: &Tensor, b: &Tensor) -> Resu
     Ok(d)
 }
 
-/// A fresh state for `n` samples (all running).
-pub fn new_state(gpu: &Gpu, n: usize) -> Tensor {
-    gpu.zeros(Shape::vector(n * STATE))
+/// A fresh state for `n` samples (all running; the model's first call sees
+/// noise level `sigma0`).
+pub fn new_state(gpu: &Gpu, n: usize, sigma0: f32) -> Tensor {
+    let mut st = vec![0.0f32; n * STATE];
+    for s in 0..n {
+        st[s * STATE + field::SIGMA_NEXT] = sigma0;
+    }
+    gpu.upload(Shape::vector(n * STATE), &st)
+}
+
+/// The noise variance σ_next² of each sample's next iterate, `[n, 1, 1, 1]`
+/// (what a noise-conditioned model is given).
+pub fn variance(gpu: &Gpu, state: &Tensor) -> Result<Tensor> {
+    if state.numel() == 0 || !state.numel().is_multiple_of(STATE) {
+        return Err(GpuError::Shape { op: "sampler variance", detail: format!("state {state:?}") });
+    }
+    let n = state.numel() / STATE;
+    let out = gpu.empty(Shape::new(n, 1, 1, 1));
+    let s = spare(gpu);
+    let p = Params { n: n as u32, ..Default::default() };
+    gpu.launch(&VARIANCE, &[], bytemuck::bytes_of(&p), &[state, &s, &s, &s, &out], [n.div_ceil(64) as u32, 1, 1]);
+    Ok(out)
 }
 
 /// Partial sums per sample: workgroups per sample for `per_sample` values.
@@ -144,8 +189,9 @@ fn groups_per_sample(per_sample: usize) -> u32 {
 }
 
 /// Reduces `Σ d²` per sample and updates `state` for iteration `step`:
-/// σ_t, status, and the update coefficients (h_t, γ_t), or (0, 0) for a
-/// sample that has stopped or diverges now.
+/// σ_t (per `step.schedule`), the measured level, status, the update
+/// coefficients (h_t, γ_t), or (0, 0) for a sample that has stopped or
+/// diverges now, and the level of the next call.
 pub fn coefficients(gpu: &Gpu, d: &Tensor, state: &Tensor, step: &Step) -> Result<()> {
     let shape = d.shape();
     if state.numel() != shape.n * STATE {
@@ -162,6 +208,10 @@ pub fn coefficients(gpu: &Gpu, d: &Tensor, state: &Tensor, step: &Step) -> Resul
         beta: step.beta,
         sigma_final: step.sigma_final,
         sigma_max: step.sigma_max,
+        mode: match step.schedule {
+            Schedule::Measured => 0,
+            Schedule::Recursion => 1,
+        },
         ..base(shape)
     };
     gpu.launch(&SQ_PARTIAL, &[], bytemuck::bytes_of(&p), &[d, &s, &s, &s, &partials], [groups, shape.n as u32, 1]);

@@ -19,6 +19,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("haar.wgsl", HAAR),
     ("linear.wgsl", LINEAR),
     ("measure.wgsl", MEASURE),
+    ("noise_estimate.wgsl", NOISE_ESTIMATE),
     ("pool.wgsl", POOL),
     ("reduce.wgsl", REDUCE),
     ("rng.wgsl", RNG),
@@ -49,6 +50,7 @@ pub const CONV_TRANSPOSE2D_SUBGROUP: &str = concat!(
 pub const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
 pub const HAAR: &str = include_str!("../../../shaders/haar.wgsl");
 pub const MEASURE: &str = include_str!("../../../shaders/measure.wgsl");
+pub const NOISE_ESTIMATE: &str = include_str!("../../../shaders/noise_estimate.wgsl");
 pub const POOL: &str = include_str!("../../../shaders/pool.wgsl");
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 /// The generator's functions, prepended to every shader that draws noise.

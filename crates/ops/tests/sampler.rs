@@ -7,7 +7,7 @@
 mod common;
 use common::{gpu, max_abs_diff, rand_vec};
 use prior_ops::reference::{rng, sampler as cpu};
-use prior_ops::sampler::{self, field, Step, CONVERGED, DIVERGED, RUNNING, STATE};
+use prior_ops::sampler::{self, field, Schedule, Step, CONVERGED, DIVERGED, RUNNING, STATE};
 use prior_ops::Shape;
 
 fn read(t: &prior_ops::Tensor) -> Vec<f32> {
@@ -53,7 +53,7 @@ fn coefficients_and_status_match_cpu() {
     let mut state = vec![0.0f32; 4 * STATE];
     state[3 * STATE + field::STATUS] = CONVERGED;
     state[3 * STATE + field::SIGMA] = 0.009;
-    let step = Step { t: 17, h: 0.1463, beta: 0.01, sigma_final: 0.01, sigma_max: 10.0 };
+    let step = Step { t: 17, h: 0.1463, beta: 0.01, sigma_final: 0.01, sigma_max: 10.0, schedule: Schedule::Measured };
     let ts = g.upload(Shape::vector(state.len()), &state);
     sampler::coefficients(g, &g.upload(shape, &d), &ts, &step).unwrap();
     let got = read(&ts);
@@ -77,13 +77,39 @@ fn coefficients_and_status_match_cpu() {
 }
 
 #[test]
+fn recursion_schedule_matches_cpu_and_feeds_the_model() {
+    // Mode 1: σ_t is the carried level, not the measured one; the next call
+    // sees (1 − βh)·σ_t, and its variance kernel gives that squared.
+    let g = gpu();
+    let shape = Shape::new(3, 5, 7, 1);
+    let per = 35;
+    let d = rand_vec(shape.numel(), 21);
+    let ts = sampler::new_state(g, 3, 0.8);
+    let mut state = read(&ts);
+    assert_eq!(read(&sampler::variance(g, &ts).unwrap()), vec![0.8f32 * 0.8; 3]);
+    let step = Step { t: 1, h: 0.2, beta: 0.5, sigma_final: 0.01, sigma_max: 10.0, schedule: Schedule::Recursion };
+    sampler::coefficients(g, &g.upload(shape, &d), &ts, &step).unwrap();
+    let got = read(&ts);
+    cpu::coefficients(&d, per, &mut state, &step);
+    for k in 0..state.len() {
+        assert!((got[k] - state[k]).abs() <= 1e-6 * state[k].abs().max(1.0), "field {k}: {got:?} vs {state:?}");
+    }
+    assert_eq!(got[field::SIGMA], 0.8);
+    let next = 0.8 * (1.0 - 0.5 * 0.2);
+    assert!((got[field::SIGMA_NEXT] - next).abs() <= 1e-7);
+    assert!(got[field::MEASURED] > 0.4 && got[field::MEASURED] < 0.7, "measured {}", got[field::MEASURED]);
+    let v = read(&sampler::variance(g, &ts).unwrap());
+    assert!((v[0] - next * next).abs() <= 1e-6, "{v:?}");
+}
+
+#[test]
 fn nan_diverges() {
     let g = gpu();
     let shape = Shape::new(1, 3, 3, 1);
     let mut d = vec![0.1f32; 9];
     d[4] = f32::NAN;
-    let ts = sampler::new_state(g, 1);
-    let step = Step { t: 1, h: 0.01, beta: 0.01, sigma_final: 0.01, sigma_max: 10.0 };
+    let ts = sampler::new_state(g, 1, 1.0);
+    let step = Step { t: 1, h: 0.01, beta: 0.01, sigma_final: 0.01, sigma_max: 10.0, schedule: Schedule::Measured };
     sampler::coefficients(g, &g.upload(shape, &d), &ts, &step).unwrap();
     assert_eq!(read(&ts)[field::STATUS], DIVERGED);
 }

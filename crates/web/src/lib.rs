@@ -158,7 +158,7 @@ impl Model {
                 w,
                 data: &data,
             };
-            let out = apply_image(&gpu, &*model, img, Apply::Denoise)
+            let out = apply_image(&gpu, &*model, img, Apply::Denoise, None)
                 .await
                 .map_err(js_err)?;
             Ok(Float32Array::from(out.as_slice()).into())

@@ -400,6 +400,7 @@ fn process(gpu: &Gpu, model: &dyn Denoiser, args: &DenoiseArgs, k: usize, job: &
             model,
             Planar { c: img.c, h: img.h, w: img.w, data: &img.data },
             Apply::Denoise,
+            None,
         ))
         .map_err(|e| format!("{}: {e}", job.input.display()))?;
         let seconds = t0.elapsed().as_secs_f64();

@@ -21,7 +21,7 @@ use prior_algos::jacobian::{self, At};
 use prior_algos::plot::{self, LinePlot, Scaling, Series, Tile, PALETTE};
 use prior_gpu::Gpu;
 use prior_models::tiling::Planar;
-use prior_models::Denoiser;
+use prior_models::{Conditioning, Denoiser};
 use serde_json::json;
 
 use crate::io::{self, Image};
@@ -271,11 +271,11 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
     }
 
     let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
-    let mut model: Box<dyn Denoiser> =
+    let model: Box<dyn Denoiser> =
         prior_models::load_path(&gpu, &args.model).map_err(|e| format!("cannot load the model: {e}"))?;
-    model.set_noise_variance(args.t.or(args.add_noise.map(variance_of)));
+    let variance = args.t.or(args.add_noise.map(variance_of));
     let planar = Planar { c: img.c, h: img.h, w: img.w, data: &img.data };
-    let at = At::new(&gpu, model.as_ref(), planar, args.batch).map_err(|e| e.to_string())?;
+    let at = At::new(&gpu, model.as_ref(), planar, args.batch, variance).map_err(|e| e.to_string())?;
 
     // With --sigmas and no --add-noise, -i is clean and only the sweep runs.
     let sweep_only = !args.sigmas.is_empty() && args.add_noise.is_none();
@@ -370,15 +370,18 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
         }
     }
 
-    // The model as analysed above (the sweep below sets t per level).
-    let described = model.describe();
+    // The model as analysed above (the sweep below gives t per level).
+    let described = match (model.conditioning(), variance) {
+        (Conditioning::NoiseVariance, Some(t)) => format!("{}, t = {t}", model.describe()),
+        (Conditioning::NoiseVariance, None) => format!("{}, t estimated from the image", model.describe()),
+        (Conditioning::Blind, _) => model.describe(),
+    };
     // Effective dimensionality against σ.
     let mut sweep = Vec::new();
     for &s in &args.sigmas {
         let noisy = jacobian::add_noise(&clean.data, s, args.seed);
-        model.set_noise_variance(Some(variance_of(s)));
         let p = Planar { c: img.c, h: img.h, w: img.w, data: &noisy };
-        let at_s = At::new(&gpu, model.as_ref(), p, args.batch).map_err(|e| e.to_string())?;
+        let at_s = At::new(&gpu, model.as_ref(), p, args.batch, Some(variance_of(s))).map_err(|e| e.to_string())?;
         let sub = JacobianArgs { svd_plot: None, vectors: None, ..args.clone() };
         let rs = analyse(&gpu, &at_s, &sub, false, false, false)?;
         sweep.push((s, rs.sum_sq, rs.sum_sq_se, rs.trace, rs.trace_se));

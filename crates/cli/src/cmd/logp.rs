@@ -200,7 +200,8 @@ pub fn energies_at_zero(gpu: &Gpu, model: &EnergyUNet, images: &[Named], batch: 
             data.extend(prior_ops::layout::chw_to_hwc(c, h, w, &im.image.data));
         }
         let y = gpu.upload(Shape::new(end - k, h, w, c), &data);
-        let u = pollster::block_on(model.energies(gpu, &y, &vec![0.0; end - k])).map_err(|e| e.to_string())?;
+        let t = gpu.zeros(Shape::new(end - k, 1, 1, 1));
+        let u = pollster::block_on(model.energies(gpu, &y, &t)).map_err(|e| e.to_string())?;
         out[k..end].copy_from_slice(&u);
         k = end;
     }

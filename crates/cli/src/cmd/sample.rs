@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use prior_algos::sampler::{self, Problem, SampleRun, SamplerError, SamplerParams};
+use prior_algos::sampler::{self, Problem, SampleRun, SamplerError, SamplerParams, Schedule};
 use prior_gpu::{Gpu, Shape, Tensor};
-use prior_models::Denoiser;
+use prior_models::{Conditioning, Denoiser, Noise};
 
 use crate::io::{self, Image};
 
@@ -21,7 +21,7 @@ pub struct SamplerFlags {
     /// σ₀: standard deviation of the initial noise.
     #[arg(long, default_value_t = 1.0)]
     pub sigma0: f32,
-    /// σ_L: stop when the effective noise level σ_t = ‖d_t‖/√N reaches it.
+    /// σ_L: stop when the noise level σ_t (see --schedule) reaches it.
     #[arg(long = "sigma-final", default_value_t = 0.01)]
     pub sigma_final: f32,
     /// h₀: first step size (h_t = h₀ t / (1 + h₀ (t − 1))).
@@ -44,10 +44,38 @@ pub struct SamplerFlags {
     /// GPUs then run K iterations per submission).
     #[arg(long = "check-every", value_name = "K", default_value_t = 1)]
     pub check_every: usize,
+    /// Where the noise level σ_t of each iterate comes from: `measured`
+    /// σ_t = ‖d_t‖/√N (the authors' sampler), `recursion` σ₁ = σ₀,
+    /// σ_{t+1} = (1 − β h_t) σ_t (the level the update implies; the measured
+    /// one is reported beside it), or `auto`: recursion for noise-conditioned
+    /// models (the energy model, which is given σ_t² at every call), measured
+    /// for blind ones.
+    #[arg(long, value_enum, default_value_t = ScheduleFlag::Auto)]
+    pub schedule: ScheduleFlag,
+}
+
+/// `--schedule`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleFlag {
+    Auto,
+    Measured,
+    Recursion,
+}
+
+impl ScheduleFlag {
+    /// The schedule for a model conditioned as `c`.
+    pub fn resolve(self, c: Conditioning) -> Schedule {
+        match (self, c) {
+            (ScheduleFlag::Measured, _) | (ScheduleFlag::Auto, Conditioning::Blind) => Schedule::Measured,
+            (ScheduleFlag::Recursion, _) | (ScheduleFlag::Auto, Conditioning::NoiseVariance) => Schedule::Recursion,
+        }
+    }
 }
 
 impl SamplerFlags {
-    pub fn params(&self, default_beta: f32) -> SamplerParams {
+    /// The parameters for a model conditioned as `c` (which decides
+    /// `--schedule auto`).
+    pub fn params(&self, default_beta: f32, c: Conditioning) -> SamplerParams {
         SamplerParams {
             sigma0: self.sigma0,
             sigma_final: self.sigma_final,
@@ -57,6 +85,7 @@ impl SamplerFlags {
             seed: self.seed,
             fixed_step: self.fixed_step,
             check_every: self.check_every,
+            schedule: self.schedule.resolve(c),
             ..Default::default()
         }
     }
@@ -242,15 +271,21 @@ pub(crate) fn drive(
         shape,
         problem,
         params,
-        |g: &Gpu, y: &Tensor| model.residual(g, y),
+        |g: &Gpu, y: &Tensor, noise: Noise<'_>| model.residual(g, y, noise),
         |p| {
             history.push(p.sigmas.to_vec());
             let worst = p.sigmas.iter().copied().fold(0.0f32, f32::max);
+            let measured = match params.schedule {
+                Schedule::Measured => String::new(),
+                Schedule::Recursion => {
+                    format!(", measured {:.4}", p.measured.iter().copied().fold(0.0f32, f32::max))
+                }
+            };
             bar.set_position(p.iteration as u64);
             bar.set_message(if shape.n == 1 {
-                format!("σ_t {worst:.4} (σ_L {})", params.sigma_final)
+                format!("σ_t {worst:.4}{measured} (σ_L {})", params.sigma_final)
             } else {
-                format!("max σ_t {worst:.4} (σ_L {}), {} of {} running", params.sigma_final, p.running, shape.n)
+                format!("max σ_t {worst:.4}{measured} (σ_L {}), {} of {} running", params.sigma_final, p.running, shape.n)
             });
             if let Some(dir) = &flags.trajectory {
                 if p.iteration % flags.every == 0 && traj_err.is_none() {
@@ -300,6 +335,14 @@ pub(crate) fn summary_json(d: &Driven, shape: Shape, params: &SamplerParams, ada
     let one = shape.n == 1;
     m.insert("iterations".into(), if one { json!(r.iterations[0]) } else { json!(r.iterations) });
     m.insert("final_sigma".into(), if one { json!(r.final_sigma[0]) } else { json!(r.final_sigma) });
+    m.insert("measured_sigma".into(), if one { json!(r.final_measured[0]) } else { json!(r.final_measured) });
+    m.insert(
+        "schedule".into(),
+        json!(match params.schedule {
+            Schedule::Measured => "measured",
+            Schedule::Recursion => "recursion",
+        }),
+    );
     m.insert("converged".into(), if one { json!(r.converged[0]) } else { json!(r.converged) });
     m.insert("seconds".into(), json!((r.seconds * 1000.0).round() / 1000.0));
     m.insert("seconds_per_iteration".into(), json!(r.seconds / r.loop_iterations.max(1) as f64));
@@ -328,7 +371,7 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
     let model = load_model(&gpu, &args.model)?;
     let c = args.channels.unwrap_or(model.channels());
     let shape = Shape::new(args.run.samples, h, w, c);
-    let params = args.sampler.params(0.5);
+    let params = args.sampler.params(0.5, model.conditioning());
     let d = drive(&gpu, model.as_ref(), shape, None, &params, &args.run, &args.output)?;
     let written = write_batch(&args.output, &d.x, shape)?;
     if args.run.json {
@@ -339,8 +382,12 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
     } else {
         let r = &d.run;
         for s in 0..shape.n {
+            let measured = match params.schedule {
+                Schedule::Measured => String::new(),
+                Schedule::Recursion => format!(" (measured {:.4})", r.final_measured[s]),
+            };
             println!(
-                "sample {s}: {} iterations, final σ {:.4}{}",
+                "sample {s}: {} iterations, final σ {:.4}{measured}{}",
                 r.iterations[s],
                 r.final_sigma[s],
                 if r.converged[s] { "" } else { " (stopped by --max-iters before σ_L)" }
@@ -378,7 +425,7 @@ fn run_multiscale(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<()
         }
     }
     let n = args.run.samples;
-    let params = args.sampler.params(0.5);
+    let params = args.sampler.params(0.5, Conditioning::Blind);
     let bar = ProgressBar::new(params.max_iters as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} it {pos} {wide_msg} [{elapsed_precise}]")

@@ -57,7 +57,8 @@ pub fn run(args: ScoreArgs) -> Result<(), String> {
     let (c, h, w) = (img.c, img.h, img.w);
     let y = gpu.upload(Shape::new(1, h, w, c), &chw_to_hwc(c, h, w, &img.data));
     let want_dudt = args.dudt || args.dudt_out.is_some();
-    let e = model.evaluate(&gpu, &y, &[args.t], true, want_dudt).map_err(|e| e.to_string())?;
+    let t = gpu.upload(Shape::new(1, 1, 1, 1), &[args.t]);
+    let e = model.evaluate(&gpu, &y, &t, true, want_dudt).map_err(|e| e.to_string())?;
     let grad = pollster::block_on(gpu.read(e.grad.as_ref().expect("asked for"))).map_err(|e| e.to_string())?;
     let energy = pollster::block_on(gpu.read(&e.energy)).map_err(|e| e.to_string())?[0];
     let grad_chw = hwc_to_chw(c, h, w, &grad);

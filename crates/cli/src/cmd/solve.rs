@@ -202,7 +202,7 @@ pub fn run(args: SolveArgs) -> Result<(), String> {
         write_batch(p, &naive, one)?;
     }
     let shape = Shape::new(args.run.samples, h, w, c);
-    let params = args.sampler.params(0.01);
+    let params = args.sampler.params(0.01, model.conditioning());
     let d = drive(&gpu, model.as_ref(), shape, Some(Problem { op: op.as_ref(), x_c: &x_c }), &params, &args.run, &args.output)?;
     let written = write_batch(&args.output, &d.x, shape)?;
     let per = one.numel();

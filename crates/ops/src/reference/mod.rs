@@ -14,6 +14,7 @@ pub mod group_norm;
 pub mod haar;
 pub mod linear;
 pub mod measure;
+pub mod noise_estimate;
 pub mod pool;
 pub mod reduce;
 pub mod rng;

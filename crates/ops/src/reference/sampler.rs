@@ -2,7 +2,7 @@
 //! one sample of `per_sample` values after another.
 
 use super::rng::normal;
-use crate::sampler::{field, Step, CONVERGED, DIVERGED, RUNNING, STATE};
+use crate::sampler::{field, Schedule, Step, CONVERGED, DIVERGED, RUNNING, STATE};
 
 /// `d = f + m ⊙ (y − f) − b` (m, b broadcast by modulo).
 pub fn direction_mask(f: &[f32], y: &[f32], m: &[f32], b: &[f32]) -> Vec<f32> {
@@ -24,9 +24,14 @@ pub fn coefficients(d: &[f32], per_sample: usize, state: &mut [f32], step: &Step
             continue;
         }
         let ss: f64 = chunk.iter().map(|v| (*v as f64) * (*v as f64)).sum();
-        let sigma = (ss / per_sample as f64).sqrt() as f32;
+        let measured = (ss / per_sample as f64).sqrt() as f32;
+        let sigma = match step.schedule {
+            Schedule::Measured => measured,
+            Schedule::Recursion => st[field::SIGMA_NEXT],
+        };
         st[field::SIGMA] = sigma;
-        if sigma.is_nan() || sigma > step.sigma_max {
+        st[field::MEASURED] = measured;
+        if measured.is_nan() || measured > step.sigma_max || sigma.is_nan() || sigma > step.sigma_max {
             st[field::STATUS] = DIVERGED;
             st[field::H] = 0.0;
             st[field::GAMMA] = 0.0;
@@ -38,6 +43,10 @@ pub fn coefficients(d: &[f32], per_sample: usize, state: &mut [f32], step: &Step
         st[field::H] = step.h;
         st[field::GAMMA] = sigma * (u * u - v * v).max(0.0).sqrt();
         st[field::SIGMA_GOOD] = sigma;
+        st[field::SIGMA_NEXT] = match step.schedule {
+            Schedule::Measured => sigma,
+            Schedule::Recursion => u * sigma,
+        };
         if sigma <= step.sigma_final {
             st[field::STATUS] = CONVERGED;
         }
