@@ -24,16 +24,16 @@ use crate::arch::Arch;
 use crate::blob::WeightBlob;
 use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 use crate::hparams::Hparams;
-use crate::unet_small::{check_tangent, hw, invalid, weight4, Layer};
+use crate::layers::{check_tangent, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig};
 
 pub struct BfUnet {
     /// Encoder blocks (2 convs each).
-    encoder: Vec<Vec<Layer>>,
-    middle: Vec<Layer>,
+    encoder: Vec<Vec<ConvLayer>>,
+    middle: Vec<ConvLayer>,
     /// Up-sampling transposed convs, indexed by block b.
-    upsample: Vec<Layer>,
+    upsample: Vec<ConvLayer>,
     /// Decoder blocks, indexed by block b (2 convs each; block 0's last conv is linear).
-    decoder: Vec<Vec<Layer>>,
+    decoder: Vec<Vec<ConvLayer>>,
     channels: usize,
     widths: Vec<usize>,
     params: usize,
@@ -62,7 +62,7 @@ impl BfUnet {
             return Err(invalid(blob, format!("hparams.scales is {} but the blob has {scales} encoder blocks", hp.scales)));
         }
         let mut params = 0;
-        let conv = |wname: &str, bn: Option<&str>, relu: bool, params: &mut usize| -> Result<Layer> {
+        let conv = |wname: &str, bn: Option<&str>, relu: bool, params: &mut usize| -> Result<ConvLayer> {
             let (w, shape) = weight4(blob, wname)?;
             if shape[2] != 3 || shape[3] != 3 {
                 return Err(invalid(blob, format!("{wname} has shape {shape:?}, expected 3×3 kernels")));
@@ -83,7 +83,8 @@ impl BfUnet {
                 }
                 None => None,
             };
-            Layer::conv(gpu, w, shape, 1, 1, 1, scale.as_deref(), None, relu)
+            let cfg = ConvLayerConfig::from_weight_shape(shape, false).pad(1).relu(relu);
+            Ok(ConvLayer::new(gpu, w, cfg, Affine { scale: scale.as_deref(), shift: None })?)
         };
         let mut encoder = Vec::new();
         for b in 0..scales {
@@ -112,7 +113,8 @@ impl BfUnet {
                 return Err(invalid(blob, format!("upsample.{b}.weight has shape {shape:?}, expected (in, out, 2, 2)")));
             }
             params += w.len();
-            upsample.push(Layer::transposed(gpu, w, shape, 2, 0, None, false));
+            let cfg = ConvLayerConfig::from_weight_shape(shape, true).stride(2);
+            upsample.push(ConvLayer::new(gpu, w, cfg, Affine::default())?);
             let d = format!("decoder.{b}");
             decoder.push(if b == 0 {
                 vec![

@@ -587,7 +587,7 @@ impl EnergyUNet {
     /// (`[k, h, w, c]`): v − t·H·v. J is symmetric (H is a Hessian), so this
     /// is also Jᵀ·v.
     pub fn denoiser_jvp(&self, gpu: &Gpu, y: &Tensor, t: &Tensor, v: &Tensor) -> Result<Tensor> {
-        crate::unet_small::check_tangent(y, v)?;
+        crate::layers::check_tangent(y, v)?;
         let k = v.shape().n;
         let (yk, tk) = if k == 1 { (y.clone(), t.clone()) } else { (gpu.repeat_batch(y, k), gpu.repeat_batch(t, k)) };
         let hv = self.hessian_vector(gpu, &yk, &tk, v)?;
@@ -716,7 +716,7 @@ impl Denoiser for EnergyUNet {
     /// [`Denoiser::denoise`] uses (given, or estimated from `y`; the
     /// estimator's own dependence on `y` is not differentiated).
     fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor, noise: Noise<'_>) -> Result<Tensor> {
-        crate::unet_small::check_tangent(y, v)?;
+        crate::layers::check_tangent(y, v)?;
         let t = self.noise_variance(gpu, y, noise)?;
         self.denoiser_jvp(gpu, y, &t, v)
     }

@@ -12,6 +12,7 @@ pub mod energy;
 pub mod error;
 pub mod hparams;
 pub mod import;
+pub mod layers;
 pub mod multiscale;
 pub mod rcnn;
 pub mod registry;

@@ -13,11 +13,11 @@ use crate::arch::Arch;
 use crate::blob::WeightBlob;
 use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 use crate::hparams::Hparams;
-use crate::unet_small::{bias, check_tangent, hw, invalid, weight4, Layer};
+use crate::layers::{bias, check_tangent, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig};
 
 pub struct Rcnn {
     /// first, hidden..., last.
-    layers: Vec<Layer>,
+    layers: Vec<ConvLayer>,
     stages: usize,
     channels: usize,
     params: usize,
@@ -47,7 +47,8 @@ impl Rcnn {
             }
             let b = bias(blob, &format!("{name}.bias"), shape[0])?;
             params += w.len() + b.map_or(0, |b| b.len());
-            layers.push(Layer::conv(gpu, w, shape, 1, shape[2] / 2, 1, None, b, i < n - 1)?);
+            let cfg = ConvLayerConfig::from_weight_shape(shape, false).pad(shape[2] / 2).relu(i < n - 1);
+            layers.push(ConvLayer::new(gpu, w, cfg, Affine { scale: None, shift: b })?);
         }
         for pair in layers.windows(2) {
             if pair[0].out_channels() != pair[1].in_channels() {
@@ -110,14 +111,7 @@ impl Denoiser for Rcnn {
         self.channels
     }
     fn receptive_radius(&self) -> usize {
-        let per_stage: usize = self
-            .layers
-            .iter()
-            .map(|l| match &l.op {
-                crate::unet_small::Op::Conv(c) => c.dilation * (c.kh - 1) / 2,
-                crate::unet_small::Op::Transposed(t) => t.kh,
-            })
-            .sum();
+        let per_stage: usize = self.layers.iter().map(ConvLayer::reach).sum();
         self.stages * per_stage
     }
     fn values_per_pixel(&self) -> usize {
