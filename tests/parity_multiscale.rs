@@ -88,7 +88,7 @@ fn multiscale_320_rf13_crop80() {
     let bytes = model.to_blob().to_bytes().unwrap();
     let blob = WeightBlob::from_bytes(&bytes).unwrap();
     assert_eq!(blob.arch().unwrap(), "multiscale");
-    assert_eq!(blob.hparams().unwrap()["levels"], 3);
+    assert_eq!(blob.hparams().unwrap().to_json()["levels"], 3);
     assert!(blob.has("low.conv_layers.0.weight") && blob.has("scale2.conv_layers.20.weight"));
     let again = prior_models::load(gpu(), &blob).unwrap();
     assert_eq!(again.parameters(), model.parameters());

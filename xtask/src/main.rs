@@ -145,7 +145,7 @@ fn import_one(checkpoint: &Path, output: &Path) -> Result<String, String> {
     }
     let blob: WeightBlob = import_checkpoint(checkpoint).map_err(|e| e.to_string())?;
     blob.save_atomic(output).map_err(|e| e.to_string())?;
-    let arch = blob.arch().unwrap_or("?");
+    let arch = blob.arch().map_err(|e| e.to_string())?;
     let variant = blob.variant().unwrap_or("?");
     Ok(format!(
         "{arch} ({variant}): {} tensors, {} parameters -> {}",

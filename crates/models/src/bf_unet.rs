@@ -20,18 +20,20 @@ use prior_ops::channels::{concat_channels, concat_channels_vjp};
 use prior_ops::elementwise;
 use prior_ops::pool::{avg_pool2, avg_pool2_vjp};
 
+use crate::arch::Arch;
 use crate::blob::WeightBlob;
 use crate::denoiser::{Denoiser, ModelError, Noise, Result};
-use crate::unet_small::{check_tangent, hw, invalid, weight4, Layer};
+use crate::hparams::Hparams;
+use crate::layers::{check_tangent, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig};
 
 pub struct BfUnet {
     /// Encoder blocks (2 convs each).
-    encoder: Vec<Vec<Layer>>,
-    middle: Vec<Layer>,
+    encoder: Vec<Vec<ConvLayer>>,
+    middle: Vec<ConvLayer>,
     /// Up-sampling transposed convs, indexed by block b.
-    upsample: Vec<Layer>,
+    upsample: Vec<ConvLayer>,
     /// Decoder blocks, indexed by block b (2 convs each; block 0's last conv is linear).
-    decoder: Vec<Vec<Layer>>,
+    decoder: Vec<Vec<ConvLayer>>,
     channels: usize,
     widths: Vec<usize>,
     params: usize,
@@ -49,12 +51,18 @@ struct Trace {
 
 impl BfUnet {
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<BfUnet> {
+        let Hparams::BfUnet(hp) = blob.hparams()? else {
+            return Err(invalid(blob, format!("not a {} blob", Arch::BfUnet)));
+        };
         let scales = (0..).take_while(|b| blob.has(&format!("encoder.{b}.0.weight"))).count();
         if scales == 0 {
             return Err(invalid(blob, "no encoder blocks (encoder.0.0.weight)".into()));
         }
+        if hp.scales != scales {
+            return Err(invalid(blob, format!("hparams.scales is {} but the blob has {scales} encoder blocks", hp.scales)));
+        }
         let mut params = 0;
-        let conv = |wname: &str, bn: Option<&str>, relu: bool, params: &mut usize| -> Result<Layer> {
+        let conv = |wname: &str, bn: Option<&str>, relu: bool, params: &mut usize| -> Result<ConvLayer> {
             let (w, shape) = weight4(blob, wname)?;
             if shape[2] != 3 || shape[3] != 3 {
                 return Err(invalid(blob, format!("{wname} has shape {shape:?}, expected 3×3 kernels")));
@@ -75,7 +83,8 @@ impl BfUnet {
                 }
                 None => None,
             };
-            Layer::conv(gpu, w, shape, 1, 1, 1, scale.as_deref(), None, relu)
+            let cfg = ConvLayerConfig::from_weight_shape(shape, false).pad(1).relu(relu);
+            Ok(ConvLayer::new(gpu, w, cfg, Affine { scale: scale.as_deref(), shift: None })?)
         };
         let mut encoder = Vec::new();
         for b in 0..scales {
@@ -104,7 +113,8 @@ impl BfUnet {
                 return Err(invalid(blob, format!("upsample.{b}.weight has shape {shape:?}, expected (in, out, 2, 2)")));
             }
             params += w.len();
-            upsample.push(Layer::transposed(gpu, w, shape, 2, 0, None, false));
+            let cfg = ConvLayerConfig::from_weight_shape(shape, true).stride(2);
+            upsample.push(ConvLayer::new(gpu, w, cfg, Affine::default())?);
             let d = format!("decoder.{b}");
             decoder.push(if b == 0 {
                 vec![

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, View};
 use safetensors::SafeTensors;
 
+use crate::arch::Arch;
 use crate::error::WeightError;
+use crate::hparams::Hparams;
 
 /// Metadata keys written by the importer.
 pub mod keys {
@@ -116,11 +118,12 @@ pub struct WeightBlob {
 
 impl WeightBlob {
     /// An empty blob with `prior.format`, `prior.arch`, `prior.variant` and
-    /// `prior.hparams` set (for weights built in code, e.g. random weights).
-    pub fn new(arch: &str, variant: &str, hparams: &serde_json::Value) -> Self {
+    /// `prior.hparams` set (for weights built in code, e.g. random weights);
+    /// the architecture is that of `hparams`.
+    pub fn new(variant: &str, hparams: &Hparams) -> Self {
         let mut meta = BTreeMap::new();
         meta.insert(keys::FORMAT.to_string(), FORMAT_VERSION.to_string());
-        meta.insert(keys::ARCH.to_string(), arch.to_string());
+        meta.insert(keys::ARCH.to_string(), hparams.arch().to_string());
         meta.insert(keys::VARIANT.to_string(), variant.to_string());
         meta.insert(keys::HPARAMS.to_string(), hparams.to_string());
         WeightBlob {
@@ -260,9 +263,15 @@ impl WeightBlob {
         })
     }
 
-    /// `prior.arch`: `bfcnn`, `dncnn`, `rcnn`, `unet_small`, `bf_unet`, `energy_unet`.
-    pub fn arch(&self) -> Result<&str, WeightError> {
-        self.require_meta(keys::ARCH)
+    /// `prior.arch`; an unknown name is an error naming the file.
+    pub fn arch(&self) -> Result<Arch, WeightError> {
+        let name = self.require_meta(keys::ARCH)?;
+        name.parse()
+            .map_err(|e: crate::arch::UnknownArch| WeightError::BadMeta {
+                path: self.origin.clone(),
+                key: keys::ARCH.to_string(),
+                reason: e.to_string(),
+            })
     }
 
     /// `prior.variant` (free-form provenance), if present.
@@ -270,14 +279,19 @@ impl WeightBlob {
         self.meta(keys::VARIANT)
     }
 
-    /// `prior.hparams`, parsed.
-    pub fn hparams(&self) -> Result<serde_json::Value, WeightError> {
+    /// `prior.hparams`, parsed as the hyper-parameters of [`Self::arch`]: a
+    /// missing or unknown key is an error naming the file and the key.
+    pub fn hparams(&self) -> Result<Hparams, WeightError> {
+        let arch = self.arch()?;
         let s = self.require_meta(keys::HPARAMS)?;
-        serde_json::from_str(s).map_err(|e| WeightError::BadMeta {
+        let bad = |reason: String| WeightError::BadMeta {
             path: self.origin.clone(),
             key: keys::HPARAMS.to_string(),
-            reason: format!("not JSON: {e}"),
-        })
+            reason,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(s).map_err(|e| bad(format!("not JSON: {e}")))?;
+        Hparams::from_json(arch, v).map_err(|e| bad(format!("{arch} hyper-parameters: {e}")))
     }
 
     /// `prior.args` (the checkpoint's argparse namespace), parsed, if present.

@@ -8,19 +8,13 @@
 use prior_gpu::{Gpu, Shape, Tensor};
 use prior_ops::batch_norm::BatchNorm;
 use prior_ops::conv2d::{Conv2d, Epilogue};
-use serde_json::Value;
 
+use crate::arch::Arch;
 use crate::blob::WeightBlob;
 use crate::denoiser::{Denoiser, ModelError, Noise, Result};
+use crate::hparams::{Hparams, Norm};
 
-/// What the network's last layer predicts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// The noise: x̂ = y − f(y).
-    Residual,
-    /// The denoised image itself.
-    Denoised,
-}
+pub use crate::hparams::Output;
 
 pub struct Layer {
     pub conv: Conv2d,
@@ -40,49 +34,46 @@ pub struct ConvChain {
     vjp_layers: std::sync::OnceLock<Vec<prior_ops::autodiff::ConvVjp>>,
 }
 
-fn hp_usize(hp: &Value, key: &str) -> Option<usize> {
-    hp.get(key).and_then(|v| v.as_u64()).map(|v| v as usize)
-}
-
 impl ConvChain {
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<ConvChain> {
         let origin = blob.origin.display().to_string();
         let bad = |reason: String| ModelError::Invalid { origin: origin.clone(), reason };
-        let arch = blob.arch()?.to_string();
-        let hp = blob.hparams()?;
-        let norm = hp.get("norm").and_then(|v| v.as_str()).unwrap_or("none").to_string();
-        let relu_first = hp.get("relu_first").and_then(|v| v.as_bool()).unwrap_or(true);
+        let (arch, hp) = match blob.hparams()? {
+            Hparams::Bfcnn(h) => (Arch::Bfcnn, h),
+            Hparams::Dncnn(h) => (Arch::Dncnn, h),
+            other => {
+                let (got, b, d) = (other.arch(), Arch::Bfcnn, Arch::Dncnn);
+                return Err(bad(format!("a '{got}' blob is not a conv chain ({b}, {d})")));
+            }
+        };
+        let (norm, relu_first, conditional_details) = (hp.norm, hp.relu_first, hp.conditional_details);
         // DnCNN's forward returns y − last_layer(x): its chain predicts the
         // residual even though the model (hparams.output) returns the denoised image.
-        let output = match (arch.as_str(), hp.get("output").and_then(|v| v.as_str())) {
-            ("dncnn", _) | (_, Some("residual")) => Output::Residual,
-            (_, Some("denoised")) => Output::Denoised,
-            (_, o) => return Err(bad(format!("hparams.output is {o:?}, expected \"residual\" or \"denoised\""))),
-        };
-        let conditional_details = hp.get("conditional_details").and_then(|v| v.as_bool()).unwrap_or(false);
+        let output = if arch == Arch::Dncnn { Output::Residual } else { hp.output };
 
         // (weight name, optional bias name, optional norm) per layer.
         let mut names: Vec<(String, Option<String>, Option<BatchNorm>)> = Vec::new();
         let vec_of = |name: &str| -> Result<Vec<f32>> { Ok(blob.tensor(name)?.data.clone()) };
-        if arch == "bfcnn" {
-            let n = hp_usize(&hp, "layers")
-                .or_else(|| (0..).take_while(|i| blob.has(&format!("conv_layers.{i}.weight"))).last().map(|i| i + 1))
-                .ok_or_else(|| bad("no conv_layers".into()))?;
+        if arch == Arch::Bfcnn {
+            let n = hp.layers;
+            if n < 2 {
+                return Err(bad(format!("hparams.layers is {n}, expected at least 2")));
+            }
             for i in 0..n {
                 let bn = if i == 0 || i == n - 1 {
                     None
                 } else {
                     let j = i - 1;
-                    Some(match norm.as_str() {
-                        "bf_sd" if blob.has(&format!("running_sd.{j}")) => BatchNorm::BfSd {
+                    Some(match norm {
+                        Norm::BfSd if blob.has(&format!("running_sd.{j}")) => BatchNorm::BfSd {
                             sd: vec_of(&format!("running_sd.{j}"))?,
                             gamma: vec_of(&format!("gammas.{j}"))?,
                         },
-                        "bf_sd" => BatchNorm::BfSd {
+                        Norm::BfSd => BatchNorm::BfSd {
                             sd: vec_of(&format!("BN_layers.{j}.running_sd"))?,
                             gamma: vec_of(&format!("BN_layers.{j}.gammas"))?,
                         },
-                        "bf_sd_stacked" => {
+                        Norm::BfSdStacked => {
                             let sd = blob.tensor("running_sd")?;
                             let g = blob.tensor("gammas")?;
                             let c = sd.numel() / sd.shape[0];
@@ -91,7 +82,7 @@ impl ConvChain {
                                 gamma: g.data[j * c..(j + 1) * c].to_vec(),
                             }
                         }
-                        other => return Err(bad(format!("BF-CNN with norm '{other}'"))),
+                        other => return Err(bad(format!("BF-CNN with norm {other:?}"))),
                     })
                 };
                 names.push((format!("conv_layers.{i}.weight"), None, bn));
@@ -103,18 +94,18 @@ impl ConvChain {
             names.push(("first_layer.weight".into(), bias("first_layer"), None));
             for i in 0..hidden {
                 let b = format!("bn_layer_list.{i}");
-                let bn = match norm.as_str() {
-                    "bn" => BatchNorm::Standard {
+                let bn = match norm {
+                    Norm::Bn => BatchNorm::Standard {
                         mean: vec_of(&format!("{b}.running_mean"))?,
                         var: vec_of(&format!("{b}.running_var"))?,
                         weight: vec_of(&format!("{b}.weight"))?,
                         bias: vec_of(&format!("{b}.bias"))?,
                     },
-                    "bf_var" => BatchNorm::BfVar {
+                    Norm::BfVar => BatchNorm::BfVar {
                         var: vec_of(&format!("{b}.running_var"))?,
                         weight: vec_of(&format!("{b}.weight"))?,
                     },
-                    other => return Err(bad(format!("DnCNN with norm '{other}'"))),
+                    other => return Err(bad(format!("DnCNN with norm {other:?}"))),
                 };
                 let p = format!("hidden_layer_list.{i}");
                 names.push((format!("{p}.weight"), bias(&p), Some(bn)));

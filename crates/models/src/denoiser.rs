@@ -1,10 +1,8 @@
-//! The model interface and loading a model from a weight blob.
-
-use std::path::Path;
+//! The model interface. A leaf: it imports no model (the models and
+//! [`crate::registry`], which builds them, import it).
 
 use prior_gpu::{Gpu, GpuError, Tensor};
 
-use crate::blob::WeightBlob;
 use crate::error::WeightError;
 
 /// Errors of building or running a model.
@@ -109,31 +107,4 @@ pub trait Denoiser {
     fn vjp(&self, _gpu: &Gpu, _y: &Tensor, _u: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         Err(ModelError::Unsupported(format!("VJP of {}", self.describe())))
     }
-}
-
-/// Loads any supported model from a weight blob.
-pub fn load(gpu: &Gpu, blob: &WeightBlob) -> Result<Box<dyn Denoiser>> {
-    let arch = blob.arch()?;
-    match arch {
-        "bfcnn" | "dncnn" => Ok(Box::new(crate::conv_chain::ConvChain::from_blob(gpu, blob)?)),
-        "multiscale" => Ok(Box::new(crate::multiscale::MultiScale::from_blob(gpu, blob)?)),
-        "rcnn" => Ok(Box::new(crate::rcnn::Rcnn::from_blob(gpu, blob)?)),
-        "unet_small" => Ok(Box::new(crate::unet_small::UnetSmall::from_blob(gpu, blob)?)),
-        "bf_unet" => Ok(Box::new(crate::bf_unet::BfUnet::from_blob(gpu, blob)?)),
-        "energy_unet" => Ok(Box::new(crate::energy::EnergyUNet::from_blob(gpu, blob)?)),
-        other => Err(ModelError::Invalid {
-            origin: blob.origin.display().to_string(),
-            reason: format!("architecture '{other}' is imported but not runnable yet (see README, 'Models')"),
-        }),
-    }
-}
-
-/// Loads a model from a `.safetensors` blob or a PyTorch checkpoint.
-pub fn load_path(gpu: &Gpu, path: &Path) -> Result<Box<dyn Denoiser>> {
-    if path.is_dir() {
-        // A folder of multi-scale parts (low*.pt + rf*_scale_j.pt).
-        return Ok(Box::new(crate::multiscale::MultiScale::from_dir(gpu, path)?));
-    }
-    let blob = WeightBlob::load(path)?;
-    load(gpu, &blob)
 }

@@ -45,6 +45,7 @@ use prior_ops::reduce::dot_per_sample;
 
 use crate::blob::{TensorF32, WeightBlob};
 use crate::denoiser::{Conditioning, Denoiser, ModelError, Noise, Result};
+use crate::hparams::Hparams;
 
 /// Metadata keys of a calibrated blob (written by `prior calibrate`).
 pub mod keys {
@@ -148,25 +149,6 @@ pub struct LogZ {
 
 fn invalid(blob: &WeightBlob, reason: impl Into<String>) -> ModelError {
     ModelError::Invalid { origin: blob.origin.display().to_string(), reason: reason.into() }
-}
-
-/// The `group_size` of `network_kwargs` in the checkpoint's arguments (a
-/// Python dict literal kept as a string), 1 when absent.
-fn group_size_of(blob: &WeightBlob) -> Result<usize> {
-    let Some(args) = blob.args()? else { return Ok(1) };
-    let text = match args.get("network_kwargs") {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(v) => v.to_string(),
-        None => return Ok(1),
-    };
-    let Some(at) = text.find("group_size") else { return Ok(1) };
-    let rest = &text[at + "group_size".len()..];
-    let digits: String = rest
-        .trim_start_matches(|c: char| c == '\'' || c == '"' || c == ':' || c.is_whitespace())
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().map_err(|_| invalid(blob, format!("cannot read group_size from network_kwargs {text:?}")))
 }
 
 /// Parses the calibration metadata of a blob, if present.
@@ -290,10 +272,10 @@ impl EnergyUNet {
     /// Builds the model from a blob with `prior.arch = energy_unet` (an
     /// imported `model.pth.tar` or its safetensors conversion).
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<EnergyUNet> {
-        let arch = blob.arch()?;
-        if arch != "energy_unet" {
+        let Hparams::EnergyUnet(hp) = blob.hparams()? else {
+            let arch = blob.arch()?;
             return Err(invalid(blob, format!("architecture '{arch}' is not an energy UNet")));
-        }
+        };
         let mut scales = 0;
         while blob.has(&format!("network.encoder.{scales}.0.weight")) {
             scales += 1;
@@ -314,7 +296,7 @@ impl EnergyUNet {
         let b1 = blob.tensor_shaped("network.noise_var_embedding.time_embed.0.bias", &[emb_dim])?;
         let l2 = blob.tensor_shaped("network.noise_var_embedding.time_embed.2.weight", &[emb_dim, emb_dim])?;
         let b2 = blob.tensor_shaped("network.noise_var_embedding.time_embed.2.bias", &[emb_dim])?;
-        let group_size = group_size_of(blob)?;
+        let group_size = hp.group_size;
 
         let mut bld = Builder { gpu, blob, group_size, cw: Vec::new(), cb: Vec::new(), nw: Vec::new(), emb_dim };
         let mut enc = Vec::new();
@@ -605,7 +587,7 @@ impl EnergyUNet {
     /// (`[k, h, w, c]`): v − t·H·v. J is symmetric (H is a Hessian), so this
     /// is also Jᵀ·v.
     pub fn denoiser_jvp(&self, gpu: &Gpu, y: &Tensor, t: &Tensor, v: &Tensor) -> Result<Tensor> {
-        crate::unet_small::check_tangent(y, v)?;
+        crate::layers::check_tangent(y, v)?;
         let k = v.shape().n;
         let (yk, tk) = if k == 1 { (y.clone(), t.clone()) } else { (gpu.repeat_batch(y, k), gpu.repeat_batch(t, k)) };
         let hv = self.hessian_vector(gpu, &yk, &tk, v)?;
@@ -734,7 +716,7 @@ impl Denoiser for EnergyUNet {
     /// [`Denoiser::denoise`] uses (given, or estimated from `y`; the
     /// estimator's own dependence on `y` is not differentiated).
     fn jvp(&self, gpu: &Gpu, y: &Tensor, v: &Tensor, noise: Noise<'_>) -> Result<Tensor> {
-        crate::unet_small::check_tangent(y, v)?;
+        crate::layers::check_tangent(y, v)?;
         let t = self.noise_variance(gpu, y, noise)?;
         self.denoiser_jvp(gpu, y, &t, v)
     }

@@ -1,17 +1,25 @@
 //! prior's models: importing the authors' PyTorch checkpoints as data
 //! ([`import`], [`blob`]) and running the published architectures on the GPU
-//! ([`conv_chain`], ...), behind the [`Denoiser`] interface; [`tiling`] runs
-//! them on images of any size.
+//! ([`conv_chain`], ...), behind the [`Denoiser`] interface; [`registry`]
+//! builds the model a blob's [`Arch`] and [`Hparams`] describe; [`tiling`]
+//! runs them on images of any size.
+pub mod arch;
 pub mod bf_unet;
 pub mod blob;
 pub mod conv_chain;
 pub mod denoiser;
 pub mod energy;
 pub mod error;
+pub mod hparams;
 pub mod import;
+pub mod layers;
 pub mod multiscale;
 pub mod rcnn;
+pub mod registry;
 pub mod tiling;
 pub mod unet_small;
 
-pub use denoiser::{load, load_path, Conditioning, Denoiser, ModelError, Noise};
+pub use arch::Arch;
+pub use denoiser::{Conditioning, Denoiser, ModelError, Noise};
+pub use hparams::Hparams;
+pub use registry::{load, load_path};

@@ -26,17 +26,19 @@
 //! "scale0": {...}, ...}}` where each part records its own `arch`, `variant`,
 //! `hparams` and `source`), which [`MultiScale::from_blob`] reads back.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use prior_gpu::{Gpu, Tensor};
 use prior_ops::channels::{replace_channels, slice_channels, slice_channels_vjp};
 use prior_ops::elementwise::sub;
 use prior_ops::haar::{check_pyramid_shape, haar_analysis, haar_analysis_vjp, haar_synthesis, haar_synthesis_vjp};
-use serde_json::{json, Value};
 
+use crate::arch::Arch;
 use crate::blob::{keys, WeightBlob};
 use crate::conv_chain::{ConvChain, Linearized, Output};
 use crate::denoiser::{Denoiser, ModelError, Noise, Result};
+use crate::hparams::{Hparams, MultiscaleHparams, MultiscalePart};
 
 /// The multi-scale conditional model.
 pub struct MultiScale {
@@ -171,7 +173,7 @@ impl MultiScale {
         }
         let blob = WeightBlob::load(path)?;
         match blob.arch()? {
-            "multiscale" => MultiScale::from_blob(gpu, &blob),
+            Arch::Multiscale => MultiScale::from_blob(gpu, &blob),
             other => Err(invalid(
                 &path.display().to_string(),
                 format!("this is a '{other}' model, not a multi-scale one (give the folder of low*.pt + rf*_scale_j.pt or a combined multiscale blob)"),
@@ -182,12 +184,10 @@ impl MultiScale {
     /// Reads a combined blob written by [`MultiScale::to_blob`].
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<MultiScale> {
         let origin = blob.origin.display().to_string();
-        let hp = blob.hparams()?;
-        let levels = hp
-            .get("levels")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| invalid(&origin, "prior.hparams.levels (the number of Haar levels J) is missing".into()))?
-            as usize;
+        let Hparams::Multiscale(hp) = blob.hparams()? else {
+            return Err(invalid(&origin, format!("not a {} blob", Arch::Multiscale)));
+        };
+        let levels = hp.levels;
         let low = split(blob, &hp, "low")?;
         let scales = (0..levels).map(|j| split(blob, &hp, &scale_name(j))).collect::<Result<Vec<_>>>()?;
         let mut m = MultiScale::from_parts(gpu, low, scales, &origin)?;
@@ -215,7 +215,7 @@ impl MultiScale {
                 self.channels, s.c
             )));
         }
-        check_pyramid_shape("multiscale", s, self.levels()).map_err(|e| ModelError::Input(e.to_string()))
+        check_pyramid_shape(Arch::Multiscale.name(), s, self.levels()).map_err(|e| ModelError::Input(e.to_string()))
     }
 
     /// The low model's residual f_low(low) on a coarsest low-pass `[n, h, w, C]`.
@@ -391,24 +391,24 @@ fn receptive_radius(r_low: usize, r_scales: &[usize]) -> usize {
 
 /// The combined blob of the parts.
 fn combine(low: &WeightBlob, scales: &[WeightBlob], channels: usize, origin: &str) -> Result<WeightBlob> {
-    let mut parts = serde_json::Map::new();
-    let mut out_tensors = std::collections::BTreeMap::new();
+    let mut parts = BTreeMap::new();
+    let mut out_tensors = BTreeMap::new();
     let named = std::iter::once(("low".to_string(), low)).chain(scales.iter().enumerate().map(|(j, b)| (scale_name(j), b)));
     for (name, b) in named {
-        let info = json!({
-            "arch": b.arch()?,
-            "variant": b.variant().unwrap_or(""),
-            "hparams": b.hparams()?,
-            "source": b.meta(keys::SOURCE).unwrap_or(""),
-            "source_sha256": b.meta(keys::SOURCE_SHA256).unwrap_or(""),
-        });
+        let info = MultiscalePart {
+            arch: b.arch()?,
+            variant: b.variant().unwrap_or("").to_string(),
+            hparams: b.hparams()?.to_json(),
+            source: b.meta(keys::SOURCE).unwrap_or("").to_string(),
+            source_sha256: b.meta(keys::SOURCE_SHA256).unwrap_or("").to_string(),
+        };
         parts.insert(name.clone(), info);
         for (k, t) in &b.tensors {
             out_tensors.insert(format!("{name}.{k}"), t.clone());
         }
     }
-    let hp = json!({"levels": scales.len(), "channels": channels, "parts": Value::Object(parts)});
-    let mut blob = WeightBlob::new("multiscale", "multiscale", &hp);
+    let hp = Hparams::Multiscale(MultiscaleHparams { levels: scales.len(), channels, parts });
+    let mut blob = WeightBlob::new(Arch::Multiscale.name(), &hp);
     blob.tensors = out_tensors;
     let src = Path::new(origin).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| origin.to_string());
     blob.meta.insert(keys::SOURCE.to_string(), src);
@@ -416,20 +416,13 @@ fn combine(low: &WeightBlob, scales: &[WeightBlob], channels: usize, origin: &st
 }
 
 /// Part `name` of a combined blob as a blob of its own.
-fn split(blob: &WeightBlob, hp: &Value, name: &str) -> Result<WeightBlob> {
+fn split(blob: &WeightBlob, hp: &MultiscaleHparams, name: &str) -> Result<WeightBlob> {
     let origin = blob.origin.display().to_string();
-    let info = hp
-        .get("parts")
-        .and_then(|p| p.get(name))
-        .ok_or_else(|| invalid(&origin, format!("prior.hparams.parts.{name} is missing")))?;
-    let s = |k: &str| info.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let arch = s("arch");
-    if arch.is_empty() {
-        return Err(invalid(&origin, format!("prior.hparams.parts.{name}.arch is missing")));
-    }
-    let hparams = info.get("hparams").cloned().unwrap_or(Value::Null);
-    let mut part = WeightBlob::new(&arch, &s("variant"), &hparams);
-    part.meta.insert(keys::SOURCE.to_string(), s("source"));
+    let info = hp.parts.get(name).ok_or_else(|| invalid(&origin, format!("prior.hparams.parts.{name} is missing")))?;
+    let hparams = Hparams::from_json(info.arch, info.hparams.clone())
+        .map_err(|e| invalid(&origin, format!("prior.hparams.parts.{name}.hparams ({} hyper-parameters): {e}", info.arch)))?;
+    let mut part = WeightBlob::new(&info.variant, &hparams);
+    part.meta.insert(keys::SOURCE.to_string(), info.source.clone());
     part.origin = PathBuf::from(format!("{}#{name}", blob.origin.display()));
     let prefix = format!("{name}.");
     for (k, t) in &blob.tensors {

@@ -8,15 +8,16 @@
 use prior_gpu::{Gpu, Tensor};
 use prior_ops::channels::{concat_channels, concat_channels_vjp};
 use prior_ops::elementwise;
-use serde_json::Value;
 
+use crate::arch::Arch;
 use crate::blob::WeightBlob;
 use crate::denoiser::{Denoiser, ModelError, Noise, Result};
-use crate::unet_small::{bias, check_tangent, hw, invalid, weight4, Layer};
+use crate::hparams::Hparams;
+use crate::layers::{bias, check_tangent, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig};
 
 pub struct Rcnn {
     /// first, hidden..., last.
-    layers: Vec<Layer>,
+    layers: Vec<ConvLayer>,
     stages: usize,
     channels: usize,
     params: usize,
@@ -25,8 +26,10 @@ pub struct Rcnn {
 
 impl Rcnn {
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<Rcnn> {
-        let hp = blob.hparams()?;
-        let stages = hp.get("stages").and_then(Value::as_u64).unwrap_or(4) as usize;
+        let Hparams::Rcnn(hp) = blob.hparams()? else {
+            return Err(invalid(blob, format!("not an {} blob", Arch::Rcnn)));
+        };
+        let stages = hp.stages;
         if stages == 0 {
             return Err(invalid(blob, "hparams.stages is 0".into()));
         }
@@ -44,7 +47,8 @@ impl Rcnn {
             }
             let b = bias(blob, &format!("{name}.bias"), shape[0])?;
             params += w.len() + b.map_or(0, |b| b.len());
-            layers.push(Layer::conv(gpu, w, shape, 1, shape[2] / 2, 1, None, b, i < n - 1)?);
+            let cfg = ConvLayerConfig::from_weight_shape(shape, false).pad(shape[2] / 2).relu(i < n - 1);
+            layers.push(ConvLayer::new(gpu, w, cfg, Affine { scale: None, shift: b })?);
         }
         for pair in layers.windows(2) {
             if pair[0].out_channels() != pair[1].in_channels() {
@@ -107,14 +111,7 @@ impl Denoiser for Rcnn {
         self.channels
     }
     fn receptive_radius(&self) -> usize {
-        let per_stage: usize = self
-            .layers
-            .iter()
-            .map(|l| match &l.op {
-                crate::unet_small::Op::Conv(c) => c.dilation * (c.kh - 1) / 2,
-                crate::unet_small::Op::Transposed(t) => t.kh,
-            })
-            .sum();
+        let per_stage: usize = self.layers.iter().map(ConvLayer::reach).sum();
         self.stages * per_stage
     }
     fn values_per_pixel(&self) -> usize {

@@ -1,7 +1,6 @@
 //! The small UNet of bias_free_denoising (Mohan et al., ICLR 2020; the
-//! authors' `models/unet.py`), bias and bias-free variants, and [`Layer`]:
-//! one convolution or transposed convolution with its JVP and VJP, shared by
-//! the UNets and the RCNN.
+//! authors' `models/unet.py`), bias and bias-free variants, built from
+//! [`ConvLayer`]s (`prior_ops::layer`).
 //!
 //! Eval forward (the authors' code): zero-pad the bottom row / right column
 //! when H / W is odd; conv1 1→32 5×5 + ReLU; conv2 32→32 3×3 + ReLU (kept as
@@ -16,223 +15,19 @@
 //! VJP come with the same machinery as every other layer.
 
 use prior_gpu::{Gpu, Tensor};
-use prior_ops::autodiff::ConvVjp;
 use prior_ops::channels::{concat_channels, concat_channels_vjp};
-use prior_ops::conv2d::{Conv2d, Epilogue};
-use prior_ops::conv_transpose2d::ConvTranspose2d;
 use prior_ops::elementwise;
-use serde_json::Value;
 
+use crate::arch::Arch;
 use crate::blob::WeightBlob;
 use crate::denoiser::{Denoiser, ModelError, Noise, Result};
-
-/// The forward operator of a [`Layer`].
-pub enum Op {
-    Conv(Conv2d),
-    Transposed(ConvTranspose2d),
-}
-
-/// The adjoint operator of a [`Layer`] (its VJP without the ReLU mask).
-enum Back {
-    /// Stride-1 conv: the flipped-kernel conv of `prior_ops::autodiff`.
-    Stride1(ConvVjp),
-    /// Strided conv: a transposed conv.
-    Transposed(ConvTranspose2d),
-    /// Transposed conv: a strided conv.
-    Conv(Conv2d),
-}
-
-/// One (transposed) convolution with its folded epilogue (bias, normalisation
-/// scale), an optional ReLU, and its adjoint built once for VJPs.
-pub struct Layer {
-    pub op: Op,
-    pub relu: bool,
-    back: Back,
-}
-
-impl Layer {
-    /// A convolution from PyTorch `(cout, cin, kh, kw)` weights with an
-    /// optional per-channel `scale` (folded normalisation) and `shift` (bias).
-    #[allow(clippy::too_many_arguments)]
-    pub fn conv(
-        gpu: &Gpu,
-        oihw: &[f32],
-        shape: [usize; 4],
-        stride: usize,
-        pad: usize,
-        dilation: usize,
-        scale: Option<&[f32]>,
-        shift: Option<&[f32]>,
-        relu: bool,
-    ) -> Result<Layer> {
-        let [cout, cin, kh, kw] = shape;
-        let mut conv = Conv2d::new(gpu, oihw, cout, cin, kh, kw, stride, pad, dilation);
-        if scale.is_some() || shift.is_some() {
-            conv.set_affine(gpu, scale, shift);
-        }
-        let back = if stride == 1 && kh == kw && pad <= dilation * (kh - 1) {
-            Back::Stride1(ConvVjp::new(gpu, &conv)?)
-        } else {
-            Back::Transposed(ConvTranspose2d::adjoint_of(gpu, &conv))
-        };
-        Ok(Layer { op: Op::Conv(conv), relu, back })
-    }
-
-    /// A transposed convolution from PyTorch `(cin, cout, kh, kw)` weights
-    /// with an optional bias.
-    pub fn transposed(
-        gpu: &Gpu,
-        iohw: &[f32],
-        shape: [usize; 4],
-        stride: usize,
-        pad: usize,
-        shift: Option<&[f32]>,
-        relu: bool,
-    ) -> Layer {
-        let [cin, cout, kh, kw] = shape;
-        let mut t = ConvTranspose2d::new(gpu, iohw, cin, cout, kh, kw, stride, pad);
-        if shift.is_some() {
-            t.set_affine(gpu, None, shift);
-        }
-        let back = Back::Conv(t.adjoint(gpu));
-        Layer { op: Op::Transposed(t), relu, back }
-    }
-
-    /// A per-channel identity (transposed) conv with a `(1 + ph) × (1 + pw)`
-    /// kernel whose only non-zero tap is (0, 0): as a transposed conv it
-    /// zero-pads `ph` rows at the bottom and `pw` columns on the right; as a
-    /// conv it crops them.
-    pub fn pad_or_crop(gpu: &Gpu, channels: usize, ph: usize, pw: usize, pad: bool) -> Result<Layer> {
-        let (kh, kw) = (1 + ph, 1 + pw);
-        let mut w = vec![0.0f32; channels * channels * kh * kw];
-        for c in 0..channels {
-            w[(c * channels + c) * kh * kw] = 1.0;
-        }
-        if pad {
-            Ok(Layer::transposed(gpu, &w, [channels, channels, kh, kw], 1, 0, None, false))
-        } else {
-            let conv = Conv2d::new(gpu, &w, channels, channels, kh, kw, 1, 0, 1);
-            let back = Back::Transposed(ConvTranspose2d::adjoint_of(gpu, &conv));
-            Ok(Layer { op: Op::Conv(conv), relu: false, back })
-        }
-    }
-
-    pub fn in_channels(&self) -> usize {
-        match &self.op {
-            Op::Conv(c) => c.cin,
-            Op::Transposed(t) => t.cin,
-        }
-    }
-
-    pub fn out_channels(&self) -> usize {
-        match &self.op {
-            Op::Conv(c) => c.cout,
-            Op::Transposed(t) => t.cout,
-        }
-    }
-
-    /// Number of weights (biases and folded scales not included).
-    pub fn weights(&self) -> usize {
-        match &self.op {
-            Op::Conv(c) => c.oihw.len(),
-            Op::Transposed(t) => t.iohw.len(),
-        }
-    }
-
-    /// The layer with its bias/scale and ReLU.
-    pub fn forward(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
-        let epi = Epilogue { relu: self.relu, ..Default::default() };
-        Ok(match &self.op {
-            Op::Conv(c) => c.forward(gpu, x, epi)?,
-            Op::Transposed(t) => t.forward(gpu, x, epi)?,
-        })
-    }
-
-    /// J·t for tangents `t` (`[k, ..]`) at the primal whose output (after
-    /// ReLU) was `out` (`[1, ..]`): the linear part (scale, no shift), masked
-    /// by `out > 0` when the layer has a ReLU.
-    pub fn jvp(&self, gpu: &Gpu, t: &Tensor, out: &Tensor) -> Result<Tensor> {
-        let epi = Epilogue { mask: self.relu.then_some(out), no_shift: true, ..Default::default() };
-        Ok(match &self.op {
-            Op::Conv(c) => c.forward(gpu, t, epi)?,
-            Op::Transposed(t_) => t_.forward(gpu, t, epi)?,
-        })
-    }
-
-    /// Jᵀ·u for cotangents `u` of the output (`[k, ..]`), `out` as in
-    /// [`Layer::jvp`], `in_hw` the layer's input size.
-    pub fn vjp(&self, gpu: &Gpu, u: &Tensor, out: &Tensor, in_hw: (usize, usize)) -> Result<Tensor> {
-        Ok(match &self.back {
-            Back::Stride1(v) => v.apply(gpu, u, self.relu.then_some(out), None)?,
-            Back::Transposed(t) => {
-                let masked;
-                let u = if self.relu {
-                    masked = elementwise::relu_mask(gpu, u, out)?;
-                    &masked
-                } else {
-                    u
-                };
-                t.forward_sized(gpu, u, in_hw, Epilogue::default())?
-            }
-            Back::Conv(c) => {
-                let masked;
-                let u = if self.relu {
-                    masked = elementwise::relu_mask(gpu, u, out)?;
-                    &masked
-                } else {
-                    u
-                };
-                let r = c.forward(gpu, u, Epilogue::default())?;
-                if (r.shape().h, r.shape().w) != in_hw {
-                    return Err(ModelError::Input(format!(
-                        "transposed-conv VJP gives {}×{}, the input was {}×{}",
-                        r.shape().h,
-                        r.shape().w,
-                        in_hw.0,
-                        in_hw.1
-                    )));
-                }
-                r
-            }
-        })
-    }
-}
-
-/// `(h, w)` of a tensor.
-pub(crate) fn hw(t: &Tensor) -> (usize, usize) {
-    (t.shape().h, t.shape().w)
-}
-
-/// Invalid-weights error naming the blob.
-pub(crate) fn invalid(blob: &WeightBlob, reason: String) -> ModelError {
-    ModelError::Invalid { origin: blob.origin.display().to_string(), reason }
-}
-
-/// A weight tensor that must have rank 4; returns its data and shape.
-pub(crate) fn weight4<'a>(blob: &'a WeightBlob, name: &str) -> Result<(&'a [f32], [usize; 4])> {
-    let t = blob.tensor(name)?;
-    match t.shape[..] {
-        [a, b, c, d] => Ok((&t.data, [a, b, c, d])),
-        _ => Err(invalid(blob, format!("{name} has shape {:?}, expected a 4-D conv weight", t.shape))),
-    }
-}
-
-/// An optional bias of `n` values.
-pub(crate) fn bias<'a>(blob: &'a WeightBlob, name: &str, n: usize) -> Result<Option<&'a [f32]>> {
-    if !blob.has(name) {
-        return Ok(None);
-    }
-    let t = blob.tensor(name)?;
-    if t.numel() != n {
-        return Err(invalid(blob, format!("{name} has {} values, expected {n}", t.numel())));
-    }
-    Ok(Some(&t.data))
-}
+use crate::hparams::Hparams;
+use crate::layers::{bias, check_tangent, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig};
 
 /// The small UNet (see the module docs).
 pub struct UnetSmall {
     /// conv1 ..= conv9 (conv7 transposed).
-    layers: Vec<Layer>,
+    layers: Vec<ConvLayer>,
     channels: usize,
     residual_connection: bool,
     params: usize,
@@ -249,8 +44,10 @@ struct Trace {
 
 impl UnetSmall {
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<UnetSmall> {
-        let hp = blob.hparams()?;
-        let residual_connection = hp.get("residual_connection").and_then(Value::as_bool).unwrap_or(false);
+        let Hparams::UnetSmall(hp) = blob.hparams()? else {
+            return Err(invalid(blob, format!("not a {} blob", Arch::UnetSmall)));
+        };
+        let residual_connection = hp.residual_connection;
         // (stride, pad, dilation) of conv1..conv9 as in the authors' unet.py.
         let geom = [(1, 2, 1), (1, 1, 1), (2, 1, 1), (1, 1, 1), (1, 2, 2), (1, 4, 4), (2, 1, 1), (1, 1, 1), (1, 2, 1)];
         let mut layers = Vec::with_capacity(9);
@@ -266,7 +63,8 @@ impl UnetSmall {
                 if shape[2] != 4 || shape[3] != 4 {
                     return Err(invalid(blob, format!("conv7 has shape {shape:?}, expected (in, out, 4, 4)")));
                 }
-                Layer::transposed(gpu, w, shape, stride, pad, b, relu)
+                let cfg = ConvLayerConfig::from_weight_shape(shape, true).stride(stride).pad(pad).relu(relu);
+                ConvLayer::new(gpu, w, cfg, Affine { scale: None, shift: b })?
             } else {
                 let b = bias(blob, &format!("{name}.bias"), shape[0])?;
                 params += b.map_or(0, |b| b.len());
@@ -274,7 +72,8 @@ impl UnetSmall {
                 if shape[2] != k || shape[3] != k {
                     return Err(invalid(blob, format!("{name} has shape {shape:?}, expected {k}×{k} kernels")));
                 }
-                Layer::conv(gpu, w, shape, stride, pad, dil, None, b, relu)?
+                let cfg = ConvLayerConfig::from_weight_shape(shape, false).stride(stride).pad(pad).dilation(dil).relu(relu);
+                ConvLayer::new(gpu, w, cfg, Affine { scale: None, shift: b })?
             };
             layers.push(layer);
         }
@@ -316,18 +115,18 @@ impl UnetSmall {
         Ok(())
     }
 
-    fn pads(&self, gpu: &Gpu, y: &Tensor) -> Result<(Option<Layer>, Option<Layer>)> {
+    fn pads(&self, gpu: &Gpu, y: &Tensor) -> Result<(Option<ConvLayer>, Option<ConvLayer>)> {
         let (ph, pw) = (y.shape().h % 2, y.shape().w % 2);
         if ph == 0 && pw == 0 {
             return Ok((None, None));
         }
         Ok((
-            Some(Layer::pad_or_crop(gpu, self.channels, ph, pw, true)?),
-            Some(Layer::pad_or_crop(gpu, self.channels, ph, pw, false)?),
+            Some(ConvLayer::pad_or_crop(gpu, self.channels, ph, pw, true)?),
+            Some(ConvLayer::pad_or_crop(gpu, self.channels, ph, pw, false)?),
         ))
     }
 
-    fn trace(&self, gpu: &Gpu, y: &Tensor, pad: Option<&Layer>) -> Result<Trace> {
+    fn trace(&self, gpu: &Gpu, y: &Tensor, pad: Option<&ConvLayer>) -> Result<Trace> {
         let xp = match pad {
             Some(p) => p.forward(gpu, y)?,
             None => y.clone(),
@@ -382,7 +181,7 @@ impl Denoiser for UnetSmall {
             out = elementwise::sub(gpu, &t.xp, &out)?;
         }
         match crop {
-            Some(c) => c.forward(gpu, &out),
+            Some(c) => Ok(c.forward(gpu, &out)?),
             None => Ok(out),
         }
     }
@@ -409,7 +208,7 @@ impl Denoiser for UnetSmall {
             out = elementwise::sub(gpu, &vp, &out)?;
         }
         match &crop {
-            Some(c) => c.jvp(gpu, &out, &out),
+            Some(c) => Ok(c.jvp(gpu, &out, &out)?),
             None => Ok(out),
         }
     }
@@ -440,21 +239,9 @@ impl Denoiser for UnetSmall {
             gx = elementwise::sub(gpu, &up, &gx)?;
         }
         match &pad {
-            Some(p) => p.vjp(gpu, &gx, &gx, hw(y)),
+            Some(p) => Ok(p.vjp(gpu, &gx, &gx, hw(y))?),
             None => Ok(gx),
         }
     }
 }
 
-/// Tangents/cotangents must have the primal's pixel grid and channels, and
-/// the primal must be one sample.
-pub(crate) fn check_tangent(y: &Tensor, v: &Tensor) -> Result<()> {
-    let (s, t) = (y.shape(), v.shape());
-    if s.n != 1 {
-        return Err(ModelError::Input(format!("JVP/VJP take one primal image, got a batch of {}", s.n)));
-    }
-    if (t.h, t.w, t.c) != (s.h, s.w, s.c) || t.n == 0 {
-        return Err(ModelError::Input(format!("tangent {t} does not match the input {s}")));
-    }
-    Ok(())
-}

@@ -55,7 +55,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Every key of `subset` is in `hp` with the same value.
-fn assert_hparams(file: &str, hp: &Json, subset: &Json) {
+fn assert_hparams(file: &str, hp: &prior_models::Hparams, subset: &Json) {
+    let hp = hp.to_json();
     for (k, v) in subset.as_object().unwrap() {
         assert_eq!(hp.get(k), Some(v), "{file}: hparams.{k} (hparams = {hp})");
     }
@@ -338,8 +339,9 @@ fn expectations() -> Vec<Expect> {
 }
 
 /// Checks the tensor shapes of a conv-chain blob against its hparams.
-fn check_conv_chain_shapes(file: &str, blob: &WeightBlob, hp: &Json) {
+fn check_conv_chain_shapes(file: &str, blob: &WeightBlob, hp: &prior_models::Hparams) {
     let arch = blob.arch().unwrap();
+    let hp = &hp.to_json();
     let ks: Vec<usize> = hp["kernel_sizes"]
         .as_array()
         .unwrap()
@@ -353,7 +355,7 @@ fn check_conv_chain_shapes(file: &str, blob: &WeightBlob, hp: &Json) {
         hp["width"].as_u64().unwrap() as usize,
     );
     let conv_name = |l: usize| match arch {
-        "bfcnn" => format!("conv_layers.{l}.weight"),
+        prior_models::Arch::Bfcnn => format!("conv_layers.{l}.weight"),
         _ if l == 0 => "first_layer.weight".to_string(),
         _ if l == layers - 1 => "last_layer.weight".to_string(),
         _ => format!("hidden_layer_list.{}.weight", l - 1),
@@ -721,13 +723,25 @@ fn blob_accessors_report_missing_keys_with_the_file() {
     );
 
     // A blob built in code.
-    let mut b = WeightBlob::new("bfcnn", "test", &json!({"layers": 1}));
+    let hp = prior_models::hparams::RcnnHparams {
+        in_channels: 1,
+        out_channels: 1,
+        stages: 2,
+        width: 4,
+        depth: 1,
+        kernel_sizes: vec![3, 3, 3],
+        bias: false,
+        last_bias: false,
+        output: prior_models::hparams::Output::Denoised,
+    };
+    let mut b = WeightBlob::new("test", &prior_models::Hparams::Rcnn(hp.clone()));
     b.tensors.insert(
         "w".into(),
         TensorF32::new(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]),
     );
     let back = WeightBlob::from_bytes(&b.to_bytes().unwrap()).unwrap();
-    assert_eq!(back.hparams().unwrap()["layers"], 1);
+    assert_eq!(back.arch().unwrap(), prior_models::Arch::Rcnn);
+    assert_eq!(back.hparams().unwrap(), prior_models::Hparams::Rcnn(hp));
     assert_eq!(back.tensor("w").unwrap().get(&[1, 0]), Some(3.0));
     // Not a safetensors file.
     let err = WeightBlob::from_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00hello").unwrap_err();

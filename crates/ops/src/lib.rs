@@ -16,6 +16,7 @@ pub mod elementwise;
 pub mod embedding;
 pub mod group_norm;
 pub mod haar;
+pub mod layer;
 pub mod layout;
 pub mod linear;
 pub mod measure;

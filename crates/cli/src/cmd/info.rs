@@ -65,8 +65,8 @@ pub fn run(args: InfoArgs) -> Result<(), String> {
         let built = build(&blob);
         (blob, Some(file_sha), built)
     };
-    let arch = blob.arch().map_err(|e| e.to_string())?.to_string();
-    let hparams = blob.hparams().map_err(|e| e.to_string())?;
+    let arch = blob.arch().map_err(|e| e.to_string())?;
+    let hparams = blob.hparams().map_err(|e| e.to_string())?.to_json();
     let noise_range = blob.noise_range().map_err(|e| e.to_string())?;
     let args_ns = blob.args().map_err(|e| e.to_string())?;
 

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use prior_gpu::{Gpu, Shape};
+use prior_models::Arch;
 use prior_models::blob::WeightBlob;
 use prior_models::energy::{EnergyUNet, Likelihood};
 
@@ -169,10 +170,11 @@ pub fn load_energy(gpu: &Gpu, path: &Path) -> Result<(EnergyUNet, WeightBlob), S
     }
     let blob = WeightBlob::load(path).map_err(|e| format!("cannot load the model: {e}"))?;
     let arch = blob.arch().map_err(|e| e.to_string())?;
-    if arch != "energy_unet" {
+    if arch != Arch::EnergyUnet {
         return Err(format!(
-            "{}: architecture '{arch}' is a denoiser without a normalised energy; log-likelihoods need a dual-score-matching energy model (energy_unet)",
-            path.display()
+            "{}: architecture '{arch}' is a denoiser without a normalised energy; log-likelihoods need a dual-score-matching energy model ({})",
+            path.display(),
+            Arch::EnergyUnet
         ));
     }
     let model = EnergyUNet::from_blob(gpu, &blob).map_err(|e| format!("cannot build the model: {e}"))?;

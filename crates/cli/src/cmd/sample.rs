@@ -436,7 +436,7 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
 /// A folder of multi-scale parts, or a blob whose architecture is `multiscale`.
 fn is_multiscale(path: &Path) -> bool {
     path.is_dir()
-        || prior_models::blob::WeightBlob::load(path).is_ok_and(|b| b.arch().is_ok_and(|a| a == "multiscale"))
+        || prior_models::blob::WeightBlob::load(path).is_ok_and(|b| b.arch().is_ok_and(|a| a == prior_models::Arch::Multiscale))
 }
 
 /// `prior sample` with a multi-scale conditional model: coarse-to-fine
@@ -494,7 +494,7 @@ fn run_multiscale(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<()
             .collect();
         let iterations: Vec<usize> = (0..n).map(|s| out.levels.iter().map(|l| l.iterations[s]).sum()).collect();
         let v = json!({
-            "task": "synthesis", "model": "multiscale", "samples": n, "size": [shape.h, shape.w, shape.c],
+            "task": "synthesis", "model": prior_models::Arch::Multiscale.name(), "samples": n, "size": [shape.h, shape.w, shape.c],
             "iterations": if n == 1 { json!(iterations[0]) } else { json!(iterations) },
             "final_sigma": history.last().map(|h| if n == 1 { json!(h[0]) } else { json!(h) }),
             "seconds": seconds, "levels": levels, "seed": params.seed, "beta": params.beta,

@@ -7,19 +7,30 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 use super::pickle::parse_python_literal;
+use crate::arch::Arch;
+use crate::hparams::{
+    BfUnetHparams, ConvChainHparams, EnergyUnetHparams, Hparams, Norm, Output, RcnnHparams,
+    UnetSmallHparams,
+};
 
 /// Result of [`detect`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Detected {
-    /// `bfcnn`, `dncnn`, `rcnn`, `unet_small`, `bf_unet` or `energy_unet`.
-    pub arch: String,
     /// Free-form provenance, e.g. `universal`, `conv3_ln`, `low`,
     /// `rf_conditional`, `rf_flat`, `bias`, `bias_free`, `energy`.
     pub variant: String,
-    pub hparams: Json,
+    /// The hyper-parameters, which name the architecture.
+    pub hparams: Hparams,
+}
+
+impl Detected {
+    /// The detected architecture.
+    pub fn arch(&self) -> Arch {
+        self.hparams.arch()
+    }
 }
 
 type Shapes = BTreeMap<String, Vec<usize>>;
@@ -51,8 +62,18 @@ pub fn detect(shapes: &Shapes, args: Option<&Json>) -> Result<Detected, String> 
         return bfcnn(shapes);
     }
     let sample: Vec<&str> = shapes.keys().take(6).map(String::as_str).collect();
+    let importable = [
+        Arch::Bfcnn,
+        Arch::Dncnn,
+        Arch::Rcnn,
+        Arch::UnetSmall,
+        Arch::BfUnet,
+        Arch::EnergyUnet,
+    ];
+    let names: Vec<&str> = importable.iter().map(|a| a.name()).collect();
     Err(format!(
-        "keys match no known architecture (bfcnn, dncnn, rcnn, unet_small, bf_unet, energy_unet); first keys: {}",
+        "keys match no known architecture ({}); first keys: {}",
+        names.join(", "),
         sample.join(", ")
     ))
 }
@@ -115,7 +136,7 @@ impl<'a> Keys<'a> {
     }
 
     /// Refuses keys no rule accounted for.
-    fn finish(&self, arch: &str) -> Result<(), String> {
+    fn finish(&self, arch: Arch) -> Result<(), String> {
         let extra: Vec<&str> = self
             .shapes
             .keys()
@@ -151,36 +172,39 @@ fn check_chain(names: &[String], convs: &[(usize, usize, usize)]) -> Result<(), 
     Ok(())
 }
 
-fn conv_chain_hparams(
-    convs: &[(usize, usize, usize)],
+/// What a conv chain's hparams record besides its convolutions' shapes.
+struct ChainKind {
     relu_first: bool,
-    norm: &str,
+    norm: Norm,
     bias: bool,
-    output: &str,
+    output: Output,
     conditional_details: bool,
-) -> Json {
-    json!({
-        "in_channels": convs[0].1,
-        "out_channels": convs[convs.len() - 1].0,
-        "width": convs[0].0,
-        "layers": convs.len(),
-        "kernel_sizes": convs.iter().map(|c| c.2).collect::<Vec<_>>(),
-        "relu_first": relu_first,
-        "norm": norm,
-        "bias": bias,
-        "output": output,
-        "conditional_details": conditional_details,
-    })
+}
+
+fn conv_chain_hparams(convs: &[(usize, usize, usize)], kind: ChainKind) -> ConvChainHparams {
+    ConvChainHparams {
+        in_channels: convs[0].1,
+        out_channels: convs[convs.len() - 1].0,
+        width: convs[0].0,
+        layers: convs.len(),
+        kernel_sizes: convs.iter().map(|c| c.2).collect(),
+        relu_first: kind.relu_first,
+        norm: kind.norm,
+        bias: kind.bias,
+        output: kind.output,
+        conditional_details: kind.conditional_details,
+    }
 }
 
 /// BF-CNN families: universal_inverse_problem (`running_sd.{i}`/`gammas.{i}`),
 /// optimal_measurement `conv3_ln` (stacked `(L,1,C,1,1)`), local_probability
 /// (`BN_layers.{i}.{running_sd,gammas}`; `low`, `rf_conditional`, `rf_flat`).
 fn bfcnn(shapes: &Shapes) -> Result<Detected, String> {
+    let a = Arch::Bfcnn;
     let mut k = Keys::new(shapes);
     let n = k.count(|i| format!("conv_layers.{i}.weight"));
     if n < 3 {
-        return Err(format!("bfcnn: only {n} conv layers"));
+        return Err(format!("{a}: only {n} conv layers"));
     }
     let names: Vec<String> = (0..n).map(|i| format!("conv_layers.{i}.weight")).collect();
     let convs = names
@@ -191,7 +215,7 @@ fn bfcnn(shapes: &Shapes) -> Result<Detected, String> {
     for i in 0..n {
         if k.has(&format!("conv_layers.{i}.bias")) {
             return Err(format!(
-                "bfcnn: conv_layers.{i} has a bias; BF-CNNs are bias-free"
+                "{a}: conv_layers.{i} has a bias; BF-CNNs are bias-free"
             ));
         }
     }
@@ -205,15 +229,17 @@ fn bfcnn(shapes: &Shapes) -> Result<Detected, String> {
             k.req_shape(&format!("running_sd.{j}"), &[1, c, 1, 1])?;
             k.req_shape(&format!("gammas.{j}"), &[1, c, 1, 1])?;
         }
-        ("universal", "bf_sd", true, false)
+        ("universal", Norm::BfSd, true, false)
     } else if k.has("gammas") && k.has("running_sd") {
         let c = convs[1].0;
         if (1..=hidden).any(|l| convs[l].0 != c) {
-            return Err("bfcnn: stacked norm tensors need equal hidden widths".into());
+            return Err(format!(
+                "{a}: stacked norm tensors need equal hidden widths"
+            ));
         }
         k.req_shape("gammas", &[hidden, 1, c, 1, 1])?;
         k.req_shape("running_sd", &[hidden, 1, c, 1, 1])?;
-        ("conv3_ln", "bf_sd_stacked", true, false)
+        ("conv3_ln", Norm::BfSdStacked, true, false)
     } else if k.has("BN_layers.0.running_sd") || k.has("BN_layers.0.gammas") {
         for j in 0..hidden {
             let c = bn_channels(j);
@@ -229,23 +255,30 @@ fn bfcnn(shapes: &Shapes) -> Result<Detected, String> {
         } else {
             "rf_flat"
         };
-        (variant, "bf_sd", false, conditional)
+        (variant, Norm::BfSd, false, conditional)
     } else {
-        return Err(
-            "bfcnn: conv_layers.* without running_sd/gammas or BN_layers normalisation".into(),
-        );
+        return Err(format!(
+            "{a}: conv_layers.* without running_sd/gammas or BN_layers normalisation"
+        ));
     };
-    k.finish("bfcnn")?;
+    k.finish(a)?;
+    let kind = ChainKind {
+        relu_first,
+        norm,
+        bias: false,
+        output: Output::Residual,
+        conditional_details: conditional,
+    };
     Ok(Detected {
-        arch: "bfcnn".into(),
         variant: variant.into(),
-        hparams: conv_chain_hparams(&convs, relu_first, norm, false, "residual", conditional),
+        hparams: Hparams::Bfcnn(conv_chain_hparams(&convs, kind)),
     })
 }
 
 /// DnCNN of bias_free_denoising: `first_layer`, `hidden_layer_list.{i}`,
 /// `bn_layer_list.{i}`, `last_layer`.
 fn dncnn(shapes: &Shapes) -> Result<Detected, String> {
+    let a = Arch::Dncnn;
     let mut k = Keys::new(shapes);
     let hidden = k.count(|i| format!("hidden_layer_list.{i}.weight"));
     let mut names = vec!["first_layer".to_string()];
@@ -270,7 +303,7 @@ fn dncnn(shapes: &Shapes) -> Result<Detected, String> {
         .collect::<Result<_, _>>()?;
     let bias = biases[0];
     if biases.iter().any(|&b| b != bias) {
-        return Err("dncnn: some convs have biases and others do not".into());
+        return Err(format!("{a}: some convs have biases and others do not"));
     }
     for i in 0..hidden {
         let c = convs[i + 1].0;
@@ -278,21 +311,28 @@ fn dncnn(shapes: &Shapes) -> Result<Detected, String> {
             k.req_shape(&format!("bn_layer_list.{i}.{p}"), &[c])?;
         }
     }
-    k.finish("dncnn")?;
+    k.finish(a)?;
     let (variant, norm) = if bias {
-        ("bias", "bn")
+        ("bias", Norm::Bn)
     } else {
-        ("bias_free", "bf_var")
+        ("bias_free", Norm::BfVar)
+    };
+    let kind = ChainKind {
+        relu_first: true,
+        norm,
+        bias,
+        output: Output::Denoised,
+        conditional_details: false,
     };
     Ok(Detected {
-        arch: "dncnn".into(),
         variant: variant.into(),
-        hparams: conv_chain_hparams(&convs, true, norm, bias, "denoised", false),
+        hparams: Hparams::Dncnn(conv_chain_hparams(&convs, kind)),
     })
 }
 
 /// Recurrent CNN of bias_free_denoising: one shared stage under `cnn.`.
 fn rcnn(shapes: &Shapes, args: Option<&Json>) -> Result<Detected, String> {
+    let a = Arch::Rcnn;
     let mut k = Keys::new(shapes);
     let hidden = k.count(|i| format!("cnn.hidden_layer_list.{i}.weight"));
     let mut names = vec!["cnn.first_layer".to_string()];
@@ -316,40 +356,50 @@ fn rcnn(shapes: &Shapes, args: Option<&Json>) -> Result<Detected, String> {
     // variant; the other convs all have one or none.
     let bias = biases[0];
     if biases[..=hidden].iter().any(|&b| b != bias) {
-        return Err("rcnn: some convs have biases and others do not".into());
+        return Err(format!("{a}: some convs have biases and others do not"));
     }
     let last_bias = biases[hidden + 1];
     let channels = convs[hidden + 1].0;
     if convs[0].1 != 2 * channels {
         return Err(format!(
-            "rcnn: the stage takes {} channels, expected 2 x {channels} (image and previous estimate)",
+            "{a}: the stage takes {} channels, expected 2 x {channels} (image and previous estimate)",
             convs[0].1
         ));
     }
-    k.finish("rcnn")?;
-    let stages = args
-        .and_then(|a| a.get("max_stage"))
-        .and_then(Json::as_u64)
-        .unwrap_or(4);
+    k.finish(a)?;
+    // The number of stages is not in the weights: the checkpoint's
+    // `args.max_stage` when it has one, else 4 (the authors' default, which
+    // every published RCNN checkpoint was trained with).
+    let stages = match args.and_then(|v| v.get("max_stage")) {
+        None => 4,
+        Some(v) => match v.as_u64() {
+            Some(n) if n > 0 => n as usize,
+            _ => {
+                return Err(format!(
+                    "{a}: args.max_stage is {v}, expected a positive integer"
+                ))
+            }
+        },
+    };
     Ok(Detected {
-        arch: "rcnn".into(),
         variant: if bias { "bias" } else { "bias_free" }.into(),
-        hparams: json!({
-            "in_channels": channels,
-            "out_channels": channels,
-            "stages": stages,
-            "width": convs[0].0,
-            "depth": hidden,
-            "kernel_sizes": convs.iter().map(|c| c.2).collect::<Vec<_>>(),
-            "bias": bias,
-            "last_bias": last_bias,
-            "output": "denoised",
+        hparams: Hparams::Rcnn(RcnnHparams {
+            in_channels: channels,
+            out_channels: channels,
+            stages,
+            width: convs[0].0,
+            depth: hidden,
+            kernel_sizes: convs.iter().map(|c| c.2).collect(),
+            bias,
+            last_bias,
+            output: Output::Denoised,
         }),
     })
 }
 
 /// The small UNet of bias_free_denoising (`conv1`..`conv9`, `conv7` transposed).
 fn unet_small(shapes: &Shapes, args: Option<&Json>) -> Result<Detected, String> {
+    let a = Arch::UnetSmall;
     let mut k = Keys::new(shapes);
     let mut convs = Vec::new();
     for i in 1..=9 {
@@ -367,11 +417,11 @@ fn unet_small(shapes: &Shapes, args: Option<&Json>) -> Result<Detected, String> 
         });
     }
     if k.has("conv9.bias") {
-        return Err("unet_small: conv9 must not have a bias".into());
+        return Err(format!("{a}: conv9 must not have a bias"));
     }
     let bias = biases[0];
     if biases.iter().any(|&b| b != bias) {
-        return Err("unet_small: some convs have biases and others do not".into());
+        return Err(format!("{a}: some convs have biases and others do not"));
     }
     let w1 = convs[0].0;
     let w2 = convs[2].0;
@@ -389,7 +439,7 @@ fn unet_small(shapes: &Shapes, args: Option<&Json>) -> Result<Detected, String> 
     for (i, (c, e)) in convs.iter().zip(expect).enumerate() {
         if *c != e {
             return Err(format!(
-                "unet_small: conv{} is (out {}, in {}, k {}), expected (out {}, in {}, k {})",
+                "{a}: conv{} is (out {}, in {}, k {}), expected (out {}, in {}, k {})",
                 i + 1,
                 c.0,
                 c.1,
@@ -400,31 +450,35 @@ fn unet_small(shapes: &Shapes, args: Option<&Json>) -> Result<Detected, String> 
             ));
         }
     }
-    k.finish("unet_small")?;
-    let residual = args
-        .and_then(|a| a.get("residual"))
-        .and_then(Json::as_bool)
-        .unwrap_or(false);
+    k.finish(a)?;
+    // `--residual` training is not visible in the weights: the checkpoint's
+    // `args.residual` when it has one, else off (the authors' default).
+    let residual = match args.and_then(|v| v.get("residual")) {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| format!("{a}: args.residual is {v}, expected true or false"))?,
+    };
     Ok(Detected {
-        arch: "unet_small".into(),
         variant: if bias { "bias" } else { "bias_free" }.into(),
-        hparams: json!({
-            "in_channels": convs[0].1,
-            "out_channels": convs[8].0,
-            "widths": [w1, w2],
-            "bias": bias,
-            "output": "denoised",
-            "residual_connection": residual,
+        hparams: Hparams::UnetSmall(UnetSmallHparams {
+            in_channels: convs[0].1,
+            out_channels: convs[8].0,
+            widths: [w1, w2],
+            bias,
+            output: Output::Denoised,
+            residual_connection: residual,
         }),
     })
 }
 
 /// The bias-free UNet of the memorization paper (keys in shared/README.md).
 fn bf_unet(shapes: &Shapes) -> Result<Detected, String> {
+    let a = Arch::BfUnet;
     let mut k = Keys::new(shapes);
     let scales = k.count(|b| format!("encoder.{b}.0.weight"));
     if scales == 0 {
-        return Err("bf_unet: no encoder blocks".into());
+        return Err(format!("{a}: no encoder blocks"));
     }
     let bn = |k: &mut Keys, prefix: &str, c: usize| -> Result<(), String> {
         k.req_shape(&format!("{prefix}.gammas"), &[1, c, 1, 1])?;
@@ -467,33 +521,33 @@ fn bf_unet(shapes: &Shapes) -> Result<Detected, String> {
     bn(&mut k, "decoder.0.1", base)?;
     let (cout, _, _) = k.conv("decoder.0.3.weight")?;
     expect_conv(&mut k, "decoder.0.3.weight", cout, base, 3)?;
-    k.finish("bf_unet")?;
+    k.finish(a)?;
     Ok(Detected {
-        arch: "bf_unet".into(),
         variant: "memorization".into(),
-        hparams: json!({
-            "in_channels": cin,
-            "out_channels": cout,
-            "base_width": base,
-            "scales": scales,
-            "widths": widths,
-            "mid_width": mid,
-            "norm": "bf_sd",
-            "bias": false,
-            "output": "residual",
+        hparams: Hparams::BfUnet(BfUnetHparams {
+            in_channels: cin,
+            out_channels: cout,
+            base_width: base,
+            scales,
+            widths,
+            mid_width: mid,
+            norm: Norm::BfSd,
+            bias: false,
+            output: Output::Residual,
         }),
     })
 }
 
 /// The energy UNet of dual score matching (`network.*` keys).
 fn energy_unet(shapes: &Shapes, args: Option<&Json>) -> Result<Detected, String> {
+    let a = Arch::EnergyUnet;
     let mut k = Keys::new(shapes);
     let p = "network";
     // Noise-variance embedding: Linear(F, E) -> SiLU -> Linear(E, E) -> SiLU.
     let e0 = k.req(&format!("{p}.noise_var_embedding.time_embed.0.weight"))?;
     let (emb, fourier) = match *e0 {
         [e, f] => (e, f),
-        _ => return Err(format!("energy_unet: time_embed.0.weight has shape {e0:?}")),
+        _ => return Err(format!("{a}: time_embed.0.weight has shape {e0:?}")),
     };
     k.req_shape(
         &format!("{p}.noise_var_embedding.time_embed.0.bias"),
@@ -513,20 +567,17 @@ fn energy_unet(shapes: &Shapes, args: Option<&Json>) -> Result<Detected, String>
     let block = |k: &mut Keys, name: &str| -> Result<Vec<Vec<usize>>, String> {
         let n = k.count(|j| format!("{p}.{name}.{}.weight", 3 * j));
         if n == 0 {
-            return Err(format!("energy_unet: block {name} has no layers"));
+            return Err(format!("{a}: block {name} has no layers"));
         }
         let mut convs = Vec::new();
         for j in 0..n {
             let cw = k.req(&format!("{p}.{name}.{}.weight", 3 * j))?.to_vec();
             if cw.len() != 4 {
-                return Err(format!(
-                    "energy_unet: {p}.{name}.{}.weight has shape {cw:?}",
-                    3 * j
-                ));
+                return Err(format!("{a}: {p}.{name}.{}.weight has shape {cw:?}", 3 * j));
             }
             if k.has(&format!("{p}.{name}.{}.bias", 3 * j)) {
                 return Err(format!(
-                    "energy_unet: {p}.{name}.{} has a bias; the UNet is bias-free",
+                    "{a}: {p}.{name}.{} has a bias; the UNet is bias-free",
                     3 * j
                 ));
             }
@@ -536,7 +587,7 @@ fn energy_unet(shapes: &Shapes, args: Option<&Json>) -> Result<Detected, String>
                 let norm = format!("{p}.{name}.{}", 3 * j + 1);
                 let c = k.req(&format!("{norm}.weight"))?.to_vec();
                 if c.len() != 1 {
-                    return Err(format!("energy_unet: {norm}.weight has shape {c:?}"));
+                    return Err(format!("{a}: {norm}.weight has shape {c:?}"));
                 }
                 k.req_shape(
                     &format!("{norm}.conditioning_embedding.weight"),
@@ -562,7 +613,7 @@ fn energy_unet(shapes: &Shapes, args: Option<&Json>) -> Result<Detected, String>
         enc_layers.push(convs.len());
     }
     if scales == 0 {
-        return Err("energy_unet: no encoder blocks".into());
+        return Err(format!("{a}: no encoder blocks"));
     }
     let mid = block(&mut k, "middle_block")?;
     let mid_width = mid[0][0];
@@ -575,7 +626,7 @@ fn energy_unet(shapes: &Shapes, args: Option<&Json>) -> Result<Detected, String>
         }
         dec_layers.push(convs.len());
     }
-    k.finish("energy_unet")?;
+    k.finish(a)?;
 
     let parse_kwargs = |key: &str| -> Option<Json> {
         match args?.get(key)? {
@@ -589,54 +640,55 @@ fn energy_unet(shapes: &Shapes, args: Option<&Json>) -> Result<Detected, String>
     let network_kwargs = parse_kwargs("network_kwargs");
     let reparam_kwargs = parse_kwargs("reparam_kwargs");
     let model = args
-        .and_then(|a| a.get("model"))
+        .and_then(|v| v.get("model"))
         .and_then(Json::as_str)
         .map(str::to_string);
 
-    let mut h = serde_json::Map::new();
-    // The checkpoint's network_kwargs first (num_scales, group_size, layers per block...).
-    if let Some(Json::Object(kw)) = &network_kwargs {
-        for (key, v) in kw {
-            h.insert(key.clone(), v.clone());
-        }
-    }
-    if let Some(bw) = h.get("base_width").and_then(Json::as_u64) {
-        if bw as usize != widths[0] {
+    // The checkpoint's network_kwargs: only keys prior understands.
+    let kw = match &network_kwargs {
+        None => serde_json::Map::new(),
+        Some(Json::Object(kw)) => kw.clone(),
+        Some(other) => {
             return Err(format!(
-                "energy_unet: network_kwargs says base_width {bw} but the weights have {}",
+                "{a}: args.network_kwargs is {other}, expected a dict"
+            ))
+        }
+    };
+    if let Some(key) = kw
+        .keys()
+        .find(|key| !EnergyUnetHparams::NETWORK_KWARGS.contains(&key.as_str()))
+    {
+        return Err(format!(
+            "{a}: args.network_kwargs has '{key}', which prior does not understand (known: {})",
+            EnergyUnetHparams::NETWORK_KWARGS.join(", ")
+        ));
+    }
+    let kwarg = |key: &str| -> Result<Option<usize>, String> {
+        match kw.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                format!("{a}: network_kwargs.{key} is {v}, expected a non-negative integer")
+            }),
+        }
+    };
+    if let Some(bw) = kwarg("base_width")? {
+        if bw != widths[0] {
+            return Err(format!(
+                "{a}: network_kwargs says base_width {bw} but the weights have {}",
                 widths[0]
             ));
         }
     }
-    if let Some(ns) = h.get("num_scales").and_then(Json::as_u64) {
-        if ns as usize != scales {
+    if let Some(ns) = kwarg("num_scales")? {
+        if ns != scales {
             return Err(format!(
-                "energy_unet: network_kwargs says num_scales {ns} but the weights have {scales}"
+                "{a}: network_kwargs says num_scales {ns} but the weights have {scales}"
             ));
         }
     }
-    h.entry("group_size").or_insert(json!(1));
-    let put = |h: &mut serde_json::Map<String, Json>, key: &str, v: Json| {
-        h.insert(key.to_string(), v);
-    };
-    put(&mut h, "in_channels", json!(cin));
-    put(&mut h, "out_channels", json!(cout));
-    put(&mut h, "base_width", json!(widths[0]));
-    put(&mut h, "num_scales", json!(scales));
-    put(&mut h, "widths", json!(widths));
-    put(&mut h, "mid_width", json!(mid_width));
-    put(&mut h, "encoder_layers", json!(enc_layers));
-    put(&mut h, "mid_layers", json!(mid.len()));
-    put(&mut h, "decoder_layers", json!(dec_layers));
-    put(&mut h, "embedding_dim", json!(emb));
-    put(&mut h, "fourier_features", json!(fourier));
-    put(&mut h, "bias", json!(false));
-    put(&mut h, "output", json!("residual"));
-    if let Some(m) = &model {
-        put(&mut h, "model", json!(m));
-    }
-    if let Some(r) = reparam_kwargs.clone() {
-        put(&mut h, "reparam_kwargs", r);
+    let group_size = kwarg("group_size")?.unwrap_or(1);
+    if group_size == 0 {
+        return Err(format!("{a}: network_kwargs.group_size is 0"));
     }
     let is_energy = model.as_deref() == Some("EnergyModel")
         || reparam_kwargs
@@ -650,10 +702,30 @@ fn energy_unet(shapes: &Shapes, args: Option<&Json>) -> Result<Detected, String>
         Some(_) => "other",
         None => "unknown",
     };
+    let hparams = EnergyUnetHparams {
+        num_layers_encoder_block: kwarg("num_layers_encoder_block")?,
+        num_layers_mid_block: kwarg("num_layers_mid_block")?,
+        num_layers_decoder_block: kwarg("num_layers_decoder_block")?,
+        group_size,
+        in_channels: cin,
+        out_channels: cout,
+        base_width: widths[0],
+        num_scales: scales,
+        widths,
+        mid_width,
+        encoder_layers: enc_layers,
+        mid_layers: mid.len(),
+        decoder_layers: dec_layers,
+        embedding_dim: emb,
+        fourier_features: fourier,
+        bias: false,
+        output: Output::Residual,
+        model,
+        reparam_kwargs,
+    };
     Ok(Detected {
-        arch: "energy_unet".into(),
         variant: variant.into(),
-        hparams: Json::Object(h),
+        hparams: Hparams::EnergyUnet(hparams),
     })
 }
 
@@ -697,6 +769,7 @@ pub fn noise_range(args: Option<&Json>, path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn noise_range_from_args_and_names() {

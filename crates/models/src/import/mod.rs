@@ -82,7 +82,7 @@ pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<WeightBlob, ImportError
 
     let mut meta = BTreeMap::new();
     meta.insert(keys::FORMAT.to_string(), FORMAT_VERSION.to_string());
-    meta.insert(keys::ARCH.to_string(), det.arch.clone());
+    meta.insert(keys::ARCH.to_string(), det.arch().to_string());
     meta.insert(keys::VARIANT.to_string(), det.variant.clone());
     meta.insert(keys::HPARAMS.to_string(), det.hparams.to_string());
     if let Some(r) = detect::noise_range(ckpt.args.as_ref(), path) {
@@ -128,7 +128,8 @@ pub fn annotate(blob: &mut WeightBlob) -> Result<(), ImportError> {
     blob.meta
         .entry(keys::FORMAT.to_string())
         .or_insert_with(|| FORMAT_VERSION.to_string());
-    blob.meta.insert(keys::ARCH.to_string(), det.arch);
+    blob.meta
+        .insert(keys::ARCH.to_string(), det.arch().to_string());
     blob.meta.insert(keys::VARIANT.to_string(), det.variant);
     blob.meta
         .insert(keys::HPARAMS.to_string(), det.hparams.to_string());
