@@ -8,6 +8,7 @@ pub mod conv_chain;
 pub mod denoiser;
 pub mod energy;
 pub mod error;
+pub mod format;
 pub mod import;
 pub mod multiscale;
 pub mod rcnn;
