@@ -485,15 +485,18 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray, IoError> {
         raw_header.iter().map(|&b| b as char).collect() // latin-1
     };
 
+    // The header as quoted in errors: its first 120 characters.
+    let quoted = {
+        let h = header.trim_end();
+        match h.char_indices().nth(120) {
+            Some((i, _)) => format!("{:?}...", &h[..i]),
+            None => format!("{h:?}"),
+        }
+    };
     let dict = match pylit::parse(&header) {
         Ok(pylit::Value::Dict(d)) => d,
-        Ok(_) => {
-            return Err(bad(format!(
-                "header is not a dict: {:?}",
-                header.trim_end()
-            )))
-        }
-        Err(e) => return Err(bad(format!("{e} in {:?}", header.trim_end()))),
+        Ok(_) => return Err(bad(format!("header is not a dict: {quoted}"))),
+        Err(e) => return Err(bad(format!("{e} in {quoted}"))),
     };
     let get = |key: &str| dict.iter().find(|(k, _)| k == key).map(|(_, v)| v);
 
