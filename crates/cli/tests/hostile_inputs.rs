@@ -68,7 +68,7 @@ fn decompression_bombs_are_refused_by_their_header() {
 
 fn npy(header: &str, payload: &[u8]) -> Vec<u8> {
     let mut h = header.to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');

@@ -420,3 +420,21 @@ fn safetensors_sizes_are_checked() {
     });
     assert!(msg.contains("hostile.safetensors"), "{msg}");
 }
+
+#[test]
+fn a_namespace_built_twice_with_the_same_dict_is_no_double_borrow() {
+    // NEWOBJ argparse.Namespace; BUILD with dict D (memo 0); BUILD with D
+    // again: merging D into itself used to borrow its RefCell twice (panic).
+    let mut p = P::proto2();
+    p.global("argparse", "Namespace").op(b')').op(0x81);
+    p.op(b'}')
+        .op(b'q')
+        .op(0)
+        .op(b'b')
+        .op(b'h')
+        .op(0)
+        .op(b'b')
+        .op(b'.');
+    let out = pickle::unpickle(&p.0, 0, Path::new("ns.pkl")).unwrap();
+    assert_eq!(out.value.to_json(), serde_json::json!({}));
+}

@@ -1399,11 +1399,17 @@ impl<'a> Machine<'a> {
                 let merge_into_dict = matches!(o.class, Global::Namespace);
                 match (&mut o.state, &state) {
                     // Namespace: attributes accumulate in its dict.
+                    // (Merging a dict into itself changes nothing, and
+                    // would borrow it twice.)
                     (Value::Dict(existing), Value::Dict(new)) if merge_into_dict => {
-                        let new = new.borrow();
-                        let mut ex = existing.borrow_mut();
-                        for (k, v) in &new.entries {
-                            ex.insert(k.clone(), v.clone());
+                        if !Rc::ptr_eq(existing, new) {
+                            let new = new.borrow();
+                            let mut ex = existing.borrow_mut();
+                            for (k, v) in &new.entries {
+                                ex.insert(k.clone(), v.clone());
+                            }
+                            drop(new);
+                            self.check_keys(&ex)?;
                         }
                     }
                     (slot, s) => *slot = s.clone(),
