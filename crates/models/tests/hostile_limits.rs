@@ -188,17 +188,11 @@ fn storage_sizes_are_checked_against_the_bytes_present() {
     // Legacy: the pickle and the file's count agree on 2^61 elements, but
     // the file ends after 16 bytes of data.
     let n = 1u64 << 61;
-    let mut f = vec![0x80, 2, 0x8a, 10];
-    f.extend_from_slice(&0x1950a86a20f9469cfc6cu128.to_le_bytes()[..10]);
-    f.push(b'.');
-    f.extend_from_slice(&[0x80, 2, b'M', 0xe9, 0x03, b'.']);
-    f.extend_from_slice(&[0x80, 2, b'}', b'.']);
-    f.extend_from_slice(&P::state_dict("w", "0", n, 0, &[4], &[1]));
-    let mut keys = P::proto2();
-    keys.op(b']').op(b'(').str("0").op(b'e').op(b'.');
-    f.extend_from_slice(&keys.0);
-    f.extend_from_slice(&n.to_le_bytes());
-    f.extend_from_slice(&f32_bytes(&[1.0; 4]));
+    let f = torch_legacy(
+        &P::state_dict("w", "0", n, 0, &[4], &[1]),
+        n,
+        &f32_bytes(&[1.0; 4]),
+    );
     let msg = refused("legacy storage of 2^61 elements", || {
         import_bytes(&f, Path::new(PATH))
     });
@@ -437,4 +431,59 @@ fn a_namespace_built_twice_with_the_same_dict_is_no_double_borrow() {
         .op(b'.');
     let out = pickle::unpickle(&p.0, 0, Path::new("ns.pkl")).unwrap();
     assert_eq!(out.value.to_json(), serde_json::json!({}));
+}
+
+// ---------------------------------------------------------------- mutations
+
+/// A small legacy `torch.save` file with one 4-float storage.
+fn torch_legacy(pkl: &[u8], numel: u64, data: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x80, 2, 0x8a, 10];
+    f.extend_from_slice(&0x1950a86a20f9469cfc6cu128.to_le_bytes()[..10]);
+    f.push(b'.');
+    f.extend_from_slice(&[0x80, 2, b'M', 0xe9, 0x03, b'.']);
+    f.extend_from_slice(&[0x80, 2, b'}', b'.']);
+    f.extend_from_slice(pkl);
+    let mut keys = P::proto2();
+    keys.op(b']').op(b'(').str("0").op(b'e').op(b'.');
+    f.extend_from_slice(&keys.0);
+    f.extend_from_slice(&numel.to_le_bytes());
+    f.extend_from_slice(data);
+    f
+}
+
+/// Every single-byte corruption (three values per position) and every
+/// truncation of small zip and legacy checkpoints: an error or a result,
+/// never a panic. A deterministic complement to the fuzz targets that runs
+/// in every `cargo test`.
+#[test]
+fn every_byte_corruption_and_truncation_is_an_error_not_a_panic() {
+    let pkl = P::state_dict("w", "0", 4, 1, &[3], &[1]);
+    let data = f32_bytes(&[1.0, 2.0, 3.0, 4.0]);
+    let files = [
+        ("zip", torch_zip(&pkl, &[("0", data.clone())])),
+        ("legacy", torch_legacy(&pkl, 4, &data)),
+    ];
+    let mut tried = 0usize;
+    for (kind, good) in &files {
+        let ck = prior_models::import::read_checkpoint(good, Path::new(PATH)).unwrap();
+        assert_eq!(ck.tensors["w"].data, vec![2.0, 3.0, 4.0], "{kind}");
+        let mut variants: Vec<Vec<u8>> = (0..good.len()).map(|n| good[..n].to_vec()).collect();
+        for i in 0..good.len() {
+            for v in [0x00u8, 0xff, good[i] ^ 0x80] {
+                let mut b = good.clone();
+                b[i] = v;
+                variants.push(b);
+            }
+        }
+        for b in variants {
+            tried += 1;
+            let r = std::panic::catch_unwind(|| {
+                let _ = import_bytes(&b, Path::new(PATH));
+                let _ = pickle::unpickle(&b, 0, Path::new(PATH));
+                let _ = WeightBlob::from_bytes_at(&b, Path::new(PATH));
+            });
+            assert!(r.is_ok(), "{kind}: panicked on {b:02x?}");
+        }
+    }
+    println!("{tried} corrupted or truncated checkpoints: no panic");
 }
