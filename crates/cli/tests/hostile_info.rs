@@ -43,7 +43,7 @@ fn expected_phrase(name: &str) -> &'static str {
         "malicious1.zip" | "malicious1_central_directory.zip" => "unsupported pickle global",
         "new_pytorch_model.bin" => "no state_dict found: the checkpoint holds a tensor",
         "pytorch_model.bin" => "cannot determine the architecture",
-        "malicious1_crc.zip" => "checksum",
+        "malicious1_crc.zip" => "CRC-32 checksum does not match",
         "malicious1_wrong_ext.zip" | "malicious1_0x20.zip" | "malicious1_0x40.zip" => {
             "zip archive without a <folder>/data.pkl"
         }

@@ -53,7 +53,7 @@ pub fn expected_phrase(name: &str) -> &'static str {
         // holding a bare tensor, a legacy one holding DistilBERT's weights.
         "new_pytorch_model.bin" => "no state_dict found: the checkpoint holds a tensor",
         "pytorch_model.bin" => "cannot determine the architecture",
-        "malicious1_crc.zip" => "checksum",
+        "malicious1_crc.zip" => "CRC-32 checksum does not match",
         "malicious1_wrong_ext.zip" | "malicious1_0x20.zip" | "malicious1_0x40.zip" => {
             "zip archive without a <folder>/data.pkl"
         }

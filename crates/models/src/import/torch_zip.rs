@@ -224,10 +224,13 @@ impl<'a> ZipCheckpoint<'a> {
         }
         let mut out = Vec::with_capacity(size);
         f.read_to_end(&mut out).map_err(|e| {
-            zip_err(
-                &path,
-                format!("reading entry {name}: {e} (truncated or damaged file?)"),
-            )
+            let what = if e.to_string().contains("checksum") {
+                "its CRC-32 checksum does not match its bytes (a damaged or tampered file)"
+                    .to_string()
+            } else {
+                format!("{e} (truncated or damaged file?)")
+            };
+            zip_err(&path, format!("reading entry {name}: {what}"))
         })?;
         if out.len() != size {
             return Err(zip_err(
