@@ -131,6 +131,10 @@ pub enum IoError {
     #[error("{path}: cannot decode image: {msg}")]
     Decode { path: PathBuf, msg: String },
 
+    /// Content that is neither an image nor a `.npy` array.
+    #[error("{path}: not an image or a .npy array: it is {found}")]
+    NotAnInput { path: PathBuf, found: String },
+
     #[error("{path}: cannot encode image: {msg}")]
     Encode { path: PathBuf, msg: String },
 
@@ -209,6 +213,7 @@ impl IoError {
             | IoError::Write { path, .. }
             | IoError::UnsupportedExtension { path, .. }
             | IoError::Decode { path, .. }
+            | IoError::NotAnInput { path, .. }
             | IoError::Encode { path, .. }
             | IoError::BadNpyHeader { path, .. }
             | IoError::UnsupportedDtype { path, .. }
@@ -256,24 +261,30 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, IoError> {
 // ---------------------------------------------------------------------------
 // Reading
 
-/// Reads one image or array, chosen by extension (case-insensitive):
-/// `png`, `jpg`/`jpeg`, `tif`/`tiff`, `bmp` (gray or RGB, 8/16-bit, scaled
-/// to `[0, 1]`; alpha dropped) or `npy` (float32/float64 shaped `(H, W)`,
-/// `(C, H, W)` or `(1, C, H, W)`; values kept as they are).
+/// Reads one image or array, recognised by its content (never by its
+/// extension): PNG, JPEG, TIFF or BMP (gray or RGB, 8/16-bit, scaled to
+/// `[0, 1]`; alpha dropped; at most [`MAX_IMAGE_SIDE`] pixels a side and
+/// [`MAX_IMAGE_ALLOC`] bytes decoded) or `.npy` (float32/float64 shaped
+/// `(H, W)`, `(C, H, W)` or `(1, C, H, W)`; values kept as they are). Any
+/// other content is refused with an error naming what the file is.
 pub fn read_input(path: impl AsRef<Path>) -> Result<Image, IoError> {
     let path = path.as_ref();
-    let ext = lower_ext(path);
-    match ext.as_str() {
-        "npy" => {
-            let arr = read_npy(path)?;
+    let bytes = read_bytes(path)?;
+    parse_input(path, bytes)
+}
+
+/// [`read_input`] on bytes already read; `path` is used in errors only.
+pub fn parse_input(path: &Path, bytes: Vec<u8>) -> Result<Image, IoError> {
+    use prior_models::format::{sniff, Format};
+    match sniff(&bytes) {
+        Format::Npy => {
+            let arr = parse_npy(path, &bytes)?;
             npy_to_image(path, arr)
         }
-        "png" | "jpg" | "jpeg" | "tif" | "tiff" | "bmp" => read_image(path, &ext),
-        _ => Err(IoError::UnsupportedExtension {
+        Format::Image(_) => decode_image(path, bytes),
+        other => Err(IoError::NotAnInput {
             path: path.to_path_buf(),
-            role: "input",
-            ext,
-            supported: INPUT_LIST,
+            found: other.noun(&bytes),
         }),
     }
 }
@@ -341,23 +352,34 @@ pub fn read_npy_batch(path: impl AsRef<Path>) -> Result<Vec<Image>, IoError> {
         .collect())
 }
 
-fn read_image(path: &Path, ext: &str) -> Result<Image, IoError> {
+/// The widest and tallest image read (a decompression bomb declares more).
+pub const MAX_IMAGE_SIDE: u32 = 1 << 15;
+/// The most bytes an image decoder may allocate (an 8-bit RGB image of
+/// 18 000 x 18 000 pixels fits; its float32 copy is four times as large).
+pub const MAX_IMAGE_ALLOC: u64 = 1 << 30;
+
+fn decode_image(path: &Path, bytes: Vec<u8>) -> Result<Image, IoError> {
     use image::DynamicImage as D;
-    let bytes = read_bytes(path)?;
     let decode_err = |msg: String| IoError::Decode {
         path: path.to_path_buf(),
         msg,
     };
-    let fmt = image::ImageFormat::from_extension(ext);
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
-    if let Some(fmt) = fmt {
-        reader.set_format(fmt);
-    }
-    // Trust the content over the extension when the two disagree.
-    let reader = reader
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| decode_err(e.to_string()))?;
-    let img = reader.decode().map_err(|e| decode_err(e.to_string()))?;
+    // Limits checked against the header before the pixel buffer exists.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_ALLOC);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(l) => decode_err(format!(
+            "{l} (at most {MAX_IMAGE_SIDE} pixels a side and {} MiB decoded; a decompression bomb?)",
+            MAX_IMAGE_ALLOC >> 20
+        )),
+        e => decode_err(e.to_string()),
+    })?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
         return Err(IoError::Empty {
@@ -463,15 +485,18 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray, IoError> {
         raw_header.iter().map(|&b| b as char).collect() // latin-1
     };
 
+    // The header as quoted in errors: its first 120 characters.
+    let quoted = {
+        let h = header.trim_end();
+        match h.char_indices().nth(120) {
+            Some((i, _)) => format!("{:?}...", &h[..i]),
+            None => format!("{h:?}"),
+        }
+    };
     let dict = match pylit::parse(&header) {
         Ok(pylit::Value::Dict(d)) => d,
-        Ok(_) => {
-            return Err(bad(format!(
-                "header is not a dict: {:?}",
-                header.trim_end()
-            )))
-        }
-        Err(e) => return Err(bad(format!("{e} in {:?}", header.trim_end()))),
+        Ok(_) => return Err(bad(format!("header is not a dict: {quoted}"))),
+        Err(e) => return Err(bad(format!("{e} in {quoted}"))),
     };
     let get = |key: &str| dict.iter().find(|(k, _)| k == key).map(|(_, v)| v);
 

@@ -433,11 +433,20 @@ fn bad_magic_is_reported() {
     let d = tmpdir("err-magic");
     let p = d.join("m.npy");
     fs::write(&p, b"PK\x03\x04 this is a zip, not an npy").unwrap();
+    // Inputs are recognised by content: a zip named .npy is called a zip.
     let err = io::read_input(&p).unwrap_err();
+    assert!(matches!(err, IoError::NotAnInput { .. }), "{err}");
+    assert_err_names(
+        &err,
+        &p,
+        "not an image or a .npy array: it is a zip archive",
+    );
+    let err = io::read_npy(&p).unwrap_err();
     assert!(matches!(err, IoError::BadNpyHeader { .. }), "{err}");
     assert_err_names(&err, &p, "magic");
     fs::write(&p, b"").unwrap();
-    assert_err_names(&io::read_input(&p).unwrap_err(), &p, "magic");
+    assert_err_names(&io::read_input(&p).unwrap_err(), &p, "an empty file");
+    assert_err_names(&io::read_npy(&p).unwrap_err(), &p, "magic");
 }
 
 #[test]
@@ -530,11 +539,12 @@ fn unsupported_extensions_are_reported() {
     let d = tmpdir("err-ext");
     let p = d.join("x.gif");
     fs::write(&p, b"GIF89a").unwrap();
+    // Inputs are read by content; GIF is not a supported image format.
     let err = io::read_input(&p).unwrap_err();
-    assert!(matches!(err, IoError::UnsupportedExtension { .. }), "{err}");
-    assert_err_names(&err, &p, "unsupported input file extension \"gif\"");
+    assert!(matches!(err, IoError::Decode { .. }), "{err}");
+    assert_err_names(&err, &p, "cannot decode image");
     let p = d.join("noext");
-    assert_err_names(&io::read_input(&p).unwrap_err(), &p, "extension");
+    assert_err_names(&io::read_input(&p).unwrap_err(), &p, "file not found");
 
     let img = Image::zeros(1, 2, 2);
     let p = d.join("out.jpg");
@@ -553,7 +563,7 @@ fn corrupt_images_are_reported() {
     assert_err_names(&err, &p, "cannot decode image");
     let p = d.join("bad.jpg");
     fs::write(&p, b"").unwrap();
-    assert_err_names(&io::read_input(&p).unwrap_err(), &p, "cannot decode image");
+    assert_err_names(&io::read_input(&p).unwrap_err(), &p, "an empty file");
     // A truncated real PNG.
     let good = d.join("good.png");
     io::write_output(&good, &Image::zeros(3, 16, 16)).unwrap();

@@ -142,10 +142,17 @@ impl WeightBlob {
             path: path.to_path_buf(),
             source,
         })?;
-        if crate::import::looks_like_torch_checkpoint(&bytes) {
-            return Ok(crate::import::import_bytes(&bytes, path)?);
+        use crate::format::Format;
+        match crate::format::sniff(&bytes) {
+            Format::Zip | Format::TorchLegacy => Ok(crate::import::import_bytes(&bytes, path)?),
+            Format::Safetensors { .. } => Self::from_bytes_at(&bytes, path),
+            other => Err(WeightError::Import(
+                crate::error::ImportError::UnknownFormat {
+                    path: path.to_path_buf(),
+                    reason: other.describe(&bytes),
+                },
+            )),
         }
-        Self::from_bytes_at(&bytes, path)
     }
 
     /// Parses a safetensors weight blob held in memory. A blob without
@@ -161,6 +168,21 @@ impl WeightBlob {
             path: origin.to_path_buf(),
             reason,
         };
+        // The declared header length against the file, before the crate
+        // parses anything (its own error for this is a bare "header too large").
+        let Some(len) = bytes.get(..8) else {
+            return Err(bad(format!(
+                "the file is {} bytes long, shorter than the 8-byte header length",
+                bytes.len()
+            )));
+        };
+        let n = u64::from_le_bytes(len.try_into().unwrap_or([0; 8]));
+        if n > (bytes.len() - 8) as u64 {
+            return Err(bad(format!(
+                "the header claims {n} bytes but the file holds {} after the 8-byte length (truncated, or not a safetensors file)",
+                bytes.len() - 8
+            )));
+        }
         let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
         let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
         let meta: BTreeMap<String, String> = metadata

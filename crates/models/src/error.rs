@@ -20,8 +20,9 @@ pub enum ImportError {
     UnknownFormat { path: PathBuf, reason: String },
 
     /// The zip container is damaged (truncated, bad central directory, CRC
-    /// mismatch, missing entry, compressed entry, ...).
-    #[error("{path}: corrupt zip checkpoint: {reason}")]
+    /// mismatch, missing entry), encrypted, or holds a compressed entry or an
+    /// entry larger than the file.
+    #[error("{path}: cannot read the zip checkpoint: {reason}")]
     Zip { path: PathBuf, reason: String },
 
     /// The legacy stream ends early or its framing is wrong.
@@ -30,17 +31,24 @@ pub enum ImportError {
 
     /// The pickle program is malformed or uses something this reader does
     /// not interpret. `offset` is the byte offset of the opcode in the pickle.
-    #[error("{path}: bad pickle at byte {offset}: {reason}")]
+    #[error("{path}: bad pickle in {within} at byte {offset}: {reason}")]
     Pickle {
         path: PathBuf,
+        /// Where the pickle is (`zip entry archive/data.pkl`, ...).
+        within: String,
         offset: usize,
         reason: String,
     },
 
     /// The pickle names a global that is not on the allow-list. Nothing is
     /// ever executed: the file is refused.
-    #[error("unsupported pickle global {name} in {path}")]
-    UnsupportedGlobal { path: PathBuf, name: String },
+    #[error("unsupported pickle global {name} in {path} ({within} imports it; a weights-only reader refuses the file without running anything)")]
+    UnsupportedGlobal {
+        path: PathBuf,
+        /// Where the pickle is (`zip entry archive/data.pkl`, ...).
+        within: String,
+        name: String,
+    },
 
     /// A storage is missing, has the wrong size or an unsupported type.
     #[error("{path}: storage {key}: {reason}")]

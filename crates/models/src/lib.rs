@@ -10,6 +10,7 @@ pub mod conv_chain;
 pub mod denoiser;
 pub mod energy;
 pub mod error;
+pub mod format;
 pub mod hparams;
 pub mod import;
 pub mod layers;

@@ -42,7 +42,7 @@ pub fn has_magic(bytes: &[u8]) -> bool {
 
 impl<'a> LegacyCheckpoint<'a> {
     pub fn open(bytes: &'a [u8], path: &Path) -> Result<Self, ImportError> {
-        let magic = pickle::unpickle(bytes, 0, path)?;
+        let magic = pickle::unpickle_in(bytes, 0, path, "the legacy stream's magic-number pickle")?;
         if magic.value.as_int() != Some(MAGIC) {
             return Err(ImportError::UnknownFormat {
                 path: path.to_path_buf(),
@@ -50,7 +50,12 @@ impl<'a> LegacyCheckpoint<'a> {
                     .into(),
             });
         }
-        let proto = pickle::unpickle(bytes, magic.end, path)?;
+        let proto = pickle::unpickle_in(
+            bytes,
+            magic.end,
+            path,
+            "the legacy stream's protocol pickle",
+        )?;
         if proto.value.as_int() != Some(PROTOCOL_VERSION) {
             return Err(legacy_err(
                 path,
@@ -60,7 +65,12 @@ impl<'a> LegacyCheckpoint<'a> {
                 ),
             ));
         }
-        let sys = pickle::unpickle(bytes, proto.end, path)?;
+        let sys = pickle::unpickle_in(
+            bytes,
+            proto.end,
+            path,
+            "the legacy stream's sys-info pickle",
+        )?;
         if let Value::Dict(d) = &sys.value {
             if let Some(Value::Bool(false)) = d.borrow().get_str("little_endian") {
                 return Err(legacy_err(
@@ -77,8 +87,13 @@ impl<'a> LegacyCheckpoint<'a> {
                 ),
             ));
         }
-        let main = pickle::unpickle(bytes, sys.end, path)?;
-        let keys = pickle::unpickle(bytes, main.end, path)?;
+        let main = pickle::unpickle_in(bytes, sys.end, path, "the legacy stream's main pickle")?;
+        let keys = pickle::unpickle_in(
+            bytes,
+            main.end,
+            path,
+            "the legacy stream's storage-key pickle",
+        )?;
         let key_list: Vec<String> = match &keys.value {
             Value::List(l) => l
                 .borrow()
@@ -134,7 +149,11 @@ impl<'a> LegacyCheckpoint<'a> {
                 key: key.clone(),
                 reason: "listed in the storage key list but never referenced by the pickle (element size unknown)".into(),
             })?;
-            if pos + 8 > bytes.len() {
+            let Some(count) = bytes
+                .get(pos..pos.saturating_add(8))
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_le_bytes)
+            else {
                 return Err(legacy_err(
                     path,
                     format!(
@@ -142,8 +161,7 @@ impl<'a> LegacyCheckpoint<'a> {
                         bytes.len()
                     ),
                 ));
-            }
-            let count = u64::from_le_bytes(bytes[pos..pos + 8].try_into().unwrap());
+            };
             if count != numel as u64 {
                 return Err(ImportError::Storage {
                     path: path.to_path_buf(),
@@ -204,6 +222,13 @@ impl<'a> LegacyCheckpoint<'a> {
                 ),
             });
         }
-        Ok(&self.bytes[start..start + numel * dtype.size()])
+        start
+            .checked_add(numel.saturating_mul(dtype.size()))
+            .and_then(|end| self.bytes.get(start..end))
+            .ok_or_else(|| ImportError::Storage {
+                path: self.path.clone(),
+                key: s.key.clone(),
+                reason: "lies outside the file".into(),
+            })
     }
 }

@@ -52,7 +52,10 @@ pub struct Checkpoint {
 /// Whether `bytes` look like a PyTorch checkpoint (zip or legacy), as
 /// opposed to a safetensors blob.
 pub fn looks_like_torch_checkpoint(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") || legacy::has_magic(bytes)
+    matches!(
+        crate::format::sniff(bytes),
+        crate::format::Format::Zip | crate::format::Format::TorchLegacy
+    )
 }
 
 /// Imports a checkpoint file into a weight blob (see the module docs).
@@ -149,33 +152,26 @@ enum Container<'a> {
 
 /// Reads a checkpoint's state_dict and args without detecting the architecture.
 pub fn read_checkpoint(bytes: &[u8], path: &Path) -> Result<Checkpoint, ImportError> {
-    let (mut container, root, format) = if bytes.starts_with(b"PK") {
-        let z = torch_zip::ZipCheckpoint::open(bytes, path)?;
-        let root = z.root.clone();
-        let format = CheckpointFormat::Zip {
-            prefix: z.prefix.clone(),
-        };
-        (Container::Zip(z), root, format)
-    } else if bytes.first() == Some(&0x80) {
-        let l = legacy::LegacyCheckpoint::open(bytes, path)?;
-        let root = l.root.clone();
-        (Container::Legacy(l), root, CheckpointFormat::Legacy)
-    } else {
-        let reason = if bytes.is_empty() {
-            "the file is empty".to_string()
-        } else if bytes.len() > 262 && &bytes[257..262] == b"ustar" {
-            "a tar archive (the pre-1.0 tar torch.save format is not supported)".to_string()
-        } else {
-            let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
-            format!(
-                "neither a zip archive nor a legacy torch.save stream (first bytes {})",
-                head.join(" ")
-            )
-        };
-        return Err(ImportError::UnknownFormat {
-            path: path.to_path_buf(),
-            reason,
-        });
+    let (mut container, root, format) = match crate::format::sniff(bytes) {
+        crate::format::Format::Zip => {
+            let z = torch_zip::ZipCheckpoint::open(bytes, path)?;
+            let root = z.root.clone();
+            let format = CheckpointFormat::Zip {
+                prefix: z.prefix.clone(),
+            };
+            (Container::Zip(z), root, format)
+        }
+        crate::format::Format::TorchLegacy => {
+            let l = legacy::LegacyCheckpoint::open(bytes, path)?;
+            let root = l.root.clone();
+            (Container::Legacy(l), root, CheckpointFormat::Legacy)
+        }
+        other => {
+            return Err(ImportError::UnknownFormat {
+                path: path.to_path_buf(),
+                reason: other.describe(bytes),
+            })
+        }
     };
 
     let (sd, args) = locate_state_dict(&root).map_err(|reason| ImportError::NoStateDict {

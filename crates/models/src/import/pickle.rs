@@ -157,12 +157,15 @@ impl TensorRef {
                 (*off, *size)
             }
         };
-        if storage_bytes.len() < (base + avail) * 4 {
+        let need = base
+            .checked_add(avail)
+            .and_then(|n| n.checked_mul(4))
+            .ok_or_else(|| format!("storage {} size overflows", self.storage.key))?;
+        if storage_bytes.len() < need {
             return Err(format!(
-                "storage {} holds {} bytes, fewer than the {} the view needs",
+                "storage {} holds {} bytes, fewer than the {need} the view needs",
                 self.storage.key,
                 storage_bytes.len(),
-                (base + avail) * 4
             ));
         }
         if self.shape.len() != self.stride.len() {
@@ -178,6 +181,16 @@ impl TensorRef {
             .ok_or_else(|| format!("size {:?} overflows", self.shape))?;
         if numel == 0 {
             return Ok(Vec::new());
+        }
+        // Checked before anything is allocated: with zero or overlapping
+        // strides a small storage can describe a tensor of any size (the
+        // class of bug PyTorch fixed in its weights-only loader). A
+        // state_dict's tensors never have more elements than their storage.
+        if numel > avail {
+            return Err(format!(
+                "size {:?} (stride {:?}) has {numel} elements but storage {} holds {avail}; overlapping strides are refused",
+                self.shape, self.stride, self.storage.key
+            ));
         }
         // Largest element index touched, checked against the storage.
         let mut last = self.offset;
@@ -291,7 +304,14 @@ pub fn resolve_global(module: &str, name: &str) -> Option<Global> {
 pub struct Dict {
     pub entries: Vec<(Value, Value)>,
     str_index: HashMap<Rc<str>, usize>,
+    /// Indices of the entries whose key is not a string (searched linearly;
+    /// their number is bounded by [`MAX_OTHER_KEYS`] in the pickle machine).
+    other_keys: Vec<usize>,
 }
+
+/// The most non-string keys one dict may have: they are compared one by one
+/// (a state_dict, a training dict and argparse's namespace have none).
+pub const MAX_OTHER_KEYS: usize = 64;
 
 impl Dict {
     pub fn insert(&mut self, key: Value, value: Value) {
@@ -304,11 +324,22 @@ impl Dict {
             }
             return;
         }
-        if let Some(e) = self.entries.iter_mut().find(|(k, _)| k.key_eq(&key)) {
-            e.1 = value;
+        let found = self
+            .other_keys
+            .iter()
+            .copied()
+            .find(|&i| self.entries[i].0.key_eq(&key, 0));
+        if let Some(i) = found {
+            self.entries[i].1 = value;
         } else {
+            self.other_keys.push(self.entries.len());
             self.entries.push((key, value));
         }
+    }
+
+    /// Number of entries whose key is not a string.
+    pub fn other_key_count(&self) -> usize {
+        self.other_keys.len()
     }
 
     /// Value of a string key.
@@ -378,8 +409,12 @@ impl Value {
         }
     }
 
-    /// Equality for dict keys (hashable values only).
-    fn key_eq(&self, other: &Value) -> bool {
+    /// Equality for dict keys (hashable values only). Tuples nested deeper
+    /// than 16 levels compare unequal (no recursion without bound).
+    fn key_eq(&self, other: &Value, depth: usize) -> bool {
+        if depth > 16 {
+            return false;
+        }
         match (self, other) {
             (Value::None, Value::None) => true,
             (Value::Bool(a), Value::Bool(b)) => a == b,
@@ -390,7 +425,9 @@ impl Value {
             (Value::Bytes(a), Value::Bytes(b)) => a == b,
             (Value::BigInt(a), Value::BigInt(b)) => a == b,
             (Value::Tuple(a), Value::Tuple(b)) => {
-                a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.key_eq(y))
+                Rc::ptr_eq(a, b)
+                    || (a.len() == b.len()
+                        && a.iter().zip(b.iter()).all(|(x, y)| x.key_eq(y, depth + 1)))
             }
             _ => false,
         }
@@ -415,14 +452,19 @@ impl Value {
     /// short description; opaque objects `{"__class__": ..., "state": ...}`.
     /// Recursion is bounded (cyclic structures are cut).
     pub fn to_json(&self) -> serde_json::Value {
-        self.to_json_depth(0)
+        let mut budget = JSON_NODE_BUDGET;
+        self.to_json_depth(0, &mut budget)
     }
 
-    fn to_json_depth(&self, depth: usize) -> serde_json::Value {
+    fn to_json_depth(&self, depth: usize, budget: &mut usize) -> serde_json::Value {
         use serde_json::Value as J;
         if depth > 32 {
             return J::String("<nested too deeply>".into());
         }
+        if *budget == 0 {
+            return J::String("<truncated>".into());
+        }
+        *budget -= 1;
         let d = depth + 1;
         match self {
             Value::None => J::Null,
@@ -442,21 +484,27 @@ impl Value {
                 .unwrap_or_else(|| J::String(python_float_repr(*f))),
             Value::Str(s) => J::String(s.to_string()),
             Value::Bytes(b) => J::String(String::from_utf8_lossy(b).into_owned()),
-            Value::Tuple(items) => J::Array(items.iter().map(|v| v.to_json_depth(d)).collect()),
-            Value::List(items) | Value::Set(items) => {
-                J::Array(items.borrow().iter().map(|v| v.to_json_depth(d)).collect())
+            Value::Tuple(items) => {
+                J::Array(items.iter().map(|v| v.to_json_depth(d, budget)).collect())
             }
+            Value::List(items) | Value::Set(items) => J::Array(
+                items
+                    .borrow()
+                    .iter()
+                    .map(|v| v.to_json_depth(d, budget))
+                    .collect(),
+            ),
             Value::Dict(dict) => {
                 let mut map = serde_json::Map::new();
                 for (k, v) in &dict.borrow().entries {
                     let key = match k {
                         Value::Str(s) => s.to_string(),
-                        other => match other.to_json_depth(d) {
+                        other => match other.to_json_depth(d, budget) {
                             J::String(s) => s,
                             j => j.to_string(),
                         },
                     };
-                    map.insert(key, v.to_json_depth(d));
+                    map.insert(key, v.to_json_depth(d, budget));
                 }
                 J::Object(map)
             }
@@ -468,15 +516,80 @@ impl Value {
             Value::Object(o) => {
                 let o = o.borrow();
                 match o.class {
-                    Global::Namespace => o.state.to_json_depth(d),
+                    Global::Namespace => o.state.to_json_depth(d, budget),
                     _ => {
                         let mut map = serde_json::Map::new();
                         map.insert("__class__".into(), J::String(o.class.qualified_name()));
-                        map.insert("state".into(), o.state.to_json_depth(d));
+                        map.insert("state".into(), o.state.to_json_depth(d, budget));
                         J::Object(map)
                     }
                 }
             }
+        }
+    }
+}
+
+/// The most values [`Value::to_json`] converts: shared sub-structures (the
+/// same list referenced twice, at every level) would otherwise make the
+/// conversion exponential in the nesting depth.
+pub const JSON_NODE_BUDGET: usize = 100_000;
+
+/// Drops nested containers without recursion: a pickle can nest tuples a
+/// million levels deep in a megabyte, and the derived drop would overflow the
+/// thread's stack. Children of a container this value owns alone are moved
+/// to a heap worklist first.
+impl Drop for Value {
+    fn drop(&mut self) {
+        let mut work = Vec::new();
+        self.detach_children(&mut work);
+        while let Some(mut v) = work.pop() {
+            v.detach_children(&mut work);
+        }
+    }
+}
+
+impl Value {
+    fn is_container(&self) -> bool {
+        matches!(
+            self,
+            Value::Tuple(_) | Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::Object(_)
+        )
+    }
+
+    /// Moves the container children of a uniquely owned container to `work`.
+    fn detach_children(&mut self, work: &mut Vec<Value>) {
+        let mut take = |v: &mut Value| {
+            if v.is_container() {
+                work.push(std::mem::replace(v, Value::None));
+            }
+        };
+        match self {
+            Value::Tuple(t) => {
+                if let Some(items) = Rc::get_mut(t) {
+                    items.iter_mut().for_each(take);
+                }
+            }
+            Value::List(l) | Value::Set(l) => {
+                if let Some(cell) = Rc::get_mut(l) {
+                    cell.get_mut().iter_mut().for_each(take);
+                }
+            }
+            Value::Dict(d) => {
+                if let Some(cell) = Rc::get_mut(d) {
+                    for (k, v) in cell.get_mut().entries.iter_mut() {
+                        take(k);
+                        take(v);
+                    }
+                }
+            }
+            Value::Object(o) => {
+                if let Some(cell) = Rc::get_mut(o) {
+                    let o = cell.get_mut();
+                    o.args.iter_mut().for_each(&mut take);
+                    take(&mut o.state);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -505,11 +618,24 @@ pub struct Unpickled {
 /// Runs the pickle program that starts at `data[start..]` and returns its
 /// result. `path` names the file in errors.
 pub fn unpickle(data: &[u8], start: usize, path: &Path) -> Result<Unpickled, ImportError> {
+    unpickle_in(data, start, path, "the pickle")
+}
+
+/// Like [`unpickle`]; `within` says where the pickle is (e.g. `zip entry
+/// archive/data.pkl`) in errors.
+pub fn unpickle_in(
+    data: &[u8],
+    start: usize,
+    path: &Path,
+    within: &str,
+) -> Result<Unpickled, ImportError> {
     Machine {
         data,
         pos: start,
         op_pos: start,
         path,
+        within,
+        ops: 0,
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
@@ -519,11 +645,29 @@ pub fn unpickle(data: &[u8], start: usize, path: &Path) -> Result<Unpickled, Imp
     .run()
 }
 
+/// Bounds of the pickle machine, far above what a checkpoint needs (the
+/// authors' largest pickle runs 4 581 opcodes, memoises 1 150 values and
+/// nests a few levels) and low enough that a hostile pickle is refused in
+/// well under a second with memory in the hundreds of megabytes at most.
+pub mod limits {
+    /// Opcodes one pickle may execute.
+    pub const MAX_OPS: usize = 1 << 22;
+    /// Values on the stack at once.
+    pub const MAX_STACK: usize = 1 << 20;
+    /// Open MARKs at once (the nesting depth of MARK-built containers).
+    pub const MAX_MARKS: usize = 1 << 12;
+    /// Memoised values.
+    pub const MAX_MEMO: usize = 1 << 20;
+}
+
 struct Machine<'a> {
     data: &'a [u8],
     pos: usize,
     op_pos: usize,
     path: &'a Path,
+    within: &'a str,
+    /// Opcodes executed so far.
+    ops: usize,
     stack: Vec<Value>,
     marks: Vec<usize>,
     memo: HashMap<u64, Value>,
@@ -537,9 +681,33 @@ impl<'a> Machine<'a> {
     fn err(&self, reason: impl Into<String>) -> ImportError {
         ImportError::Pickle {
             path: self.path.to_path_buf(),
+            within: self.within.to_string(),
             offset: self.op_pos,
             reason: reason.into(),
         }
+    }
+
+    /// Checks the machine's bounds (see [`limits`]) before the next opcode.
+    fn check_limits(&self) -> R<()> {
+        use limits::*;
+        let over = |what: &str, n: usize, max: usize| {
+            self.err(format!(
+                "{what} {n} exceeds the limit of {max} (no checkpoint comes near it; refused as hostile)"
+            ))
+        };
+        if self.ops > MAX_OPS {
+            return Err(over("opcode count", self.ops, MAX_OPS));
+        }
+        if self.stack.len() > MAX_STACK {
+            return Err(over("stack depth", self.stack.len(), MAX_STACK));
+        }
+        if self.marks.len() > MAX_MARKS {
+            return Err(over("MARK nesting depth", self.marks.len(), MAX_MARKS));
+        }
+        if self.memo.len() > MAX_MEMO {
+            return Err(over("memo size", self.memo.len(), MAX_MEMO));
+        }
+        Ok(())
     }
 
     fn path_buf(&self) -> PathBuf {
@@ -607,11 +775,8 @@ impl<'a> Machine<'a> {
         if self.marks.last().is_some_and(|&m| m >= self.stack.len()) {
             return Err(self.err("stack underflow (top across a MARK)"));
         }
-        self.stack.last_mut().ok_or_else(|| ImportError::Pickle {
-            path: self.path.to_path_buf(),
-            offset: self.op_pos,
-            reason: "stack underflow".into(),
-        })
+        let err = self.err("stack underflow");
+        self.stack.last_mut().ok_or(err)
     }
 
     fn pop_mark(&mut self) -> R<Vec<Value>> {
@@ -656,6 +821,7 @@ impl<'a> Machine<'a> {
             }
             None => Err(ImportError::UnsupportedGlobal {
                 path: self.path_buf(),
+                within: self.within.to_string(),
                 name: format!("{module}.{name}"),
             }),
         }
@@ -663,6 +829,8 @@ impl<'a> Machine<'a> {
 
     fn run(mut self) -> R<Unpickled> {
         loop {
+            self.ops += 1;
+            self.check_limits()?;
             self.op_pos = self.pos;
             let op = self.u8()?;
             match op {
@@ -979,7 +1147,7 @@ impl<'a> Machine<'a> {
                 b'R' => {
                     let args = self.pop()?;
                     let func = self.pop()?;
-                    let args = match args {
+                    let args = match &args {
                         Value::Tuple(t) => t.to_vec(),
                         other => {
                             return Err(
@@ -994,7 +1162,7 @@ impl<'a> Machine<'a> {
                     // NEWOBJ cls args
                     let args = self.pop()?;
                     let cls = self.pop()?;
-                    let args = match args {
+                    let args = match &args {
                         Value::Tuple(t) => t.to_vec(),
                         other => {
                             return Err(
@@ -1010,7 +1178,7 @@ impl<'a> Machine<'a> {
                     let _kwargs = self.pop()?;
                     let args = self.pop()?;
                     let cls = self.pop()?;
-                    let args = match args {
+                    let args = match &args {
                         Value::Tuple(t) => t.to_vec(),
                         other => {
                             return Err(self
@@ -1072,8 +1240,18 @@ impl<'a> Machine<'a> {
         let mut it = items.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             d.insert(k, v);
+            self.check_keys(&d)?;
         }
         Ok(d)
+    }
+
+    fn check_keys(&self, d: &Dict) -> R<()> {
+        if d.other_key_count() > MAX_OTHER_KEYS {
+            return Err(self.err(format!(
+                "a dict with more than {MAX_OTHER_KEYS} non-string keys (refused: they are compared one by one)"
+            )));
+        }
+        Ok(())
     }
 
     fn setitems(&mut self, items: Vec<Value>) -> R<()> {
@@ -1081,12 +1259,13 @@ impl<'a> Machine<'a> {
             return Err(self.err("odd number of items for SETITEMS"));
         }
         let target = self.top()?.clone();
-        match target {
+        match &target {
             Value::Dict(d) => {
                 let mut d = d.borrow_mut();
                 let mut it = items.into_iter();
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
                     d.insert(k, v);
+                    self.check_keys(&d)?;
                 }
                 Ok(())
             }
@@ -1130,6 +1309,7 @@ impl<'a> Machine<'a> {
                     }
                     _ => return Err(self.err("unsupported OrderedDict(...) arguments")),
                 }
+                self.check_keys(&d)?;
                 Ok(Value::Dict(Rc::new(RefCell::new(d))))
             }
             Global::RebuildTensorV2 | Global::RebuildTensor => {
@@ -1213,20 +1393,26 @@ impl<'a> Machine<'a> {
 
     /// BUILD: records state; never calls `__setstate__`.
     fn build(&mut self, target: Value, state: Value) -> R<()> {
-        match target {
+        match &target {
             Value::Object(o) => {
                 let mut o = o.borrow_mut();
                 let merge_into_dict = matches!(o.class, Global::Namespace);
-                match (&mut o.state, state) {
+                match (&mut o.state, &state) {
                     // Namespace: attributes accumulate in its dict.
+                    // (Merging a dict into itself changes nothing, and
+                    // would borrow it twice.)
                     (Value::Dict(existing), Value::Dict(new)) if merge_into_dict => {
-                        let new = new.borrow();
-                        let mut ex = existing.borrow_mut();
-                        for (k, v) in &new.entries {
-                            ex.insert(k.clone(), v.clone());
+                        if !Rc::ptr_eq(existing, new) {
+                            let new = new.borrow();
+                            let mut ex = existing.borrow_mut();
+                            for (k, v) in &new.entries {
+                                ex.insert(k.clone(), v.clone());
+                            }
+                            drop(new);
+                            self.check_keys(&ex)?;
                         }
                     }
-                    (slot, s) => *slot = s,
+                    (slot, s) => *slot = s.clone(),
                 }
                 Ok(())
             }
@@ -1538,6 +1724,170 @@ impl LitParser<'_> {
             }
         }
     }
+}
+
+/// What [`scan`] found in a pickle stream, without running it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PickleScan {
+    /// The protocol announced by a leading `PROTO` opcode.
+    pub protocol: Option<u8>,
+    /// `module.name` of the globals it imports (`GLOBAL`, `INST`, and
+    /// `STACK_GLOBAL` after two string constants), first 8, in order.
+    pub globals: Vec<String>,
+    /// The byte offset just after `STOP`, or why the walk stopped before it.
+    pub end: Result<usize, String>,
+}
+
+/// Walks the opcodes of the pickle at the start of `data` (like Python's
+/// `pickletools.genops`) without executing anything: each opcode's argument
+/// is skipped by its declared length, checked against the data. Used to tell
+/// a bare pickle from other content and to say which globals it would
+/// import. Linear time, memory bounded by the eight names it keeps.
+pub fn scan(data: &[u8]) -> PickleScan {
+    const MAX_GLOBALS: usize = 8;
+    let mut out = PickleScan {
+        protocol: None,
+        globals: Vec::new(),
+        end: Err("no STOP opcode".into()),
+    };
+    let mut pos = 0usize;
+    // The last two string constants, for STACK_GLOBAL.
+    let mut strs: [Option<String>; 2] = [None, None];
+    let add_global = |out: &mut PickleScan, g: String| {
+        if out.globals.len() < MAX_GLOBALS && !out.globals.contains(&g) {
+            out.globals.push(g);
+        }
+    };
+    let take = |pos: &mut usize, n: u64| -> Result<&[u8], String> {
+        let end = usize::try_from(n)
+            .ok()
+            .and_then(|n| pos.checked_add(n))
+            .filter(|&e| e <= data.len())
+            .ok_or_else(|| format!("an argument of {n} bytes at byte {pos} runs past the end"))?;
+        let s = &data[*pos..end];
+        *pos = end;
+        Ok(s)
+    };
+    let le = |b: &[u8]| b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | x as u64);
+    let line = |pos: &mut usize| -> Result<&[u8], String> {
+        let rest = &data[*pos..];
+        let n = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| format!("unterminated text argument at byte {pos}"))?;
+        *pos += n + 1;
+        Ok(&rest[..n])
+    };
+    let result: Result<usize, String> = (|| loop {
+        let at = pos;
+        let op = *take(&mut pos, 1)
+            .map_err(|_| format!("ends at byte {} without a STOP opcode", data.len()))?
+            .first()
+            .unwrap_or(&0);
+        let mut string: Option<String> = None;
+        match op {
+            b'.' => return Ok(pos),
+            b'('
+            | b'0'
+            | b'1'
+            | b'2'
+            | b'N'
+            | b')'
+            | b't'
+            | b']'
+            | b'l'
+            | b'a'
+            | b'e'
+            | b'}'
+            | b'd'
+            | b's'
+            | b'u'
+            | b'R'
+            | b'b'
+            | b'o'
+            | b'Q'
+            | 0x81
+            | 0x85..=0x89
+            | 0x8f..=0x92
+            | 0x94
+            | 0x97
+            | 0x98 => {}
+            0x93 => {
+                if let [Some(m), Some(n)] = &strs {
+                    add_global(&mut out, format!("{m}.{n}"));
+                } else {
+                    add_global(&mut out, "<a STACK_GLOBAL>".into());
+                }
+            }
+            0x80 => {
+                let p = take(&mut pos, 1)?[0];
+                if at == 0 {
+                    out.protocol = Some(p);
+                }
+                if p > 5 {
+                    return Err(format!("unknown protocol {p}"));
+                }
+            }
+            b'K' | b'q' | b'h' | 0x82 => {
+                take(&mut pos, 1)?;
+            }
+            b'M' | 0x83 => {
+                take(&mut pos, 2)?;
+            }
+            b'J' | b'r' | b'j' | 0x84 => {
+                take(&mut pos, 4)?;
+            }
+            b'G' | 0x95 => {
+                take(&mut pos, 8)?;
+            }
+            0x8a | 0x8c | b'U' | b'C' => {
+                let n = take(&mut pos, 1)?[0] as u64;
+                let b = take(&mut pos, n)?;
+                if op == 0x8c || op == b'U' {
+                    string = Some(String::from_utf8_lossy(b).into_owned());
+                }
+            }
+            b'X' | b'B' | b'T' | 0x8b => {
+                let n = le(take(&mut pos, 4)?);
+                if n > i32::MAX as u64 && op != b'X' && op != b'B' {
+                    return Err(format!("negative length at byte {at}"));
+                }
+                let b = take(&mut pos, n)?;
+                if op == b'X' || op == b'T' {
+                    string = Some(String::from_utf8_lossy(b).into_owned());
+                }
+            }
+            0x8d | 0x8e | 0x96 => {
+                let n = le(take(&mut pos, 8)?);
+                let b = take(&mut pos, n)?;
+                if op == 0x8d {
+                    string = Some(String::from_utf8_lossy(b).into_owned());
+                }
+            }
+            b'p' | b'g' | b'I' | b'L' | b'F' | b'P' => {
+                line(&mut pos)?;
+            }
+            b'V' | b'S' => {
+                let l = String::from_utf8_lossy(line(&mut pos)?).into_owned();
+                string = Some(l.trim_matches(|c| c == '\'' || c == '"').to_string());
+            }
+            b'c' | b'i' => {
+                let m = String::from_utf8_lossy(line(&mut pos)?).into_owned();
+                let n = String::from_utf8_lossy(line(&mut pos)?).into_owned();
+                add_global(&mut out, format!("{m}.{n}"));
+            }
+            other => return Err(format!("unknown opcode 0x{other:02x} at byte {at}")),
+        }
+        if let Some(s) = string {
+            strs = [strs[1].take(), Some(s)];
+        } else if !matches!(op, b'q' | b'r' | b'p' | 0x94 | 0x95) {
+            // Memo stores and frames keep the last strings; anything else
+            // breaks a STACK_GLOBAL's pair.
+            strs = [None, None];
+        }
+    })();
+    out.end = result;
+    out
 }
 
 #[cfg(test)]

@@ -2,6 +2,13 @@
 //! pickled object, `<prefix>/data/<key>` the raw little-endian bytes of each
 //! storage. Entries are stored uncompressed. The prefix is whatever folder
 //! name the file was saved under (`archive/`, `model/`, `model_scale0/`, ...).
+//!
+//! Hostile archives: names are read from the headers without decrypting or
+//! inflating anything; an encrypted archive, one without `data.pkl` (its
+//! entries are listed) or with more than [`MAX_ENTRIES`] entries is refused;
+//! a compressed entry is refused outright (never inflated, so a zip bomb
+//! cannot expand), and a stored entry whose declared size differs from its
+//! stored size or exceeds the file is refused before its buffer is reserved.
 
 use std::collections::HashMap;
 use std::io::{Cursor, Read};
@@ -21,7 +28,12 @@ pub struct ZipCheckpoint<'a> {
     pub root: Value,
     path: PathBuf,
     cache: HashMap<String, Rc<Vec<u8>>>,
+    /// Length of the whole file: no entry can hold more.
+    archive_len: u64,
 }
+
+/// More entries than any checkpoint has (one per storage, plus a few).
+pub const MAX_ENTRIES: usize = 1 << 16;
 
 fn zip_err(path: &Path, reason: impl Into<String>) -> ImportError {
     ImportError::Zip {
@@ -40,18 +52,50 @@ fn describe(e: &ZipError) -> String {
 impl<'a> ZipCheckpoint<'a> {
     /// Opens the archive and unpickles `data.pkl`.
     pub fn open(bytes: &'a [u8], path: &Path) -> Result<Self, ImportError> {
-        let mut archive =
-            ZipArchive::new(Cursor::new(bytes)).map_err(|e| zip_err(path, describe(&e)))?;
+        let mut archive = ZipArchive::new(Cursor::new(bytes))
+            .map_err(|e| zip_err(path, format!("a damaged zip archive: {}", describe(&e))))?;
+        if archive.len() > MAX_ENTRIES {
+            return Err(zip_err(
+                path,
+                format!(
+                    "the archive lists {} entries; a torch.save file has one per storage, and more than {MAX_ENTRIES} are refused",
+                    archive.len()
+                ),
+            ));
+        }
         let mut names = Vec::with_capacity(archive.len());
+        let mut encrypted = Vec::new();
         for i in 0..archive.len() {
+            // Raw access: reads the headers only, never decrypts or inflates.
             let f = archive
-                .by_index(i)
+                .by_index_raw(i)
                 .map_err(|e| zip_err(path, format!("entry #{i}: {}", describe(&e))))?;
             let name = f
                 .name()
                 .map_err(|e| zip_err(path, format!("entry #{i}: {}", describe(&e))))?
                 .into_owned();
+            if f.encrypted() {
+                encrypted.push(name.clone());
+            }
             names.push(name);
+        }
+        let listing = |names: &[String]| {
+            let mut s = names.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+            if names.len() > 8 {
+                s.push_str(&format!(", ... ({} entries in all)", names.len()));
+            }
+            s
+        };
+        if !encrypted.is_empty() {
+            return Err(zip_err(
+                path,
+                format!(
+                    "a password-protected (encrypted) zip archive: {} of its {} entries are encrypted ({}); torch.save never encrypts",
+                    encrypted.len(),
+                    names.len(),
+                    listing(&encrypted)
+                ),
+            ));
         }
         let pkl: Vec<&String> = names
             .iter()
@@ -64,13 +108,20 @@ impl<'a> ZipCheckpoint<'a> {
         let pkl_name = match pkl.as_slice() {
             [one] => (*one).clone(),
             [] => {
-                return Err(zip_err(
-                    path,
+                let what = if names.is_empty() {
+                    "an empty zip archive".to_string()
+                } else if names.iter().all(|n| n.ends_with(".npy")) {
+                    format!("a NumPy .npz archive (it holds {})", listing(&names))
+                } else {
                     format!(
-                        "no <folder>/data.pkl entry (entries: {})",
-                        names.iter().take(8).cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                ))
+                        "a zip archive without a <folder>/data.pkl entry, so not a torch.save file (it holds {})",
+                        listing(&names)
+                    )
+                };
+                return Err(ImportError::UnknownFormat {
+                    path: path.to_path_buf(),
+                    reason: what,
+                });
             }
             many => {
                 return Err(zip_err(
@@ -85,7 +136,10 @@ impl<'a> ZipCheckpoint<'a> {
                 ))
             }
         };
-        let prefix = pkl_name.strip_suffix("data.pkl").unwrap().to_string();
+        let prefix = pkl_name
+            .strip_suffix("data.pkl")
+            .unwrap_or_default()
+            .to_string();
 
         let mut me = ZipCheckpoint {
             archive,
@@ -93,6 +147,7 @@ impl<'a> ZipCheckpoint<'a> {
             root: Value::None,
             path: path.to_path_buf(),
             cache: HashMap::new(),
+            archive_len: bytes.len() as u64,
         };
         if let Some(order) = me.read_small(&format!("{}byteorder", me.prefix))? {
             let order = String::from_utf8_lossy(&order).trim().to_string();
@@ -104,7 +159,7 @@ impl<'a> ZipCheckpoint<'a> {
             }
         }
         let pkl_bytes = me.read_entry(&pkl_name, None)?;
-        let out = pickle::unpickle(&pkl_bytes, 0, path)?;
+        let out = pickle::unpickle_in(&pkl_bytes, 0, path, &format!("zip entry {pkl_name}"))?;
         me.root = out.value;
         Ok(me)
     }
@@ -133,8 +188,24 @@ impl<'a> ZipCheckpoint<'a> {
             return Err(zip_err(
                 &path,
                 format!(
-                    "entry {name} is compressed ({:?}); torch.save stores entries uncompressed",
-                    f.compression()
+                    "entry {name} is compressed ({}); torch.save stores entries uncompressed, and compressed entries are refused without inflating them (no zip bomb can expand)",
+                    match f.compression() {
+                        m if m == zip::CompressionMethod::DEFLATE => "deflate".to_string(),
+                        other => format!("{other:?}"),
+                    }
+                ),
+            ));
+        }
+        // Bounds before allocation: a stored entry's declared size must equal
+        // its compressed size and fit in the file (a zip bomb declares more).
+        let total = self.archive_len;
+        if f.size() != f.compressed_size() || f.size() > total {
+            return Err(zip_err(
+                &path,
+                format!(
+                    "entry {name} declares {} bytes ({} stored) in a file of {total} bytes",
+                    f.size(),
+                    f.compressed_size()
                 ),
             ));
         }
@@ -153,10 +224,13 @@ impl<'a> ZipCheckpoint<'a> {
         }
         let mut out = Vec::with_capacity(size);
         f.read_to_end(&mut out).map_err(|e| {
-            zip_err(
-                &path,
-                format!("reading entry {name}: {e} (truncated or damaged file?)"),
-            )
+            let what = if e.to_string().contains("checksum") {
+                "its CRC-32 checksum does not match its bytes (a damaged or tampered file)"
+                    .to_string()
+            } else {
+                format!("{e} (truncated or damaged file?)")
+            };
+            zip_err(&path, format!("reading entry {name}: {what}"))
         })?;
         if out.len() != size {
             return Err(zip_err(
