@@ -18,6 +18,7 @@ pub mod group_norm;
 pub mod haar;
 pub mod layout;
 pub mod linear;
+pub mod mala;
 pub mod measure;
 pub mod noise_estimate;
 pub mod pool;
