@@ -238,9 +238,8 @@ where
             kernels::select(gpu, &state, &y, &gl, &y_prop, &g_prop)?;
         }
         let st = gpu.read(&state).await?;
-        let acceptance: Vec<f32> = (0..n)
-            .map(|s| (st[s * STATE + field::ACCEPTED] - accepted_before[s]) / params.steps as f32)
-            .collect();
+        let acceptance: Vec<f32> =
+            (0..n).map(|s| (st[s * STATE + field::ACCEPTED] - accepted_before[s]) / params.steps as f32).collect();
         for (s, a) in accepted_before.iter_mut().enumerate() {
             *a = st[s * STATE + field::ACCEPTED];
         }

@@ -28,8 +28,24 @@ fn mala_writes_samples_and_reports_the_acceptance_per_level() {
     let out = dir.join("s.npy");
     let m = energy_model();
     let args = [
-        "sample", "-m", m.to_str().unwrap(), "--method", "mala", "--size", "16x16", "--samples", "2", "--levels", "3",
-        "--steps", "2", "--t-min", "0.01", "-o", out.to_str().unwrap(), "--json",
+        "sample",
+        "-m",
+        m.to_str().unwrap(),
+        "--method",
+        "mala",
+        "--size",
+        "16x16",
+        "--samples",
+        "2",
+        "--levels",
+        "3",
+        "--steps",
+        "2",
+        "--t-min",
+        "0.01",
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
     ];
     let o = prior(&args);
     assert!(o.status.success(), "prior failed: {}", String::from_utf8_lossy(&o.stderr));
@@ -84,7 +100,9 @@ fn mala_refuses_a_denoiser_without_an_energy() {
 fn sample_help_documents_mala() {
     let o = prior(&["sample", "--help"]);
     let h = String::from_utf8_lossy(&o.stdout);
-    for k in ["--method", "mala", "--levels", "--steps", "--t-max", "--t-min", "--step-scale", "--target-acceptance", "ε_l = c_l·t_l"] {
+    for k in
+        ["--method", "mala", "--levels", "--steps", "--t-max", "--t-min", "--step-scale", "--target-acceptance", "ε_l = c_l·t_l"]
+    {
         assert!(h.contains(k), "--help lacks {k}");
     }
 }

@@ -28,8 +28,7 @@ pub mod field {
     pub const LOG_ALPHA: usize = 3;
 }
 
-const BINDINGS: &[Access] =
-    &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite];
+const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite];
 const fn kernel(entry: &'static str) -> Kernel {
     Kernel { file: "mala.wgsl", source: MALA, entry, bindings: BINDINGS }
 }
@@ -167,7 +166,9 @@ pub fn accept(gpu: &Gpu, pair: &Pair<'_>, state: &Tensor, eps: f32, key: u32) ->
 pub fn select(gpu: &Gpu, state: &Tensor, y: &Tensor, g: &Tensor, y_prop: &Tensor, g_prop: &Tensor) -> Result<()> {
     let shape = y.shape();
     if g.shape() != shape || y_prop.shape() != shape || g_prop.shape() != shape {
-        return Err(GpuError::Shape { op: "mala select", detail: format!("y {y:?}, ∇U {g:?}, y' {y_prop:?}, ∇U' {g_prop:?}") });
+        return Err(GpuError::Shape {
+            op: "mala select", detail: format!("y {y:?}, ∇U {g:?}, y' {y_prop:?}, ∇U' {g_prop:?}")
+        });
     }
     check_state("mala select", state, shape.n)?;
     let (r, _) = spares(gpu);
