@@ -8,9 +8,7 @@
 //! t_l = t_max·(t_min/t_max)^((l−1)/(L−1)),  l = 1..L      (geometric; t_1 = t_max)
 //! ε_l = c_l·t_l                                          (c_1 = step_scale)
 //! y₀  = 0.5 + √t_max·z
-//! level l > 1, predictor (optional): y ← y − Δ·∇U(y, t_{l−1}) + √(Δ·t_l/t_{l−1})·z,
-//!     Δ = t_{l−1} − t_l   (exact for Gaussians: maps N(μ, s² + t_{l−1}) close to N(μ, s² + t_l))
-//! then K steps at fixed (t_l, ε_l), U = U(·, t_l), g = ∇_yU:
+//! level l, K steps at fixed (t_l, ε_l), U = U(·, t_l), g = ∇_yU:
 //!     y' = y − ε·g(y) + √(2ε)·z
 //!     log α = U(y) − U(y') + log q(y | y') − log q(y' | y),
 //!             q(b | a) = N(b; a − ε·g(a), 2ε·I)
@@ -19,9 +17,7 @@
 //! return y − t_L·g(y)   (the Tweedie estimate E[x | y] at t_L; or y itself)
 //! ```
 //!
-//! The predictor moves the chain towards p_{t_l} at once (the deterministic
-//! part is the probability-flow step of the noise decrease); the MALA steps
-//! then correct it. Within a level the chain is an exact MALA chain for p_{t_l}: the step
+//! Within a level the chain is an exact MALA chain for p_{t_l}: the step
 //! size only changes between levels (from the acceptance rate a_l the level
 //! measured), never during one. ε ∝ t because p_t is smooth on the scale √t:
 //! a Langevin step moves y by ~√(2ε) = √(2c·t), a fixed fraction of the
@@ -39,8 +35,7 @@
 //! **Noise**: y₀ is stream [`STREAM`] of `seed`; step j (1-based, counted
 //! over all levels) draws its proposal noise from stream `STREAM + 2j`
 //! (element (s, h, w, c) at counter s·N + flat (C, H, W) index) and the
-//! uniform of sample s from stream `STREAM + 2j + 1` (counter s); the
-//! predictor of level l (0-based) from stream `STREAM + 2³⁰ + l`. These
+//! uniform of sample s from stream `STREAM + 2j + 1` (counter s). These
 //! streams start at 2³¹, far from the coarse-to-fine sampler's (0 and the
 //! iteration number), so the two samplers never share noise, and a seed
 //! reproduces a run bit for bit on one adapter.
@@ -88,9 +83,6 @@ pub struct MalaParams {
     /// Adapt c_l between levels towards this acceptance rate (`None`: a
     /// fixed c, ε_l = c·t_l at every level).
     pub target_acceptance: Option<f32>,
-    /// Start each level after the first with the predictor step (false:
-    /// the chain carries over unchanged).
-    pub predictor: bool,
     /// Return the Tweedie estimate y − t_L·∇U(y, t_L) (true) or the last
     /// chain state y (false).
     pub denoise: bool,
@@ -109,7 +101,6 @@ impl Default for MalaParams {
             t_min: 1e-4,
             step_scale: 0.1,
             target_acceptance: Some(0.574),
-            predictor: true,
             denoise: true,
             seed: 0,
         }
@@ -131,8 +122,8 @@ impl MalaParams {
         if self.levels == 0 || self.steps == 0 {
             return bad(format!("levels ({}) and steps ({}) must be at least 1", self.levels, self.steps));
         }
-        if (self.levels as u64) * (self.steps as u64) >= 1 << 29 {
-            return bad(format!("{} levels × {} steps: over 2^29 steps (noise streams)", self.levels, self.steps));
+        if (self.levels as u64) * (self.steps as u64) >= 1 << 30 {
+            return bad(format!("{} levels × {} steps: over 2^30 steps (noise streams)", self.levels, self.steps));
         }
         if !(self.t_max > 0.0 && self.t_max.is_finite()) {
             return bad(format!("t_max must be positive and finite, got {}", self.t_max));
@@ -227,14 +218,6 @@ where
         let t_l = params.t(l);
         let eps = scale * t_l;
         let t = gpu.upload(Shape::new(n, 1, 1, 1), &vec![t_l; n]);
-        if let (true, Some(g_prev)) = (params.predictor, &g) {
-            let t_prev = params.t(l - 1);
-            let delta = t_prev - t_l;
-            let drift = prior_ops::elementwise::axpby(gpu, 1.0, &y, -delta, g_prev)?;
-            let noise = (delta * t_l / t_prev).sqrt();
-            let moved = prior_ops::rng::axpy_normal(gpu, &drift, shape, noise, params.seed, STREAM + (1 << 30) + l as u32, 0)?;
-            gpu.copy(&moved, &y);
-        }
         // U and ∇U of the current state at the new t (owned copies: the
         // select kernel updates y and g in place).
         let (u0, g0) = energy.energy_and_grad(gpu, &y, &t)?;

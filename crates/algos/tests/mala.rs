@@ -108,7 +108,6 @@ fn annealed_mala_samples_the_gaussian_mean_and_variance() {
         t_min: 1e-3,
         step_scale: 0.3,
         target_acceptance: Some(0.574),
-        predictor: true,
         denoise: true,
         seed: 3,
     };
@@ -140,7 +139,6 @@ fn stationary_run<E: Energy>(energy: &E, n: usize, step_scale: f32) -> (Vec<f32>
         t_min: 1.0,
         step_scale,
         target_acceptance: None,
-        predictor: false,
         denoise: false,
         seed: 11,
     };

@@ -54,11 +54,6 @@ pub struct MalaFlags {
     /// Keep c fixed at --step-scale (ε_l = c·t_l at every level).
     #[arg(long = "no-adapt")]
     pub no_adapt: bool,
-    /// Carry the chain from level to level unchanged, without the predictor
-    /// y ← y − Δ∇U(y, t_{l−1}) + √(Δ·t_l/t_{l−1})·z (Δ = t_{l−1} − t_l) that
-    /// otherwise starts each level.
-    #[arg(long = "no-predictor")]
-    pub no_predictor: bool,
     /// Write the last chain state y (noise variance t_L) instead of its
     /// Tweedie estimate y − t_L·∇U(y, t_L).
     #[arg(long = "no-denoise")]
@@ -74,7 +69,6 @@ impl MalaFlags {
             t_min: self.t_min,
             step_scale: self.step_scale,
             target_acceptance: (!self.no_adapt).then_some(self.target_acceptance),
-            predictor: !self.no_predictor,
             denoise: !self.no_denoise,
             seed,
         }
@@ -155,7 +149,7 @@ pub fn run(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<(), Strin
             "task": "synthesis", "method": "mala", "samples": shape.n, "size": [h, w, c],
             "levels": levels, "mean_acceptance": mean_acc, "steps_per_level": params.steps,
             "t_max": params.t_max, "t_min": params.t_min, "step_scale": params.step_scale,
-            "target_acceptance": params.target_acceptance, "predictor": params.predictor, "denoise": params.denoise,
+            "target_acceptance": params.target_acceptance, "denoise": params.denoise,
             "evaluations": out.evaluations, "seconds": (out.seconds * 1000.0).round() / 1000.0,
             "seed": params.seed, "adapter": gpu.adapter.name,
             "output": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
