@@ -1,6 +1,7 @@
 //! `prior sample`: draw images from the prior implicit in a denoiser with
 //! the stochastic coarse-to-fine sampler of Kadkhodaie & Simoncelli (2021)
-//! (`prior_algos::sampler`). Also holds what `prior solve` shares: the
+//! (`prior_algos::sampler`), or, with `--method mala`, annealed MALA from an
+//! energy model (`super::mala`). Also holds what `prior solve` shares: the
 //! sampler flags, the output flags (`--samples`, `--trajectory`, `--every`,
 //! `--plot`, `--json`) and the driver with its progress bar.
 
