@@ -3,6 +3,7 @@
 
 pub mod jacobian;
 pub mod linalg;
+pub mod mala;
 pub mod measure;
 pub mod multiscale;
 pub mod plot;

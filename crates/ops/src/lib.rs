@@ -19,6 +19,7 @@ pub mod haar;
 pub mod layer;
 pub mod layout;
 pub mod linear;
+pub mod mala;
 pub mod measure;
 pub mod noise_estimate;
 pub mod pool;

@@ -1,7 +1,7 @@
 //! The WGSL sources, embedded from `shaders/` at the repository root.
 
 /// Every shader file, by name, as compiled (validated by naga in
-/// `tests/shaders.rs`): `rng.wgsl` and `sampler.wgsl` come with
+/// `tests/shaders.rs`): `rng.wgsl`, `sampler.wgsl` and `mala.wgsl` come with
 /// `rng_core.wgsl` prepended, the four conv shaders with
 /// `conv_common.wgsl`.
 pub const ALL: &[(&str, &str)] = &[
@@ -18,6 +18,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("group_norm.wgsl", GROUP_NORM),
     ("haar.wgsl", HAAR),
     ("linear.wgsl", LINEAR),
+    ("mala.wgsl", MALA),
     ("measure.wgsl", MEASURE),
     ("noise_estimate.wgsl", NOISE_ESTIMATE),
     ("pool.wgsl", POOL),
@@ -58,3 +59,5 @@ pub const RNG_CORE: &str = include_str!("../../../shaders/rng_core.wgsl");
 pub const RNG: &str = concat!(include_str!("../../../shaders/rng_core.wgsl"), include_str!("../../../shaders/rng.wgsl"));
 pub const SAMPLER: &str =
     concat!(include_str!("../../../shaders/rng_core.wgsl"), include_str!("../../../shaders/sampler.wgsl"));
+pub const MALA: &str =
+    concat!(include_str!("../../../shaders/rng_core.wgsl"), include_str!("../../../shaders/mala.wgsl"));

@@ -4,6 +4,7 @@ pub mod denoise;
 pub mod devices;
 pub mod info;
 pub mod logp;
+pub mod mala;
 pub mod score;
 pub mod jacobian;
 pub mod plot;

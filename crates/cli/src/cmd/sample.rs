@@ -1,6 +1,7 @@
 //! `prior sample`: draw images from the prior implicit in a denoiser with
 //! the stochastic coarse-to-fine sampler of Kadkhodaie & Simoncelli (2021)
-//! (`prior_algos::sampler`). Also holds what `prior solve` shares: the
+//! (`prior_algos::sampler`), or, with `--method mala`, annealed MALA from an
+//! energy model (`super::mala`). Also holds what `prior solve` shares: the
 //! sampler flags, the output flags (`--samples`, `--trajectory`, `--every`,
 //! `--plot`, `--json`) and the driver with its progress bar.
 
@@ -131,8 +132,16 @@ pub struct SampleArgs {
     /// Output image (.png clamped to [0,1], or .npy unclamped).
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: PathBuf,
+    /// The sampler: `coarse-to-fine` (any denoiser) or `mala`, annealed
+    /// Metropolis-adjusted Langevin from an energy model's U(y, t)
+    /// (geometric t from --t-max to --t-min, step ε = c·t; see --levels …
+    /// --no-denoise; of the coarse-to-fine flags it uses only --seed).
+    #[arg(long, value_enum, default_value_t = super::mala::Method::CoarseToFine)]
+    pub method: super::mala::Method,
     #[command(flatten)]
     pub sampler: SamplerFlags,
+    #[command(flatten)]
+    pub mala: super::mala::MalaFlags,
     #[command(flatten)]
     pub run: RunFlags,
     /// `--shard I/N`: draw only slice I of the --samples indices, written
@@ -376,6 +385,9 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
         return Err("--samples must be at least 1".into());
     }
     let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
+    if args.method == super::mala::Method::Mala {
+        return super::mala::run(&gpu, &args, h, w);
+    }
     if is_multiscale(&args.model) {
         if args.shard.shard.is_some() {
             return Err("--shard is not available with multi-scale models (their levels share one batch)".into());

@@ -13,6 +13,7 @@ pub mod embedding;
 pub mod group_norm;
 pub mod haar;
 pub mod linear;
+pub mod mala;
 pub mod measure;
 pub mod noise_estimate;
 pub mod pool;
