@@ -93,6 +93,9 @@ pub struct SamplerParams {
     /// Where σ_t comes from (measured, or the recursion for
     /// noise-conditioned models).
     pub schedule: Schedule,
+    /// The grey level m of the start y₀ ~ N(m·(1 − M Mᵀ 1) + M x_c, σ₀²):
+    /// 0.5 in the paper.
+    pub start_mean: f32,
     /// Global index of the batch's first sample: sample s of the batch
     /// draws the noise of sample `first_sample + s` of one batch of all
     /// samples, so a run split into slices of sample indices (`--shard`)
@@ -114,6 +117,7 @@ impl Default for SamplerParams {
             check_every: 1,
             schedule: Schedule::Measured,
             first_sample: 0,
+            start_mean: 0.5,
         }
     }
 }
@@ -244,9 +248,10 @@ where
     let one = Shape::new(1, shape.h, shape.w, shape.c);
     let start = Instant::now();
 
-    // b = M x_c, and the start mean 0.5·(1 − M Mᵀ 1) + b.
+    // b = M x_c, and the start mean m·(1 − M Mᵀ 1) + b (m = start_mean, 0.5 by default).
+    let m0 = params.start_mean;
     let (b, base) = match &problem {
-        None => (None, gpu.upload(one, &vec![0.5; one.numel()])),
+        None => (None, gpu.upload(one, &vec![m0; one.numel()])),
         Some(p) => {
             let (h, w, c) = p.op.image_shape();
             if (h, w, c) != (shape.h, shape.w, shape.c) {
@@ -265,7 +270,7 @@ where
             let b = p.op.m(gpu, p.x_c)?;
             let ones = gpu.upload(one, &vec![1.0; one.numel()]);
             let p1 = p.op.project(gpu, &ones)?;
-            let half = prior_ops::elementwise::axpby(gpu, 0.5, &ones, -0.5, &p1)?;
+            let half = prior_ops::elementwise::axpby(gpu, m0, &ones, -m0, &p1)?;
             let base = prior_ops::elementwise::axpby(gpu, 1.0, &half, 1.0, &b)?;
             (Some(b), base)
         }

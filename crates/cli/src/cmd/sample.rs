@@ -53,6 +53,10 @@ pub struct SamplerFlags {
     /// for blind ones.
     #[arg(long, value_enum, default_value_t = ScheduleFlag::Auto)]
     pub schedule: ScheduleFlag,
+    /// The grey level m of the start y₀ = m + σ₀ z (outside the measured
+    /// subspace for `solve`); the paper's is 0.5.
+    #[arg(long = "start-mean", value_name = "M", default_value_t = 0.5)]
+    pub start_mean: f32,
 }
 
 /// `--schedule`.
@@ -89,6 +93,7 @@ impl SamplerFlags {
             fixed_step: self.fixed_step,
             check_every: self.check_every,
             schedule: self.schedule.resolve(c),
+            start_mean: self.start_mean,
             ..Default::default()
         }
     }
