@@ -56,6 +56,26 @@ fn logp_json_matches_pytorch_bits_per_dim() {
     assert!(lines[0]["file"].as_str().unwrap().ends_with("#9000"));
 }
 
+/// An (N, C, H, W) `.npy` batch (what `prior sample --samples N -o x.npy`
+/// writes) is scored image by image, named `file#k`, with the same values
+/// as the digits themselves.
+#[test]
+fn logp_reads_an_npy_batch() {
+    let d = scratch("logp_batch");
+    let digits = prior_cli::cmd::logp::read_idx_images(Path::new(&mnist()), Some(9000..9002), 8).unwrap();
+    let batch = d.join("two.npy");
+    prior_cli::io::write_npy_batch(&batch, &digits).unwrap();
+    let m = model();
+    let out = ok(&prior(&["logp", "-m", m.to_str().unwrap(), "-i", batch.to_str().unwrap(), "--log-z", "3551.7", "--json"]));
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    for (k, (v, want)) in lines.iter().zip([4.871842, 5.663094]).enumerate() {
+        assert!(v["file"].as_str().unwrap().ends_with(&format!("two.npy#{k}")), "{v}");
+        let b = v["bits_per_dim"].as_f64().unwrap();
+        assert!((b - want).abs() < 0.01, "{b} vs {want}");
+    }
+}
+
 #[test]
 fn logp_without_log_z_says_how_to_calibrate() {
     let m = model();

@@ -126,6 +126,20 @@ pub fn read_idx_images(path: &Path, range: Option<Range<usize>>, multiple: usize
         .collect())
 }
 
+/// Whether `path` holds a 4-dimensional `.npy` array (judged by content:
+/// the NumPy magic and a header whose shape has four entries).
+fn is_npy_batch(path: &std::path::Path) -> bool {
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).unwrap_or(0);
+    let head = &head[..n];
+    if !head.starts_with(b"\x93NUMPY") {
+        return false;
+    }
+    let text = String::from_utf8_lossy(head);
+    let Some(shape) = text.split("'shape':").nth(1).and_then(|r| r.split(')').next()) else { return false };
+    shape.split(',').filter(|d| !d.trim().trim_start_matches('(').is_empty()).count() == 4
+}
+
 /// One named input image.
 pub struct Named {
     pub name: String,
@@ -139,6 +153,14 @@ pub fn gather(inputs: &[PathBuf], range: Option<&Range<usize>>, multiple: usize)
     let mut plain = Vec::new();
     let flush = |plain: &mut Vec<PathBuf>, out: &mut Vec<Named>| -> Result<(), String> {
         for p in io::collect_inputs(plain).map_err(|e| e.to_string())? {
+            // An (N, C, H, W) `.npy` batch (what `prior sample -o x.npy
+            // --samples N` writes) gives its images as `file#k`.
+            if is_npy_batch(&p) {
+                for (k, image) in io::read_npy_batch(&p).map_err(|e| e.to_string())?.into_iter().enumerate() {
+                    out.push(Named { name: format!("{}#{k}", p.display()), image });
+                }
+                continue;
+            }
             let image = io::read_input(&p).map_err(|e| e.to_string())?;
             out.push(Named { name: p.display().to_string(), image });
         }
