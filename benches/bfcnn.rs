@@ -24,10 +24,17 @@ fn main() {
     let ckpt = paths::shared().join("checkpoints/universal_inverse_problem/BSD400_gray/model.pt");
     let blob = WeightBlob::load(&ckpt).expect("checkpoint");
     let model = ConvChain::from_blob(&gpu, &blob).expect("model");
-    let macs: u64 = model.layers.iter().map(|l| l.conv.macs(1, size, size)).sum();
+    let macs: u64 = model
+        .layers
+        .iter()
+        .map(|l| l.conv.macs(1, size, size))
+        .sum();
     let flops = 2.0 * macs as f64;
     println!("adapter: {} ({})", gpu.adapter.name, gpu.adapter.backend);
-    println!("BF-CNN 20 layers on {size}x{size} gray: {:.2} GFLOP per call", flops / 1e9);
+    println!(
+        "BF-CNN 20 layers on {size}x{size} gray: {:.2} GFLOP per call",
+        flops / 1e9
+    );
     let x = gpu.upload(Shape::new(1, size, size, 1), &vec![0.5; size * size]);
     let run = || {
         let y = model.denoise(&gpu, &x, Noise::Blind).unwrap();

@@ -25,7 +25,14 @@ fn time(mut f: impl FnMut()) -> f64 {
     t.elapsed().as_secs_f64() / reps as f64
 }
 
-fn torch(size: usize, cin: usize, cout: usize, k: usize, stride: usize, pad: usize) -> Result<(f64, f64), String> {
+fn torch(
+    size: usize,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> Result<(f64, f64), String> {
     python_timing(&format!(
         r#"
 import os, time, torch
@@ -50,12 +57,20 @@ fn main() {
         std::process::exit(1)
     });
     let args: Vec<String> = std::env::args().collect();
-    let size: usize = args.iter().find_map(|a| a.strip_prefix("--size=").and_then(|v| v.parse().ok())).unwrap_or(128);
+    let size: usize = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--size=").and_then(|v| v.parse().ok()))
+        .unwrap_or(128);
     println!("adapter: {} ({})", gpu.adapter.name, gpu.adapter.backend);
-    for (cin, cout, k, stride, pad) in [(64usize, 64usize, 4usize, 2usize, 1usize), (128, 64, 2, 2, 0)] {
+    for (cin, cout, k, stride, pad) in [
+        (64usize, 64usize, 4usize, 2usize, 1usize),
+        (128, 64, 2, 2, 0),
+    ] {
         let s = Shape::new(1, size, size, cin);
         let x = gpu.upload(s, &vec![0.5; s.numel()]);
-        let w: Vec<f32> = (0..cin * cout * k * k).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
+        let w: Vec<f32> = (0..cin * cout * k * k)
+            .map(|i| ((i % 17) as f32 - 8.0) * 0.01)
+            .collect();
         let t = ConvTranspose2d::new(&gpu, &w, cin, cout, k, k, stride, pad);
         let flops = 2.0 * t.macs(1, size, size) as f64;
         let secs = time(|| {
@@ -65,7 +80,10 @@ fn main() {
         // The stride-1 conv with the same multiply-adds per call, for scale.
         let eq = Conv2d::same(&gpu, &vec![0.01; cout * cin * 9], cout, cin, 3, 1);
         let side = ((flops / 2.0 / (cin * cout * 9) as f64).sqrt()) as usize;
-        let xe = gpu.upload(Shape::new(1, side, side, cin), &vec![0.5; side * side * cin]);
+        let xe = gpu.upload(
+            Shape::new(1, side, side, cin),
+            &vec![0.5; side * side * cin],
+        );
         let eflops = 2.0 * eq.macs(1, side, side) as f64;
         let esecs = time(|| {
             let y = eq.forward(&gpu, &xe, Epilogue::default()).unwrap();
@@ -74,7 +92,12 @@ fn main() {
         println!("conv_transpose {cin}->{cout} {k}x{k} stride {stride} pad {pad} on {size}x{size}: {:.2} GFLOP per call", flops / 1e9);
         let ours = flops / secs / 1e9;
         report_line("prior conv_transpose2d", ours, secs, ours);
-        report_line(&format!("prior conv2d 3x3 on {side}x{side}"), eflops / esecs / 1e9, esecs, ours);
+        report_line(
+            &format!("prior conv2d 3x3 on {side}x{side}"),
+            eflops / esecs / 1e9,
+            esecs,
+            ours,
+        );
         match torch(size, cin, cout, k, stride, pad) {
             Ok((gf, s)) => report_line(&format!("pytorch {}", torch_device()), gf, s, ours),
             Err(e) => println!("  pytorch {}: skipped ({e})", torch_device()),

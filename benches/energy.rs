@@ -17,9 +17,9 @@ use std::time::Instant;
 
 use prior_algos::jacobian::{self, At};
 use prior_gpu::{Gpu, Shape};
-use prior_models::tiling::Planar;
 use prior_models::blob::WeightBlob;
 use prior_models::energy::EnergyUNet;
+use prior_models::tiling::Planar;
 use prior_testkit::bench::{python_timing, torch_device};
 use prior_testkit::paths;
 
@@ -38,29 +38,59 @@ fn main() {
         std::process::exit(1)
     });
     let args: Vec<String> = std::env::args().collect();
-    let batch: usize = args.iter().find_map(|a| a.strip_prefix("--batch=").and_then(|v| v.parse().ok())).unwrap_or(64);
+    let batch: usize = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--batch=").and_then(|v| v.parse().ok()))
+        .unwrap_or(64);
     println!("adapter: {} ({})", gpu.adapter.name, gpu.adapter.backend);
-    let ck = paths::shared().join("checkpoints/dual_score_matching/mnist32_gray_tiny/model.pth.tar");
+    let ck =
+        paths::shared().join("checkpoints/dual_score_matching/mnist32_gray_tiny/model.pth.tar");
     let blob = WeightBlob::load(&ck).expect("the energy checkpoint");
     let model = EnergyUNet::from_blob(&gpu, &blob).expect("model");
     let mnist = paths::shared().join("images/mnist/t10k-images-idx3-ubyte.gz");
-    let digits = prior_cli::cmd::logp::read_idx_images(&mnist, Some(9000..9000 + batch), 8).expect("mnist");
+    let digits =
+        prior_cli::cmd::logp::read_idx_images(&mnist, Some(9000..9000 + batch), 8).expect("mnist");
     let flat: Vec<f32> = digits.iter().flat_map(|d| d.data.clone()).collect();
     let x = gpu.upload(Shape::new(batch, 32, 32, 1), &flat);
     let t0 = gpu.zeros(Shape::new(batch, 1, 1, 1));
-    let logp = time(|| drop(pollster::block_on(model.energies(&gpu, &x, &t0)).unwrap()), 3);
+    let logp = time(
+        || drop(pollster::block_on(model.energies(&gpu, &x, &t0)).unwrap()),
+        3,
+    );
     let one = gpu.upload(Shape::new(1, 32, 32, 1), &flat[..1024]);
     let score = time(
         || {
-            let e = model.evaluate(&gpu, &one, &gpu.upload(Shape::new(1, 1, 1, 1), &[0.01]), true, true).unwrap();
+            let e = model
+                .evaluate(
+                    &gpu,
+                    &one,
+                    &gpu.upload(Shape::new(1, 1, 1, 1), &[0.01]),
+                    true,
+                    true,
+                )
+                .unwrap();
             pollster::block_on(gpu.read(e.grad.as_ref().unwrap())).unwrap();
             pollster::block_on(gpu.read(e.dudt.as_ref().unwrap())).unwrap();
         },
         3,
     );
     // Full Jacobian of the denoiser at the golden noisy digit (t = 0.01).
-    let noisy = prior_cli::io::read_npy(paths::golden().join("jac_energy_trained/input.npy")).expect("golden input").data;
-    let at = At::new(&gpu, &model, Planar { c: 1, h: 32, w: 32, data: &noisy }, 128, Some(0.01)).expect("At");
+    let noisy = prior_cli::io::read_npy(paths::golden().join("jac_energy_trained/input.npy"))
+        .expect("golden input")
+        .data;
+    let at = At::new(
+        &gpu,
+        &model,
+        Planar {
+            c: 1,
+            h: 32,
+            w: 32,
+            data: &noisy,
+        },
+        128,
+        Some(0.01),
+    )
+    .expect("At");
     let started = Instant::now();
     let j = pollster::block_on(jacobian::jacobian(&gpu, &at)).expect("jacobian");
     let full = started.elapsed().as_secs_f64();
@@ -118,22 +148,51 @@ t0 = time.perf_counter(); J = full(); sync(); el = time.perf_counter() - t0
 print(el, float(torch.trace(J.double())))
 "#
     );
-    println!("energy UNet width {} on 32x32 MNIST digits", model.base_width());
-    println!("  {:<44} {:>10} {:>12}", "", "prior", format!("pytorch {}", torch_device()));
+    println!(
+        "energy UNet width {} on 32x32 MNIST digits",
+        model.base_width()
+    );
+    println!(
+        "  {:<44} {:>10} {:>12}",
+        "",
+        "prior",
+        format!("pytorch {}", torch_device())
+    );
     match python_timing(&code) {
         Ok((tl, ts)) => {
-            println!("  {:<44} {:>8.1} ms {:>10.1} ms   ({:.2}x)", format!("log p of {batch} digits (U(x,0))"), logp * 1e3, tl * 1e3, tl / logp);
-            println!("  {:<44} {:>8.1} ms {:>10.1} ms   ({:.2}x)", "score of 1 digit (U, grad_y U, dU/dt)", score * 1e3, ts * 1e3, ts / score);
+            println!(
+                "  {:<44} {:>8.1} ms {:>10.1} ms   ({:.2}x)",
+                format!("log p of {batch} digits (U(x,0))"),
+                logp * 1e3,
+                tl * 1e3,
+                tl / logp
+            );
+            println!(
+                "  {:<44} {:>8.1} ms {:>10.1} ms   ({:.2}x)",
+                "score of 1 digit (U, grad_y U, dU/dt)",
+                score * 1e3,
+                ts * 1e3,
+                ts / score
+            );
         }
         Err(e) => {
-            println!("  log p of {batch} digits: {:.1} ms; score of 1 digit: {:.1} ms", logp * 1e3, score * 1e3);
+            println!(
+                "  log p of {batch} digits: {:.1} ms; score of 1 digit: {:.1} ms",
+                logp * 1e3,
+                score * 1e3
+            );
             println!("  pytorch: skipped ({e})");
         }
     }
     let label = "denoiser Jacobian 1024x1024 (1024 H v)";
     match python_timing(&code_jac) {
         Ok((tj, tr)) => {
-            println!("  {label:<44} {:>9.2} s {:>11.2} s   ({:.2}x)", full, tj, tj / full);
+            println!(
+                "  {label:<44} {:>9.2} s {:>11.2} s   ({:.2}x)",
+                full,
+                tj,
+                tj / full
+            );
             println!("  trace of J: prior {trace:.4}, pytorch {tr:.4}");
         }
         Err(e) => println!("  {label}: {full:.2} s (trace {trace:.4}); pytorch: skipped ({e})"),

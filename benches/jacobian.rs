@@ -33,18 +33,30 @@ fn main() {
     });
     let size: usize = arg("size").and_then(|v| v.parse().ok()).unwrap_or(40);
     let n = size * size;
-    let cols: usize = arg("cols").and_then(|v| v.parse().ok()).unwrap_or(n).clamp(1, n);
-    let torch_rows: usize = arg("torch-rows").and_then(|v| v.parse().ok()).unwrap_or(40).clamp(1, n);
+    let cols: usize = arg("cols")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(n)
+        .clamp(1, n);
+    let torch_rows: usize = arg("torch-rows")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40)
+        .clamp(1, n);
     let skip_jacfwd = std::env::args().any(|a| a == "--skip-jacfwd");
     let skip_torch = std::env::args().any(|a| a == "--skip-torch");
     let batch: usize = arg("batch").and_then(|v| v.parse().ok()).unwrap_or(128);
     let ckpt = paths::shared().join("checkpoints/universal_inverse_problem/BSD400_gray/model.pt");
     let blob = WeightBlob::load(&ckpt).expect("checkpoint");
     let model = ConvChain::from_blob(&gpu, &blob).expect("model");
-    let flops_per_jvp = 2.0 * model.layers.iter().map(|l| l.conv.macs(1, size, size)).sum::<u64>() as f64;
+    let flops_per_jvp = 2.0
+        * model
+            .layers
+            .iter()
+            .map(|l| l.conv.macs(1, size, size))
+            .sum::<u64>() as f64;
 
     // A noisy crop (σ = 25) of Set12/02, the same input on both sides (written to a temp .npy for Python).
-    let clean = prior_cli::io::read_input(paths::shared().join("images/gray/Set12/02.png")).expect("Set12/02");
+    let clean = prior_cli::io::read_input(paths::shared().join("images/gray/Set12/02.png"))
+        .expect("Set12/02");
     let mut crop = Vec::with_capacity(n);
     for y in 100..100 + size {
         crop.extend((120..120 + size).map(|x| clean.get(0, y, x)));
@@ -59,9 +71,33 @@ fn main() {
         flops_per_jvp / 1e9,
         n as f64 * flops_per_jvp / 1e9
     );
-    let at = At::new(&gpu, &model as &dyn Denoiser, Planar { c: 1, h: size, w: size, data: &noisy }, batch, None).unwrap();
+    let at = At::new(
+        &gpu,
+        &model as &dyn Denoiser,
+        Planar {
+            c: 1,
+            h: size,
+            w: size,
+            data: &noisy,
+        },
+        batch,
+        None,
+    )
+    .unwrap();
     // Warm-up: pipelines and buffers.
-    let warm = At::new(&gpu, &model as &dyn Denoiser, Planar { c: 1, h: size, w: size, data: &noisy }, 8, None).unwrap();
+    let warm = At::new(
+        &gpu,
+        &model as &dyn Denoiser,
+        Planar {
+            c: 1,
+            h: size,
+            w: size,
+            data: &noisy,
+        },
+        8,
+        None,
+    )
+    .unwrap();
     pollster::block_on(warm.jvp(&gpu, &vec![0.0; 8 * n])).unwrap();
 
     let t = Instant::now();
@@ -69,7 +105,10 @@ fn main() {
         let j = pollster::block_on(jacobian::jacobian(&gpu, &at)).unwrap();
         let secs = t.elapsed().as_secs_f64();
         let tr: f64 = (0..n).map(|i| j[i * n + i] as f64).sum();
-        println!("  prior, batched one-hot JVPs ({} per batch): {secs:.1} s (trace {tr:.3})", at.max_batch);
+        println!(
+            "  prior, batched one-hot JVPs ({} per batch): {secs:.1} s (trace {tr:.3})",
+            at.max_batch
+        );
         secs
     } else {
         let mut e = vec![0.0f32; cols * n];
@@ -125,7 +164,11 @@ def full_jacobian(chunk):
         Ok((secs, measured)) => println!(
             "  {name:<44} {secs:>8.1} s  (prior takes {:.2}x this time){note}{}",
             ours_secs / secs,
-            if measured != secs { format!(", measured {measured:.1} s") } else { String::new() }
+            if measured != secs {
+                format!(", measured {measured:.1} s")
+            } else {
+                String::new()
+            }
         ),
         Err(e) => println!("  {name:<44} skipped ({e})"),
     };
@@ -156,7 +199,14 @@ sync(); s = time.perf_counter() - t
 print(s, s)
 "#
     );
-    report(&format!("pytorch {} autograd, batched VJPs (64 rows)", torch_device()), python_timing(&batched), "");
+    report(
+        &format!(
+            "pytorch {} autograd, batched VJPs (64 rows)",
+            torch_device()
+        ),
+        python_timing(&batched),
+        "",
+    );
     if skip_jacfwd {
         println!("  pytorch torch.func.jacfwd                    skipped (--skip-jacfwd)");
     } else {
@@ -169,7 +219,11 @@ sync(); s = time.perf_counter() - t
 print(s, s)
 "#
         );
-        report(&format!("pytorch {} torch.func.jacfwd (one vmap)", torch_device()), python_timing(&jacfwd), "");
+        report(
+            &format!("pytorch {} torch.func.jacfwd (one vmap)", torch_device()),
+            python_timing(&jacfwd),
+            "",
+        );
     }
     let _ = std::fs::remove_file(&npy);
 }

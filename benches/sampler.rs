@@ -38,20 +38,54 @@ fn main() {
     // (a) one inpainting iteration, 60×60×3.
     let (h, w, c) = (60, 60, 3);
     let shape = Shape::new(1, h, w, c);
-    let op = measure::build(&gpu, &Task::InpaintRect { top: 25, left: 15, height: 20, width: 20 }, (h, w, c), 0).unwrap();
-    let x = gpu.upload(shape, &(0..h * w * c).map(|i| (i % 17) as f32 / 17.0).collect::<Vec<_>>());
+    let op = measure::build(
+        &gpu,
+        &Task::InpaintRect {
+            top: 25,
+            left: 15,
+            height: 20,
+            width: 20,
+        },
+        (h, w, c),
+        0,
+    )
+    .unwrap();
+    let x = gpu.upload(
+        shape,
+        &(0..h * w * c)
+            .map(|i| (i % 17) as f32 / 17.0)
+            .collect::<Vec<_>>(),
+    );
     let x_c = op.mt(&gpu, &x).unwrap();
     let time_iters = |k: usize| {
-        let p = SamplerParams { max_iters: k, ..Default::default() };
+        let p = SamplerParams {
+            max_iters: k,
+            ..Default::default()
+        };
         let t = Instant::now();
-        pollster::block_on(run(&gpu, shape, Some(Problem { op: op.as_ref(), x_c: &x_c }), &p, f, |_| {})).unwrap();
+        pollster::block_on(run(
+            &gpu,
+            shape,
+            Some(Problem {
+                op: op.as_ref(),
+                x_c: &x_c,
+            }),
+            &p,
+            f,
+            |_| {},
+        ))
+        .unwrap();
         t.elapsed().as_secs_f64()
     };
     time_iters(2); // warm-up: pipelines, buffers
     let ours_iter = (time_iters(6) - time_iters(1)) / 5.0;
 
     // (b) full 40×40 synthesis.
-    let p = SamplerParams { beta: 0.5, max_iters: 3000, ..Default::default() };
+    let p = SamplerParams {
+        beta: 0.5,
+        max_iters: 3000,
+        ..Default::default()
+    };
     let out = pollster::block_on(run(&gpu, Shape::new(1, 40, 40, 3), None, &p, f, |_| {})).unwrap();
     let (ours_synth, ours_synth_it) = (out.seconds, out.iterations[0]);
 
@@ -109,11 +143,18 @@ print(s, it)
     println!("(a) one inpainting iteration, 60x60x3 (denoiser + M Mt + sigma/gamma + update):");
     println!("    prior    {:>9.2} ms", ours_iter * 1e3);
     match python_timing(&code_iter) {
-        Ok((s, _)) => println!("    pytorch  {:>9.2} ms   (prior / pytorch = {:.2}x the time)", s * 1e3, ours_iter / s),
+        Ok((s, _)) => println!(
+            "    pytorch  {:>9.2} ms   (prior / pytorch = {:.2}x the time)",
+            s * 1e3,
+            ours_iter / s
+        ),
         Err(e) => println!("    pytorch: skipped ({e})"),
     }
     println!("(b) full 40x40x3 synthesis, beta 0.5:");
-    println!("    prior    {ours_synth:>9.2} s, {ours_synth_it} iterations ({:.1} ms/iteration)", ours_synth / ours_synth_it as f64 * 1e3);
+    println!(
+        "    prior    {ours_synth:>9.2} s, {ours_synth_it} iterations ({:.1} ms/iteration)",
+        ours_synth / ours_synth_it as f64 * 1e3
+    );
     match python_timing(&code_synth) {
         Ok((s, it)) => println!(
             "    pytorch  {s:>9.2} s, {it} iterations ({:.1} ms/iteration)   (prior / pytorch = {:.2}x the time per iteration)",

@@ -40,7 +40,12 @@ fn arg(name: &str) -> Option<String> {
 }
 
 fn psnr(a: &[f32], b: &[f32]) -> f64 {
-    let mse = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
     10.0 * (1.0 / mse).log10()
 }
 
@@ -50,13 +55,16 @@ fn main() {
         std::process::exit(1)
     });
     let seeds: usize = arg("seeds").and_then(|v| v.parse().ok()).unwrap_or(3);
-    let tasks = arg("tasks").unwrap_or_else(|| "inpaint,pixels,superres,cs,spectral,synthesis".into());
-    let model_path = paths::shared().join("checkpoints/universal_inverse_problem/BSD300_color/model.pt");
+    let tasks =
+        arg("tasks").unwrap_or_else(|| "inpaint,pixels,superres,cs,spectral,synthesis".into());
+    let model_path =
+        paths::shared().join("checkpoints/universal_inverse_problem/BSD300_color/model.pt");
     let model = prior_models::load_path(&gpu, &model_path).unwrap_or_else(|e| {
         eprintln!("{}: {e}", model_path.display());
         std::process::exit(1)
     });
-    let img = prior_cli::io::read_input(paths::shared().join("images/color/Set14/flowers.png")).expect("flowers.png");
+    let img = prior_cli::io::read_input(paths::shared().join("images/color/Set14/flowers.png"))
+        .expect("flowers.png");
     // Crop rows 210..270, columns 250..310, channels-last.
     let (h, w, c) = (60, 60, 3);
     let mut clean = vec![0.0f32; h * w * c];
@@ -67,7 +75,12 @@ fn main() {
             }
         }
     }
-    println!("adapter: {} ({}); model: {}", gpu.adapter.name, gpu.adapter.backend, model.describe());
+    println!(
+        "adapter: {} ({}); model: {}",
+        gpu.adapter.name,
+        gpu.adapter.backend,
+        model.describe()
+    );
     println!("{seeds} sample(s) per task in one batch\n");
     let paper = [
         ("inpaint", 14.0, 26.0, 420.0),
@@ -80,7 +93,16 @@ fn main() {
     let mut rows = Vec::new();
     for name in tasks.split(',') {
         let (task, dims, beta) = match name {
-            "inpaint" => (Task::InpaintRect { top: 25, left: 15, height: 20, width: 20 }, (h, w, c), 0.01),
+            "inpaint" => (
+                Task::InpaintRect {
+                    top: 25,
+                    left: 15,
+                    height: 20,
+                    width: 20,
+                },
+                (h, w, c),
+                0.01,
+            ),
             "pixels" => (Task::Pixels { fraction: 0.2 }, (h, w, c), 0.01),
             "superres" => (Task::SuperRes { factor: 4 }, (h, w, c), 0.01),
             "cs" => (Task::RandomBasis { fraction: 0.2 }, (h, w, c), 0.01),
@@ -99,24 +121,55 @@ fn main() {
         let xt = gpu.upload(one, &clean[..one.numel()]);
         let x_c = op.mt(&gpu, &xt).unwrap();
         let naive = pollster::block_on(gpu.read(&op.m(&gpu, &x_c).unwrap())).unwrap();
-        let params = SamplerParams { beta, max_iters: 3000, seed: 0, ..Default::default() };
-        let problem = if task == Task::Synthesis { None } else { Some(Problem { op: op.as_ref(), x_c: &x_c }) };
-        let out = pollster::block_on(run(&gpu, shape, problem, &params, |g: &Gpu, y: &Tensor, n: Noise<'_>| model.residual(g, y, n), |_| {}))
-            .unwrap_or_else(|e| {
-                eprintln!("{name}: {e}");
-                std::process::exit(1)
-            });
+        let params = SamplerParams {
+            beta,
+            max_iters: 3000,
+            seed: 0,
+            ..Default::default()
+        };
+        let problem = if task == Task::Synthesis {
+            None
+        } else {
+            Some(Problem {
+                op: op.as_ref(),
+                x_c: &x_c,
+            })
+        };
+        let out = pollster::block_on(run(
+            &gpu,
+            shape,
+            problem,
+            &params,
+            |g: &Gpu, y: &Tensor, n: Noise<'_>| model.residual(g, y, n),
+            |_| {},
+        ))
+        .unwrap_or_else(|e| {
+            eprintln!("{name}: {e}");
+            std::process::exit(1)
+        });
         let x = pollster::block_on(gpu.read(&out.x)).unwrap();
         let per = one.numel();
         // Synthesis has no reference: no PSNR.
         let psnrs: Vec<f64> = (0..seeds)
-            .map(|s| if task == Task::Synthesis { f64::NAN } else { psnr(&x[s * per..(s + 1) * per], &clean[..per]) })
+            .map(|s| {
+                if task == Task::Synthesis {
+                    f64::NAN
+                } else {
+                    psnr(&x[s * per..(s + 1) * per], &clean[..per])
+                }
+            })
             .collect();
         let its: Vec<f64> = out.iterations.iter().map(|v| *v as f64).collect();
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        let sd = |v: &[f64]| (v.iter().map(|a| (a - mean(v)).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+        let sd = |v: &[f64]| {
+            (v.iter().map(|a| (a - mean(v)).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+        };
         let spi = out.seconds / out.loop_iterations as f64;
-        let p_in = if task == Task::Synthesis { f64::NAN } else { psnr(&naive, &clean[..per]) };
+        let p_in = if task == Task::Synthesis {
+            f64::NAN
+        } else {
+            psnr(&naive, &clean[..per])
+        };
         let line = format!(
             "{{\"task\":\"{name}\",\"psnr_input\":{p_in:.3},\"psnr\":{:?},\"psnr_mean\":{:.3},\"iterations\":{:?},\"seconds\":{:.1},\"seconds_per_iteration\":{spi:.4},\"operator_seconds\":{op_secs:.2},\"converged\":{:?}}}",
             psnrs.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
@@ -126,7 +179,15 @@ fn main() {
             out.converged
         );
         println!("{line}");
-        rows.push((name.to_string(), p_in, mean(&psnrs), sd(&psnrs), mean(&its), sd(&its), spi));
+        rows.push((
+            name.to_string(),
+            p_in,
+            mean(&psnrs),
+            sd(&psnrs),
+            mean(&its),
+            sd(&its),
+            spi,
+        ));
     }
     println!("\n| task | PSNR corrupted (paper) | PSNR reconstructed, mean ± sd over {seeds} (paper) | iterations (paper) | s / iteration (batch of {seeds}) |");
     println!("|---|---|---|---|---|");

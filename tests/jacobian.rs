@@ -30,7 +30,9 @@ use prior_testkit::golden::{max_abs_diff, Case};
 
 fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| pollster::block_on(Gpu::from_env()).expect("a wgpu adapter (lavapipe in CI)"))
+    GPU.get_or_init(|| {
+        pollster::block_on(Gpu::from_env()).expect("a wgpu adapter (lavapipe in CI)")
+    })
 }
 
 fn load(case: &Case) -> Box<dyn Denoiser> {
@@ -40,7 +42,12 @@ fn load(case: &Case) -> Box<dyn Denoiser> {
 fn planar(a: &prior_cli::io::NpyArray) -> Planar<'_> {
     let s = &a.shape;
     let (c, h, w) = (s[s.len() - 3], s[s.len() - 2], s[s.len() - 1]);
-    Planar { c, h, w, data: &a.data }
+    Planar {
+        c,
+        h,
+        w,
+        data: &a.data,
+    }
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {
@@ -76,7 +83,10 @@ fn pytorch_case(name: &str) {
         let lhs = dot(&jv[r.clone()], &u[r.clone()]);
         let rhs = dot(&v[r.clone()], &jtu[r.clone()]);
         let rel = (lhs - rhs).abs() / (norm(&jv[r.clone()]) * norm(&u[r.clone()]));
-        assert!(rel < 1e-4, "{name}: <Jv,u> = {lhs}, <v,J'u> = {rhs} (rel {rel:.2e})");
+        assert!(
+            rel < 1e-4,
+            "{name}: <Jv,u> = {lhs}, <v,J'u> = {rhs} (rel {rel:.2e})"
+        );
     }
 
     // Homogeneity of the bias-free ReLU network: J(y)·y = x̂(y).
@@ -89,16 +99,31 @@ fn pytorch_case(name: &str) {
     let eps = 1e-4f32;
     let v0 = &v[..n];
     let step = |sgn: f32| -> Vec<f32> {
-        let y: Vec<f32> = input.data.iter().zip(v0).map(|(a, d)| a + sgn * eps * d).collect();
-        let p = Planar { data: &y, ..planar(&input) };
+        let y: Vec<f32> = input
+            .data
+            .iter()
+            .zip(v0)
+            .map(|(a, d)| a + sgn * eps * d)
+            .collect();
+        let p = Planar {
+            data: &y,
+            ..planar(&input)
+        };
         pollster::block_on(At::new(g, model.as_ref(), p, 1, None).unwrap().denoised(g)).unwrap()
     };
     let (fp, fm) = (step(1.0), step(-1.0));
-    let fd: Vec<f32> = fp.iter().zip(&fm).map(|(a, b)| (a - b) / (2.0 * eps)).collect();
+    let fd: Vec<f32> = fp
+        .iter()
+        .zip(&fm)
+        .map(|(a, b)| (a - b) / (2.0 * eps))
+        .collect();
     let diff: Vec<f32> = fd.iter().zip(&jv[..n]).map(|(a, b)| a - b).collect();
     let rel = norm(&diff) / norm(&jv[..n]);
     println!("{name}: finite differences vs JVP: {rel:.2e} relative");
-    assert!(rel < 7.5e-2, "{name}: finite differences differ by {rel:.2e}");
+    assert!(
+        rel < 7.5e-2,
+        "{name}: finite differences differ by {rel:.2e}"
+    );
 }
 
 #[test]
@@ -120,14 +145,22 @@ fn jacobian_30(full: bool) {
     let g = gpu();
     let at = At::new(g, model.as_ref(), planar(&input), 128, None).unwrap();
     let n = at.n();
-    let idx: Vec<usize> =
-        case.meta["row_indices"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let idx: Vec<usize> = case.meta["row_indices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
     let want_rows = case.npy("rows").data;
     let t = std::time::Instant::now();
     let rows = pollster::block_on(jacobian::rows(g, &at, &idx)).unwrap();
     let got_rows: Vec<f32> = rows.concat();
     let e_rows = max_abs_diff(&got_rows, &want_rows);
-    println!("30x30: {} rows by VJP in {:.2} s, max |ours − pytorch| {e_rows:.2e}", idx.len(), t.elapsed().as_secs_f64());
+    println!(
+        "30x30: {} rows by VJP in {:.2} s, max |ours − pytorch| {e_rows:.2e}",
+        idx.len(),
+        t.elapsed().as_secs_f64()
+    );
     assert!(e_rows < 2e-4, "rows differ by {e_rows}");
     let meta = |k: &str| case.meta[k].as_f64().unwrap();
     if !full {
@@ -145,14 +178,23 @@ fn jacobian_30(full: bool) {
             h.sum_sq_se,
             meta("sum_singular_values_sq")
         );
-        assert!((h.trace - meta("trace")).abs() < 4.0 * h.trace_se + 1e-3, "Hutchinson trace off by > 4 standard errors");
-        assert!((h.sum_sq - meta("sum_singular_values_sq")).abs() < 4.0 * h.sum_sq_se + 1e-3, "Hutchinson Σs² off");
+        assert!(
+            (h.trace - meta("trace")).abs() < 4.0 * h.trace_se + 1e-3,
+            "Hutchinson trace off by > 4 standard errors"
+        );
+        assert!(
+            (h.sum_sq - meta("sum_singular_values_sq")).abs() < 4.0 * h.sum_sq_se + 1e-3,
+            "Hutchinson Σs² off"
+        );
         return;
     }
     let t = std::time::Instant::now();
     let j = pollster::block_on(jacobian::jacobian(g, &at)).unwrap();
     let secs = t.elapsed().as_secs_f64();
-    let sel: Vec<f32> = idx.iter().flat_map(|&i| j[i * n..(i + 1) * n].to_vec()).collect();
+    let sel: Vec<f32> = idx
+        .iter()
+        .flat_map(|&i| j[i * n..(i + 1) * n].to_vec())
+        .collect();
     let e_full = max_abs_diff(&sel, &want_rows);
     let sp = jacobian::spectrum(&j, n, false, false).unwrap();
     println!(
@@ -167,9 +209,20 @@ fn jacobian_30(full: bool) {
         sp.asymmetry
     );
     assert!(e_full < 2e-4, "full-Jacobian rows differ by {e_full}");
-    assert!((sp.trace - meta("trace")).abs() < 1e-3 * meta("trace"), "trace");
-    assert!((sp.sum_sq - meta("sum_singular_values_sq")).abs() < 1e-3 * meta("sum_singular_values_sq"), "Σs²");
-    let top: Vec<f64> = case.meta["top10_singular_values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!(
+        (sp.trace - meta("trace")).abs() < 1e-3 * meta("trace"),
+        "trace"
+    );
+    assert!(
+        (sp.sum_sq - meta("sum_singular_values_sq")).abs() < 1e-3 * meta("sum_singular_values_sq"),
+        "Σs²"
+    );
+    let top: Vec<f64> = case.meta["top10_singular_values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     for (k, (a, b)) in sp.s.iter().zip(&top).enumerate() {
         assert!((a - b).abs() < 1e-3 * b, "singular value {k}: {a} vs {b}");
     }
@@ -177,7 +230,12 @@ fn jacobian_30(full: bool) {
     let r = pollster::block_on(jacobian::randomized_svd(g, &at, 5, 15, 2, 3)).unwrap();
     println!("randomized SVD top-5 {:?}", r.s);
     for k in 0..3 {
-        assert!((r.s[k] - sp.s[k]).abs() < 2e-2 * sp.s[k], "randomized s{k}: {} vs {}", r.s[k], sp.s[k]);
+        assert!(
+            (r.s[k] - sp.s[k]).abs() < 2e-2 * sp.s[k],
+            "randomized s{k}: {} vs {}",
+            r.s[k],
+            sp.s[k]
+        );
     }
 }
 
@@ -209,7 +267,9 @@ fn cli_full_jacobian_and_errors() {
     let input = dir.join("in.npy");
     let full = case.npy("input");
     // An 8×8 crop of the golden's noisy input.
-    let crop: Vec<f32> = (0..8).flat_map(|y| full.data[y * 16..y * 16 + 8].to_vec()).collect();
+    let crop: Vec<f32> = (0..8)
+        .flat_map(|y| full.data[y * 16..y * 16 + 8].to_vec())
+        .collect();
     prior_cli::io::write_npy(&input, &[1, 8, 8], &crop).unwrap();
     let base = JacobianArgs {
         model: case.checkpoint(),
@@ -241,8 +301,22 @@ fn cli_full_jacobian_and_errors() {
         assert!(std::fs::metadata(dir.join(f)).unwrap().len() > 100, "{f}");
     }
     let model = load(&case);
-    let at = At::new(gpu(), model.as_ref(), Planar { c: 1, h: 8, w: 8, data: &crop }, 64, None).unwrap();
-    let row = pollster::block_on(jacobian::rows(gpu(), &at, &[3 * 8 + 4])).unwrap().remove(0);
+    let at = At::new(
+        gpu(),
+        model.as_ref(),
+        Planar {
+            c: 1,
+            h: 8,
+            w: 8,
+            data: &crop,
+        },
+        64,
+        None,
+    )
+    .unwrap();
+    let row = pollster::block_on(jacobian::rows(gpu(), &at, &[3 * 8 + 4]))
+        .unwrap()
+        .remove(0);
     let e = max_abs_diff(&j.data[28 * 64..29 * 64], &row);
     assert!(e < 1e-5, "row 28 of J.npy vs VJP: {e}");
     // Matrix-free estimates against the dense matrix: randomized SVD (top 4,
@@ -251,17 +325,38 @@ fn cli_full_jacobian_and_errors() {
     let r = pollster::block_on(jacobian::randomized_svd(gpu(), &at, 4, 12, 2, 5)).unwrap();
     for k in 0..4 {
         let rel = (r.s[k] - dense.s[k]).abs() / dense.s[k];
-        assert!(rel < 1e-2, "randomized s{k} = {} vs dense {} (rel {rel:.1e})", r.s[k], dense.s[k]);
+        assert!(
+            rel < 1e-2,
+            "randomized s{k} = {} vs dense {} (rel {rel:.1e})",
+            r.s[k],
+            dense.s[k]
+        );
     }
     // Its singular vectors: ‖Jᵀu₁‖ = s₁ for the returned u₁.
     let u1: Vec<f32> = r.u.col(0).iter().map(|&v| v as f32).collect();
     let jtu = pollster::block_on(at.vjp(gpu(), &u1)).unwrap();
     let nrm = jtu.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
-    assert!((nrm - dense.s[0]).abs() < 1e-2 * dense.s[0], "‖Jᵀu₁‖ = {nrm}, s₁ = {}", dense.s[0]);
+    assert!(
+        (nrm - dense.s[0]).abs() < 1e-2 * dense.s[0],
+        "‖Jᵀu₁‖ = {nrm}, s₁ = {}",
+        dense.s[0]
+    );
     let h = pollster::block_on(jacobian::hutchinson(gpu(), &at, 64, 11)).unwrap();
-    assert!((h.trace - dense.trace).abs() < 4.0 * h.trace_se, "Hutchinson {} ± {} vs {}", h.trace, h.trace_se, dense.trace);
+    assert!(
+        (h.trace - dense.trace).abs() < 4.0 * h.trace_se,
+        "Hutchinson {} ± {} vs {}",
+        h.trace,
+        h.trace_se,
+        dense.trace
+    );
     let den = pollster::block_on(at.denoised(gpu())).unwrap();
-    let jy: Vec<f32> = (0..64).map(|i| (0..64).map(|k| j.data[i * 64 + k] as f64 * crop[k] as f64).sum::<f64>() as f32).collect();
+    let jy: Vec<f32> = (0..64)
+        .map(|i| {
+            (0..64)
+                .map(|k| j.data[i * 64 + k] as f64 * crop[k] as f64)
+                .sum::<f64>() as f32
+        })
+        .collect();
     assert!(max_abs_diff(&jy, &den) < 1e-4, "J·y = x̂(y)");
 
     // Matrix-free sweep over σ (clean input) writes its plot.
@@ -282,19 +377,37 @@ fn cli_full_jacobian_and_errors() {
 
     // Clear errors.
     let err = |a: JacobianArgs| run(a).unwrap_err();
-    let e = err(JacobianArgs { pixels: Some("3;4".into()), ..base.clone() });
+    let e = err(JacobianArgs {
+        pixels: Some("3;4".into()),
+        ..base.clone()
+    });
     assert!(e.contains("--pixels") && e.contains("y,x"), "{e}");
-    let e = err(JacobianArgs { pixels: Some("9,1".into()), ..base.clone() });
+    let e = err(JacobianArgs {
+        pixels: Some("9,1".into()),
+        ..base.clone()
+    });
     assert!(e.contains("outside the 8×8 image"), "{e}");
-    let e = err(JacobianArgs { crop: Some("0,0,9,9".into()), ..base.clone() });
+    let e = err(JacobianArgs {
+        crop: Some("0,0,9,9".into()),
+        ..base.clone()
+    });
     assert!(e.contains("exceeds"), "{e}");
-    let e = err(JacobianArgs { input: PathBuf::from(dir.join("missing.npy")), ..base.clone() });
+    let e = err(JacobianArgs {
+        input: PathBuf::from(dir.join("missing.npy")),
+        ..base.clone()
+    });
     assert!(e.contains("missing.npy"), "{e}");
-    let e = err(JacobianArgs { output: Some(input.clone()), ..base.clone() });
+    let e = err(JacobianArgs {
+        output: Some(input.clone()),
+        ..base.clone()
+    });
     assert!(!e.is_empty());
     let big = dir.join("big.npy");
     prior_cli::io::write_npy(&big, &[1, 70, 70], &vec![0.5; 4900]).unwrap();
-    let e = err(JacobianArgs { input: big, ..base.clone() });
+    let e = err(JacobianArgs {
+        input: big,
+        ..base.clone()
+    });
     assert!(e.contains("--full") && e.contains("4900"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

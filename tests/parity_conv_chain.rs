@@ -19,7 +19,9 @@ use prior_testkit::golden::{max_abs_diff, Case};
 
 fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| pollster::block_on(Gpu::from_env()).expect("a wgpu adapter (lavapipe in CI)"))
+    GPU.get_or_init(|| {
+        pollster::block_on(Gpu::from_env()).expect("a wgpu adapter (lavapipe in CI)")
+    })
 }
 
 fn check(name: &str) {
@@ -27,14 +29,41 @@ fn check(name: &str) {
     let model = prior_models::load_path(gpu(), &case.checkpoint()).unwrap();
     let input = case.npy("input");
     let (c, h, w) = (input.shape[0], input.shape[1], input.shape[2]);
-    let img = Planar { c, h, w, data: &input.data };
-    let out = pollster::block_on(apply_image(gpu(), model.as_ref(), img.clone(), Apply::Denoise, None)).unwrap();
+    let img = Planar {
+        c,
+        h,
+        w,
+        data: &input.data,
+    };
+    let out = pollster::block_on(apply_image(
+        gpu(),
+        model.as_ref(),
+        img.clone(),
+        Apply::Denoise,
+        None,
+    ))
+    .unwrap();
     let err = max_abs_diff(&out, &case.npy("output").data);
     // The residual path (what the sampler uses) against y − x̂ of PyTorch.
-    let res = pollster::block_on(apply_image(gpu(), model.as_ref(), img, Apply::Residual, None)).unwrap();
-    let want_res: Vec<f32> = input.data.iter().zip(&case.npy("output").data).map(|(y, d)| y - d).collect();
+    let res = pollster::block_on(apply_image(
+        gpu(),
+        model.as_ref(),
+        img,
+        Apply::Residual,
+        None,
+    ))
+    .unwrap();
+    let want_res: Vec<f32> = input
+        .data
+        .iter()
+        .zip(&case.npy("output").data)
+        .map(|(y, d)| y - d)
+        .collect();
     let err_res = max_abs_diff(&res, &want_res);
-    println!("{name}: max |ours − pytorch| denoised {err:.2e}, residual {err_res:.2e} ({})", model.describe());
+    println!(
+        "{name}: max |ours − pytorch| denoised {err:.2e}, residual {err_res:.2e} ({})",
+        model.describe()
+    );
     assert!(err <= 1e-4, "{name}: denoised differs by {err}");
     assert!(err_res <= 1e-4, "{name}: residual differs by {err_res}");
 }
@@ -82,7 +111,10 @@ fn bf_cnn_rf_conditional_network() {
         println!("{name}: max |ours − pytorch| {err:.2e}");
         assert!(err <= 1e-4, "{name}: {err}");
         // Denoising images with a conditional part is refused clearly.
-        let e = chain.denoise(gpu(), &x, Noise::Blind).unwrap_err().to_string();
+        let e = chain
+            .denoise(gpu(), &x, Noise::Blind)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("multi-scale"), "{e}");
     }
 }

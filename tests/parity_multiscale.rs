@@ -25,7 +25,9 @@ const TOL: f32 = 1e-4;
 
 fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| pollster::block_on(Gpu::from_env()).expect("a wgpu adapter (lavapipe in CI)"))
+    GPU.get_or_init(|| {
+        pollster::block_on(Gpu::from_env()).expect("a wgpu adapter (lavapipe in CI)")
+    })
 }
 
 fn upload_chw(data: &[f32], c: usize, h: usize, w: usize) -> Tensor {
@@ -38,8 +40,15 @@ fn read_chw(t: &Tensor) -> Vec<f32> {
 }
 
 fn model_dir(case: &Case) -> PathBuf {
-    let first = case.meta["checkpoints"][0].as_str().expect("meta.checkpoints");
-    prior_testkit::paths::shared().join("checkpoints").join(first).parent().unwrap().to_path_buf()
+    let first = case.meta["checkpoints"][0]
+        .as_str()
+        .expect("meta.checkpoints");
+    prior_testkit::paths::shared()
+        .join("checkpoints")
+        .join(first)
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn check(name: &str, model: &MultiScale) {
@@ -49,11 +58,20 @@ fn check(name: &str, model: &MultiScale) {
     let (c, h, w) = (input.shape[0], input.shape[1], input.shape[2]);
     let y = upload_chw(&input.data, c, h, w);
     let t = model.denoise_traced(gpu(), &y).unwrap();
-    let mut errs = vec![("output", max_abs_diff(&read_chw(&t.output), &case.npy("output").data))];
-    errs.push(("residual_low", max_abs_diff(&read_chw(&t.residual_low), &case.npy("residual_low").data)));
+    let mut errs = vec![(
+        "output",
+        max_abs_diff(&read_chw(&t.output), &case.npy("output").data),
+    )];
+    errs.push((
+        "residual_low",
+        max_abs_diff(&read_chw(&t.residual_low), &case.npy("residual_low").data),
+    ));
     for (j, r) in t.residual_scales.iter().enumerate() {
         let want = case.npy(&format!("residual_scale{j}"));
-        errs.push((["residual_scale0", "residual_scale1", "residual_scale2"][j], max_abs_diff(&read_chw(r), &want.data)));
+        errs.push((
+            ["residual_scale0", "residual_scale1", "residual_scale2"][j],
+            max_abs_diff(&read_chw(r), &want.data),
+        ));
     }
     // The Denoiser interface: residual f(y) = y − x̂ against `net`.
     let res = model.residual(gpu(), &y, Noise::Blind).unwrap();
@@ -98,11 +116,15 @@ fn multiscale_320_rf13_crop80() {
     let b = read_chw(&model.denoise(gpu(), &y, Noise::Blind).unwrap());
     assert_eq!(a, b, "combined blob and folder give different results");
     // MultiScale::load takes the saved blob too, and refuses other models.
-    let tmp = std::env::temp_dir().join(format!("prior_ms_blob_{}.safetensors", std::process::id()));
+    let tmp =
+        std::env::temp_dir().join(format!("prior_ms_blob_{}.safetensors", std::process::id()));
     model.to_blob().save_atomic(&tmp).unwrap();
     assert_eq!(MultiScale::load(gpu(), &tmp).unwrap().levels(), 3);
     std::fs::remove_file(&tmp).unwrap();
-    let e = MultiScale::load(gpu(), &dir.join("low_40x40.pt")).err().unwrap().to_string();
+    let e = MultiScale::load(gpu(), &dir.join("low_40x40.pt"))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("not a multi-scale one"), "{e}");
 }
 
@@ -113,9 +135,16 @@ fn check_cond(name: &str) {
     assert!(net.conditional_details);
     let input = case.npy("input");
     let (c, h, w) = (input.shape[0], input.shape[1], input.shape[2]);
-    let r = read_chw(&net.network(gpu(), &upload_chw(&input.data, c, h, w)).unwrap());
+    let r = read_chw(
+        &net.network(gpu(), &upload_chw(&input.data, c, h, w))
+            .unwrap(),
+    );
     let err = max_abs_diff(&r, &case.npy("net").data);
-    let out: Vec<f32> = input.data[h * w..].iter().zip(&r).map(|(d, r)| d - r).collect();
+    let out: Vec<f32> = input.data[h * w..]
+        .iter()
+        .zip(&r)
+        .map(|(d, r)| d - r)
+        .collect();
     let err_out = max_abs_diff(&out, &case.npy("output").data);
     println!("{name}: max |ours − pytorch| residual {err:.2e}, denoised details {err_out:.2e}");
     assert!(err <= TOL && err_out <= TOL, "{name}: {err} / {err_out}");
@@ -134,10 +163,16 @@ fn clear_errors() {
     let model = MultiScale::from_dir(gpu(), &dir).unwrap();
     // 42×40 is not a multiple of 2^2.
     let y = gpu().upload(Shape::new(1, 42, 40, 1), &vec![0.5; 42 * 40]);
-    let e = model.denoise(gpu(), &y, Noise::Blind).unwrap_err().to_string();
+    let e = model
+        .denoise(gpu(), &y, Noise::Blind)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("multiples of 2^2 = 4"), "{e}");
     let y3 = gpu().upload(Shape::new(1, 8, 8, 3), &vec![0.5; 192]);
-    let e = model.denoise(gpu(), &y3, Noise::Blind).unwrap_err().to_string();
+    let e = model
+        .denoise(gpu(), &y3, Noise::Blind)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("1 channel(s), the input has 3"), "{e}");
     // A folder with only the low model.
     let tmp = std::env::temp_dir().join(format!("prior_ms_{}", std::process::id()));
@@ -153,10 +188,14 @@ fn clear_errors() {
 }
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -175,11 +214,14 @@ fn multiscale_jvp_vjp() {
     let model = MultiScale::from_dir(gpu(), &model_dir(&case)).unwrap();
     let input = case.npy("input");
     let (h, w, n) = (32, 32, 32 * 32);
-    let crop: Vec<f32> = (0..h).flat_map(|i| input.data[(20 + i) * 80 + 24..(20 + i) * 80 + 24 + w].to_vec()).collect();
+    let crop: Vec<f32> = (0..h)
+        .flat_map(|i| input.data[(20 + i) * 80 + 24..(20 + i) * 80 + 24 + w].to_vec())
+        .collect();
     let y = gpu().upload(Shape::new(1, h, w, 1), &crop);
     let lin = model.linearize(gpu(), &y).unwrap();
     let xhat = pollster::block_on(gpu().read(&lin.output)).unwrap();
-    let direct = pollster::block_on(gpu().read(&model.denoise(gpu(), &y, Noise::Blind).unwrap())).unwrap();
+    let direct =
+        pollster::block_on(gpu().read(&model.denoise(gpu(), &y, Noise::Blind).unwrap())).unwrap();
     assert_eq!(xhat, direct);
 
     let jy = pollster::block_on(gpu().read(&lin.jvp(gpu(), &y).unwrap())).unwrap();
@@ -190,12 +232,20 @@ fn multiscale_jvp_vjp() {
     let u = rand_vec(2 * n, 8);
     let vt = gpu().upload(Shape::new(2, h, w, 1), &v);
     let ut = gpu().upload(Shape::new(2, h, w, 1), &u);
-    let jv = pollster::block_on(gpu().read(&model.jvp(gpu(), &y, &vt, Noise::Blind).unwrap())).unwrap();
-    let jtu = pollster::block_on(gpu().read(&model.vjp(gpu(), &y, &ut, Noise::Blind).unwrap())).unwrap();
+    let jv =
+        pollster::block_on(gpu().read(&model.jvp(gpu(), &y, &vt, Noise::Blind).unwrap())).unwrap();
+    let jtu =
+        pollster::block_on(gpu().read(&model.vjp(gpu(), &y, &ut, Noise::Blind).unwrap())).unwrap();
     for k in 0..2 {
         let r = k * n..(k + 1) * n;
-        let (l, rr) = (dot(&jv[r.clone()], &u[r.clone()]), dot(&v[r.clone()], &jtu[r]));
-        assert!((l - rr).abs() <= 1e-4 * l.abs().max(1.0), "adjoint, tangent {k}: {l} vs {rr}");
+        let (l, rr) = (
+            dot(&jv[r.clone()], &u[r.clone()]),
+            dot(&v[r.clone()], &jtu[r]),
+        );
+        assert!(
+            (l - rr).abs() <= 1e-4 * l.abs().max(1.0),
+            "adjoint, tangent {k}: {l} vs {rr}"
+        );
     }
     // ⟨J y, y⟩ = ⟨y, Jᵀ y⟩ as well.
     let (a, b) = (dot(&jy, &crop), dot(&crop, &jty));
@@ -206,17 +256,51 @@ fn multiscale_jvp_vjp() {
     // The model is piecewise linear with ~80 ReLU layers, so units switching
     // between y ± εs bend the difference quotient: measured relative L2 error
     // 20 % at ε = 3e-2, 5.4 % at 3e-3, 3.0 % at 1e-3, 1.9 % at 3e-4 (→ 0 with ε).
-    let sm: Vec<f32> = (0..n).map(|i| ((i / w) as f32 * 0.3).sin() * ((i % w) as f32 * 0.2).cos()).collect();
-    let js = pollster::block_on(gpu().read(&lin.jvp(gpu(), &gpu().upload(y.shape(), &sm)).unwrap())).unwrap();
+    let sm: Vec<f32> = (0..n)
+        .map(|i| ((i / w) as f32 * 0.3).sin() * ((i % w) as f32 * 0.2).cos())
+        .collect();
+    let js =
+        pollster::block_on(gpu().read(&lin.jvp(gpu(), &gpu().upload(y.shape(), &sm)).unwrap()))
+            .unwrap();
     let eps = 1e-3f32;
     let plus: Vec<f32> = crop.iter().zip(&sm).map(|(a, b)| a + eps * b).collect();
     let minus: Vec<f32> = crop.iter().zip(&sm).map(|(a, b)| a - eps * b).collect();
-    let dp = pollster::block_on(gpu().read(&model.denoise(gpu(), &gpu().upload(y.shape(), &plus), Noise::Blind).unwrap())).unwrap();
-    let dm = pollster::block_on(gpu().read(&model.denoise(gpu(), &gpu().upload(y.shape(), &minus), Noise::Blind).unwrap())).unwrap();
-    let fd: Vec<f32> = dp.iter().zip(&dm).map(|(a, b)| (a - b) / (2.0 * eps)).collect();
-    let err: f64 = fd.iter().zip(&js).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
+    let dp = pollster::block_on(
+        gpu().read(
+            &model
+                .denoise(gpu(), &gpu().upload(y.shape(), &plus), Noise::Blind)
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    let dm = pollster::block_on(
+        gpu().read(
+            &model
+                .denoise(gpu(), &gpu().upload(y.shape(), &minus), Noise::Blind)
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    let fd: Vec<f32> = dp
+        .iter()
+        .zip(&dm)
+        .map(|(a, b)| (a - b) / (2.0 * eps))
+        .collect();
+    let err: f64 = fd
+        .iter()
+        .zip(&js)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let norm: f64 = js.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
-    println!("multiscale JVP: |J·y − x̂| = {e_hom:.2e}, finite differences rel. L2 {:.2e}", err / norm);
+    println!(
+        "multiscale JVP: |J·y − x̂| = {e_hom:.2e}, finite differences rel. L2 {:.2e}",
+        err / norm
+    );
     assert!(e_hom <= TOL, "J·y differs from x̂(y) by {e_hom}");
-    assert!(err / norm < 0.06, "finite differences: relative error {}", err / norm);
+    assert!(
+        err / norm < 0.06,
+        "finite differences: relative error {}",
+        err / norm
+    );
 }

@@ -41,7 +41,9 @@ use prior_testkit::golden::{max_abs_diff, Case};
 
 fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| pollster::block_on(Gpu::from_env()).expect("a wgpu adapter (lavapipe in CI)"))
+    GPU.get_or_init(|| {
+        pollster::block_on(Gpu::from_env()).expect("a wgpu adapter (lavapipe in CI)")
+    })
 }
 
 fn read(t: &Tensor) -> Vec<f32> {
@@ -49,7 +51,11 @@ fn read(t: &Tensor) -> Vec<f32> {
 }
 
 fn model_of(case: &Case) -> Box<dyn Denoiser> {
-    let path = if case.name == "bf_unet_random" { case.dir.join("weights.safetensors") } else { case.checkpoint() };
+    let path = if case.name == "bf_unet_random" {
+        case.dir.join("weights.safetensors")
+    } else {
+        case.checkpoint()
+    };
     prior_models::load_path(gpu(), &path).unwrap_or_else(|e| panic!("{}: {e}", case.name))
 }
 
@@ -58,13 +64,40 @@ fn parity(name: &str) {
     let model = model_of(&case);
     let input = case.npy("input");
     let (c, h, w) = (input.shape[0], input.shape[1], input.shape[2]);
-    let img = Planar { c, h, w, data: &input.data };
-    let out = pollster::block_on(apply_image(gpu(), model.as_ref(), img.clone(), Apply::Denoise, None)).unwrap();
+    let img = Planar {
+        c,
+        h,
+        w,
+        data: &input.data,
+    };
+    let out = pollster::block_on(apply_image(
+        gpu(),
+        model.as_ref(),
+        img.clone(),
+        Apply::Denoise,
+        None,
+    ))
+    .unwrap();
     let err = max_abs_diff(&out, &case.npy("output").data);
-    let res = pollster::block_on(apply_image(gpu(), model.as_ref(), img, Apply::Residual, None)).unwrap();
-    let want_res: Vec<f32> = input.data.iter().zip(&case.npy("output").data).map(|(y, d)| y - d).collect();
+    let res = pollster::block_on(apply_image(
+        gpu(),
+        model.as_ref(),
+        img,
+        Apply::Residual,
+        None,
+    ))
+    .unwrap();
+    let want_res: Vec<f32> = input
+        .data
+        .iter()
+        .zip(&case.npy("output").data)
+        .map(|(y, d)| y - d)
+        .collect();
     let err_res = max_abs_diff(&res, &want_res);
-    println!("{name}: max |ours − pytorch| denoised {err:.2e}, residual {err_res:.2e} ({})", model.describe());
+    println!(
+        "{name}: max |ours − pytorch| denoised {err:.2e}, residual {err_res:.2e} ({})",
+        model.describe()
+    );
     assert!(err <= 1e-4, "{name}: denoised differs by {err}");
     assert!(err_res <= 1e-4, "{name}: residual differs by {err_res}");
 }
@@ -91,21 +124,33 @@ fn bf_unet_random_weights_raw_state_dict() {
     let input = case.npy("input");
     let (c, h, w) = (input.shape[0], input.shape[1], input.shape[2]);
     let y = gpu().upload(Shape::new(1, h, w, c), &chw_to_hwc(c, h, w, &input.data));
-    let net = prior_ops::layout::hwc_to_chw(c, h, w, &read(&model.residual(gpu(), &y, Noise::Blind).unwrap()));
+    let net = prior_ops::layout::hwc_to_chw(
+        c,
+        h,
+        w,
+        &read(&model.residual(gpu(), &y, Noise::Blind).unwrap()),
+    );
     let err = max_abs_diff(&net, &case.npy("net").data);
     assert!(err <= 1e-4, "bf_unet net differs by {err}");
     // Sizes that are not multiples of 8 are refused with a clear message.
     let bad = gpu().upload(Shape::new(1, 12, 16, 1), &vec![0.5; 12 * 16]);
-    let e = model.denoise(gpu(), &bad, Noise::Blind).unwrap_err().to_string();
+    let e = model
+        .denoise(gpu(), &bad, Noise::Blind)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("divisible by 8"), "{e}");
 }
 
 /// Deterministic values in [-1, 1).
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -143,10 +188,16 @@ fn jacobian_checks(name: &str, h: usize, w: usize, bias_free: bool) {
     let ju = read(&model.vjp(g, &y, &ut, Noise::Blind).unwrap());
     let n = h * w * c;
     for i in 0..k {
-        let (a, b) = (dot(&jv[i * n..(i + 1) * n], &u[i * n..(i + 1) * n]), dot(&v[i * n..(i + 1) * n], &ju[i * n..(i + 1) * n]));
+        let (a, b) = (
+            dot(&jv[i * n..(i + 1) * n], &u[i * n..(i + 1) * n]),
+            dot(&v[i * n..(i + 1) * n], &ju[i * n..(i + 1) * n]),
+        );
         let rel = (a - b).abs() / a.abs().max(b.abs());
         println!("{name}: <Jv,u> {a:.6} <v,J^T u> {b:.6} rel {rel:.1e}");
-        assert!(rel <= 1e-4, "{name} tangent {i}: <Jv,u> = {a} but <v,J^T u> = {b}");
+        assert!(
+            rel <= 1e-4,
+            "{name} tangent {i}: <Jv,u> = {a} but <v,J^T u> = {b}"
+        );
     }
     // Central finite difference along v_0.
     let v0 = &v[..n];
@@ -154,12 +205,23 @@ fn jacobian_checks(name: &str, h: usize, w: usize, bias_free: bool) {
     let plus: Vec<f32> = crop.iter().zip(v0).map(|(a, b)| a + eps * b).collect();
     let minus: Vec<f32> = crop.iter().zip(v0).map(|(a, b)| a - eps * b).collect();
     let dp = read(&model.denoise(g, &g.upload(s, &plus), Noise::Blind).unwrap());
-    let dm = read(&model.denoise(g, &g.upload(s, &minus), Noise::Blind).unwrap());
-    let fd: Vec<f32> = dp.iter().zip(&dm).map(|(p, m)| (p - m) / (2.0 * eps)).collect();
+    let dm = read(
+        &model
+            .denoise(g, &g.upload(s, &minus), Noise::Blind)
+            .unwrap(),
+    );
+    let fd: Vec<f32> = dp
+        .iter()
+        .zip(&dm)
+        .map(|(p, m)| (p - m) / (2.0 * eps))
+        .collect();
     let diff: Vec<f32> = fd.iter().zip(&jv[..n]).map(|(a, b)| a - b).collect();
     let rel = norm(&diff) / norm(&jv[..n]);
     println!("{name}: |FD − Jv| / |Jv| = {rel:.1e} (eps {eps})");
-    assert!(rel <= 3e-2, "{name}: finite differences differ from J·v by {rel} (relative)");
+    assert!(
+        rel <= 3e-2,
+        "{name}: finite differences differ from J·v by {rel} (relative)"
+    );
     if bias_free {
         // x̂(y) = J(y)·y.
         let d = read(&model.denoise(g, &y, Noise::Blind).unwrap());
@@ -174,30 +236,65 @@ fn jacobian_checks(name: &str, h: usize, w: usize, bias_free: bool) {
 fn jacobian_golden(name: &str) {
     let case = Case::open(name);
     let model = if name == "jac_bf_unet_random" {
-        prior_models::load_path(gpu(), &prior_testkit::paths::golden().join("bf_unet_random/weights.safetensors")).unwrap()
+        prior_models::load_path(
+            gpu(),
+            &prior_testkit::paths::golden().join("bf_unet_random/weights.safetensors"),
+        )
+        .unwrap()
     } else {
         model_of(&case)
     };
     let input = case.npy("input");
     let (c, h, w) = (input.shape[0], input.shape[1], input.shape[2]);
-    assert_eq!(c, 1, "tangent stacks are planar; one channel keeps them channels-last too");
+    assert_eq!(
+        c, 1,
+        "tangent stacks are planar; one channel keeps them channels-last too"
+    );
     let g = gpu();
     let y = g.upload(Shape::new(1, h, w, c), &input.data);
     let den = read(&model.denoise(g, &y, Noise::Blind).unwrap());
     let err_out = max_abs_diff(&den, &case.npy("output").data);
     let (v, u) = (case.npy("v"), case.npy("u"));
     let k = v.shape[0];
-    let jv = read(&model.jvp(g, &y, &g.upload(Shape::new(k, h, w, c), &v.data), Noise::Blind).unwrap());
-    let ju = read(&model.vjp(g, &y, &g.upload(Shape::new(k, h, w, c), &u.data), Noise::Blind).unwrap());
+    let jv = read(
+        &model
+            .jvp(
+                g,
+                &y,
+                &g.upload(Shape::new(k, h, w, c), &v.data),
+                Noise::Blind,
+            )
+            .unwrap(),
+    );
+    let ju = read(
+        &model
+            .vjp(
+                g,
+                &y,
+                &g.upload(Shape::new(k, h, w, c), &u.data),
+                Noise::Blind,
+            )
+            .unwrap(),
+    );
     let err_jvp = max_abs_diff(&jv, &case.npy("jvp").data);
     let err_vjp = max_abs_diff(&ju, &case.npy("vjp").data);
-    println!("{name}: max |ours − pytorch| output {err_out:.1e}, J·v {err_jvp:.1e}, Jᵀ·u {err_vjp:.1e}");
-    assert!(err_out <= 1e-4 && err_jvp <= 1e-4 && err_vjp <= 1e-4, "{name}: {err_out} {err_jvp} {err_vjp}");
+    println!(
+        "{name}: max |ours − pytorch| output {err_out:.1e}, J·v {err_jvp:.1e}, Jᵀ·u {err_vjp:.1e}"
+    );
+    assert!(
+        err_out <= 1e-4 && err_jvp <= 1e-4 && err_vjp <= 1e-4,
+        "{name}: {err_out} {err_jvp} {err_vjp}"
+    );
 }
 
 #[test]
 fn jvp_vjp_match_pytorch() {
-    for name in ["jac_rcnn_bias", "jac_unet_bias", "jac_unet_bias_free", "jac_bf_unet_random"] {
+    for name in [
+        "jac_rcnn_bias",
+        "jac_unet_bias",
+        "jac_unet_bias_free",
+        "jac_bf_unet_random",
+    ] {
         jacobian_golden(name);
     }
 }
@@ -224,17 +321,27 @@ fn bf_unet_jacobian() {
 #[test]
 fn receptive_radius_bounds_the_influence_of_a_pixel() {
     let g = gpu();
-    for (name, size) in [("unet_bias_free", 64usize), ("bf_unet_random", 144), ("rcnn_bias_free", 64)] {
+    for (name, size) in [
+        ("unet_bias_free", 64usize),
+        ("bf_unet_random", 144),
+        ("rcnn_bias_free", 64),
+    ] {
         let case = Case::open(name);
         let model = model_of(&case);
         let r = model.receptive_radius();
-        let base: Vec<f32> = (0..size * size).map(|i| (i * 7919 % 1013) as f32 / 1013.0).collect();
+        let base: Vec<f32> = (0..size * size)
+            .map(|i| (i * 7919 % 1013) as f32 / 1013.0)
+            .collect();
         let c0 = size / 2;
         let mut bumped = base.clone();
         bumped[c0 * size + c0] += 0.5;
         let s = Shape::new(1, size, size, 1);
         let a = read(&model.denoise(g, &g.upload(s, &base), Noise::Blind).unwrap());
-        let b = read(&model.denoise(g, &g.upload(s, &bumped), Noise::Blind).unwrap());
+        let b = read(
+            &model
+                .denoise(g, &g.upload(s, &bumped), Noise::Blind)
+                .unwrap(),
+        );
         let mut reach = 0;
         for (i, (x, y)) in a.iter().zip(&b).enumerate() {
             if x != y {
@@ -243,6 +350,9 @@ fn receptive_radius_bounds_the_influence_of_a_pixel() {
             }
         }
         println!("{name}: a one-pixel change reaches {reach} px, receptive_radius {r}");
-        assert!(reach > 0 && reach <= r, "{name}: reach {reach} vs radius {r}");
+        assert!(
+            reach > 0 && reach <= r,
+            "{name}: reach {reach} vs radius {r}"
+        );
     }
 }

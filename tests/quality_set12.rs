@@ -17,17 +17,30 @@ use prior_testkit::paths::{golden, shared};
 #[test]
 fn set12_image0_sigma25_matches_pytorch_psnr() {
     let gold: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(golden().join("set12_psnr.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(golden().join("set12_psnr.json")).unwrap())
+            .unwrap();
     let g = &gold["sigmas"]["25"]["per_image"][0];
     assert_eq!(g["image"], "01.png");
-    let (g_noisy, g_den) = (g["psnr_noisy"].as_f64().unwrap(), g["psnr_denoised"].as_f64().unwrap());
+    let (g_noisy, g_den) = (
+        g["psnr_noisy"].as_f64().unwrap(),
+        g["psnr_denoised"].as_f64().unwrap(),
+    );
 
     let clean = io::read_input(shared().join("images/gray/Set12/01.png")).unwrap();
     let mut noisy = clean.clone();
     add_noise(&mut noisy, 25.0, 0, 0);
-    let first8: Vec<f64> = gold["noisy_sigma25_image0_first8"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let first8: Vec<f64> = gold["noisy_sigma25_image0_first8"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     for (i, want) in first8.iter().enumerate() {
-        assert!((noisy.data[i] as f64 - want).abs() < 1e-6, "noisy[{i}] = {} vs golden {want}", noisy.data[i]);
+        assert!(
+            (noisy.data[i] as f64 - want).abs() < 1e-6,
+            "noisy[{i}] = {} vs golden {want}",
+            noisy.data[i]
+        );
     }
 
     let gpu = pollster::block_on(Gpu::from_env()).unwrap();
@@ -36,14 +49,29 @@ fn set12_image0_sigma25_matches_pytorch_psnr() {
     let out = pollster::block_on(apply_image(
         &gpu,
         &*model,
-        Planar { c: noisy.c, h: noisy.h, w: noisy.w, data: &noisy.data },
-        Apply::Denoise, None))
+        Planar {
+            c: noisy.c,
+            h: noisy.h,
+            w: noisy.w,
+            data: &noisy.data,
+        },
+        Apply::Denoise,
+        None,
+    ))
     .unwrap();
     let out: Vec<f32> = out.iter().map(|v| v.clamp(0.0, 1.0)).collect();
 
     let p_noisy = metrics::psnr(&noisy.data, &clean.data, 1.0);
     let p_den = metrics::psnr(&out, &clean.data, 1.0);
-    println!("PSNR noisy {p_noisy:.6} (golden {g_noisy:.6}), denoised {p_den:.6} (golden {g_den:.6})");
-    assert!((p_noisy - g_noisy).abs() < 1e-4, "noisy PSNR {p_noisy} vs golden {g_noisy}");
-    assert!((p_den - g_den).abs() < 0.01, "denoised PSNR {p_den} vs PyTorch {g_den}");
+    println!(
+        "PSNR noisy {p_noisy:.6} (golden {g_noisy:.6}), denoised {p_den:.6} (golden {g_den:.6})"
+    );
+    assert!(
+        (p_noisy - g_noisy).abs() < 1e-4,
+        "noisy PSNR {p_noisy} vs golden {g_noisy}"
+    );
+    assert!(
+        (p_den - g_den).abs() < 0.01,
+        "denoised PSNR {p_den} vs PyTorch {g_den}"
+    );
 }

@@ -16,11 +16,16 @@ impl Case {
         let dir = crate::paths::golden().join(name);
         let text = std::fs::read_to_string(dir.join("meta.json"))
             .unwrap_or_else(|e| panic!("golden {name}: meta.json: {e}"));
-        Case { name: name.to_string(), meta: serde_json::from_str(&text).unwrap(), dir }
+        Case {
+            name: name.to_string(),
+            meta: serde_json::from_str(&text).unwrap(),
+            dir,
+        }
     }
     /// An array of the case (`input`, `output`, `net`, ...).
     pub fn npy(&self, file: &str) -> NpyArray {
-        read_npy(self.dir.join(format!("{file}.npy"))).unwrap_or_else(|e| panic!("golden {}: {e}", self.name))
+        read_npy(self.dir.join(format!("{file}.npy")))
+            .unwrap_or_else(|e| panic!("golden {}: {e}", self.name))
     }
     /// The checkpoint the case was made with, in `../shared/checkpoints`.
     pub fn checkpoint(&self) -> PathBuf {
@@ -32,5 +37,8 @@ impl Case {
 /// Largest absolute difference.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

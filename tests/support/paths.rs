@@ -5,12 +5,16 @@ use std::path::PathBuf;
 /// The repository root (override with `PRIOR_REPO`: bench binaries built
 /// here and run in a copy of the tree elsewhere, see `benches/device.sh`).
 pub fn repo() -> PathBuf {
-    std::env::var_os("PRIOR_REPO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+    std::env::var_os("PRIOR_REPO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// `../shared` beside the checkout (override with `PRIOR_SHARED`).
 pub fn shared() -> PathBuf {
-    std::env::var_os("PRIOR_SHARED").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared"))
+    std::env::var_os("PRIOR_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared"))
 }
 
 /// `tests/golden`.

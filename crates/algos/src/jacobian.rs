@@ -47,7 +47,15 @@ pub const SKETCH_STREAM: u32 = 0x4b00_0000;
 /// generator's hash, `mix(i ^ key(seed, PROBE_STREAM + probe))`.
 pub fn rademacher(seed: u64, probe: u32, n: usize) -> Vec<f32> {
     let k = rng::key(seed, PROBE_STREAM.wrapping_add(probe));
-    (0..n as u32).map(|i| if rng::mix(i ^ k) >> 31 == 0 { 1.0 } else { -1.0 }).collect()
+    (0..n as u32)
+        .map(|i| {
+            if rng::mix(i ^ k) >> 31 == 0 {
+                1.0
+            } else {
+                -1.0
+            }
+        })
+        .collect()
 }
 
 /// A model linearised at one input: batched products with planar vectors.
@@ -69,7 +77,13 @@ impl<'a> At<'a> {
     /// activation (`values_per_pixel` floats per pixel per sample) fits the
     /// adapter's buffer limit; `batch` caps it further. `variance` is the
     /// noise variance given to noise-conditioned models (`None`: blind).
-    pub fn new(gpu: &Gpu, model: &'a dyn Denoiser, y: Planar<'_>, batch: usize, variance: Option<f32>) -> Result<At<'a>> {
+    pub fn new(
+        gpu: &Gpu,
+        model: &'a dyn Denoiser,
+        y: Planar<'_>,
+        batch: usize,
+        variance: Option<f32>,
+    ) -> Result<At<'a>> {
         if y.c != model.channels() {
             return Err(JacobianError::Input(format!(
                 "the model takes {} channel(s), the image has {}",
@@ -87,7 +101,13 @@ impl<'a> At<'a> {
             )));
         }
         if y.data.len() != y.c * y.h * y.w {
-            return Err(JacobianError::Input(format!("{} values for a {}×{}×{} image", y.data.len(), y.c, y.h, y.w)));
+            return Err(JacobianError::Input(format!(
+                "{} values for a {}×{}×{} image",
+                y.data.len(),
+                y.c,
+                y.h,
+                y.w
+            )));
         }
         let per_sample = (y.h * y.w * model.values_per_pixel().max(y.c) * 4) as u64;
         let fit = (gpu.max_buffer_bytes / per_sample.max(1)) as usize;
@@ -97,9 +117,20 @@ impl<'a> At<'a> {
                 y.h, y.w, gpu.max_buffer_bytes
             )));
         }
-        let t = gpu.upload(Shape::new(1, y.h, y.w, y.c), &chw_to_hwc(y.c, y.h, y.w, y.data));
+        let t = gpu.upload(
+            Shape::new(1, y.h, y.w, y.c),
+            &chw_to_hwc(y.c, y.h, y.w, y.data),
+        );
         let var = variance.map(|v| gpu.upload(Shape::new(1, 1, 1, 1), &[v]));
-        Ok(At { model, c: y.c, h: y.h, w: y.w, y: t, t: var, max_batch: fit.min(batch.max(1)) })
+        Ok(At {
+            model,
+            c: y.c,
+            h: y.h,
+            w: y.w,
+            y: t,
+            t: var,
+            max_batch: fit.min(batch.max(1)),
+        })
     }
 
     fn noise(&self) -> Noise<'_> {
@@ -134,7 +165,10 @@ impl<'a> At<'a> {
     async fn product(&self, gpu: &Gpu, vs: &[f32], transpose: bool) -> Result<Vec<f32>> {
         let n = self.n();
         if !vs.len().is_multiple_of(n) {
-            return Err(JacobianError::Input(format!("{} values is not a whole number of {n}-vectors", vs.len())));
+            return Err(JacobianError::Input(format!(
+                "{} values is not a whole number of {n}-vectors",
+                vs.len()
+            )));
         }
         let mut out = Vec::with_capacity(vs.len());
         for chunk in vs.chunks(self.max_batch * n) {
@@ -199,7 +233,9 @@ pub async fn jacobian(gpu: &Gpu, at: &At<'_>) -> Result<Vec<f32>> {
 pub async fn rows(gpu: &Gpu, at: &At<'_>, idx: &[usize]) -> Result<Vec<Vec<f32>>> {
     let n = at.n();
     if let Some(bad) = idx.iter().find(|&&i| i >= n) {
-        return Err(JacobianError::Input(format!("row {bad} is outside the {n}×{n} Jacobian")));
+        return Err(JacobianError::Input(format!(
+            "row {bad} is outside the {n}×{n} Jacobian"
+        )));
     }
     let mut e = vec![0.0f32; idx.len() * n];
     for (b, &i) in idx.iter().enumerate() {
@@ -233,14 +269,18 @@ fn mean_se(x: &[f64]) -> (f64, f64) {
 /// Hutchinson's estimator with `probes` Rademacher vectors (our generator, `seed`).
 pub async fn hutchinson(gpu: &Gpu, at: &At<'_>, probes: usize, seed: u64) -> Result<Hutchinson> {
     if probes == 0 {
-        return Err(JacobianError::Input("Hutchinson's estimator needs at least one probe".into()));
+        return Err(JacobianError::Input(
+            "Hutchinson's estimator needs at least one probe".into(),
+        ));
     }
     let n = at.n();
     let (mut tr, mut fro) = (Vec::with_capacity(probes), Vec::with_capacity(probes));
     let mut p = 0;
     while p < probes {
         let k = at.max_batch.min(probes - p);
-        let z: Vec<f32> = (0..k).flat_map(|b| rademacher(seed, (p + b) as u32, n)).collect();
+        let z: Vec<f32> = (0..k)
+            .flat_map(|b| rademacher(seed, (p + b) as u32, n))
+            .collect();
         let jz = at.jvp(gpu, &z).await?;
         for b in 0..k {
             let (zb, jb) = (&z[b * n..(b + 1) * n], &jz[b * n..(b + 1) * n]);
@@ -251,7 +291,13 @@ pub async fn hutchinson(gpu: &Gpu, at: &At<'_>, probes: usize, seed: u64) -> Res
     }
     let (trace, trace_se) = mean_se(&tr);
     let (sum_sq, sum_sq_se) = mean_se(&fro);
-    Ok(Hutchinson { probes, trace, trace_se, sum_sq, sum_sq_se })
+    Ok(Hutchinson {
+        probes,
+        trace,
+        trace_se,
+        sum_sq,
+        sum_sq_se,
+    })
 }
 
 /// Top singular triplets: J ≈ U·diag(s)·Vᵀ (columns of `u`, `v` are planar vectors).
@@ -274,7 +320,10 @@ fn to_cols(n: usize, k: usize, flat: &[f32]) -> Dense {
 }
 
 fn from_cols(m: &Dense) -> Vec<f32> {
-    (0..m.cols).flat_map(|j| (0..m.rows).map(move |i| (j, i))).map(|(j, i)| m.get(i, j) as f32).collect()
+    (0..m.cols)
+        .flat_map(|j| (0..m.rows).map(move |i| (j, i)))
+        .map(|(j, i)| m.get(i, j) as f32)
+        .collect()
 }
 
 /// Randomized SVD of J, matrix free: a Gaussian sketch of `k + oversample`
@@ -282,13 +331,24 @@ fn from_cols(m: &Dense) -> Vec<f32> {
 /// VJP and one JVP batch, re-orthonormalised), then B = QᵀJ from VJPs and
 /// the SVD of the small B. The top-k singular values are accurate when
 /// s_k / s_{k+oversample} is large or with a few power iterations.
-pub async fn randomized_svd(gpu: &Gpu, at: &At<'_>, k: usize, oversample: usize, power: usize, seed: u64) -> Result<TopSvd> {
+pub async fn randomized_svd(
+    gpu: &Gpu,
+    at: &At<'_>,
+    k: usize,
+    oversample: usize,
+    power: usize,
+    seed: u64,
+) -> Result<TopSvd> {
     let n = at.n();
     let l = (k + oversample).min(n);
     if k == 0 || k > n {
-        return Err(JacobianError::Input(format!("randomized SVD: k = {k} must be in 1..={n}")));
+        return Err(JacobianError::Input(format!(
+            "randomized SVD: k = {k} must be in 1..={n}"
+        )));
     }
-    let omega: Vec<f32> = (0..l).flat_map(|j| rng::normals(seed, SKETCH_STREAM.wrapping_add(j as u32), n)).collect();
+    let omega: Vec<f32> = (0..l)
+        .flat_map(|j| rng::normals(seed, SKETCH_STREAM.wrapping_add(j as u32), n))
+        .collect();
     let mut q = linalg::orthonormal_columns(&to_cols(n, l, &at.jvp(gpu, &omega).await?));
     for _ in 0..power {
         let z = linalg::orthonormal_columns(&to_cols(n, l, &at.vjp(gpu, &from_cols(&q)).await?));
@@ -306,7 +366,11 @@ pub async fn randomized_svd(gpu: &Gpu, at: &At<'_>, k: usize, oversample: usize,
         }
         Dense::new(m.rows, k, d)
     };
-    Ok(TopSvd { s: f.s[..k].to_vec(), u: take(&u), v: take(&f.u) })
+    Ok(TopSvd {
+        s: f.s[..k].to_vec(),
+        u: take(&u),
+        v: take(&f.u),
+    })
 }
 
 /// Dense analysis of a full Jacobian.
@@ -335,15 +399,30 @@ pub fn spectrum(j: &[f32], n: usize, vectors: bool, eig: bool) -> Result<Spectru
     } else {
         (linalg::singular_values(&a)?, None)
     };
-    let eig = if eig { Some(linalg::symmetric_eigen(&a)?.0) } else { None };
-    Ok(Spectrum { trace: a.trace(), sum_sq: s.iter().map(|v| v * v).sum(), asymmetry: linalg::asymmetry(&a), s, eig, u })
+    let eig = if eig {
+        Some(linalg::symmetric_eigen(&a)?.0)
+    } else {
+        None
+    };
+    Ok(Spectrum {
+        trace: a.trace(),
+        sum_sq: s.iter().map(|v| v * v).sum(),
+        asymmetry: linalg::asymmetry(&a),
+        s,
+        eig,
+        u,
+    })
 }
 
 /// `clean + f32(σ/255)·z`, z from our counter-based generator with stream
 /// `round(σ)·1000` (image 0 of `prior denoise --add-noise` and the Set12
 /// goldens), element = flat planar index.
 pub fn add_noise(clean: &[f32], sigma255: f64, seed: u64) -> Vec<f32> {
-    let z = rng::normals(seed, (sigma255.round() as u32).wrapping_mul(1000), clean.len());
+    let z = rng::normals(
+        seed,
+        (sigma255.round() as u32).wrapping_mul(1000),
+        clean.len(),
+    );
     let s = (sigma255 / 255.0) as f32;
     clean.iter().zip(z).map(|(x, z)| x + s * z).collect()
 }

@@ -14,7 +14,12 @@ pub struct Dense {
 
 impl Dense {
     pub fn new(rows: usize, cols: usize, data: Vec<f64>) -> Dense {
-        assert_eq!(data.len(), rows * cols, "Dense::new: {rows}×{cols} needs {} values", rows * cols);
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "Dense::new: {rows}×{cols} needs {} values",
+            rows * cols
+        );
         Dense { rows, cols, data }
     }
     pub fn from_f32(rows: usize, cols: usize, data: &[f32]) -> Dense {
@@ -38,7 +43,11 @@ impl Dense {
     }
     /// `self · other`.
     pub fn matmul(&self, other: &Dense) -> Dense {
-        assert_eq!(self.cols, other.rows, "matmul: {}×{} · {}×{}", self.rows, self.cols, other.rows, other.cols);
+        assert_eq!(
+            self.cols, other.rows,
+            "matmul: {}×{} · {}×{}",
+            self.rows, self.cols, other.rows, other.cols
+        );
         let c = self.to_faer() * other.to_faer();
         from_faer(&c)
     }
@@ -84,12 +93,18 @@ pub struct LinalgError(pub &'static str);
 pub fn svd(a: &Dense) -> Result<Svd, LinalgError> {
     let f = a.to_faer().thin_svd().map_err(|_| LinalgError("SVD"))?;
     let s = f.S().column_vector().iter().copied().collect();
-    Ok(Svd { u: from_faer(&f.U().to_owned()), s, v: from_faer(&f.V().to_owned()) })
+    Ok(Svd {
+        u: from_faer(&f.U().to_owned()),
+        s,
+        v: from_faer(&f.V().to_owned()),
+    })
 }
 
 /// Singular values of `a`, non-increasing.
 pub fn singular_values(a: &Dense) -> Result<Vec<f64>, LinalgError> {
-    a.to_faer().singular_values().map_err(|_| LinalgError("SVD"))
+    a.to_faer()
+        .singular_values()
+        .map_err(|_| LinalgError("SVD"))
 }
 
 /// Eigendecomposition of the symmetric part `(A + Aᵀ)/2` of a square matrix:
@@ -98,7 +113,9 @@ pub fn symmetric_eigen(a: &Dense) -> Result<(Vec<f64>, Dense), LinalgError> {
     assert_eq!(a.rows, a.cols, "symmetric_eigen needs a square matrix");
     let n = a.rows;
     let sym = Mat::from_fn(n, n, |i, j| 0.5 * (a.get(i, j) + a.get(j, i)));
-    let e = sym.self_adjoint_eigen(Side::Lower).map_err(|_| LinalgError("symmetric eigendecomposition"))?;
+    let e = sym
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|_| LinalgError("symmetric eigendecomposition"))?;
     let vals: Vec<f64> = e.S().column_vector().iter().copied().collect();
     let u = e.U();
     // faer sorts ascending: reverse.
@@ -109,7 +126,10 @@ pub fn symmetric_eigen(a: &Dense) -> Result<(Vec<f64>, Dense), LinalgError> {
             vecs[i * n + k] = u[(i, src)];
         }
     }
-    Ok((order.iter().map(|&i| vals[i]).collect(), Dense::new(n, n, vecs)))
+    Ok((
+        order.iter().map(|&i| vals[i]).collect(),
+        Dense::new(n, n, vecs),
+    ))
 }
 
 /// `‖A − Aᵀ‖_F / ‖A‖_F` (0 for a symmetric matrix).

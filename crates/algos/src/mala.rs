@@ -57,11 +57,21 @@ pub trait Energy {
     /// U(y, t) per sample (`[n, 1, 1, 1]`) and ∇_yU (`[n, h, w, c]`) for a
     /// batch `y` with one noise variance per sample (`t`, `[n, 1, 1, 1]`).
     /// Nothing may be read back.
-    fn energy_and_grad(&self, gpu: &Gpu, y: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor), ModelError>;
+    fn energy_and_grad(
+        &self,
+        gpu: &Gpu,
+        y: &Tensor,
+        t: &Tensor,
+    ) -> Result<(Tensor, Tensor), ModelError>;
 }
 
 impl Energy for EnergyUNet {
-    fn energy_and_grad(&self, gpu: &Gpu, y: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor), ModelError> {
+    fn energy_and_grad(
+        &self,
+        gpu: &Gpu,
+        y: &Tensor,
+        t: &Tensor,
+    ) -> Result<(Tensor, Tensor), ModelError> {
         let e = self.evaluate(gpu, y, t, true, false)?;
         Ok((e.energy, e.grad.expect("asked for")))
     }
@@ -121,19 +131,34 @@ impl MalaParams {
     fn check(&self) -> Result<(), MalaError> {
         let bad = |m: String| Err(MalaError::Invalid(m));
         if self.levels == 0 || self.steps == 0 {
-            return bad(format!("levels ({}) and steps ({}) must be at least 1", self.levels, self.steps));
+            return bad(format!(
+                "levels ({}) and steps ({}) must be at least 1",
+                self.levels, self.steps
+            ));
         }
         if (self.levels as u64) * (self.steps as u64) >= 1 << 30 {
-            return bad(format!("{} levels × {} steps: over 2^30 steps (noise streams)", self.levels, self.steps));
+            return bad(format!(
+                "{} levels × {} steps: over 2^30 steps (noise streams)",
+                self.levels, self.steps
+            ));
         }
         if !(self.t_max > 0.0 && self.t_max.is_finite()) {
-            return bad(format!("t_max must be positive and finite, got {}", self.t_max));
+            return bad(format!(
+                "t_max must be positive and finite, got {}",
+                self.t_max
+            ));
         }
         if !(self.t_min > 0.0 && self.t_min <= self.t_max) {
-            return bad(format!("t_min must be in (0, t_max = {}], got {}", self.t_max, self.t_min));
+            return bad(format!(
+                "t_min must be in (0, t_max = {}], got {}",
+                self.t_max, self.t_min
+            ));
         }
         if !(self.step_scale > 0.0 && self.step_scale.is_finite()) {
-            return bad(format!("the step scale must be positive and finite, got {}", self.step_scale));
+            return bad(format!(
+                "the step scale must be positive and finite, got {}",
+                self.step_scale
+            ));
         }
         if let Some(a) = self.target_acceptance {
             if !(a > 0.0 && a < 1.0) {
@@ -155,7 +180,12 @@ pub enum MalaError {
     Gpu(#[from] GpuError),
     /// U(y, t) of a chain is not finite: the chain cannot move.
     #[error("mala: sample {sample} has energy {energy} at level {level} (t = {t}); try a smaller --step-scale")]
-    NotFinite { sample: usize, level: usize, t: f32, energy: f32 },
+    NotFinite {
+        sample: usize,
+        level: usize,
+        t: f32,
+        energy: f32,
+    },
 }
 
 /// What one level did.
@@ -192,7 +222,13 @@ pub struct MalaRun {
 /// Runs annealed MALA on a batch of `shape.n` chains of `shape.h × shape.w
 /// × shape.c` images. `callback` sees each level's report when the level
 /// ends (after its one readback).
-pub async fn run<E, C>(gpu: &Gpu, energy: &E, shape: Shape, params: &MalaParams, mut callback: C) -> Result<MalaRun, MalaError>
+pub async fn run<E, C>(
+    gpu: &Gpu,
+    energy: &E,
+    shape: Shape,
+    params: &MalaParams,
+    mut callback: C,
+) -> Result<MalaRun, MalaError>
 where
     E: Energy + ?Sized,
     C: FnMut(&LevelReport),
@@ -206,7 +242,15 @@ where
     let n = shape.n;
     let one = Shape::new(1, shape.h, shape.w, shape.c);
     let mean = gpu.upload(one, &vec![0.5; one.numel()]);
-    let y = prior_ops::rng::axpy_normal(gpu, &mean, shape, params.t_max.sqrt(), params.seed, STREAM, 0)?;
+    let y = prior_ops::rng::axpy_normal(
+        gpu,
+        &mean,
+        shape,
+        params.t_max.sqrt(),
+        params.seed,
+        STREAM,
+        0,
+    )?;
     let state = kernels::new_state(gpu, n);
     let mut g: Option<Tensor> = None;
     let mut scale = params.step_scale;
@@ -234,22 +278,41 @@ where
             let (u_prop, g_prop) = energy.energy_and_grad(gpu, &y_prop, &t)?;
             evaluations += 1;
             check_outputs(&u_prop, &g_prop, shape)?;
-            let pair = Pair { y: &y, g: &gl, y_prop: &y_prop, g_prop: &g_prop, u_prop: &u_prop };
+            let pair = Pair {
+                y: &y,
+                g: &gl,
+                y_prop: &y_prop,
+                g_prop: &g_prop,
+                u_prop: &u_prop,
+            };
             kernels::accept(gpu, &pair, &state, eps, ku)?;
             kernels::select(gpu, &state, &y, &gl, &y_prop, &g_prop)?;
         }
         let st = gpu.read(&state).await?;
-        let acceptance: Vec<f32> =
-            (0..n).map(|s| (st[s * STATE + field::ACCEPTED] - accepted_before[s]) / params.steps as f32).collect();
+        let acceptance: Vec<f32> = (0..n)
+            .map(|s| (st[s * STATE + field::ACCEPTED] - accepted_before[s]) / params.steps as f32)
+            .collect();
         for (s, a) in accepted_before.iter_mut().enumerate() {
             *a = st[s * STATE + field::ACCEPTED];
         }
         let energies: Vec<f32> = (0..n).map(|s| st[s * STATE + field::ENERGY]).collect();
         if let Some((s, e)) = energies.iter().enumerate().find(|(_, e)| !e.is_finite()) {
-            return Err(MalaError::NotFinite { sample: s, level: l, t: t_l, energy: *e });
+            return Err(MalaError::NotFinite {
+                sample: s,
+                level: l,
+                t: t_l,
+                energy: *e,
+            });
         }
         let mean_acceptance = acceptance.iter().sum::<f32>() / n as f32;
-        let report = LevelReport { level: l, t: t_l, eps, acceptance, mean_acceptance, energy: energies };
+        let report = LevelReport {
+            level: l,
+            t: t_l,
+            eps,
+            acceptance,
+            mean_acceptance,
+            energy: energies,
+        };
         callback(&report);
         levels.push(report);
         if let Some(target) = params.target_acceptance {
@@ -265,7 +328,13 @@ where
     } else {
         gpu.duplicate(&y)
     };
-    Ok(MalaRun { x, y, levels, evaluations, seconds: start.elapsed().as_secs_f64() })
+    Ok(MalaRun {
+        x,
+        y,
+        levels,
+        evaluations,
+        seconds: start.elapsed().as_secs_f64(),
+    })
 }
 
 fn check_outputs(u: &Tensor, g: &Tensor, shape: Shape) -> Result<(), MalaError> {

@@ -89,7 +89,12 @@ pub enum Task {
     /// Unconditional synthesis (M = 0).
     Synthesis,
     /// A missing rectangle (0-based top, left, height, width), all channels.
-    InpaintRect { top: usize, left: usize, height: usize, width: usize },
+    InpaintRect {
+        top: usize,
+        left: usize,
+        height: usize,
+        width: usize,
+    },
     /// A mask image `(h, w, mc)` channels-last, mc = 1 (all channels) or c:
     /// values > 0.5 are measured (known), the rest is missing.
     InpaintMask { mask: Vec<f32>, channels: usize },
@@ -130,14 +135,21 @@ fn check_fraction(task: &str, p: f64) -> Result<()> {
 fn check_image(what: &str, x: &Tensor, (h, w, c): (usize, usize, usize)) -> Result<()> {
     let s = x.shape();
     if (s.h, s.w, s.c) != (h, w, c) {
-        return invalid(format!("{what}: the operator is for {h}x{w}x{c} images, got {s}"));
+        return invalid(format!(
+            "{what}: the operator is for {h}x{w}x{c} images, got {s}"
+        ));
     }
     Ok(())
 }
 
 /// Builds the operator of `task` for `h × w × c` images; `seed` draws the
 /// random pixels or the random basis.
-pub fn build(gpu: &Gpu, task: &Task, (h, w, c): (usize, usize, usize), seed: u64) -> Result<Box<dyn Measurement>> {
+pub fn build(
+    gpu: &Gpu,
+    task: &Task,
+    (h, w, c): (usize, usize, usize),
+    seed: u64,
+) -> Result<Box<dyn Measurement>> {
     if h == 0 || w == 0 || c == 0 {
         return invalid(format!("empty image {h}x{w}x{c}"));
     }
@@ -145,7 +157,12 @@ pub fn build(gpu: &Gpu, task: &Task, (h, w, c): (usize, usize, usize), seed: u64
     gpu.check_fits("image", Shape::new(1, h, w, c))?;
     Ok(match task {
         Task::Synthesis => Box::new(Synthesis { dims }),
-        Task::InpaintRect { top, left, height, width } => {
+        Task::InpaintRect {
+            top,
+            left,
+            height,
+            width,
+        } => {
             if *height == 0 || *width == 0 || top + height > h || left + width > w {
                 return invalid(format!(
                     "inpaint: rectangle top {top}, left {left}, {height}x{width} is empty or leaves the {h}x{w} image"
@@ -159,7 +176,16 @@ pub fn build(gpu: &Gpu, task: &Task, (h, w, c): (usize, usize, usize), seed: u64
                     }
                 }
             }
-            Box::new(Masking::new(gpu, dims, m, format!("inpaint rows {top}..{} columns {left}..{}", top + height, left + width))?)
+            Box::new(Masking::new(
+                gpu,
+                dims,
+                m,
+                format!(
+                    "inpaint rows {top}..{} columns {left}..{}",
+                    top + height,
+                    left + width
+                ),
+            )?)
         }
         Task::InpaintMask { mask, channels } => {
             if (*channels != 1 && *channels != c) || mask.len() != h * w * channels {
@@ -168,19 +194,33 @@ pub fn build(gpu: &Gpu, task: &Task, (h, w, c): (usize, usize, usize), seed: u64
                     mask.len()
                 ));
             }
-            let m: Vec<f32> =
-                (0..h * w * c).map(|j| if mask[(j / c) * channels + (j % c) % channels] > 0.5 { 1.0 } else { 0.0 }).collect();
+            let m: Vec<f32> = (0..h * w * c)
+                .map(|j| {
+                    if mask[(j / c) * channels + (j % c) % channels] > 0.5 {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
             Box::new(Masking::new(gpu, dims, m, "inpaint (mask image)".into())?)
         }
         Task::Pixels { fraction } => {
             check_fraction("pixels", *fraction)?;
             let m = random_pixel_mask(dims, *fraction, seed);
-            Box::new(Masking::new(gpu, dims, m, format!("random pixels p={fraction}, seed {seed}"))?)
+            Box::new(Masking::new(
+                gpu,
+                dims,
+                m,
+                format!("random pixels p={fraction}, seed {seed}"),
+            )?)
         }
         Task::SuperRes { factor } => {
             let s = *factor;
             if s < 1 || h % s != 0 || w % s != 0 {
-                return invalid(format!("superres: the image size {h}x{w} is not a multiple of the factor {s}"));
+                return invalid(format!(
+                    "superres: the image size {h}x{w} is not a multiple of the factor {s}"
+                ));
             }
             Box::new(BlockSuperRes { dims, s })
         }
@@ -234,10 +274,20 @@ pub struct Masking {
 
 impl Masking {
     /// `mask`: `h·w·c` values (0 or 1), channels-last.
-    pub fn new(gpu: &Gpu, dims: (usize, usize, usize), mask: Vec<f32>, desc: String) -> Result<Masking> {
+    pub fn new(
+        gpu: &Gpu,
+        dims: (usize, usize, usize),
+        mask: Vec<f32>,
+        desc: String,
+    ) -> Result<Masking> {
         let (h, w, c) = dims;
         let kept = mask.iter().filter(|v| **v > 0.5).count();
-        Ok(Masking { dims, mask: gpu.upload(Shape::new(1, h, w, c), &mask), kept, desc })
+        Ok(Masking {
+            dims,
+            mask: gpu.upload(Shape::new(1, h, w, c), &mask),
+            kept,
+            desc,
+        })
     }
 }
 
@@ -294,7 +344,12 @@ pub struct BlockSuperRes {
 impl Measurement for BlockSuperRes {
     fn describe(&self) -> String {
         let (h, w, _) = self.dims;
-        format!("{}x super-resolution ({}x{} → {h}x{w})", self.s, h / self.s, w / self.s)
+        format!(
+            "{}x super-resolution ({}x{} → {h}x{w})",
+            self.s,
+            h / self.s,
+            w / self.s
+        )
     }
     fn image_shape(&self) -> (usize, usize, usize) {
         self.dims
@@ -329,12 +384,19 @@ pub struct RandomBasis {
 }
 
 impl RandomBasis {
-    pub fn new(gpu: &Gpu, dims: (usize, usize, usize), fraction: f64, seed: u64) -> Result<RandomBasis> {
+    pub fn new(
+        gpu: &Gpu,
+        dims: (usize, usize, usize),
+        fraction: f64,
+        seed: u64,
+    ) -> Result<RandomBasis> {
         let (h, w, c) = dims;
         let n = h * w * c;
         let m = (fraction * n as f64).floor() as usize;
         if m == 0 {
-            return invalid(format!("cs: fraction {fraction} of {n} values is no measurement"));
+            return invalid(format!(
+                "cs: fraction {fraction} of {n} values is no measurement"
+            ));
         }
         let bytes = (n * m) as u64 * 4;
         if bytes > gpu.max_buffer_bytes || (n * m) as u64 >= u32::MAX as u64 {
@@ -354,14 +416,26 @@ impl RandomBasis {
                 u[j * m + k] = q[k * n + i] as f32;
             }
         }
-        Ok(RandomBasis { dims, u: gpu.upload(Shape::vector(n * m), &u), m, seed, fraction })
+        Ok(RandomBasis {
+            dims,
+            u: gpu.upload(Shape::vector(n * m), &u),
+            m,
+            seed,
+            fraction,
+        })
     }
 }
 
 impl Measurement for RandomBasis {
     fn describe(&self) -> String {
         let (h, w, c) = self.dims;
-        format!("random orthonormal basis p={} ({} of {} dimensions, seed {})", self.fraction, self.m, h * w * c, self.seed)
+        format!(
+            "random orthonormal basis p={} ({} of {} dimensions, seed {})",
+            self.fraction,
+            self.m,
+            h * w * c,
+            self.seed
+        )
     }
     fn image_shape(&self) -> (usize, usize, usize) {
         self.dims
@@ -379,7 +453,11 @@ impl Measurement for RandomBasis {
     }
     fn m(&self, gpu: &Gpu, x_c: &Tensor) -> Result<Tensor> {
         if x_c.shape().h != 1 || x_c.shape().w != 1 || x_c.shape().c != self.m {
-            return invalid(format!("cs M: expected measurements [n, 1, 1, {}], got {}", self.m, x_c.shape()));
+            return invalid(format!(
+                "cs M: expected measurements [n, 1, 1, {}], got {}",
+                self.m,
+                x_c.shape()
+            ));
         }
         let (h, w, c) = self.dims;
         let y = kernels::matvec(gpu, &self.u, h * w * c, self.m, x_c)?;
@@ -397,7 +475,9 @@ impl Measurement for RandomBasis {
 pub fn random_orthonormal(n: usize, m: usize, seed: u64) -> Vec<f64> {
     assert!(m <= n && m > 0);
     let key = rng::key(seed, STREAM_BASIS);
-    let a: Vec<f64> = (0..n * m).map(|idx| rng::normal(key, idx as u32) as f64).collect();
+    let a: Vec<f64> = (0..n * m)
+        .map(|idx| rng::normal(key, idx as u32) as f64)
+        .collect();
     // Gram matrix (lower triangle), 4×4 blocks of dot products.
     let mut g = vec![0.0f64; m * m];
     let col = |k: usize| &a[k * n..(k + 1) * n];
@@ -503,11 +583,16 @@ pub struct Spectral {
 pub fn spectral_mask(h: usize, w: usize, fraction: f64) -> Result<(Vec<f32>, usize, usize)> {
     let xf = ((h as f64 * fraction.sqrt()).round_ties_even() / 2.0).floor() as usize;
     if xf == 0 {
-        return invalid(format!("spectral: fraction {fraction} keeps no frequency of a {h}x{w} image"));
+        return invalid(format!(
+            "spectral: fraction {fraction} keeps no frequency of a {h}x{w} image"
+        ));
     }
-    let yf = ((h as f64 * w as f64 * fraction / xf as f64).round_ties_even() / 4.0).floor() as usize;
+    let yf =
+        ((h as f64 * w as f64 * fraction / xf as f64).round_ties_even() / 4.0).floor() as usize;
     if yf == 0 {
-        return invalid(format!("spectral: fraction {fraction} keeps no column frequency of a {h}x{w} image"));
+        return invalid(format!(
+            "spectral: fraction {fraction} keeps no column frequency of a {h}x{w} image"
+        ));
     }
     let keep_row = |k: usize| k < xf || k + xf >= h;
     let keep_col = |k: usize| k < yf || k + yf >= w;
@@ -543,7 +628,12 @@ impl Spectral {
 impl Measurement for Spectral {
     fn describe(&self) -> String {
         let (h, w, _) = self.dims;
-        format!("spectral super-resolution p={} ({} of {} frequencies per channel)", self.fraction, self.kept, h * w)
+        format!(
+            "spectral super-resolution p={} ({} of {} frequencies per channel)",
+            self.fraction,
+            self.kept,
+            h * w
+        )
     }
     fn image_shape(&self) -> (usize, usize, usize) {
         self.dims
@@ -558,12 +648,30 @@ impl Measurement for Spectral {
     fn mt(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
         check_image("spectral Mᵀ", x, self.dims)?;
         let a = kernels::dft(gpu, x, false, Axis::W, false, false, &self.tw_w, None)?;
-        Ok(kernels::dft(gpu, &a, true, Axis::H, false, false, &self.tw_h, Some(&self.mask))?)
+        Ok(kernels::dft(
+            gpu,
+            &a,
+            true,
+            Axis::H,
+            false,
+            false,
+            &self.tw_h,
+            Some(&self.mask),
+        )?)
     }
     fn m(&self, gpu: &Gpu, x_c: &Tensor) -> Result<Tensor> {
         let (h, w, c) = self.dims;
         check_image("spectral M", x_c, (h, w, 2 * c))?;
         let a = kernels::dft(gpu, x_c, true, Axis::H, true, false, &self.tw_h, None)?;
-        Ok(kernels::dft(gpu, &a, true, Axis::W, true, true, &self.tw_w, None)?)
+        Ok(kernels::dft(
+            gpu,
+            &a,
+            true,
+            Axis::W,
+            true,
+            true,
+            &self.tw_w,
+            None,
+        )?)
     }
 }

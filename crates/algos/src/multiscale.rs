@@ -92,7 +92,10 @@ where
     P: FnMut(&LevelProgress),
 {
     if j >= model.levels() {
-        return Err(SamplerError::Invalid(format!("level {j} does not exist: the model has {} levels", model.levels())));
+        return Err(SamplerError::Invalid(format!(
+            "level {j} does not exist: the model has {} levels",
+            model.levels()
+        )));
     }
     let s = low.shape();
     if s.c != model.channels() {
@@ -110,7 +113,10 @@ where
         model.conditional_residual(gpu, j, low, &details)
     };
     let run = sampler::run(gpu, shape, None, &p, residual, |pr: &Progress| {
-        progress(&LevelProgress { level: Some(j), progress: pr })
+        progress(&LevelProgress {
+            level: Some(j),
+            progress: pr,
+        })
     })
     .await?;
     let details = axpby(gpu, 1.0, &run.x, -1.0, &half)?;
@@ -154,7 +160,10 @@ where
     let p = level_params(params, 0.5f32.powi(levels as i32), levels as u64 + 1);
     let residual = |gpu: &Gpu, y: &Tensor, _: Noise<'_>| model.low_residual(gpu, y);
     let run = sampler::run(gpu, shape, None, &p, residual, |pr: &Progress| {
-        progress(&LevelProgress { level: None, progress: pr })
+        progress(&LevelProgress {
+            level: None,
+            progress: pr,
+        })
     })
     .await?;
     let mut runs = vec![LevelRun {
@@ -172,7 +181,10 @@ where
         low = img;
         runs.push(info);
     }
-    Ok(MultiScaleRun { image: low, levels: runs })
+    Ok(MultiScaleRun {
+        image: low,
+        levels: runs,
+    })
 }
 
 /// Super-resolution by 2^k: samples the details of levels k−1 … 0 given
@@ -196,7 +208,10 @@ where
         )));
     }
     if low.numel() == 0 {
-        return Err(SamplerError::Invalid(format!("empty low-resolution input {}", low.shape())));
+        return Err(SamplerError::Invalid(format!(
+            "empty low-resolution input {}",
+            low.shape()
+        )));
     }
     let mut img = low.clone();
     let mut runs = Vec::with_capacity(k);
@@ -205,5 +220,8 @@ where
         img = next;
         runs.push(info);
     }
-    Ok(MultiScaleRun { image: img, levels: runs })
+    Ok(MultiScaleRun {
+        image: img,
+        levels: runs,
+    })
 }

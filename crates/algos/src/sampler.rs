@@ -140,7 +140,10 @@ impl SamplerParams {
             return bad(format!("sigma0 must be positive, got {}", self.sigma0));
         }
         if !(self.sigma_final > 0.0 && self.sigma_final < self.sigma0) {
-            return bad(format!("sigma_final must be in (0, sigma0 = {}), got {}", self.sigma0, self.sigma_final));
+            return bad(format!(
+                "sigma_final must be in (0, sigma0 = {}), got {}",
+                self.sigma0, self.sigma_final
+            ));
         }
         if !(self.h0 > 0.0 && self.h0 <= 1.0) {
             return bad(format!("h0 must be in (0, 1], got {}", self.h0));
@@ -160,7 +163,10 @@ impl SamplerParams {
             return bad("max_iters must be at least 1".into());
         }
         if self.divergence_factor.is_nan() || self.divergence_factor <= 1.0 {
-            return bad(format!("divergence_factor must exceed 1, got {}", self.divergence_factor));
+            return bad(format!(
+                "divergence_factor must exceed 1, got {}",
+                self.divergence_factor
+            ));
         }
         Ok(())
     }
@@ -180,7 +186,13 @@ pub enum SamplerError {
     /// σ_t grew past the bound or became NaN; `last` is the batch of
     /// iterates before the failing step (the diverged sample's last good one).
     #[error("sampler diverged: sample {sample} at iteration {iteration} has σ_t = {sigma} (bound {bound}); try a smaller h0 or a larger beta")]
-    Diverged { sample: usize, iteration: usize, sigma: f32, bound: f32, last: Tensor },
+    Diverged {
+        sample: usize,
+        iteration: usize,
+        sigma: f32,
+        bound: f32,
+        last: Tensor,
+    },
 }
 
 /// A linear inverse problem: the operator and the measurements x_c = Mᵀ x
@@ -301,7 +313,10 @@ where
         };
         let f = residual(gpu, &y, Noise::Variance(&var))?;
         if f.shape() != shape {
-            return Err(SamplerError::Invalid(format!("the residual function returned {} for {shape}", f.shape())));
+            return Err(SamplerError::Invalid(format!(
+                "the residual function returned {} for {shape}",
+                f.shape()
+            )));
         }
         let d = match &problem {
             None => f,
@@ -340,14 +355,30 @@ where
             if v[field::STATUS] == DIVERGED {
                 // The failing iteration follows the sample's last applied update.
                 let iteration = v[field::ITERATIONS] as usize + 1;
-                let sigma = if v[field::MEASURED] > v[field::SIGMA] || v[field::MEASURED].is_nan() { v[field::MEASURED] } else { v[field::SIGMA] };
-                return Err(SamplerError::Diverged { sample: s, iteration, sigma, bound, last: y });
+                let sigma = if v[field::MEASURED] > v[field::SIGMA] || v[field::MEASURED].is_nan() {
+                    v[field::MEASURED]
+                } else {
+                    v[field::SIGMA]
+                };
+                return Err(SamplerError::Diverged {
+                    sample: s,
+                    iteration,
+                    sigma,
+                    bound,
+                    last: y,
+                });
             }
             if v[field::STATUS] != CONVERGED {
                 running += 1;
             }
         }
-        callback(&Progress { iteration: t, sigmas: &sigmas, measured: &measured, running, y: &y });
+        callback(&Progress {
+            iteration: t,
+            sigmas: &sigmas,
+            measured: &measured,
+            running,
+            y: &y,
+        });
         if running == 0 {
             break;
         }
@@ -361,13 +392,18 @@ where
     let st = gpu.read(&state).await?;
     let per = |k: usize| -> Vec<f32> { (0..shape.n).map(|s| st[s * STATE + k]).collect() };
     Ok(SampleRun {
-        iterations: per(field::ITERATIONS).into_iter().map(|v| v as usize).collect(),
+        iterations: per(field::ITERATIONS)
+            .into_iter()
+            .map(|v| v as usize)
+            .collect(),
         final_sigma: per(field::SIGMA_GOOD),
         final_measured: per(field::MEASURED),
-        converged: per(field::STATUS).into_iter().map(|v| v == CONVERGED).collect(),
+        converged: per(field::STATUS)
+            .into_iter()
+            .map(|v| v == CONVERGED)
+            .collect(),
         x,
         loop_iterations,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
-

@@ -20,7 +20,9 @@ use prior_ops::reduce::dot_per_sample;
 
 fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| pollster::block_on(Gpu::from_env()).expect("a wgpu adapter (lavapipe in CI)"))
+    GPU.get_or_init(|| {
+        pollster::block_on(Gpu::from_env()).expect("a wgpu adapter (lavapipe in CI)")
+    })
 }
 
 fn read(t: &Tensor) -> Vec<f32> {
@@ -37,8 +39,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x < p.n) { out[gid.x] = 1.0 / (p.s2 + t[gid.x]); }
 }
 ";
-const PRECISION: Kernel =
-    Kernel { file: "test_precision.wgsl", source: PRECISION_WGSL, entry: "main", bindings: &[Access::Read, Access::ReadWrite] };
+const PRECISION: Kernel = Kernel {
+    file: "test_precision.wgsl",
+    source: PRECISION_WGSL,
+    entry: "main",
+    bindings: &[Access::Read, Access::ReadWrite],
+};
 
 /// U(y, t) = ‖y − μ‖²/(2(s² + t)), ∇U = (y − μ)/(s² + t).
 struct Gaussian {
@@ -50,16 +56,30 @@ struct Gaussian {
 impl Gaussian {
     fn new(shape: Shape, mu_pixels: &[f32], s2: f32) -> Gaussian {
         let g = gpu();
-        let mu: Vec<f32> = (0..shape.numel()).map(|j| mu_pixels[j % mu_pixels.len()]).collect();
-        Gaussian { mu: g.upload(shape, &mu), s2, zeros: g.zeros(shape) }
+        let mu: Vec<f32> = (0..shape.numel())
+            .map(|j| mu_pixels[j % mu_pixels.len()])
+            .collect();
+        Gaussian {
+            mu: g.upload(shape, &mu),
+            s2,
+            zeros: g.zeros(shape),
+        }
     }
 }
 
 impl Energy for Gaussian {
-    fn energy_and_grad(&self, gpu: &Gpu, y: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor), ModelError> {
+    fn energy_and_grad(
+        &self,
+        gpu: &Gpu,
+        y: &Tensor,
+        t: &Tensor,
+    ) -> Result<(Tensor, Tensor), ModelError> {
         let n = t.numel();
         let w = gpu.empty(Shape::new(n, 1, 1, 1));
-        let p: Vec<u8> = [n as u32, self.s2.to_bits(), 0, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let p: Vec<u8> = [n as u32, self.s2.to_bits(), 0, 0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         gpu.launch(&PRECISION, &[], &p, &[t, &w], [n.div_ceil(64) as u32, 1, 1]);
         let diff = sub(gpu, y, &self.mu)?;
         let grad = sample_axpy(gpu, &self.zeros, &w, &diff)?;
@@ -73,7 +93,12 @@ impl Energy for Gaussian {
 struct WrongSign(Gaussian);
 
 impl Energy for WrongSign {
-    fn energy_and_grad(&self, gpu: &Gpu, y: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor), ModelError> {
+    fn energy_and_grad(
+        &self,
+        gpu: &Gpu,
+        y: &Tensor,
+        t: &Tensor,
+    ) -> Result<(Tensor, Tensor), ModelError> {
         let (u, g) = self.0.energy_and_grad(gpu, y, t)?;
         Ok((u, axpby(gpu, -1.0, &g, 0.0, &g)?))
     }
@@ -89,8 +114,14 @@ fn check_moments(what: &str, x: &[f32], per: usize, mu: &[f32], v: f64) {
         let se_m = (v / n as f64).sqrt();
         let se_v = v * (2.0 / (n - 1) as f64).sqrt();
         let mu_p = mu[p % mu.len()] as f64;
-        assert!((m - mu_p).abs() <= 4.5 * se_m, "{what} pixel {p}: mean {m:.5} vs {mu_p} (se {se_m:.2e})");
-        assert!((var - v).abs() <= 4.5 * se_v, "{what} pixel {p}: variance {var:.5} vs {v:.5} (se {se_v:.2e})");
+        assert!(
+            (m - mu_p).abs() <= 4.5 * se_m,
+            "{what} pixel {p}: mean {m:.5} vs {mu_p} (se {se_m:.2e})"
+        );
+        assert!(
+            (var - v).abs() <= 4.5 * se_v,
+            "{what} pixel {p}: variance {var:.5} vs {v:.5} (se {se_v:.2e})"
+        );
     }
 }
 
@@ -117,7 +148,12 @@ fn annealed_mala_samples_the_gaussian_mean_and_variance() {
     let t_l = out.levels[5].t as f64;
     assert!((t_l - 1e-3).abs() < 1e-9);
     for l in &out.levels {
-        assert!(l.mean_acceptance > 0.3 && l.mean_acceptance <= 1.0, "level {}: acceptance {}", l.level, l.mean_acceptance);
+        assert!(
+            l.mean_acceptance > 0.3 && l.mean_acceptance <= 1.0,
+            "level {}: acceptance {}",
+            l.level,
+            l.mean_acceptance
+        );
         assert_eq!(l.acceptance.len(), n);
     }
     // The chain: N(μ, s² + t_L). The Tweedie output μ + s²/(s² + t)(y − μ):
@@ -175,12 +211,24 @@ fn a_wrong_sign_gradient_is_rarely_accepted_and_the_chain_stays_exact() {
 fn the_same_seed_gives_the_same_samples() {
     let shape = Shape::new(5, 3, 5, 2);
     let energy = Gaussian::new(shape, &[0.3, 0.6], 0.02);
-    let params = MalaParams { levels: 3, steps: 4, seed: 5, ..Default::default() };
+    let params = MalaParams {
+        levels: 3,
+        steps: 4,
+        seed: 5,
+        ..Default::default()
+    };
     let a = pollster::block_on(run(gpu(), &energy, shape, &params, |_| {})).unwrap();
     let b = pollster::block_on(run(gpu(), &energy, shape, &params, |_| {})).unwrap();
     assert_eq!(read(&a.x), read(&b.x));
     assert_eq!(a.levels, b.levels);
-    let c = pollster::block_on(run(gpu(), &energy, shape, &MalaParams { seed: 6, ..params }, |_| {})).unwrap();
+    let c = pollster::block_on(run(
+        gpu(),
+        &energy,
+        shape,
+        &MalaParams { seed: 6, ..params },
+        |_| {},
+    ))
+    .unwrap();
     assert_ne!(read(&a.x), read(&c.x));
 }
 
@@ -189,12 +237,30 @@ fn bad_parameters_are_refused() {
     let shape = Shape::new(1, 2, 2, 1);
     let energy = Gaussian::new(shape, &[0.5], 0.0);
     for p in [
-        MalaParams { levels: 0, ..Default::default() },
-        MalaParams { steps: 0, ..Default::default() },
-        MalaParams { t_min: 2.0, ..Default::default() },
-        MalaParams { t_max: f32::NAN, ..Default::default() },
-        MalaParams { step_scale: -1.0, ..Default::default() },
-        MalaParams { target_acceptance: Some(1.0), ..Default::default() },
+        MalaParams {
+            levels: 0,
+            ..Default::default()
+        },
+        MalaParams {
+            steps: 0,
+            ..Default::default()
+        },
+        MalaParams {
+            t_min: 2.0,
+            ..Default::default()
+        },
+        MalaParams {
+            t_max: f32::NAN,
+            ..Default::default()
+        },
+        MalaParams {
+            step_scale: -1.0,
+            ..Default::default()
+        },
+        MalaParams {
+            target_acceptance: Some(1.0),
+            ..Default::default()
+        },
     ] {
         let r = pollster::block_on(run(gpu(), &energy, shape, &p, |_| {}));
         assert!(matches!(r, Err(MalaError::Invalid(_))), "{p:?}");

@@ -10,7 +10,9 @@ use prior_gpu::{Gpu, Shape, Tensor};
 
 fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| pollster::block_on(Gpu::from_env()).expect("a wgpu adapter (lavapipe in CI)"))
+    GPU.get_or_init(|| {
+        pollster::block_on(Gpu::from_env()).expect("a wgpu adapter (lavapipe in CI)")
+    })
 }
 
 fn read(t: &Tensor) -> Vec<f32> {
@@ -19,7 +21,9 @@ fn read(t: &Tensor) -> Vec<f32> {
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
     let k = prior_ops::reference::rng::key(seed, 77);
-    (0..n as u32).map(|i| prior_ops::reference::rng::normal(k, i)).collect()
+    (0..n as u32)
+        .map(|i| prior_ops::reference::rng::normal(k, i))
+        .collect()
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {
@@ -28,7 +32,11 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
 
 fn max_rel(a: &[f32], b: &[f32]) -> f64 {
     let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6) as f64;
-    a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).fold(0.0, f64::max) / scale
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).abs())
+        .fold(0.0, f64::max)
+        / scale
 }
 
 /// The properties every operator must have.
@@ -44,23 +52,45 @@ fn check_operator(op: &dyn Measurement, tol: f64) {
     // MᵀM = I on the measurement space.
     let zz = op.mt(g, &op.m(g, &z).unwrap()).unwrap();
     let (zv, zzv) = (read(&z), read(&zz));
-    assert!(max_rel(&zzv, &zv) < tol, "{}: MᵀM z vs z {}", op.describe(), max_rel(&zzv, &zv));
+    assert!(
+        max_rel(&zzv, &zv) < tol,
+        "{}: MᵀM z vs z {}",
+        op.describe(),
+        max_rel(&zzv, &zv)
+    );
     // M Mᵀ idempotent and an orthogonal projection.
     let p = op.project(g, &tx).unwrap();
     let pp = op.project(g, &p).unwrap();
     let (pv, ppv) = (read(&p), read(&pp));
-    assert!(max_rel(&ppv, &pv) < tol, "{}: P²x vs Px {}", op.describe(), max_rel(&ppv, &pv));
+    assert!(
+        max_rel(&ppv, &pv) < tol,
+        "{}: P²x vs Px {}",
+        op.describe(),
+        max_rel(&ppv, &pv)
+    );
     let (n2, ip) = (dot(&pv, &pv), dot(&x, &pv));
-    assert!((n2 - ip).abs() < tol * n2.max(1.0), "{}: ‖Px‖² {n2} vs ⟨x, Px⟩ {ip}", op.describe());
+    assert!(
+        (n2 - ip).abs() < tol * n2.max(1.0),
+        "{}: ‖Px‖² {n2} vs ⟨x, Px⟩ {ip}",
+        op.describe()
+    );
     // Adjoint: ⟨Mᵀx, z'⟩ = ⟨x, M z'⟩ for z' = Mᵀx₂.
     let z2 = op.mt(g, &tx2).unwrap();
     let lhs = dot(&zv, &read(&z2));
     let rhs = dot(&x, &read(&op.m(g, &z2).unwrap()));
-    assert!((lhs - rhs).abs() < tol * lhs.abs().max(1.0), "{}: adjoint {lhs} vs {rhs}", op.describe());
+    assert!(
+        (lhs - rhs).abs() < tol * lhs.abs().max(1.0),
+        "{}: adjoint {lhs} vs {rhs}",
+        op.describe()
+    );
     // The projected energy fraction is about dimensions / N for white noise.
     let frac = n2 / dot(&x, &x);
     let want = op.dimensions() as f64 / (h * w * c) as f64;
-    assert!((frac - want).abs() < 0.15, "{}: projected fraction {frac} vs {want}", op.describe());
+    assert!(
+        (frac - want).abs() < 0.15,
+        "{}: projected fraction {frac} vs {want}",
+        op.describe()
+    );
 }
 
 #[test]
@@ -68,8 +98,16 @@ fn every_operator_is_an_orthogonal_projection() {
     let g = gpu();
     let dims = (12, 18, 3);
     let tasks = [
-        Task::InpaintRect { top: 3, left: 5, height: 4, width: 7 },
-        Task::InpaintMask { mask: (0..12 * 18).map(|i| (i % 3 != 0) as u8 as f32).collect(), channels: 1 },
+        Task::InpaintRect {
+            top: 3,
+            left: 5,
+            height: 4,
+            width: 7,
+        },
+        Task::InpaintMask {
+            mask: (0..12 * 18).map(|i| (i % 3 != 0) as u8 as f32).collect(),
+            channels: 1,
+        },
         Task::Pixels { fraction: 0.2 },
         Task::SuperRes { factor: 3 },
         Task::RandomBasis { fraction: 0.2 },
@@ -80,7 +118,11 @@ fn every_operator_is_an_orthogonal_projection() {
         check_operator(op.as_ref(), 1e-5);
     }
     // Odd sizes and gray images.
-    for task in [Task::Spectral { fraction: 0.3 }, Task::RandomBasis { fraction: 0.5 }, Task::Pixels { fraction: 0.5 }] {
+    for task in [
+        Task::Spectral { fraction: 0.3 },
+        Task::RandomBasis { fraction: 0.5 },
+        Task::Pixels { fraction: 0.5 },
+    ] {
         let op = measure::build(g, &task, (9, 13, 1), 3).unwrap();
         check_operator(op.as_ref(), 1e-5);
     }
@@ -113,21 +155,48 @@ fn superres_is_scaled_block_mean() {
 fn inpainting_rectangle_and_mask_layout() {
     let g = gpu();
     // The demo's hole: crop rows 25–44, columns 15–34 of 60×60×3.
-    let op = measure::build(g, &Task::InpaintRect { top: 25, left: 15, height: 20, width: 20 }, (60, 60, 3), 0).unwrap();
+    let op = measure::build(
+        g,
+        &Task::InpaintRect {
+            top: 25,
+            left: 15,
+            height: 20,
+            width: 20,
+        },
+        (60, 60, 3),
+        0,
+    )
+    .unwrap();
     assert_eq!(op.dimensions(), 3 * (3600 - 400));
     let m = read(op.mask().unwrap());
     let at = |y: usize, x: usize, c: usize| m[(y * 60 + x) * 3 + c];
-    assert_eq!((at(25, 15, 0), at(44, 34, 2), at(24, 15, 1), at(25, 35, 0), at(45, 20, 0)), (0.0, 0.0, 1.0, 1.0, 1.0));
+    assert_eq!(
+        (
+            at(25, 15, 0),
+            at(44, 34, 2),
+            at(24, 15, 1),
+            at(25, 35, 0),
+            at(45, 20, 0)
+        ),
+        (0.0, 0.0, 1.0, 1.0, 1.0)
+    );
 }
 
 #[test]
 fn random_pixels_keep_exactly_the_fraction_per_value() {
     let dims = (20, 30, 3);
     let m = measure::random_pixel_mask(dims, 0.2, 11);
-    assert_eq!(m.iter().filter(|v| **v == 1.0).count(), (0.2f64 * 1800.0).floor() as usize);
+    assert_eq!(
+        m.iter().filter(|v| **v == 1.0).count(),
+        (0.2f64 * 1800.0).floor() as usize
+    );
     // Channels are masked independently: some pixel has mixed channels.
     assert!(m.chunks(3).any(|p| p[0] != p[1] || p[1] != p[2]));
-    assert_eq!(m, measure::random_pixel_mask(dims, 0.2, 11), "a seed reproduces the mask");
+    assert_eq!(
+        m,
+        measure::random_pixel_mask(dims, 0.2, 11),
+        "a seed reproduces the mask"
+    );
     assert_ne!(m, measure::random_pixel_mask(dims, 0.2, 12));
 }
 
@@ -145,7 +214,11 @@ fn spectral_mask_follows_the_authors_layout() {
             if authors {
                 assert_eq!(m[i * 60 + j], 1.0);
             }
-            assert_eq!(m[i * 60 + j], m[((60 - i) % 60) * 60 + (60 - j) % 60], "symmetric at ({i}, {j})");
+            assert_eq!(
+                m[i * 60 + j],
+                m[((60 - i) % 60) * 60 + (60 - j) % 60],
+                "symmetric at ({i}, {j})"
+            );
         }
     }
     assert_eq!(m[13 * 60 + 5], 1.0);
@@ -169,13 +242,34 @@ fn random_orthonormal_columns() {
 #[test]
 fn bad_tasks_are_clear_errors() {
     let g = gpu();
-    let err = |t: Task, dims| measure::build(g, &t, dims, 0).err().expect("an error").to_string();
+    let err = |t: Task, dims| {
+        measure::build(g, &t, dims, 0)
+            .err()
+            .expect("an error")
+            .to_string()
+    };
     assert!(err(Task::SuperRes { factor: 4 }, (10, 12, 1)).contains("not a multiple"));
-    assert!(err(Task::InpaintRect { top: 5, left: 0, height: 10, width: 2 }, (10, 10, 1)).contains("leaves"));
+    assert!(err(
+        Task::InpaintRect {
+            top: 5,
+            left: 0,
+            height: 10,
+            width: 2
+        },
+        (10, 10, 1)
+    )
+    .contains("leaves"));
     assert!(err(Task::Pixels { fraction: 0.0 }, (4, 4, 1)).contains("fraction"));
     assert!(err(Task::RandomBasis { fraction: 1.5 }, (4, 4, 1)).contains("fraction"));
     assert!(err(Task::Spectral { fraction: 0.001 }, (8, 8, 1)).contains("keeps no"));
-    assert!(err(Task::InpaintMask { mask: vec![1.0; 10], channels: 1 }, (4, 4, 3)).contains("mask"));
+    assert!(err(
+        Task::InpaintMask {
+            mask: vec![1.0; 10],
+            channels: 1
+        },
+        (4, 4, 3)
+    )
+    .contains("mask"));
     let op = measure::build(g, &Task::SuperRes { factor: 2 }, (4, 4, 1), 0).unwrap();
     let wrong = g.upload(Shape::new(1, 4, 6, 1), &[0.0; 24]);
     assert!(op.mt(g, &wrong).is_err());

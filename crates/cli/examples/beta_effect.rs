@@ -29,16 +29,26 @@ fn shared() -> PathBuf {
 }
 
 /// Bits/dim of 32×32 planar images (n of them, `[n·1024]`) under the energy model.
-fn bits_per_dim(gpu: &Gpu, model: &EnergyUNet, x: &[f32], n: usize) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+fn bits_per_dim(
+    gpu: &Gpu,
+    model: &EnergyUNet,
+    x: &[f32],
+    n: usize,
+) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
     let y = gpu.upload(Shape::new(n, 32, 32, 1), x);
     let u = pollster::block_on(model.energies(gpu, &y, &gpu.zeros(Shape::new(n, 1, 1, 1))))?;
-    Ok(u.iter().map(|&e| Likelihood::new(e, LOG_Z, 1024).bits_per_dim).collect())
+    Ok(u.iter()
+        .map(|&e| Likelihood::new(e, LOG_Z, 1024).bits_per_dim)
+        .collect())
 }
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
-    (m, (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt())
+    (
+        m,
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt(),
+    )
 }
 
 fn pad28(x: &[f32], n: usize) -> Vec<f32> {
@@ -63,7 +73,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
-            "--betas" => betas = val()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
+            "--betas" => {
+                betas = val()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
             "--samples" => n = val()?.parse()?,
             "--seed" => seed = val()?.parse()?,
             "--max-iters" => max_iters = val()?.parse()?,
@@ -73,18 +88,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/beta_effect");
     std::fs::create_dir_all(&out_dir)?;
     let gpu = pollster::block_on(Gpu::from_env())?;
-    let cnn = prior_models::load_path(&gpu, &shared().join("checkpoints/universal_inverse_problem/mnist_gray/model.pt"))?;
-    let energy_blob = WeightBlob::load(shared().join("checkpoints/dual_score_matching/mnist32_gray_tiny/model.pth.tar"))?;
+    let cnn = prior_models::load_path(
+        &gpu,
+        &shared().join("checkpoints/universal_inverse_problem/mnist_gray/model.pt"),
+    )?;
+    let energy_blob = WeightBlob::load(
+        shared().join("checkpoints/dual_score_matching/mnist32_gray_tiny/model.pth.tar"),
+    )?;
     let energy = EnergyUNet::from_blob(&gpu, &energy_blob)?;
 
-    let digits = prior_cli::cmd::logp::read_idx_images(&shared().join("images/mnist/t10k-images-idx3-ubyte.gz"), Some(9000..9000 + n), 8)?;
+    let digits = prior_cli::cmd::logp::read_idx_images(
+        &shared().join("images/mnist/t10k-images-idx3-ubyte.gz"),
+        Some(9000..9000 + n),
+        8,
+    )?;
     let held: Vec<f32> = digits.iter().flat_map(|d| d.data.clone()).collect();
     let (held_m, held_sd) = mean_sd(&bits_per_dim(&gpu, &energy, &held, n)?);
-    println!("held-out digits 9000..{}: {held_m:.3} ± {held_sd:.3} bits/dim", 9000 + n);
+    println!(
+        "held-out digits 9000..{}: {held_m:.3} ± {held_sd:.3} bits/dim",
+        9000 + n
+    );
 
     let mut rows = Vec::new();
     for &beta in &betas {
-        let params = SamplerParams { beta, seed, max_iters, ..Default::default() };
+        let params = SamplerParams {
+            beta,
+            seed,
+            max_iters,
+            ..Default::default()
+        };
         let shape = Shape::new(n, 28, 28, 1);
         let run = pollster::block_on(sampler::run(
             &gpu,
@@ -98,16 +130,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let bpd = bits_per_dim(&gpu, &energy, &pad28(&x, n), n)?;
         let (m, sd) = mean_sd(&bpd);
         let iters = run.iterations.iter().sum::<usize>() as f64 / n as f64;
-        println!("β = {beta}: {m:.3} ± {sd:.3} bits/dim ({iters:.0} iterations on average, {:.1} s)", run.seconds);
+        println!(
+            "β = {beta}: {m:.3} ± {sd:.3} bits/dim ({iters:.0} iterations on average, {:.1} s)",
+            run.seconds
+        );
         let tiles: Vec<Tile> = (0..n)
-            .map(|s| Tile { c: 1, h: 28, w: 28, data: x[s * 784..(s + 1) * 784].to_vec(), label: format!("{:.2}", bpd[s]) })
+            .map(|s| Tile {
+                c: 1,
+                h: 28,
+                w: 28,
+                data: x[s * 784..(s + 1) * 784].to_vec(),
+                label: format!("{:.2}", bpd[s]),
+            })
             .collect();
-        std::fs::write(out_dir.join(format!("samples_beta_{beta}.png")), encode_png(&image_grid(&tiles, 8, 3, Scaling::Unit)))?;
-        rows.push(serde_json::json!({"beta": beta, "mean_bits_per_dim": m, "sd": sd, "bits_per_dim": bpd,
-                                     "mean_iterations": iters, "seconds": run.seconds}));
+        std::fs::write(
+            out_dir.join(format!("samples_beta_{beta}.png")),
+            encode_png(&image_grid(&tiles, 8, 3, Scaling::Unit)),
+        )?;
+        rows.push(
+            serde_json::json!({"beta": beta, "mean_bits_per_dim": m, "sd": sd, "bits_per_dim": bpd,
+                                     "mean_iterations": iters, "seconds": run.seconds}),
+        );
     }
-    let points: Vec<(f64, f64)> = rows.iter().map(|r| (r["beta"].as_f64().unwrap(), r["mean_bits_per_dim"].as_f64().unwrap())).collect();
-    let (lo, hi) = (betas.iter().copied().fold(f32::INFINITY, f32::min) as f64, betas.iter().copied().fold(0.0f32, f32::max) as f64);
+    let points: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["beta"].as_f64().unwrap(),
+                r["mean_bits_per_dim"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let (lo, hi) = (
+        betas.iter().copied().fold(f32::INFINITY, f32::min) as f64,
+        betas.iter().copied().fold(0.0f32, f32::max) as f64,
+    );
     let plot = LinePlot {
         title: format!("MNIST BF-CNN SAMPLES JUDGED BY THE ENERGY MODEL (N={n})"),
         x_label: "BETA".into(),
@@ -115,13 +172,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         log_x: true,
         log_y: false,
         series: vec![
-            Series { label: "BF-CNN SAMPLES".into(), points, color: PALETTE[0], markers: true },
-            Series { label: "HELD-OUT DIGITS".into(), points: vec![(lo, held_m), (hi, held_m)], color: PALETTE[1], markers: false },
+            Series {
+                label: "BF-CNN SAMPLES".into(),
+                points,
+                color: PALETTE[0],
+                markers: true,
+            },
+            Series {
+                label: "HELD-OUT DIGITS".into(),
+                points: vec![(lo, held_m), (hi, held_m)],
+                color: PALETTE[1],
+                markers: false,
+            },
         ],
     };
-    std::fs::write(out_dir.join("beta_effect.png"), encode_png(&plot.render(640, 400)))?;
+    std::fs::write(
+        out_dir.join("beta_effect.png"),
+        encode_png(&plot.render(640, 400)),
+    )?;
     let report = serde_json::json!({"samples": n, "seed": seed, "log_z": LOG_Z, "held_out": {"mean": held_m, "sd": held_sd}, "betas": rows});
-    std::fs::write(out_dir.join("results.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        out_dir.join("results.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     println!("wrote {}", out_dir.display());
     Ok(())
 }

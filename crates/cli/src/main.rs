@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use prior_cli::cmd;
 
 #[derive(Parser)]
-#[command(name = "prior", version, about = "Image priors implicit in denoisers, on any GPU (wgpu)")]
+#[command(
+    name = "prior",
+    version,
+    about = "Image priors implicit in denoisers, on any GPU (wgpu)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -74,10 +74,14 @@ impl Shard {
     /// Checks `0 ≤ index < count`.
     pub fn new(index: usize, count: usize) -> Result<Shard, String> {
         if count == 0 {
-            return Err(format!("shard {index}/{count}: the number of shards must be at least 1"));
+            return Err(format!(
+                "shard {index}/{count}: the number of shards must be at least 1"
+            ));
         }
         if index >= count {
-            return Err(format!("shard {index}/{count}: the index is 0-based and must be below the count {count}"));
+            return Err(format!(
+                "shard {index}/{count}: the index is 0-based and must be below the count {count}"
+            ));
         }
         Ok(Shard { index, count })
     }
@@ -103,7 +107,9 @@ pub fn parse_shard_spec(s: &str) -> Result<ShardSpec, String> {
     let (i, n) = s.split_once('/').ok_or_else(bad)?;
     let i: usize = i.trim().parse().map_err(|_| bad())?;
     let n: usize = n.trim().parse().map_err(|_| bad())?;
-    Shard::new(i, n).map(ShardSpec::Fixed).map_err(|e| format!("--shard {s:?}: {e}"))
+    Shard::new(i, n)
+        .map(ShardSpec::Fixed)
+        .map_err(|e| format!("--shard {s:?}: {e}"))
 }
 
 impl ShardArgs {
@@ -123,7 +129,10 @@ impl ShardArgs {
             }
             Some(ShardSpec::Fixed(s)) => {
                 if self.shard_count.is_some_and(|n| n != s.count) {
-                    return Err(format!("--shard {s} contradicts --shard-count {}", self.shard_count.unwrap_or(0)));
+                    return Err(format!(
+                        "--shard {s} contradicts --shard-count {}",
+                        self.shard_count.unwrap_or(0)
+                    ));
                 }
                 Ok(s)
             }
@@ -136,9 +145,11 @@ fn auto(count_flag: Option<usize>, env: impl Fn(&str) -> Option<String>) -> Resu
     let num = |k: &str| -> Result<Option<usize>, String> {
         match env(k).filter(|v| !v.trim().is_empty()) {
             None => Ok(None),
-            Some(v) => {
-                v.trim().parse().map(Some).map_err(|_| format!("--shard auto: {k}={v:?} is not a non-negative integer"))
-            }
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("--shard auto: {k}={v:?} is not a non-negative integer")),
         }
     };
     if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
@@ -158,7 +169,8 @@ fn auto(count_flag: Option<usize>, env: impl Fn(&str) -> Option<String>) -> Resu
                 min + step
             ));
         }
-        return Shard::new((id - min) / step, count).map_err(|e| format!("--shard auto (Slurm): {e}"));
+        return Shard::new((id - min) / step, count)
+            .map_err(|e| format!("--shard auto (Slurm): {e}"));
     }
     if let Some(index) = num("JOB_COMPLETION_INDEX")? {
         let count = match (count_flag, num("PRIOR_SHARD_COUNT")?) {
@@ -250,13 +262,24 @@ impl SampleSlice {
         }
         let shard = args.resolve()?;
         let range = shard.range(total);
-        let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let resume = resume_at(&output.with_file_name(format!(".{name}.prior-run.json")), &settings)?;
+        let name = output
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let resume = resume_at(
+            &output.with_file_name(format!(".{name}.prior-run.json")),
+            &settings,
+        )?;
         let mut first = range.start;
         while resume && first < range.end && numbered(output, first).is_file() {
             first += 1;
         }
-        Ok(Some(SampleSlice { first, count: range.end - first, skipped: first - range.start, output: output.into() }))
+        Ok(Some(SampleSlice {
+            first,
+            count: range.end - first,
+            skipped: first - range.start,
+            output: output.into(),
+        }))
     }
 
     /// Writes the drawn batch (channels-last `data` of `shape`) as one
@@ -275,8 +298,14 @@ impl SampleSlice {
 
 /// `OUT_k.EXT`, the name `sample`/`solve` give sample k of a batch.
 pub fn numbered(path: &Path, k: usize) -> PathBuf {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let ext = path.extension().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!("{stem}_{k}.{ext}"))
 }
 
@@ -285,7 +314,11 @@ mod tests {
     use super::*;
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -307,7 +340,10 @@ mod tests {
 
     #[test]
     fn specs_parse_and_bad_ones_say_why() {
-        assert_eq!(parse_shard_spec("2/5"), Ok(ShardSpec::Fixed(Shard { index: 2, count: 5 })));
+        assert_eq!(
+            parse_shard_spec("2/5"),
+            Ok(ShardSpec::Fixed(Shard { index: 2, count: 5 }))
+        );
         assert_eq!(parse_shard_spec("auto"), Ok(ShardSpec::Auto));
         assert!(parse_shard_spec("5/5").unwrap_err().contains("0-based"));
         assert!(parse_shard_spec("0/0").unwrap_err().contains("at least 1"));
@@ -316,18 +352,55 @@ mod tests {
 
     #[test]
     fn auto_reads_slurm_and_kubernetes() {
-        let a = ShardArgs { shard: Some(ShardSpec::Auto), shard_count: None };
-        let slurm = [("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_COUNT", "8")];
-        assert_eq!(a.resolve_with(env(&slurm)), Ok(Shard { index: 3, count: 8 }));
-        let one_based = [("SLURM_ARRAY_TASK_ID", "8"), ("SLURM_ARRAY_TASK_COUNT", "8"), ("SLURM_ARRAY_TASK_MIN", "1")];
-        assert_eq!(a.resolve_with(env(&one_based)), Ok(Shard { index: 7, count: 8 }));
+        let a = ShardArgs {
+            shard: Some(ShardSpec::Auto),
+            shard_count: None,
+        };
+        let slurm = [
+            ("SLURM_ARRAY_TASK_ID", "3"),
+            ("SLURM_ARRAY_TASK_COUNT", "8"),
+        ];
+        assert_eq!(
+            a.resolve_with(env(&slurm)),
+            Ok(Shard { index: 3, count: 8 })
+        );
+        let one_based = [
+            ("SLURM_ARRAY_TASK_ID", "8"),
+            ("SLURM_ARRAY_TASK_COUNT", "8"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+        ];
+        assert_eq!(
+            a.resolve_with(env(&one_based)),
+            Ok(Shard { index: 7, count: 8 })
+        );
         let k8s = [("JOB_COMPLETION_INDEX", "4"), ("PRIOR_SHARD_COUNT", "10")];
-        assert_eq!(a.resolve_with(env(&k8s)), Ok(Shard { index: 4, count: 10 }));
-        let flag = ShardArgs { shard: Some(ShardSpec::Auto), shard_count: Some(6) };
-        assert_eq!(flag.resolve_with(env(&[("JOB_COMPLETION_INDEX", "5")])), Ok(Shard { index: 5, count: 6 }));
-        assert!(a.resolve_with(env(&[("JOB_COMPLETION_INDEX", "5")])).unwrap_err().contains("--shard-count"));
+        assert_eq!(
+            a.resolve_with(env(&k8s)),
+            Ok(Shard {
+                index: 4,
+                count: 10
+            })
+        );
+        let flag = ShardArgs {
+            shard: Some(ShardSpec::Auto),
+            shard_count: Some(6),
+        };
+        assert_eq!(
+            flag.resolve_with(env(&[("JOB_COMPLETION_INDEX", "5")])),
+            Ok(Shard { index: 5, count: 6 })
+        );
+        assert!(a
+            .resolve_with(env(&[("JOB_COMPLETION_INDEX", "5")]))
+            .unwrap_err()
+            .contains("--shard-count"));
         assert!(a.resolve_with(env(&[])).unwrap_err().contains("neither"));
-        assert!(flag.resolve_with(env(&[("JOB_COMPLETION_INDEX", "6")])).unwrap_err().contains("below the count"));
-        assert_eq!(ShardArgs::default().resolve_with(env(&slurm)), Ok(Shard::default()));
+        assert!(flag
+            .resolve_with(env(&[("JOB_COMPLETION_INDEX", "6")]))
+            .unwrap_err()
+            .contains("below the count"));
+        assert_eq!(
+            ShardArgs::default().resolve_with(env(&slurm)),
+            Ok(Shard::default())
+        );
     }
 }

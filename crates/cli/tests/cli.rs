@@ -19,7 +19,9 @@ fn gray_model() -> PathBuf {
 
 /// A fresh, empty scratch directory under the target directory.
 fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-tests").join(name);
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli-tests")
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -42,14 +44,25 @@ fn stderr(o: &Output) -> String {
 
 /// Asserts success and returns stdout.
 fn ok(o: Output) -> String {
-    assert!(o.status.success(), "prior failed ({:?}):\nstdout:\n{}\nstderr:\n{}", o.status, stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "prior failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
     stdout(&o)
 }
 
 /// Asserts a clean failure (exit code 1, no panic) and returns stderr.
 fn fails(o: Output) -> String {
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "expected exit code 1:\nstdout:\n{}\nstderr:\n{err}", stdout(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "expected exit code 1:\nstdout:\n{}\nstderr:\n{err}",
+        stdout(&o)
+    );
     assert!(!err.contains("panicked"), "prior panicked:\n{err}");
     assert!(err.contains("error: "), "no error message:\n{err}");
     err
@@ -80,7 +93,14 @@ fn s(p: &Path) -> &str {
 fn devices_lists_adapters() {
     let out = ok(prior(&["devices"]));
     assert!(out.contains("adapter(s):"), "{out}");
-    for field in ["backend:", "type:", "driver:", "max storage buffer:", "subgroups:", "f16:"] {
+    for field in [
+        "backend:",
+        "type:",
+        "driver:",
+        "max storage buffer:",
+        "subgroups:",
+        "f16:",
+    ] {
         assert!(out.contains(field), "missing {field}:\n{out}");
     }
     let json = ok(prior(&["devices", "--json"]));
@@ -93,7 +113,11 @@ fn devices_lists_adapters() {
 #[cfg(not(target_vendor = "apple"))]
 #[test]
 fn devices_without_adapter_explains_how_to_get_one() {
-    let o = Command::new(env!("CARGO_BIN_EXE_prior")).arg("devices").env("PRIOR_BACKEND", "metal").output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_prior"))
+        .arg("devices")
+        .env("PRIOR_BACKEND", "metal")
+        .output()
+        .unwrap();
     let err = fails(o);
     assert!(err.contains("no GPU adapter found"), "{err}");
     assert!(err.contains("mesa-vulkan-drivers"), "{err}");
@@ -105,7 +129,10 @@ fn info_describes_checkpoint_and_blob() {
     assert!(out.contains("architecture:    bfcnn"), "{out}");
     assert!(out.contains("variant:         universal"), "{out}");
     assert!(out.contains("parameters:      667 008"), "{out}");
-    assert!(out.contains("receptive field: radius 20 px, size 41×41 px"), "{out}");
+    assert!(
+        out.contains("receptive field: radius 20 px, size 41×41 px"),
+        "{out}"
+    );
     assert!(out.contains("source:          model.pt"), "{out}");
     assert!(out.contains("(the checkpoint itself)"), "{out}");
     assert!(out.contains("norm: \"bf_sd\""), "{out}");
@@ -114,7 +141,10 @@ fn info_describes_checkpoint_and_blob() {
     // SHA-256 is kept and differs from the blob's own.
     let dir = scratch("info");
     let blob_path = dir.join("bsd400.safetensors");
-    prior_models::blob::WeightBlob::load(gray_model()).unwrap().save_atomic(&blob_path).unwrap();
+    prior_models::blob::WeightBlob::load(gray_model())
+        .unwrap()
+        .save_atomic(&blob_path)
+        .unwrap();
     let json = ok(prior(&["info", "-m", s(&blob_path), "--json"]));
     let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!(v["arch"], "bfcnn");
@@ -134,7 +164,10 @@ fn info_describes_checkpoint_and_blob() {
     let ms = shared("checkpoints/local_probability_models/multi_scale_160_rf9");
     let out = ok(prior(&["info", "-m", s(&ms)]));
     assert!(out.contains("architecture:    multiscale"), "{out}");
-    assert!(out.contains("height and width must be multiples of 4"), "{out}");
+    assert!(
+        out.contains("height and width must be multiples of 4"),
+        "{out}"
+    );
     assert!(out.contains("receptive field: radius "), "{out}");
 }
 
@@ -144,15 +177,34 @@ fn denoise_png_to_png() {
     let input = dir.join("crop.png");
     io::write_output(&input, &gray_crop()).unwrap();
     let output = dir.join("out.png");
-    let out = ok(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&input), "-o", s(&output)]));
+    let out = ok(prior(&[
+        "denoise",
+        "-m",
+        s(&gray_model()),
+        "-i",
+        s(&input),
+        "-o",
+        s(&output),
+    ]));
     assert!(out.contains("crop.png"), "{out}");
     let den = io::read_input(&output).unwrap();
     assert_eq!(den.shape(), [1, 40, 48]);
 
     // One input and `-o` ending in a separator: a directory, created.
     let sub = format!("{}{}", s(&dir.join("sub")), std::path::MAIN_SEPARATOR);
-    ok(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&input), "-o", &sub]));
-    assert_eq!(std::fs::read(dir.join("sub/crop.png")).unwrap(), std::fs::read(&output).unwrap());
+    ok(prior(&[
+        "denoise",
+        "-m",
+        s(&gray_model()),
+        "-i",
+        s(&input),
+        "-o",
+        &sub,
+    ]));
+    assert_eq!(
+        std::fs::read(dir.join("sub/crop.png")).unwrap(),
+        std::fs::read(&output).unwrap()
+    );
 }
 
 /// `.npy` in and out, `--add-noise`, `--json`: the JSON line has every key,
@@ -166,15 +218,36 @@ fn denoise_npy_json_and_noise_determinism() {
     io::write_npy(&input, &[40, 48], &clean.data).unwrap();
     let run = |out: &Path, seed: &str| {
         ok(prior(&[
-            "denoise", "-m", s(&gray_model()), "-i", s(&input), "-o", s(out), "--add-noise", "25", "--seed", seed, "--json",
+            "denoise",
+            "-m",
+            s(&gray_model()),
+            "-i",
+            s(&input),
+            "-o",
+            s(out),
+            "--add-noise",
+            "25",
+            "--seed",
+            seed,
+            "--json",
         ]))
     };
     let (a, b, c) = (dir.join("a.npy"), dir.join("b.npy"), dir.join("c.npy"));
     let line = run(&a, "7");
     let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
     for key in [
-        "file", "output", "height", "width", "channels", "sigma", "psnr_input", "psnr_output", "ssim_input",
-        "ssim_output", "seconds", "adapter",
+        "file",
+        "output",
+        "height",
+        "width",
+        "channels",
+        "sigma",
+        "psnr_input",
+        "psnr_output",
+        "ssim_input",
+        "ssim_output",
+        "seconds",
+        "adapter",
     ] {
         assert!(v.get(key).is_some(), "missing {key} in {line}");
     }
@@ -191,9 +264,18 @@ fn denoise_npy_json_and_noise_determinism() {
     let z0 = prior_ops::reference::rng::normal(key, 0);
     assert_eq!(noisy.data[0], clean.data[0] + (25.0f64 / 255.0) as f32 * z0);
     let psnr_in = prior_cli::metrics::psnr(&noisy.data, &clean.data, 1.0);
-    assert!((v["psnr_input"].as_f64().unwrap() - psnr_in).abs() < 1e-9, "{line} vs {psnr_in}");
-    let (pi, po) = (v["psnr_input"].as_f64().unwrap(), v["psnr_output"].as_f64().unwrap());
-    assert!(po > pi + 3.0, "denoising should gain several dB: {pi} → {po}");
+    assert!(
+        (v["psnr_input"].as_f64().unwrap() - psnr_in).abs() < 1e-9,
+        "{line} vs {psnr_in}"
+    );
+    let (pi, po) = (
+        v["psnr_input"].as_f64().unwrap(),
+        v["psnr_output"].as_f64().unwrap(),
+    );
+    assert!(
+        po > pi + 3.0,
+        "denoising should gain several dB: {pi} → {po}"
+    );
     assert!(v["ssim_output"].as_f64().unwrap() > v["ssim_input"].as_f64().unwrap());
 
     let den = io::read_input(&a).unwrap();
@@ -225,32 +307,82 @@ fn denoise_npy_batch() {
     let single = dir.join("single.npy");
     io::write_npy(&single, &[1, 40, 48], &a.data).unwrap();
     let out = dir.join("out.npy");
-    let lines = ok(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&input), "-o", s(&out), "--add-noise", "25", "--json"]));
-    let v: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines = ok(prior(&[
+        "denoise",
+        "-m",
+        s(&gray_model()),
+        "-i",
+        s(&input),
+        "-o",
+        s(&out),
+        "--add-noise",
+        "25",
+        "--json",
+    ]));
+    let v: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(v.len(), 2, "{lines}");
     for (k, line) in v.iter().enumerate() {
         assert_eq!(line["index"], k);
-        assert!(line["psnr_output"].as_f64().unwrap() > line["psnr_input"].as_f64().unwrap() + 3.0, "{line}");
+        assert!(
+            line["psnr_output"].as_f64().unwrap() > line["psnr_input"].as_f64().unwrap() + 3.0,
+            "{line}"
+        );
     }
     let got = io::read_npy(&out).unwrap();
     assert_eq!(got.shape, vec![2, 1, 40, 48]);
     let one = dir.join("one.npy");
-    ok(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&single), "-o", s(&one), "--add-noise", "25"]));
+    ok(prior(&[
+        "denoise",
+        "-m",
+        s(&gray_model()),
+        "-i",
+        s(&single),
+        "-o",
+        s(&one),
+        "--add-noise",
+        "25",
+    ]));
     let one = io::read_input(&one).unwrap();
-    let e = one.data.iter().zip(&got.data[..40 * 48]).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    let e = one
+        .data
+        .iter()
+        .zip(&got.data[..40 * 48])
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
     assert!(e < 1e-6, "batch element 0 vs the single-image run: {e}");
     // element 1's noise continues the stream: PSNR of its noisy input is that of offset 40·48
     let mut noisy_b = b.clone();
     let key = prior_ops::reference::rng::key(0, 25_000);
     for (i, x) in noisy_b.data.iter_mut().enumerate() {
-        *x += (25.0f64 / 255.0) as f32 * prior_ops::reference::rng::normal(key, (40 * 48 + i) as u32);
+        *x +=
+            (25.0f64 / 255.0) as f32 * prior_ops::reference::rng::normal(key, (40 * 48 + i) as u32);
     }
     let want = prior_cli::metrics::psnr(&noisy_b.data, &b.data, 1.0);
     assert!((v[1]["psnr_input"].as_f64().unwrap() - want).abs() < 1e-9);
 
-    let e = fails(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&input), "-o", s(&dir.join("x.png"))]));
+    let e = fails(prior(&[
+        "denoise",
+        "-m",
+        s(&gray_model()),
+        "-i",
+        s(&input),
+        "-o",
+        s(&dir.join("x.png")),
+    ]));
     assert!(e.contains("batch of 2 images") && e.contains(".npy"), "{e}");
-    let e = fails(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&input), "-o", s(&dir.join("y.npy")), "--clean", s(&single)]));
+    let e = fails(prior(&[
+        "denoise",
+        "-m",
+        s(&gray_model()),
+        "-i",
+        s(&input),
+        "-o",
+        s(&dir.join("y.npy")),
+        "--clean",
+        s(&single),
+    ]));
     assert!(e.contains("clean reference holds 1 image"), "{e}");
 }
 
@@ -261,22 +393,52 @@ fn denoise_directory_of_two_files() {
     std::fs::create_dir_all(&inp).unwrap();
     let img = io::read_input(shared("images/gray/Set12/02.png")).unwrap();
     io::write_output(inp.join("first.png"), &crop(&img, 0, 0, 24, 32)).unwrap();
-    io::write_npy(inp.join("second.npy"), &[1, 32, 24], &crop(&img, 50, 60, 32, 24).data).unwrap();
+    io::write_npy(
+        inp.join("second.npy"),
+        &[1, 32, 24],
+        &crop(&img, 50, 60, 32, 24).data,
+    )
+    .unwrap();
     std::fs::write(inp.join("notes.txt"), "not an image").unwrap();
     // References found by stem in another format.
     let refs = dir.join("refs");
     std::fs::create_dir_all(&refs).unwrap();
-    io::write_npy(refs.join("first.npy"), &[24, 32], &crop(&img, 0, 0, 24, 32).data).unwrap();
+    io::write_npy(
+        refs.join("first.npy"),
+        &[24, 32],
+        &crop(&img, 0, 0, 24, 32).data,
+    )
+    .unwrap();
     io::write_output(refs.join("second.png"), &crop(&img, 50, 60, 32, 24)).unwrap();
     let out = ok(prior(&[
-        "denoise", "-m", s(&gray_model()), "-i", s(&inp), "-o", s(&outdir), "--format", "npy", "--add-noise", "30",
-        "--clean", s(&refs),
+        "denoise",
+        "-m",
+        s(&gray_model()),
+        "-i",
+        s(&inp),
+        "-o",
+        s(&outdir),
+        "--format",
+        "npy",
+        "--add-noise",
+        "30",
+        "--clean",
+        s(&refs),
     ]));
     assert!(out.contains("mean PSNR over 2 images"), "{out}");
     assert!(out.contains("noise σ = 30/255"), "{out}");
-    assert_eq!(io::read_input(outdir.join("first.npy")).unwrap().shape(), [1, 24, 32]);
-    assert_eq!(io::read_input(outdir.join("second.npy")).unwrap().shape(), [1, 32, 24]);
-    let mut names: Vec<_> = std::fs::read_dir(&outdir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(
+        io::read_input(outdir.join("first.npy")).unwrap().shape(),
+        [1, 24, 32]
+    );
+    assert_eq!(
+        io::read_input(outdir.join("second.npy")).unwrap().shape(),
+        [1, 32, 24]
+    );
+    let mut names: Vec<_> = std::fs::read_dir(&outdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     // .prior-run.json records the settings, so that a rerun resumes (prior_cli::shard).
     assert_eq!(
@@ -292,10 +454,29 @@ fn denoise_refuses_to_overwrite_its_input() {
     let input = dir.join("a.png");
     io::write_output(&input, &gray_crop()).unwrap();
     let before = std::fs::read(&input).unwrap();
-    let err = fails(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&input), "-o", s(&input)]));
-    assert!(err.contains("refusing to write the output over input file"), "{err}");
+    let err = fails(prior(&[
+        "denoise",
+        "-m",
+        s(&gray_model()),
+        "-i",
+        s(&input),
+        "-o",
+        s(&input),
+    ]));
+    assert!(
+        err.contains("refusing to write the output over input file"),
+        "{err}"
+    );
     // Directory mode writing PNGs back into the input directory.
-    let err = fails(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&dir), "-o", s(&dir)]));
+    let err = fails(prior(&[
+        "denoise",
+        "-m",
+        s(&gray_model()),
+        "-i",
+        s(&dir),
+        "-o",
+        s(&dir),
+    ]));
     assert!(err.contains("refusing"), "{err}");
     assert_eq!(std::fs::read(&input).unwrap(), before);
 }
@@ -307,22 +488,60 @@ fn denoise_errors_are_clear() {
     io::write_output(&input, &gray_crop()).unwrap();
     let out = dir.join("out.png");
 
-    let err = fails(prior(&["denoise", "-m", s(&dir.join("missing.pt")), "-i", s(&input), "-o", s(&out)]));
+    let err = fails(prior(&[
+        "denoise",
+        "-m",
+        s(&dir.join("missing.pt")),
+        "-i",
+        s(&input),
+        "-o",
+        s(&out),
+    ]));
     assert!(err.contains("missing.pt: model file not found"), "{err}");
 
-    let err = fails(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&dir.join("nope.png")), "-o", s(&out)]));
+    let err = fails(prior(&[
+        "denoise",
+        "-m",
+        s(&gray_model()),
+        "-i",
+        s(&dir.join("nope.png")),
+        "-o",
+        s(&out),
+    ]));
     assert!(err.contains("nope.png: file not found"), "{err}");
 
     // An image given as the model.
-    let err = fails(prior(&["denoise", "-m", s(&input), "-i", s(&input), "-o", s(&out)]));
-    assert!(err.contains("cannot load the model") && err.contains("a.png"), "{err}");
+    let err = fails(prior(&[
+        "denoise",
+        "-m",
+        s(&input),
+        "-i",
+        s(&input),
+        "-o",
+        s(&out),
+    ]));
+    assert!(
+        err.contains("cannot load the model") && err.contains("a.png"),
+        "{err}"
+    );
 
     // A gray model on a colour image.
     let rgb = io::read_input(shared("images/color/Set5/baby.png")).unwrap();
     assert_eq!(rgb.c, 3);
     let rgb_path = dir.join("rgb.png");
     io::write_output(&rgb_path, &crop(&rgb, 0, 0, 16, 16)).unwrap();
-    let err = fails(prior(&["denoise", "-m", s(&gray_model()), "-i", s(&rgb_path), "-o", s(&out)]));
-    assert!(err.contains("grayscale") && err.contains("colour") && err.contains("BSD300_color"), "{err}");
+    let err = fails(prior(&[
+        "denoise",
+        "-m",
+        s(&gray_model()),
+        "-i",
+        s(&rgb_path),
+        "-o",
+        s(&out),
+    ]));
+    assert!(
+        err.contains("grayscale") && err.contains("colour") && err.contains("BSD300_color"),
+        "{err}"
+    );
     assert!(!out.exists());
 }

@@ -12,14 +12,19 @@ fn energy_model() -> PathBuf {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mala-cli-tests").join(name);
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("mala-cli-tests")
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
 fn prior(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prior")).args(args).output().expect("cannot run the prior binary")
+    Command::new(env!("CARGO_BIN_EXE_prior"))
+        .args(args)
+        .output()
+        .expect("cannot run the prior binary")
 }
 
 #[test]
@@ -48,8 +53,13 @@ fn mala_writes_samples_and_reports_the_acceptance_per_level() {
         "--json",
     ];
     let o = prior(&args);
-    assert!(o.status.success(), "prior failed: {}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    assert!(
+        o.status.success(),
+        "prior failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
     assert_eq!(v["method"], "mala");
     assert_eq!(v["samples"], 2);
     assert_eq!(v["evaluations"], 3 * 3);
@@ -62,7 +72,10 @@ fn mala_writes_samples_and_reports_the_acceptance_per_level() {
     }
     for l in levels {
         let a = l["acceptance"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&a) && (a * 4.0).fract() == 0.0, "2 chains × 2 steps: a multiple of 1/4, got {a}");
+        assert!(
+            (0.0..=1.0).contains(&a) && (a * 4.0).fract() == 0.0,
+            "2 chains × 2 steps: a multiple of 1/4, got {a}"
+        );
         assert!(l["eps"].as_f64().unwrap() > 0.0);
     }
     // (N, C, H, W) = (2, 1, 16, 16) float32 .npy: header + 512 values, finite.
@@ -73,7 +86,9 @@ fn mala_writes_samples_and_reports_the_acceptance_per_level() {
     assert!(header.contains("(2, 1, 16, 16)"), "{header}");
     let data = &bytes[10 + header_len..];
     assert_eq!(data.len(), 2 * 16 * 16 * 4);
-    assert!(data.chunks(4).all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()));
+    assert!(data
+        .chunks(4)
+        .all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()));
 
     // The same seed gives the same file.
     let again = dir.join("s2.npy");
@@ -88,11 +103,27 @@ fn mala_refuses_a_denoiser_without_an_energy() {
     let dir = scratch("refuse");
     let bf = Path::new(SHARED).join("checkpoints/universal_inverse_problem/mnist_gray/model.pt");
     let out = dir.join("x.png");
-    let o = prior(&["sample", "-m", bf.to_str().unwrap(), "--method", "mala", "--size", "32x32", "-o", out.to_str().unwrap()]);
+    let o = prior(&[
+        "sample",
+        "-m",
+        bf.to_str().unwrap(),
+        "--method",
+        "mala",
+        "--size",
+        "32x32",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("--method mala needs a model with an energy"), "{e}");
-    assert!(e.contains("mnist_gray/model.pt"), "the message names the file: {e}");
+    assert!(
+        e.contains("--method mala needs a model with an energy"),
+        "{e}"
+    );
+    assert!(
+        e.contains("mnist_gray/model.pt"),
+        "the message names the file: {e}"
+    );
     assert!(!out.exists());
 }
 
@@ -100,9 +131,17 @@ fn mala_refuses_a_denoiser_without_an_energy() {
 fn sample_help_documents_mala() {
     let o = prior(&["sample", "--help"]);
     let h = String::from_utf8_lossy(&o.stdout);
-    for k in
-        ["--method", "mala", "--levels", "--steps", "--t-max", "--t-min", "--step-scale", "--target-acceptance", "ε_l = c_l·t_l"]
-    {
+    for k in [
+        "--method",
+        "mala",
+        "--levels",
+        "--steps",
+        "--t-max",
+        "--t-min",
+        "--step-scale",
+        "--target-acceptance",
+        "ε_l = c_l·t_l",
+    ] {
         assert!(h.contains(k), "--help lacks {k}");
     }
 }

@@ -11,35 +11,55 @@ use prior_cli::io::{self, Image};
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared");
 
 fn model(name: &str) -> String {
-    Path::new(SHARED).join(format!("checkpoints/universal_inverse_problem/{name}/model.pt")).display().to_string()
+    Path::new(SHARED)
+        .join(format!(
+            "checkpoints/universal_inverse_problem/{name}/model.pt"
+        ))
+        .display()
+        .to_string()
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sample-solve-tests").join(name);
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("sample-solve-tests")
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
 fn prior(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prior")).args(args).output().expect("cannot run the prior binary")
+    Command::new(env!("CARGO_BIN_EXE_prior"))
+        .args(args)
+        .output()
+        .expect("cannot run the prior binary")
 }
 
 fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let out = String::from_utf8_lossy(&o.stdout);
     let line = out.lines().last().expect("a JSON line");
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
 }
 
 fn err(o: &Output) -> String {
-    assert!(!o.status.success(), "unexpected success: {}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        !o.status.success(),
+        "unexpected success: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A 16×16 gray test image: a vertical edge and a ramp.
 fn test_image(dir: &Path) -> String {
-    let data: Vec<f32> = (0..256).map(|i| 0.2 + 0.5 * ((i % 16) >= 8) as u8 as f32 + 0.01 * (i / 16) as f32).collect();
+    let data: Vec<f32> = (0..256)
+        .map(|i| 0.2 + 0.5 * ((i % 16) >= 8) as u8 as f32 + 0.01 * (i / 16) as f32)
+        .collect();
     let p = dir.join("clean.png");
     io::write_output(&p, &Image::new(1, 16, 16, data)).unwrap();
     p.display().to_string()
@@ -52,29 +72,67 @@ fn sample_writes_json_batches_trajectory_and_plot() {
     let traj = d.join("traj");
     let plot = d.join("sigma.png");
     let o = prior(&[
-        "sample", "-m", &model("mnist_gray"), "--size", "12x12", "-o", out.to_str().unwrap(), "--max-iters", "4",
-        "--samples", "2", "--trajectory", traj.to_str().unwrap(), "--every", "2", "--plot", plot.to_str().unwrap(),
-        "--seed", "3", "--json",
+        "sample",
+        "-m",
+        &model("mnist_gray"),
+        "--size",
+        "12x12",
+        "-o",
+        out.to_str().unwrap(),
+        "--max-iters",
+        "4",
+        "--samples",
+        "2",
+        "--trajectory",
+        traj.to_str().unwrap(),
+        "--every",
+        "2",
+        "--plot",
+        plot.to_str().unwrap(),
+        "--seed",
+        "3",
+        "--json",
     ]);
     let j = json(&o);
     assert_eq!(j["iterations"], serde_json::json!([4, 4]));
     assert_eq!(j["samples"], 2);
     assert!(j["seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(j["final_sigma"].as_array().unwrap().len(), 2);
-    assert_eq!(j["beta"].as_f64().unwrap(), 0.5, "sample defaults to the paper's synthesis β");
+    assert_eq!(
+        j["beta"].as_f64().unwrap(),
+        0.5,
+        "sample defaults to the paper's synthesis β"
+    );
     let arr = io::read_npy(&out).unwrap();
     assert_eq!(arr.shape, vec![2, 1, 12, 12]);
     for it in [2, 4] {
         for s in 0..2 {
-            assert!(traj.join(format!("iter_{it:05}_{s}.png")).exists(), "trajectory {it} sample {s}");
+            assert!(
+                traj.join(format!("iter_{it:05}_{s}.png")).exists(),
+                "trajectory {it} sample {s}"
+            );
         }
     }
     let img = image::open(&plot).unwrap();
     assert_eq!((img.width(), img.height()), (640, 400));
     // The same seed reproduces the run bit for bit.
     let out2 = d.join("s2.npy");
-    let o = prior(&["sample", "-m", &model("mnist_gray"), "--size", "12x12", "-o", out2.to_str().unwrap(), "--max-iters", "4",
-        "--samples", "2", "--seed", "3", "--json"]);
+    let o = prior(&[
+        "sample",
+        "-m",
+        &model("mnist_gray"),
+        "--size",
+        "12x12",
+        "-o",
+        out2.to_str().unwrap(),
+        "--max-iters",
+        "4",
+        "--samples",
+        "2",
+        "--seed",
+        "3",
+        "--json",
+    ]);
     json(&o);
     assert_eq!(io::read_npy(&out2).unwrap().data, arr.data);
 }
@@ -94,7 +152,17 @@ fn solve_reports_psnr_for_every_task() {
         let mut args = vec!["solve"];
         args.extend(&task);
         let m = model("BSD400_gray");
-        args.extend(["-m", &m, "-i", &clean, "-o", out.to_str().unwrap(), "--max-iters", "3", "--json"]);
+        args.extend([
+            "-m",
+            &m,
+            "-i",
+            &clean,
+            "-o",
+            out.to_str().unwrap(),
+            "--max-iters",
+            "3",
+            "--json",
+        ]);
         let j = json(&prior(&args));
         assert_eq!(j["task"], task[0]);
         assert_eq!(j["iterations"], 3);
@@ -109,11 +177,27 @@ fn solve_reports_psnr_for_every_task() {
 fn superres_from_measurements() {
     let d = scratch("measured");
     let lo = d.join("lo.png");
-    io::write_output(&lo, &Image::new(1, 4, 5, (0..20).map(|i| i as f32 / 20.0).collect())).unwrap();
+    io::write_output(
+        &lo,
+        &Image::new(1, 4, 5, (0..20).map(|i| i as f32 / 20.0).collect()),
+    )
+    .unwrap();
     let out = d.join("hi.npy");
     let j = json(&prior(&[
-        "solve", "superres", "--factor", "3", "--measured", "-m", &model("BSD400_gray"), "-i", lo.to_str().unwrap(),
-        "-o", out.to_str().unwrap(), "--max-iters", "2", "--json",
+        "solve",
+        "superres",
+        "--factor",
+        "3",
+        "--measured",
+        "-m",
+        &model("BSD400_gray"),
+        "-i",
+        lo.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--max-iters",
+        "2",
+        "--json",
     ]));
     assert!(j.get("psnr").is_none(), "no clean image, no PSNR");
     assert_eq!(io::read_npy(&out).unwrap().shape, vec![1, 12, 15]);
@@ -142,7 +226,18 @@ fn bad_requests_are_clear_errors() {
     assert!(run(&["pixels", "--fraction", "0.3", "--beta", "0"]).contains("beta"));
     let e = err(&prior(&["sample", "-m", &m, "--size", "12by12", "-o", o]));
     assert!(e.contains("HxW"), "{e}");
-    let e = err(&prior(&["solve", "pixels", "--fraction", "0.3", "-m", &model("BSD300_color"), "-i", &clean, "-o", o]));
+    let e = err(&prior(&[
+        "solve",
+        "pixels",
+        "--fraction",
+        "0.3",
+        "-m",
+        &model("BSD300_color"),
+        "-i",
+        &clean,
+        "-o",
+        o,
+    ]));
     assert!(e.contains("channel"), "{e}");
 }
 
@@ -152,7 +247,16 @@ fn sample_dispatches_to_the_multiscale_synthesis() {
     let out = d.join("ms.npy");
     let folder = Path::new(SHARED).join("checkpoints/local_probability_models/multi_scale_160_rf9");
     let j = json(&prior(&[
-        "sample", "-m", folder.to_str().unwrap(), "--size", "16x16", "-o", out.to_str().unwrap(), "--max-iters", "3", "--json",
+        "sample",
+        "-m",
+        folder.to_str().unwrap(),
+        "--size",
+        "16x16",
+        "-o",
+        out.to_str().unwrap(),
+        "--max-iters",
+        "3",
+        "--json",
     ]));
     assert_eq!(j["model"], "multiscale");
     // J = 2: the low-pass, then the details of levels 1 and 0.
@@ -161,6 +265,14 @@ fn sample_dispatches_to_the_multiscale_synthesis() {
     assert_eq!(levels[0]["size"], serde_json::json!([4, 4]));
     assert_eq!(j["iterations"], 9);
     assert_eq!(io::read_npy(&out).unwrap().shape, vec![1, 16, 16]);
-    let e = err(&prior(&["sample", "-m", folder.to_str().unwrap(), "--size", "18x16", "-o", out.to_str().unwrap()]));
+    let e = err(&prior(&[
+        "sample",
+        "-m",
+        folder.to_str().unwrap(),
+        "--size",
+        "18x16",
+        "-o",
+        out.to_str().unwrap(),
+    ]));
     assert!(e.contains("multiple"), "{e}");
 }

@@ -28,8 +28,10 @@ impl GpuOptions {
     /// The options of the environment; an unreadable `PRIOR_FAULT` is
     /// ignored here (use [`GpuOptions::try_from_env`] to refuse it).
     pub fn from_env() -> Self {
-        Self::try_from_env()
-            .unwrap_or_else(|_| GpuOptions { fault: FaultInjection::default(), ..Self::base_from_env() })
+        Self::try_from_env().unwrap_or_else(|_| GpuOptions {
+            fault: FaultInjection::default(),
+            ..Self::base_from_env()
+        })
     }
 
     /// The options of the environment, or an error naming a bad `PRIOR_FAULT`.
@@ -38,7 +40,10 @@ impl GpuOptions {
             Ok(s) => FaultInjection::parse(&s).map_err(GpuError::Device)?,
             Err(_) => FaultInjection::default(),
         };
-        Ok(GpuOptions { fault, ..Self::base_from_env() })
+        Ok(GpuOptions {
+            fault,
+            ..Self::base_from_env()
+        })
     }
 
     fn base_from_env() -> Self {
@@ -77,7 +82,9 @@ impl AdapterSummary {
             name: info.name,
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_buffer_size: limits.max_buffer_size,
             subgroups: features.contains(wgpu::Features::SUBGROUP),
@@ -135,7 +142,11 @@ impl Gpu {
     pub async fn enumerate(options: &GpuOptions) -> Vec<AdapterSummary> {
         let backends = options.backends.unwrap_or(wgpu::Backends::all());
         let inst = instance(Some(backends));
-        inst.enumerate_adapters(backends).await.iter().map(AdapterSummary::of).collect()
+        inst.enumerate_adapters(backends)
+            .await
+            .iter()
+            .map(AdapterSummary::of)
+            .collect()
     }
 
     /// Opens the best adapter matching `options` (a discrete GPU before an
@@ -148,11 +159,18 @@ impl Gpu {
             .enumerate_adapters(backends)
             .await
             .into_iter()
-            .filter(|a| filter.as_ref().is_none_or(|f| a.get_info().name.to_lowercase().contains(f)))
+            .filter(|a| {
+                filter
+                    .as_ref()
+                    .is_none_or(|f| a.get_info().name.to_lowercase().contains(f))
+            })
             .collect();
         if candidates.is_empty() && filter.is_none() {
             // The browser exposes adapters only through request_adapter.
-            if let Ok(a) = inst.request_adapter(&wgpu::RequestAdapterOptions::default()).await {
+            if let Ok(a) = inst
+                .request_adapter(&wgpu::RequestAdapterOptions::default())
+                .await
+            {
                 candidates.push(a);
             }
         }
@@ -166,7 +184,11 @@ impl Gpu {
                 wgpu::DeviceType::Cpu => 4,
             };
             // Prefer Vulkan/Metal/DX12/WebGPU over GL on the same device.
-            let be = if info.backend == wgpu::Backend::Gl { 1 } else { 0 };
+            let be = if info.backend == wgpu::Backend::Gl {
+                1
+            } else {
+                0
+            };
             (ty, be)
         };
         candidates.sort_by_key(rank);
@@ -182,21 +204,27 @@ impl Gpu {
         };
         let summary = AdapterSummary::of(&adapter);
         let alimits = adapter.limits();
-        let wanted = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY;
+        let wanted =
+            wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY;
         let features = adapter.features() & wanted;
         let mut limits = wgpu::Limits::downlevel_defaults().using_resolution(alimits.clone());
         limits.max_storage_buffer_binding_size = alimits.max_storage_buffer_binding_size;
         limits.max_buffer_size = alimits.max_buffer_size;
-        limits.max_storage_buffers_per_shader_stage = alimits.max_storage_buffers_per_shader_stage.min(10);
+        limits.max_storage_buffers_per_shader_stage =
+            alimits.max_storage_buffers_per_shader_stage.min(10);
         limits.max_compute_workgroup_storage_size = alimits.max_compute_workgroup_storage_size;
-        limits.max_compute_invocations_per_workgroup = alimits.max_compute_invocations_per_workgroup;
+        limits.max_compute_invocations_per_workgroup =
+            alimits.max_compute_invocations_per_workgroup;
         limits.max_compute_workgroup_size_x = alimits.max_compute_workgroup_size_x;
         limits.max_compute_workgroup_size_y = alimits.max_compute_workgroup_size_y;
         limits.max_compute_workgroup_size_z = alimits.max_compute_workgroup_size_z;
         limits.max_compute_workgroups_per_dimension = alimits.max_compute_workgroups_per_dimension;
-        limits.max_dynamic_uniform_buffers_per_pipeline_layout =
-            alimits.max_dynamic_uniform_buffers_per_pipeline_layout.max(1);
-        let hw_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        limits.max_dynamic_uniform_buffers_per_pipeline_layout = alimits
+            .max_dynamic_uniform_buffers_per_pipeline_layout
+            .max(1);
+        let hw_max = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         if let Some(cap) = options.fault.alloc_limit {
             // The driver refuses buffers above `cap`; planning still uses hw_max.
             limits.max_buffer_size = limits.max_buffer_size.min(cap);
@@ -211,7 +239,10 @@ impl Gpu {
                 trace: wgpu::Trace::Off,
             })
             .await
-            .map_err(|source| GpuError::RequestDevice { adapter: summary.name.clone(), source })?;
+            .map_err(|source| GpuError::RequestDevice {
+                adapter: summary.name.clone(),
+                source,
+            })?;
         let faults = Faults::new(&summary.name);
         faults.install(&device);
         let max_buffer_bytes = options.max_buffer_bytes.map_or(hw_max, |m| m.min(hw_max));
@@ -281,7 +312,11 @@ impl Gpu {
 
     /// The compiled pipeline of `kernel` with the given specialisation
     /// constants (WGSL `override`s), from the cache or compiled now.
-    pub(crate) fn pipeline(&self, kernel: &Kernel, constants: &[(&'static str, f64)]) -> Arc<Pipeline> {
+    pub(crate) fn pipeline(
+        &self,
+        kernel: &Kernel,
+        constants: &[(&'static str, f64)],
+    ) -> Arc<Pipeline> {
         let key = PipelineKey {
             file: kernel.file,
             entry: kernel.entry,
@@ -308,7 +343,9 @@ impl Gpu {
                 binding: i as u32 + 1,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: *a == Access::Read,
+                    },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
@@ -316,37 +353,57 @@ impl Gpu {
             });
         }
         let compile = || {
-            let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(kernel.entry),
-                entries: &entries,
-            });
-            let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(kernel.entry),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel.file),
-                source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
-            });
-            let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(kernel.entry),
-                layout: Some(&pl),
-                module: &module,
-                entry_point: Some(kernel.entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            });
+            let layout = self
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(kernel.entry),
+                    entries: &entries,
+                });
+            let pl = self
+                .device
+                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(kernel.entry),
+                    bind_group_layouts: &[Some(&layout)],
+                    immediate_size: 0,
+                });
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.file),
+                    source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+                });
+            let pipeline = self
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(kernel.entry),
+                    layout: Some(&pl),
+                    module: &module,
+                    entry_point: Some(kernel.entry),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                });
             (layout, pipeline)
         };
-        let what = || Op::Other(format!("compiling kernel {} (entry point {})", kernel.file, kernel.entry));
+        let what = || {
+            Op::Other(format!(
+                "compiling kernel {} (entry point {})",
+                kernel.file, kernel.entry
+            ))
+        };
         let ((layout, pipeline), failed) = self.faults.scoped(&self.device, what, compile);
         let id = NEXT_PIPELINE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("{}:{}", kernel.file, kernel.entry);
-        let p = Arc::new(Pipeline { id, name, valid: !failed, pipeline, layout, n_storage });
+        let p = Arc::new(Pipeline {
+            id,
+            name,
+            valid: !failed,
+            pipeline,
+            layout,
+            n_storage,
+        });
         // A pipeline that failed to compile is not cached: the error is
         // reported by the next read, and a retry compiles it again.
         if !failed {

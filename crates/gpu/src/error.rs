@@ -21,23 +21,42 @@ pub enum GpuError {
         "{what} needs a buffer of {bytes} bytes but adapter '{adapter}' allows at most {limit} bytes \
          per storage buffer; use a smaller image or let the model tile it"
     )]
-    TooLarge { what: String, bytes: u64, limit: u64, adapter: String },
+    TooLarge {
+        what: String,
+        bytes: u64,
+        limit: u64,
+        adapter: String,
+    },
     /// The driver refused a buffer (out of memory, or over a limit the
     /// adapter did not advertise). The device is still usable: a smaller
     /// problem (tiles, fewer samples) may succeed.
     #[error("allocating {what} ({bytes} bytes) on adapter '{adapter}' failed: {detail}")]
-    Alloc { what: String, bytes: u64, adapter: String, detail: String },
+    Alloc {
+        what: String,
+        bytes: u64,
+        adapter: String,
+        detail: String,
+    },
     /// A validation or internal error of wgpu, captured by an error scope
     /// around the named operation.
     #[error("the GPU reported a {kind} error while {what}: {detail}")]
-    Fault { what: String, kind: &'static str, detail: String },
+    Fault {
+        what: String,
+        kind: &'static str,
+        detail: String,
+    },
     /// The device was lost (driver reset, GPU removed, `device.destroy()`);
     /// nothing more can run on this [`crate::Gpu`].
     #[error(
         "the GPU device on adapter '{adapter}' was lost ({reason}{message}) while {what}; \
          the work in progress is lost (rerun the command: completed outputs are kept)"
     )]
-    DeviceLost { what: String, adapter: String, reason: String, message: String },
+    DeviceLost {
+        what: String,
+        adapter: String,
+        reason: String,
+        message: String,
+    },
     #[error("reading back from the GPU failed: {0}")]
     Readback(String),
     #[error("shape mismatch in {op}: {detail}")]

@@ -51,8 +51,13 @@ impl FaultInjection {
     pub fn parse(s: &str) -> Result<FaultInjection, String> {
         let mut f = FaultInjection::default();
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (k, v) = item.split_once('=').ok_or_else(|| format!("PRIOR_FAULT {item:?}: expected KEY=VALUE"))?;
-            let n: u64 = v.trim().parse().map_err(|_| format!("PRIOR_FAULT {item:?}: {v:?} is not a number"))?;
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| format!("PRIOR_FAULT {item:?}: expected KEY=VALUE"))?;
+            let n: u64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("PRIOR_FAULT {item:?}: {v:?} is not a number"))?;
             match k.trim() {
                 "alloc-limit" => f.alloc_limit = Some(n),
                 "lose-device" => f.lose_device_at_submit = Some(n.max(1)),
@@ -78,8 +83,16 @@ pub(crate) enum Op {
 /// An error as recorded: plain strings, so the log shared with wgpu's
 /// callbacks (which must be `Send + Sync`) is so on every target.
 enum Recorded {
-    Alloc { what: String, bytes: u64, detail: String },
-    Fault { what: String, kind: &'static str, detail: String },
+    Alloc {
+        what: String,
+        bytes: u64,
+        detail: String,
+    },
+    Fault {
+        what: String,
+        kind: &'static str,
+        detail: String,
+    },
 }
 
 /// What wgpu's callbacks write to: the first error, a count of later
@@ -118,7 +131,11 @@ fn describe(op: Op, e: wgpu::Error) -> Recorded {
         wgpu::Error::Internal { description, .. } => ("internal", compact(description)),
     };
     match op {
-        Op::Alloc { what, bytes } => Recorded::Alloc { what, bytes, detail },
+        Op::Alloc { what, bytes } => Recorded::Alloc {
+            what,
+            bytes,
+            detail,
+        },
         Op::Other(what) => Recorded::Fault { what, kind, detail },
     }
 }
@@ -133,7 +150,9 @@ fn compact(description: &str) -> String {
         if line.starts_with(['┌', '│', '=']) {
             break;
         }
-        let header = line.is_empty() || line == "Caused by:" || line.ends_with(" Error") && !line.contains(':');
+        let header = line.is_empty()
+            || line == "Caused by:"
+            || line.ends_with(" Error") && !line.contains(':');
         if !header && !line.starts_with("In ") {
             parts.push(line);
         }
@@ -147,14 +166,21 @@ fn compact(description: &str) -> String {
 
 impl Faults {
     pub fn new(adapter: &str) -> Arc<Faults> {
-        Arc::new(Faults { adapter: adapter.to_string(), log: Arc::default(), pending: Mutex::new(Vec::new()) })
+        Arc::new(Faults {
+            adapter: adapter.to_string(),
+            log: Arc::default(),
+            pending: Mutex::new(Vec::new()),
+        })
     }
 
     /// Installs the uncaptured-error handler and the device-lost callback.
     pub fn install(&self, device: &wgpu::Device) {
         let log = self.log.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            log.record(describe(Op::Other("running GPU work outside prior's checked calls".into()), e));
+            log.record(describe(
+                Op::Other("running GPU work outside prior's checked calls".into()),
+                e,
+            ));
         }));
         let log = self.log.clone();
         device.set_device_lost_callback(move |reason, message| {
@@ -168,11 +194,19 @@ impl Faults {
 
     /// Records a failed allocation found without an error scope.
     pub fn record_alloc(&self, what: String, bytes: u64, detail: String) {
-        self.log.record(Recorded::Alloc { what, bytes, detail });
+        self.log.record(Recorded::Alloc {
+            what,
+            bytes,
+            detail,
+        });
     }
 
     pub fn mark_lost(&self, reason: &str, message: &str) {
-        self.log.lost.lock().unwrap().get_or_insert((reason.to_string(), message.to_string()));
+        self.log
+            .lost
+            .lock()
+            .unwrap()
+            .get_or_insert((reason.to_string(), message.to_string()));
     }
 
     pub fn is_lost(&self) -> bool {
@@ -181,19 +215,33 @@ impl Faults {
 
     /// The device-lost error, worded for `what`, if the device is lost.
     pub fn lost_error(&self, what: &str) -> Option<GpuError> {
-        self.log.lost.lock().unwrap().as_ref().map(|(reason, message)| GpuError::DeviceLost {
-            what: what.to_string(),
-            adapter: self.adapter.clone(),
-            reason: reason.clone(),
-            message: if message.is_empty() { String::new() } else { format!(": {message}") },
-        })
+        self.log
+            .lost
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|(reason, message)| GpuError::DeviceLost {
+                what: what.to_string(),
+                adapter: self.adapter.clone(),
+                reason: reason.clone(),
+                message: if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                },
+            })
     }
 
     /// Runs `f` inside out-of-memory, validation and internal error scopes
     /// and records the first error it caused as `op()`. Returns `f`'s value
     /// and whether it is known to have failed (always `false` while a scope
     /// is still pending on the web).
-    pub fn scoped<T>(&self, device: &wgpu::Device, op: impl FnOnce() -> Op, f: impl FnOnce() -> T) -> (T, bool) {
+    pub fn scoped<T>(
+        &self,
+        device: &wgpu::Device,
+        op: impl FnOnce() -> Op,
+        f: impl FnOnce() -> T,
+    ) -> (T, bool) {
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
@@ -236,12 +284,27 @@ impl Faults {
         if let Some(lost) = self.lost_error(what) {
             return Some(lost);
         }
-        let later = if more > 0 { format!(" (and {more} later error(s))") } else { String::new() };
+        let later = if more > 0 {
+            format!(" (and {more} later error(s))")
+        } else {
+            String::new()
+        };
         first.map(|e| match e {
-            Recorded::Alloc { what, bytes, detail } => {
-                GpuError::Alloc { what, bytes, adapter: self.adapter.clone(), detail: detail + &later }
-            }
-            Recorded::Fault { what, kind, detail } => GpuError::Fault { what, kind, detail: detail + &later },
+            Recorded::Alloc {
+                what,
+                bytes,
+                detail,
+            } => GpuError::Alloc {
+                what,
+                bytes,
+                adapter: self.adapter.clone(),
+                detail: detail + &later,
+            },
+            Recorded::Fault { what, kind, detail } => GpuError::Fault {
+                what,
+                kind,
+                detail: detail + &later,
+            },
         })
     }
 }

@@ -61,15 +61,17 @@ pub fn ensure_runtime_dir() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-        let valid = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|v| std::path::Path::new(&v).is_absolute());
+        let valid = std::env::var_os("XDG_RUNTIME_DIR")
+            .is_some_and(|v| std::path::Path::new(&v).is_absolute());
         if valid {
             return;
         }
         // Our uid, without libc: the owner of /proc/self.
         let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
         let private = |p: &std::path::Path| {
-            std::fs::symlink_metadata(p)
-                .is_ok_and(|m| m.is_dir() && Some(m.uid()) == uid && m.permissions().mode() & 0o077 == 0)
+            std::fs::symlink_metadata(p).is_ok_and(|m| {
+                m.is_dir() && Some(m.uid()) == uid && m.permissions().mode() & 0o077 == 0
+            })
         };
         let base = std::env::temp_dir();
         let mut candidates = Vec::new();

@@ -18,15 +18,29 @@ use crate::tensor::{RawBuffer, Tensor};
 pub(crate) const PARAM_WINDOW: u64 = 256;
 
 enum Command {
-    Dispatch { pipeline: Arc<Pipeline>, buffers: Vec<Arc<RawBuffer>>, offset: u32, groups: [u32; 3] },
-    Copy { src: Arc<RawBuffer>, dst: Arc<RawBuffer>, dst_offset: u64, bytes: u64 },
-    Clear { buf: Arc<RawBuffer> },
+    Dispatch {
+        pipeline: Arc<Pipeline>,
+        buffers: Vec<Arc<RawBuffer>>,
+        offset: u32,
+        groups: [u32; 3],
+    },
+    Copy {
+        src: Arc<RawBuffer>,
+        dst: Arc<RawBuffer>,
+        dst_offset: u64,
+        bytes: u64,
+    },
+    Clear {
+        buf: Arc<RawBuffer>,
+    },
 }
 
 impl Command {
     fn runnable(&self) -> bool {
         match self {
-            Command::Dispatch { pipeline, buffers, .. } => pipeline.valid && buffers.iter().all(|b| b.valid),
+            Command::Dispatch {
+                pipeline, buffers, ..
+            } => pipeline.valid && buffers.iter().all(|b| b.valid),
             Command::Copy { src, dst, .. } => src.valid && dst.valid,
             Command::Clear { buf } => buf.valid,
         }
@@ -61,13 +75,24 @@ impl Stream {
     }
 
     pub fn copy(&mut self, src: Arc<RawBuffer>, dst: Arc<RawBuffer>, dst_offset: u64, bytes: u64) {
-        self.commands.push(Command::Copy { src, dst, dst_offset, bytes });
+        self.commands.push(Command::Copy {
+            src,
+            dst,
+            dst_offset,
+            bytes,
+        });
     }
 
     /// Uploads through a mapped-at-creation staging buffer copied in order.
     /// A staging buffer the driver refuses is recorded in `faults` (the
     /// next read reports it) and the copy is skipped.
-    pub fn upload(&mut self, device: &wgpu::Device, faults: &Faults, dst: Arc<RawBuffer>, data: &[u8]) {
+    pub fn upload(
+        &mut self,
+        device: &wgpu::Device,
+        faults: &Faults,
+        dst: Arc<RawBuffer>,
+        data: &[u8],
+    ) {
         let bytes = (data.len() as u64).div_ceil(4) * 4;
         let create = || {
             let staging = device.create_buffer(&wgpu::BufferDescriptor {
@@ -88,7 +113,10 @@ impl Stream {
             staging.unmap();
             (staging, written)
         };
-        let what = || Op::Alloc { what: format!("an upload of {} values", data.len() / 4), bytes };
+        let what = || Op::Alloc {
+            what: format!("an upload of {} values", data.len() / 4),
+            bytes,
+        };
         let ((staging, written), failed) = faults.scoped(device, what, create);
         if failed || !written || !dst.valid {
             if !failed && !written {
@@ -100,8 +128,18 @@ impl Stream {
             }
             return;
         }
-        let src = Arc::new(RawBuffer { id: 0, buffer: staging, bytes, valid: true });
-        self.commands.push(Command::Copy { src, dst, dst_offset: 0, bytes });
+        let src = Arc::new(RawBuffer {
+            id: 0,
+            buffer: staging,
+            bytes,
+            valid: true,
+        });
+        self.commands.push(Command::Copy {
+            src,
+            dst,
+            dst_offset: 0,
+            bytes,
+        });
     }
 
     pub fn clear_bind_groups(&mut self) {
@@ -121,8 +159,17 @@ impl Gpu {
         buffers: &[&Tensor],
         groups: [u32; 3],
     ) {
-        assert!(params.len() as u64 <= PARAM_WINDOW, "{}: parameter block over 256 bytes", kernel.entry);
-        assert_eq!(buffers.len(), kernel.bindings.len(), "{}: wrong number of buffers", kernel.entry);
+        assert!(
+            params.len() as u64 <= PARAM_WINDOW,
+            "{}: parameter block over 256 bytes",
+            kernel.entry
+        );
+        assert_eq!(
+            buffers.len(),
+            kernel.bindings.len(),
+            "{}: wrong number of buffers",
+            kernel.entry
+        );
         if groups.contains(&0) {
             return;
         }
@@ -133,7 +180,12 @@ impl Gpu {
         s.params.resize(offset, 0);
         s.params.extend_from_slice(params);
         let buffers = buffers.iter().map(|t| t.raw().clone()).collect();
-        s.commands.push(Command::Dispatch { pipeline, buffers, offset: offset as u32, groups });
+        s.commands.push(Command::Dispatch {
+            pipeline,
+            buffers,
+            offset: offset as u32,
+            groups,
+        });
         s.dispatches_since_flush += 1;
     }
 
@@ -164,7 +216,9 @@ impl Gpu {
             return;
         }
         let what = || Op::Other(describe_commands(&commands));
-        let ((), _) = self.faults.scoped(&self.device, what, || self.encode_and_submit(&mut s, &commands));
+        let ((), _) = self.faults.scoped(&self.device, what, || {
+            self.encode_and_submit(&mut s, &commands)
+        });
         drop(s);
         drop(commands);
     }
@@ -192,15 +246,31 @@ impl Gpu {
         };
         self.queue.write_buffer(&arena, 0, &params);
 
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("prior") });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("prior"),
+            });
         let mut i = 0;
         while i < commands.len() {
             match &commands[i] {
                 Command::Dispatch { .. } => {
-                    let mut pass =
-                        enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-                    while let Some(Command::Dispatch { pipeline, buffers, offset, groups }) = commands.get(i) {
-                        let key = (pipeline.id, buffers.iter().map(|b| b.id).collect::<Vec<_>>(), arena_id);
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: None,
+                    });
+                    while let Some(Command::Dispatch {
+                        pipeline,
+                        buffers,
+                        offset,
+                        groups,
+                    }) = commands.get(i)
+                    {
+                        let key = (
+                            pipeline.id,
+                            buffers.iter().map(|b| b.id).collect::<Vec<_>>(),
+                            arena_id,
+                        );
                         if !s.bind_groups.contains_key(&key) {
                             let mut entries = vec![wgpu::BindGroupEntry {
                                 binding: 0,
@@ -232,7 +302,12 @@ impl Gpu {
                         i += 1;
                     }
                 }
-                Command::Copy { src, dst, dst_offset, bytes } => {
+                Command::Copy {
+                    src,
+                    dst,
+                    dst_offset,
+                    bytes,
+                } => {
                     enc.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, *dst_offset, *bytes);
                     i += 1;
                 }
@@ -243,10 +318,14 @@ impl Gpu {
             }
         }
         s.dispatches_since_flush = 0;
-        let n = self.submits.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let n = self
+            .submits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         if self.fault.lose_device_at_submit == Some(n) {
             self.device.destroy();
-            self.faults.mark_lost("destroyed", "PRIOR_FAULT lose-device");
+            self.faults
+                .mark_lost("destroyed", "PRIOR_FAULT lose-device");
         }
         // Submit while still holding the stream: the parameter arena is
         // shared, and another thread's write_buffer must not slip in between
@@ -276,5 +355,8 @@ fn describe_commands(commands: &[Command]) -> String {
         }
         parts += &format!("{copies} copies/clears");
     }
-    format!("running a submission of {} GPU commands ({parts})", commands.len())
+    format!(
+        "running a submission of {} GPU commands ({parts})",
+        commands.len()
+    )
 }

@@ -23,7 +23,12 @@ impl Shape {
     }
     /// A flat vector of `len` values (shape `[1, 1, 1, len]`).
     pub const fn vector(len: usize) -> Self {
-        Shape { n: 1, h: 1, w: 1, c: len }
+        Shape {
+            n: 1,
+            h: 1,
+            w: 1,
+            c: len,
+        }
     }
     pub const fn numel(&self) -> usize {
         self.n * self.h * self.w * self.c
@@ -38,7 +43,11 @@ impl Shape {
 
 impl std::fmt::Display for Shape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "[n={}, h={}, w={}, c={}]", self.n, self.h, self.w, self.c)
+        write!(
+            f,
+            "[n={}, h={}, w={}, c={}]",
+            self.n, self.h, self.w, self.c
+        )
     }
 }
 
@@ -90,7 +99,10 @@ impl Drop for Lease {
             p.live_bytes -= self.raw.bytes;
             if self.raw.valid {
                 p.free_bytes += self.raw.bytes;
-                p.free.entry(self.raw.bytes).or_default().push(self.raw.clone());
+                p.free
+                    .entry(self.raw.bytes)
+                    .or_default()
+                    .push(self.raw.clone());
             }
         }
     }
@@ -118,8 +130,17 @@ impl Tensor {
     }
     /// The same buffer seen with another shape of the same size.
     pub fn reshape(&self, shape: Shape) -> Tensor {
-        assert_eq!(shape.numel(), self.shape.numel(), "reshape {} -> {}", self.shape, shape);
-        Tensor { lease: self.lease.clone(), shape }
+        assert_eq!(
+            shape.numel(),
+            self.shape.numel(),
+            "reshape {} -> {}",
+            self.shape,
+            shape
+        );
+        Tensor {
+            lease: self.lease.clone(),
+            shape,
+        }
     }
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.lease.raw.buffer
@@ -168,14 +189,28 @@ impl Gpu {
                         mapped_at_creation: false,
                     })
                 };
-                let what = || Op::Alloc { what: format!("a tensor {shape}"), bytes };
+                let what = || Op::Alloc {
+                    what: format!("a tensor {shape}"),
+                    bytes,
+                };
                 let (buffer, failed) = self.faults.scoped(&self.device, what, create);
                 let id = NEXT_BUFFER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Arc::new(RawBuffer { id, buffer, bytes, valid: !failed })
+                Arc::new(RawBuffer {
+                    id,
+                    buffer,
+                    bytes,
+                    valid: !failed,
+                })
             }
         };
         pool.live_bytes += bytes;
-        Tensor { lease: Arc::new(Lease { raw, pool: Arc::downgrade(&self.pool) }), shape }
+        Tensor {
+            lease: Arc::new(Lease {
+                raw,
+                pool: Arc::downgrade(&self.pool),
+            }),
+            shape,
+        }
     }
 
     /// A tensor of zeros (cleared in the stream).
@@ -188,10 +223,21 @@ impl Gpu {
     /// Uploads `data` (channels-last, `shape.numel()` values). The copy is
     /// ordered in the stream, so it is safe with recycled buffers.
     pub fn upload(&self, shape: Shape, data: &[f32]) -> Tensor {
-        assert_eq!(shape.numel(), data.len(), "upload: {} values for shape {}", data.len(), shape);
+        assert_eq!(
+            shape.numel(),
+            data.len(),
+            "upload: {} values for shape {}",
+            data.len(),
+            shape
+        );
         let t = self.empty(shape);
         if !data.is_empty() {
-            self.stream.lock().unwrap().upload(&self.device, &self.faults, t.raw().clone(), bytemuck::cast_slice(data));
+            self.stream.lock().unwrap().upload(
+                &self.device,
+                &self.faults,
+                t.raw().clone(),
+                bytemuck::cast_slice(data),
+            );
         }
         t
     }
@@ -200,7 +246,10 @@ impl Gpu {
     pub fn copy(&self, src: &Tensor, dst: &Tensor) {
         assert_eq!(src.numel(), dst.numel(), "copy {:?} -> {:?}", src, dst);
         let bytes = src.numel() as u64 * 4;
-        self.stream.lock().unwrap().copy(src.raw().clone(), dst.raw().clone(), 0, bytes);
+        self.stream
+            .lock()
+            .unwrap()
+            .copy(src.raw().clone(), dst.raw().clone(), 0, bytes);
     }
 
     /// `k` copies of the batch `src` stacked along the batch axis
@@ -244,17 +293,31 @@ impl Gpu {
                 mapped_at_creation: false,
             })
         };
-        let op = || Op::Alloc { what: format!("the readback buffer of a tensor {}", t.shape()), bytes };
+        let op = || Op::Alloc {
+            what: format!("the readback buffer of a tensor {}", t.shape()),
+            bytes,
+        };
         let (staging, _) = self.faults.scoped(&self.device, op, create);
-        let staging = Arc::new(RawBuffer { id: 0, buffer: staging, bytes, valid: true });
-        self.stream.lock().unwrap().copy(t.raw().clone(), staging.clone(), 0, bytes);
+        let staging = Arc::new(RawBuffer {
+            id: 0,
+            buffer: staging,
+            bytes,
+            valid: true,
+        });
+        self.stream
+            .lock()
+            .unwrap()
+            .copy(t.raw().clone(), staging.clone(), 0, bytes);
         self.flush();
         if let Some(e) = self.faults.take(&what).await {
             self.after_fault(&e);
             return Err(e);
         }
         let (tx, rx) = oneshot();
-        staging.buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+        staging
+            .buffer
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| tx.send(r));
         #[cfg(not(target_arch = "wasm32"))]
         let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
         #[cfg(target_arch = "wasm32")]
@@ -275,7 +338,11 @@ impl Gpu {
             return Err(e);
         }
         let data = {
-            let view = staging.buffer.slice(..).get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
+            let view = staging
+                .buffer
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| GpuError::Readback(e.to_string()))?;
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.buffer.unmap();
@@ -305,7 +372,10 @@ impl Gpu {
 /// A one-shot channel whose receiver is a future (map_async's callback is
 /// the sender; on the web the browser's event loop drives it).
 fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
-    let slot = Arc::new(Mutex::new(Slot { value: None, waker: None }));
+    let slot = Arc::new(Mutex::new(Slot {
+        value: None,
+        waker: None,
+    }));
     (Sender(slot.clone()), Receiver(slot))
 }
 struct Slot<T> {

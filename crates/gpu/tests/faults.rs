@@ -8,7 +8,11 @@ use pollster::block_on;
 use prior_gpu::{Access, FaultInjection, Gpu, GpuError, GpuOptions, Kernel, Shape};
 
 fn gpu_with(fault: FaultInjection) -> Gpu {
-    block_on(Gpu::new(GpuOptions { fault, ..GpuOptions::from_env() })).expect("a GPU adapter (lavapipe on CI)")
+    block_on(Gpu::new(GpuOptions {
+        fault,
+        ..GpuOptions::from_env()
+    }))
+    .expect("a GPU adapter (lavapipe on CI)")
 }
 
 /// Uploads and reads back a small tensor: the device still works.
@@ -16,7 +20,10 @@ fn round_trip(gpu: &Gpu) {
     let data: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5).collect();
     let t = gpu.upload(Shape::vector(data.len()), &data);
     let u = gpu.duplicate(&t);
-    assert_eq!(block_on(gpu.read(&u)).expect("a small read after the fault"), data);
+    assert_eq!(
+        block_on(gpu.read(&u)).expect("a small read after the fault"),
+        data
+    );
 }
 
 #[test]
@@ -25,11 +32,18 @@ fn an_impossible_buffer_is_an_error_naming_the_tensor() {
     // Over the device's max_buffer_size (2 GiB on lavapipe, 4 GiB or so elsewhere) on every adapter.
     let n = (gpu.limits.max_buffer_size / 4 + 1024) as usize;
     let t = gpu.empty(Shape::vector(n));
-    let err = block_on(gpu.read(&t)).expect_err("a buffer over max_buffer_size cannot be allocated");
+    let err =
+        block_on(gpu.read(&t)).expect_err("a buffer over max_buffer_size cannot be allocated");
     assert!(err.is_allocation_failure(), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains(&format!("a tensor [n=1, h=1, w=1, c={n}]")), "{msg}");
-    assert!(msg.starts_with("allocating") && msg.contains("greater than the maximum buffer size"), "{msg}");
+    assert!(
+        msg.contains(&format!("a tensor [n=1, h=1, w=1, c={n}]")),
+        "{msg}"
+    );
+    assert!(
+        msg.starts_with("allocating") && msg.contains("greater than the maximum buffer size"),
+        "{msg}"
+    );
     drop(t);
     round_trip(&gpu);
 }
@@ -37,14 +51,22 @@ fn an_impossible_buffer_is_an_error_naming_the_tensor() {
 #[test]
 fn a_lowered_device_limit_makes_allocations_fail_and_the_device_recovers() {
     let limit = 1 << 20;
-    let gpu = gpu_with(FaultInjection { alloc_limit: Some(limit), ..Default::default() });
+    let gpu = gpu_with(FaultInjection {
+        alloc_limit: Some(limit),
+        ..Default::default()
+    });
     // Planning still uses the adapter's limit: the failure is the driver's.
     assert!(gpu.max_buffer_bytes > limit);
     let data = vec![1.0f32; (limit / 4 + 1) as usize];
     let t = gpu.upload(Shape::vector(data.len()), &data);
-    let err = block_on(gpu.read(&t)).expect_err("a 1 MiB + 4 B tensor on a device limited to 1 MiB");
+    let err =
+        block_on(gpu.read(&t)).expect_err("a 1 MiB + 4 B tensor on a device limited to 1 MiB");
     assert!(err.is_allocation_failure(), "{err}");
-    assert_eq!(err.failed_allocation_bytes().map(|b| b > limit), Some(true), "{err:?}");
+    assert_eq!(
+        err.failed_allocation_bytes().map(|b| b > limit),
+        Some(true),
+        "{err:?}"
+    );
     // The error is cleared once returned and the refused buffer is not pooled.
     drop(t);
     round_trip(&gpu);
@@ -66,8 +88,21 @@ fn a_shader_that_does_not_validate_is_an_error_naming_the_kernel() {
     gpu.launch(&BAD, &[], &[0u8; 16], &[&y], [1, 1, 1]);
     let err = block_on(gpu.read(&y)).expect_err("the kernel does not compile");
     let msg = err.to_string();
-    assert!(matches!(err, GpuError::Fault { kind: "validation", .. }), "{msg}");
-    assert!(msg.contains("compiling kernel broken.wgsl (entry point main)") && msg.contains("undefined_name"), "{msg}");
+    assert!(
+        matches!(
+            err,
+            GpuError::Fault {
+                kind: "validation",
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("compiling kernel broken.wgsl (entry point main)")
+            && msg.contains("undefined_name"),
+        "{msg}"
+    );
     round_trip(&gpu);
 }
 
@@ -75,14 +110,19 @@ fn a_shader_that_does_not_validate_is_an_error_naming_the_kernel() {
 fn an_error_outside_any_scope_is_recorded_not_a_panic() {
     let gpu = gpu_with(FaultInjection::default());
     // Straight on the device, bypassing prior's scopes: wgpu's default handler would panic here.
-    let _b = gpu.device.create_buffer(&prior_gpu::wgpu::BufferDescriptor {
-        label: Some("unchecked"),
-        size: gpu.limits.max_buffer_size + 4096,
-        usage: prior_gpu::wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    });
+    let _b = gpu
+        .device
+        .create_buffer(&prior_gpu::wgpu::BufferDescriptor {
+            label: Some("unchecked"),
+            size: gpu.limits.max_buffer_size + 4096,
+            usage: prior_gpu::wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
     let err = block_on(gpu.check("checking")).expect_err("the uncaptured error is kept");
-    assert!(err.to_string().contains("outside prior's checked calls"), "{err}");
+    assert!(
+        err.to_string().contains("outside prior's checked calls"),
+        "{err}"
+    );
     block_on(gpu.check("checking again")).expect("cleared once returned");
 }
 
@@ -95,17 +135,27 @@ fn a_device_destroyed_mid_run_is_a_lost_device_error_from_then_on() {
     let err = block_on(gpu.read(&t)).expect_err("the device is gone");
     assert!(err.is_device_lost(), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("was lost") && msg.contains("reading back a tensor [n=1, h=1, w=1, c=256]"), "{msg}");
+    assert!(
+        msg.contains("was lost") && msg.contains("reading back a tensor [n=1, h=1, w=1, c=256]"),
+        "{msg}"
+    );
     assert!(gpu.is_lost());
     // Every later call says the same, without hanging.
     let u = gpu.zeros(Shape::vector(16));
-    assert!(block_on(gpu.read(&u)).expect_err("still lost").is_device_lost());
-    assert!(block_on(gpu.check("after")).expect_err("still lost").is_device_lost());
+    assert!(block_on(gpu.read(&u))
+        .expect_err("still lost")
+        .is_device_lost());
+    assert!(block_on(gpu.check("after"))
+        .expect_err("still lost")
+        .is_device_lost());
 }
 
 #[test]
 fn injected_device_loss_strikes_at_the_chosen_submission() {
-    let gpu = gpu_with(FaultInjection { lose_device_at_submit: Some(2), ..Default::default() });
+    let gpu = gpu_with(FaultInjection {
+        lose_device_at_submit: Some(2),
+        ..Default::default()
+    });
     round_trip(&gpu); // submission 1
     let t = gpu.upload(Shape::vector(8), &[1.0; 8]);
     let err = block_on(gpu.read(&t)).expect_err("submission 2 loses the device");
@@ -116,10 +166,22 @@ fn injected_device_loss_strikes_at_the_chosen_submission() {
 fn fault_injection_is_parsed_and_bad_values_are_refused() {
     assert_eq!(
         FaultInjection::parse("alloc-limit=4096, lose-device=3").unwrap(),
-        FaultInjection { alloc_limit: Some(4096), lose_device_at_submit: Some(3) }
+        FaultInjection {
+            alloc_limit: Some(4096),
+            lose_device_at_submit: Some(3)
+        }
     );
-    assert_eq!(FaultInjection::parse("").unwrap(), FaultInjection::default());
-    assert!(FaultInjection::parse("lose-device").unwrap_err().contains("KEY=VALUE"));
-    assert!(FaultInjection::parse("explode=1").unwrap_err().contains("unknown fault"));
-    assert!(FaultInjection::parse("alloc-limit=lots").unwrap_err().contains("not a number"));
+    assert_eq!(
+        FaultInjection::parse("").unwrap(),
+        FaultInjection::default()
+    );
+    assert!(FaultInjection::parse("lose-device")
+        .unwrap_err()
+        .contains("KEY=VALUE"));
+    assert!(FaultInjection::parse("explode=1")
+        .unwrap_err()
+        .contains("unknown fault"));
+    assert!(FaultInjection::parse("alloc-limit=lots")
+        .unwrap_err()
+        .contains("not a number"));
 }

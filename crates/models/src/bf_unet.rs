@@ -54,50 +54,102 @@ impl BfUnet {
         let Hparams::BfUnet(hp) = blob.hparams()? else {
             return Err(invalid(blob, format!("not a {} blob", Arch::BfUnet)));
         };
-        let scales = (0..).take_while(|b| blob.has(&format!("encoder.{b}.0.weight"))).count();
+        let scales = (0..)
+            .take_while(|b| blob.has(&format!("encoder.{b}.0.weight")))
+            .count();
         if scales == 0 {
-            return Err(invalid(blob, "no encoder blocks (encoder.0.0.weight)".into()));
+            return Err(invalid(
+                blob,
+                "no encoder blocks (encoder.0.0.weight)".into(),
+            ));
         }
         if hp.scales != scales {
-            return Err(invalid(blob, format!("hparams.scales is {} but the blob has {scales} encoder blocks", hp.scales)));
+            return Err(invalid(
+                blob,
+                format!(
+                    "hparams.scales is {} but the blob has {scales} encoder blocks",
+                    hp.scales
+                ),
+            ));
         }
         let mut params = 0;
-        let conv = |wname: &str, bn: Option<&str>, relu: bool, params: &mut usize| -> Result<ConvLayer> {
-            let (w, shape) = weight4(blob, wname)?;
-            if shape[2] != 3 || shape[3] != 3 {
-                return Err(invalid(blob, format!("{wname} has shape {shape:?}, expected 3×3 kernels")));
-            }
-            *params += w.len();
-            let scale = match bn {
-                Some(p) => {
-                    let sd = blob.tensor(&format!("{p}.running_sd"))?;
-                    let g = blob.tensor(&format!("{p}.gammas"))?;
-                    if sd.numel() != shape[0] || g.numel() != shape[0] {
-                        return Err(invalid(
-                            blob,
-                            format!("{p} has {} / {} values, the conv before it {} channels", sd.numel(), g.numel(), shape[0]),
-                        ));
-                    }
-                    *params += 2 * shape[0];
-                    Some(BatchNorm::BfSd { sd: sd.data.clone(), gamma: g.data.clone() }.scale_shift().0)
+        let conv =
+            |wname: &str, bn: Option<&str>, relu: bool, params: &mut usize| -> Result<ConvLayer> {
+                let (w, shape) = weight4(blob, wname)?;
+                if shape[2] != 3 || shape[3] != 3 {
+                    return Err(invalid(
+                        blob,
+                        format!("{wname} has shape {shape:?}, expected 3×3 kernels"),
+                    ));
                 }
-                None => None,
+                *params += w.len();
+                let scale = match bn {
+                    Some(p) => {
+                        let sd = blob.tensor(&format!("{p}.running_sd"))?;
+                        let g = blob.tensor(&format!("{p}.gammas"))?;
+                        if sd.numel() != shape[0] || g.numel() != shape[0] {
+                            return Err(invalid(
+                                blob,
+                                format!(
+                                    "{p} has {} / {} values, the conv before it {} channels",
+                                    sd.numel(),
+                                    g.numel(),
+                                    shape[0]
+                                ),
+                            ));
+                        }
+                        *params += 2 * shape[0];
+                        Some(
+                            BatchNorm::BfSd {
+                                sd: sd.data.clone(),
+                                gamma: g.data.clone(),
+                            }
+                            .scale_shift()
+                            .0,
+                        )
+                    }
+                    None => None,
+                };
+                let cfg = ConvLayerConfig::from_weight_shape(shape, false)
+                    .pad(1)
+                    .relu(relu);
+                Ok(ConvLayer::new(
+                    gpu,
+                    w,
+                    cfg,
+                    Affine {
+                        scale: scale.as_deref(),
+                        shift: None,
+                    },
+                )?)
             };
-            let cfg = ConvLayerConfig::from_weight_shape(shape, false).pad(1).relu(relu);
-            Ok(ConvLayer::new(gpu, w, cfg, Affine { scale: scale.as_deref(), shift: None })?)
-        };
         let mut encoder = Vec::new();
         for b in 0..scales {
             let e = format!("encoder.{b}");
             encoder.push(if b == 0 {
                 vec![
                     conv(&format!("{e}.0.weight"), None, true, &mut params)?,
-                    conv(&format!("{e}.2.weight"), Some(&format!("{e}.3")), true, &mut params)?,
+                    conv(
+                        &format!("{e}.2.weight"),
+                        Some(&format!("{e}.3")),
+                        true,
+                        &mut params,
+                    )?,
                 ]
             } else {
                 vec![
-                    conv(&format!("{e}.0.weight"), Some(&format!("{e}.1")), true, &mut params)?,
-                    conv(&format!("{e}.3.weight"), Some(&format!("{e}.4")), true, &mut params)?,
+                    conv(
+                        &format!("{e}.0.weight"),
+                        Some(&format!("{e}.1")),
+                        true,
+                        &mut params,
+                    )?,
+                    conv(
+                        &format!("{e}.3.weight"),
+                        Some(&format!("{e}.4")),
+                        true,
+                        &mut params,
+                    )?,
                 ]
             });
         }
@@ -110,7 +162,10 @@ impl BfUnet {
         for b in 0..scales {
             let (w, shape) = weight4(blob, &format!("upsample.{b}.weight"))?;
             if shape[2] != 2 || shape[3] != 2 {
-                return Err(invalid(blob, format!("upsample.{b}.weight has shape {shape:?}, expected (in, out, 2, 2)")));
+                return Err(invalid(
+                    blob,
+                    format!("upsample.{b}.weight has shape {shape:?}, expected (in, out, 2, 2)"),
+                ));
             }
             params += w.len();
             let cfg = ConvLayerConfig::from_weight_shape(shape, true).stride(2);
@@ -118,13 +173,28 @@ impl BfUnet {
             let d = format!("decoder.{b}");
             decoder.push(if b == 0 {
                 vec![
-                    conv(&format!("{d}.0.weight"), Some(&format!("{d}.1")), true, &mut params)?,
+                    conv(
+                        &format!("{d}.0.weight"),
+                        Some(&format!("{d}.1")),
+                        true,
+                        &mut params,
+                    )?,
                     conv(&format!("{d}.3.weight"), None, false, &mut params)?,
                 ]
             } else {
                 vec![
-                    conv(&format!("{d}.0.weight"), Some(&format!("{d}.1")), true, &mut params)?,
-                    conv(&format!("{d}.3.weight"), Some(&format!("{d}.4")), true, &mut params)?,
+                    conv(
+                        &format!("{d}.0.weight"),
+                        Some(&format!("{d}.1")),
+                        true,
+                        &mut params,
+                    )?,
+                    conv(
+                        &format!("{d}.3.weight"),
+                        Some(&format!("{d}.4")),
+                        true,
+                        &mut params,
+                    )?,
                 ]
             });
         }
@@ -139,18 +209,57 @@ impl BfUnet {
         };
         for b in 0..scales {
             let inp = if b == 0 { channels } else { widths[b - 1] };
-            expect(format!("encoder.{b} input"), encoder[b][0].in_channels(), inp);
-            expect(format!("encoder.{b} second conv input"), encoder[b][1].in_channels(), encoder[b][0].out_channels());
-            let below = if b + 1 == scales { middle[1].out_channels() } else { decoder[b + 1][1].out_channels() };
-            expect(format!("upsample.{b} input"), upsample[b].in_channels(), below);
-            expect(format!("decoder.{b} input"), decoder[b][0].in_channels(), upsample[b].out_channels() + widths[b]);
-            expect(format!("decoder.{b} second conv input"), decoder[b][1].in_channels(), decoder[b][0].out_channels());
+            expect(
+                format!("encoder.{b} input"),
+                encoder[b][0].in_channels(),
+                inp,
+            );
+            expect(
+                format!("encoder.{b} second conv input"),
+                encoder[b][1].in_channels(),
+                encoder[b][0].out_channels(),
+            );
+            let below = if b + 1 == scales {
+                middle[1].out_channels()
+            } else {
+                decoder[b + 1][1].out_channels()
+            };
+            expect(
+                format!("upsample.{b} input"),
+                upsample[b].in_channels(),
+                below,
+            );
+            expect(
+                format!("decoder.{b} input"),
+                decoder[b][0].in_channels(),
+                upsample[b].out_channels() + widths[b],
+            );
+            expect(
+                format!("decoder.{b} second conv input"),
+                decoder[b][1].in_channels(),
+                decoder[b][0].out_channels(),
+            );
         }
-        expect("mid_block input".into(), middle[0].in_channels(), widths[scales - 1]);
-        expect("mid_block second conv input".into(), middle[1].in_channels(), middle[0].out_channels());
-        expect("decoder.0 output".into(), decoder[0][1].out_channels(), channels);
+        expect(
+            "mid_block input".into(),
+            middle[0].in_channels(),
+            widths[scales - 1],
+        );
+        expect(
+            "mid_block second conv input".into(),
+            middle[1].in_channels(),
+            middle[0].out_channels(),
+        );
+        expect(
+            "decoder.0 output".into(),
+            decoder[0][1].out_channels(),
+            channels,
+        );
         if !errs.is_empty() {
-            return Err(invalid(blob, format!("bf_unet layout: {}", errs.join("; "))));
+            return Err(invalid(
+                blob,
+                format!("bf_unet layout: {}", errs.join("; ")),
+            ));
         }
         let desc = format!(
             "bf_unet ({}) widths {:?} + middle {}, {channels} channel(s), output residual, from {}",
@@ -159,7 +268,16 @@ impl BfUnet {
             middle[1].out_channels(),
             blob.meta("prior.source").unwrap_or("?")
         );
-        Ok(BfUnet { encoder, middle, upsample, decoder, channels, widths, params, desc })
+        Ok(BfUnet {
+            encoder,
+            middle,
+            upsample,
+            decoder,
+            channels,
+            widths,
+            params,
+            desc,
+        })
     }
 
     pub fn scales(&self) -> usize {
@@ -169,7 +287,10 @@ impl BfUnet {
     fn check_input(&self, y: &Tensor) -> Result<()> {
         let s = y.shape();
         if s.c != self.channels {
-            return Err(ModelError::Input(format!("the model takes {} channel(s), the input has {}", self.channels, s.c)));
+            return Err(ModelError::Input(format!(
+                "the model takes {} channel(s), the input has {}",
+                self.channels, s.c
+            )));
         }
         let m = self.size_multiple();
         if !s.h.is_multiple_of(m) || !s.w.is_multiple_of(m) || s.h == 0 || s.w == 0 {
@@ -211,7 +332,13 @@ impl BfUnet {
                 dec[b].push(x.clone());
             }
         }
-        Ok(Trace { enc, pooled, mid, up: up.into_iter().map(|u| u.expect("every scale")).collect(), dec })
+        Ok(Trace {
+            enc,
+            pooled,
+            mid,
+            up: up.into_iter().map(|u| u.expect("every scale")).collect(),
+            dec,
+        })
     }
 
     /// The network output f(y) (the noise residual).
@@ -258,9 +385,14 @@ impl BfUnet {
             let block = &self.decoder[b];
             g = block[1].vjp(gpu, &g, &t.dec[b][1], size)?;
             g = block[0].vjp(gpu, &g, &t.dec[b][0], size)?;
-            let parts = concat_channels_vjp(gpu, &g, &[self.upsample[b].out_channels(), self.widths[b]])?;
+            let parts =
+                concat_channels_vjp(gpu, &g, &[self.upsample[b].out_channels(), self.widths[b]])?;
             g_skips[b] = Some(parts[1].clone());
-            let below = if b + 1 == n { &t.mid[1] } else { &t.dec[b + 1][1] };
+            let below = if b + 1 == n {
+                &t.mid[1]
+            } else {
+                &t.dec[b + 1][1]
+            };
             // Now the cotangent of decoder block b+1's output (or the middle's).
             g = self.upsample[b].vjp(gpu, &parts[0], &t.up[b], hw(below))?;
         }
@@ -274,7 +406,12 @@ impl BfUnet {
             let skip = g_skips[b].take().expect("every scale");
             g = elementwise::axpby(gpu, 1.0, &g, 1.0, &skip)?;
             g = self.encoder[b][1].vjp(gpu, &g, &t.enc[b][1], size)?;
-            g = self.encoder[b][0].vjp(gpu, &g, &t.enc[b][0], if b == 0 { hw(y) } else { hw(&t.pooled[b - 1]) })?;
+            g = self.encoder[b][0].vjp(
+                gpu,
+                &g,
+                &t.enc[b][0],
+                if b == 0 { hw(y) } else { hw(&t.pooled[b - 1]) },
+            )?;
         }
         Ok(g)
     }

@@ -37,19 +37,29 @@ pub struct ConvChain {
 impl ConvChain {
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<ConvChain> {
         let origin = blob.origin.display().to_string();
-        let bad = |reason: String| ModelError::Invalid { origin: origin.clone(), reason };
+        let bad = |reason: String| ModelError::Invalid {
+            origin: origin.clone(),
+            reason,
+        };
         let (arch, hp) = match blob.hparams()? {
             Hparams::Bfcnn(h) => (Arch::Bfcnn, h),
             Hparams::Dncnn(h) => (Arch::Dncnn, h),
             other => {
                 let (got, b, d) = (other.arch(), Arch::Bfcnn, Arch::Dncnn);
-                return Err(bad(format!("a '{got}' blob is not a conv chain ({b}, {d})")));
+                return Err(bad(format!(
+                    "a '{got}' blob is not a conv chain ({b}, {d})"
+                )));
             }
         };
-        let (norm, relu_first, conditional_details) = (hp.norm, hp.relu_first, hp.conditional_details);
+        let (norm, relu_first, conditional_details) =
+            (hp.norm, hp.relu_first, hp.conditional_details);
         // DnCNN's forward returns y − last_layer(x): its chain predicts the
         // residual even though the model (hparams.output) returns the denoised image.
-        let output = if arch == Arch::Dncnn { Output::Residual } else { hp.output };
+        let output = if arch == Arch::Dncnn {
+            Output::Residual
+        } else {
+            hp.output
+        };
 
         // (weight name, optional bias name, optional norm) per layer.
         let mut names: Vec<(String, Option<String>, Option<BatchNorm>)> = Vec::new();
@@ -89,7 +99,9 @@ impl ConvChain {
             }
         } else {
             // DnCNN: first_layer, hidden_layer_list.{i} + bn_layer_list.{i}, last_layer.
-            let hidden = (0..).take_while(|i| blob.has(&format!("hidden_layer_list.{i}.weight"))).count();
+            let hidden = (0..)
+                .take_while(|i| blob.has(&format!("hidden_layer_list.{i}.weight")))
+                .count();
             let bias = |p: &str| blob.has(&format!("{p}.bias")).then(|| format!("{p}.bias"));
             names.push(("first_layer.weight".into(), bias("first_layer"), None));
             for i in 0..hidden {
@@ -119,7 +131,10 @@ impl ConvChain {
         for (i, (wname, bname, bn)) in names.into_iter().enumerate() {
             let w = blob.tensor(&wname)?;
             if w.shape.len() != 4 || w.shape[2] != w.shape[3] || w.shape[2] % 2 == 0 {
-                return Err(bad(format!("{wname} has shape {:?}, expected (out, in, k, k) with odd k", w.shape)));
+                return Err(bad(format!(
+                    "{wname} has shape {:?}, expected (out, in, k, k) with odd k",
+                    w.shape
+                )));
             }
             let (cout, cin, k) = (w.shape[0], w.shape[1], w.shape[2]);
             params += w.numel();
@@ -134,7 +149,10 @@ impl ConvChain {
             };
             if let Some(bn) = &bn {
                 if bn.channels() != cout {
-                    return Err(bad(format!("normalisation after {wname} has {} channels, conv has {cout}", bn.channels())));
+                    return Err(bad(format!(
+                        "normalisation after {wname} has {} channels, conv has {cout}",
+                        bn.channels()
+                    )));
                 }
                 params += match bn {
                     BatchNorm::BfSd { .. } | BatchNorm::BfVar { .. } => 2 * cout,
@@ -146,7 +164,13 @@ impl ConvChain {
                     let (scale, shift) = bn.scale_shift();
                     // bn(conv + bias) = conv·scale + (bias·scale + shift)
                     let shift = match (shift, b) {
-                        (Some(s), Some(b)) => Some(s.iter().zip(b).zip(&scale).map(|((s, b), k)| s + b * k).collect()),
+                        (Some(s), Some(b)) => Some(
+                            s.iter()
+                                .zip(b)
+                                .zip(&scale)
+                                .map(|((s, b), k)| s + b * k)
+                                .collect(),
+                        ),
                         (Some(s), None) => Some(s),
                         (None, Some(b)) => Some(b.iter().zip(&scale).map(|(b, k)| b * k).collect()),
                         (None, None) => None,
@@ -162,13 +186,18 @@ impl ConvChain {
         // Check the chain's channel counts line up.
         for pair in layers.windows(2) {
             if pair[0].conv.cout != pair[1].conv.cin {
-                return Err(bad(format!("layer outputs {} channels but the next takes {}", pair[0].conv.cout, pair[1].conv.cin)));
+                return Err(bad(format!(
+                    "layer outputs {} channels but the next takes {}",
+                    pair[0].conv.cout, pair[1].conv.cin
+                )));
             }
         }
         let in_channels = layers[0].conv.cin;
         let out_channels = layers[n - 1].conv.cout;
         if !conditional_details && in_channels != out_channels {
-            return Err(bad(format!("{in_channels} channels in but {out_channels} out")));
+            return Err(bad(format!(
+                "{in_channels} channels in but {out_channels} out"
+            )));
         }
         let desc = format!(
             "{arch} ({}) {n} layers, {in_channels}→{out_channels} channels, output {:?}, from {}",
@@ -176,14 +205,30 @@ impl ConvChain {
             output,
             blob.meta("prior.source").unwrap_or("?")
         );
-        Ok(ConvChain { layers, output, in_channels, out_channels, conditional_details, params, desc, vjp_layers: Default::default() })
+        Ok(ConvChain {
+            layers,
+            output,
+            in_channels,
+            out_channels,
+            conditional_details,
+            params,
+            desc,
+            vjp_layers: Default::default(),
+        })
     }
 
     /// The raw network output f(y) (residual or denoised, per [`Output`]).
     pub fn network(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
         let mut x = y.clone();
         for l in &self.layers {
-            x = l.conv.forward(gpu, &x, Epilogue { relu: l.relu, ..Default::default() })?;
+            x = l.conv.forward(
+                gpu,
+                &x,
+                Epilogue {
+                    relu: l.relu,
+                    ..Default::default()
+                },
+            )?;
         }
         Ok(x)
     }
@@ -208,10 +253,17 @@ impl Denoiser for ConvChain {
         self.in_channels
     }
     fn receptive_radius(&self) -> usize {
-        self.layers.iter().map(|l| l.conv.dilation * (l.conv.kh - 1) / 2).sum()
+        self.layers
+            .iter()
+            .map(|l| l.conv.dilation * (l.conv.kh - 1) / 2)
+            .sum()
     }
     fn values_per_pixel(&self) -> usize {
-        self.layers.iter().map(|l| l.conv.cout.max(l.conv.cin)).max().unwrap_or(1)
+        self.layers
+            .iter()
+            .map(|l| l.conv.cout.max(l.conv.cin))
+            .max()
+            .unwrap_or(1)
     }
     fn parameters(&self) -> usize {
         self.params
@@ -220,7 +272,8 @@ impl Denoiser for ConvChain {
         self.check_input(y)?;
         if self.conditional_details {
             return Err(ModelError::Input(
-                "this is one scale of a multi-scale model: it denoises wavelet details, not images".into(),
+                "this is one scale of a multi-scale model: it denoises wavelet details, not images"
+                    .into(),
             ));
         }
         let f = self.network(gpu, y)?;
@@ -280,8 +333,11 @@ impl ConvChain {
 
     fn vjp_layers(&self, gpu: &Gpu) -> Result<&[prior_ops::autodiff::ConvVjp]> {
         if self.vjp_layers.get().is_none() {
-            let built =
-                self.layers.iter().map(|l| prior_ops::autodiff::ConvVjp::new(gpu, &l.conv)).collect::<Result<Vec<_>, _>>()?;
+            let built = self
+                .layers
+                .iter()
+                .map(|l| prior_ops::autodiff::ConvVjp::new(gpu, &l.conv))
+                .collect::<Result<Vec<_>, _>>()?;
             let _ = self.vjp_layers.set(built);
         }
         Ok(self.vjp_layers.get().expect("set above"))
@@ -302,10 +358,21 @@ impl ConvChain {
         let mut acts = Vec::with_capacity(self.layers.len());
         let mut x = y.clone();
         for l in &self.layers {
-            x = l.conv.forward(gpu, &x, Epilogue { relu: l.relu, ..Default::default() })?;
+            x = l.conv.forward(
+                gpu,
+                &x,
+                Epilogue {
+                    relu: l.relu,
+                    ..Default::default()
+                },
+            )?;
             acts.push(x.clone());
         }
-        Ok(Linearized { chain: self, acts, input: s })
+        Ok(Linearized {
+            chain: self,
+            acts,
+            input: s,
+        })
     }
 }
 

@@ -43,7 +43,10 @@ impl<'a> Noise<'a> {
         match *self {
             Noise::Blind => Ok(None),
             Noise::Variance(t) if t.numel() == n || t.numel() == 1 => Ok(Some(t)),
-            Noise::Variance(t) => Err(ModelError::Input(format!("{} noise variances for a batch of {n}", t.numel()))),
+            Noise::Variance(t) => Err(ModelError::Input(format!(
+                "{} noise variances for a batch of {n}",
+                t.numel()
+            ))),
         }
     }
 }
@@ -101,10 +104,16 @@ pub trait Denoiser {
     /// batch of tangents `v` (`[k, h, w, c]`); returns `[k, h, w, c]`. The
     /// noise level (`[1, 1, 1, 1]` if given) is held fixed.
     fn jvp(&self, _gpu: &Gpu, _y: &Tensor, _v: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
-        Err(ModelError::Unsupported(format!("JVP of {}", self.describe())))
+        Err(ModelError::Unsupported(format!(
+            "JVP of {}",
+            self.describe()
+        )))
     }
     /// Reverse mode: Jᵀ·u for a batch of cotangents `u` (`[k, h, w, c]`).
     fn vjp(&self, _gpu: &Gpu, _y: &Tensor, _u: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
-        Err(ModelError::Unsupported(format!("VJP of {}", self.describe())))
+        Err(ModelError::Unsupported(format!(
+            "VJP of {}",
+            self.describe()
+        )))
     }
 }

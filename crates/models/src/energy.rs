@@ -148,12 +148,17 @@ pub struct LogZ {
 }
 
 fn invalid(blob: &WeightBlob, reason: impl Into<String>) -> ModelError {
-    ModelError::Invalid { origin: blob.origin.display().to_string(), reason: reason.into() }
+    ModelError::Invalid {
+        origin: blob.origin.display().to_string(),
+        reason: reason.into(),
+    }
 }
 
 /// Parses the calibration metadata of a blob, if present.
 pub fn log_z_of(blob: &WeightBlob) -> Result<Option<LogZ>> {
-    let Some(lz) = blob.meta(keys::LOG_Z) else { return Ok(None) };
+    let Some(lz) = blob.meta(keys::LOG_Z) else {
+        return Ok(None);
+    };
     let num = |k: &str, v: Option<&str>| -> Result<f64> {
         v.ok_or_else(|| invalid(blob, format!("{} is set but {k} is missing", keys::LOG_Z)))?
             .trim()
@@ -164,7 +169,10 @@ pub fn log_z_of(blob: &WeightBlob) -> Result<Option<LogZ>> {
     let t = num(keys::LOG_Z_T, blob.meta(keys::LOG_Z_T))?;
     let count = num(keys::LOG_Z_COUNT, blob.meta(keys::LOG_Z_COUNT))? as usize;
     if !log_z.is_finite() || !t.is_finite() || t <= 0.0 {
-        return Err(invalid(blob, format!("bad calibration: log Z {log_z} at t {t}")));
+        return Err(invalid(
+            blob,
+            format!("bad calibration: log Z {log_z} at t {t}"),
+        ));
     }
     Ok(Some(LogZ { log_z, t, count }))
 }
@@ -186,11 +194,25 @@ impl Builder<'_> {
     }
 
     fn norm(&mut self, prefix: &str, c: usize) -> Result<GroupNorm> {
-        let w = self.blob.tensor_shaped(&format!("network.{prefix}.weight"), &[c])?;
-        let lw = self.blob.tensor_shaped(&format!("network.{prefix}.conditioning_embedding.weight"), &[c, self.emb_dim])?;
-        let lb = self.blob.tensor_shaped(&format!("network.{prefix}.conditioning_embedding.bias"), &[c])?;
+        let w = self
+            .blob
+            .tensor_shaped(&format!("network.{prefix}.weight"), &[c])?;
+        let lw = self.blob.tensor_shaped(
+            &format!("network.{prefix}.conditioning_embedding.weight"),
+            &[c, self.emb_dim],
+        )?;
+        let lb = self.blob.tensor_shaped(
+            &format!("network.{prefix}.conditioning_embedding.bias"),
+            &[c],
+        )?;
         if !c.is_multiple_of(self.group_size) {
-            return Err(invalid(self.blob, format!("{prefix}: {c} channels are not a multiple of group_size {}", self.group_size)));
+            return Err(invalid(
+                self.blob,
+                format!(
+                    "{prefix}: {c} channels are not a multiple of group_size {}",
+                    self.group_size
+                ),
+            ));
         }
         let off = self.nw.len();
         self.nw.extend_from_slice(&w.data);
@@ -203,7 +225,13 @@ impl Builder<'_> {
     /// each followed by a normalisation at +1 (except the network's last).
     /// `first_down`: the first conv is the 2×2 stride-2 one; `last_up`: the
     /// last is a transposed conv; `last_plain`: the last has no normalisation.
-    fn block(&mut self, prefix: &str, first_down: bool, last_up: bool, last_plain: bool) -> Result<Vec<Layer>> {
+    fn block(
+        &mut self,
+        prefix: &str,
+        first_down: bool,
+        last_up: bool,
+        last_plain: bool,
+    ) -> Result<Vec<Layer>> {
         let mut n = 0;
         while self.blob.has(&format!("network.{prefix}.{}.weight", 3 * n)) {
             n += 1;
@@ -216,19 +244,33 @@ impl Builder<'_> {
             let name = format!("{prefix}.{}", 3 * i);
             let w = self.t(&format!("{name}.weight"))?;
             if w.shape.len() != 4 {
-                return Err(invalid(self.blob, format!("network.{name}.weight has shape {:?}, expected 4-D", w.shape)));
+                return Err(invalid(
+                    self.blob,
+                    format!(
+                        "network.{name}.weight has shape {:?}, expected 4-D",
+                        w.shape
+                    ),
+                ));
             }
             let (a, b, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
             let (op, cout) = if i == 0 && first_down {
                 if (kh, kw) != (2, 2) {
-                    return Err(invalid(self.blob, format!("network.{name}: expected the 2×2 stride-2 conv, found {kh}×{kw}")));
+                    return Err(invalid(
+                        self.blob,
+                        format!("network.{name}: expected the 2×2 stride-2 conv, found {kh}×{kw}"),
+                    ));
                 }
                 let fwd = Conv2d::new(self.gpu, &w.data, a, b, 2, 2, 2, 0, 1);
                 let adj = ConvTranspose2d::new(self.gpu, &w.data, a, b, 2, 2, 2, 0);
                 (Op::Down { fwd, adj }, a)
             } else if i == n - 1 && last_up {
                 if (kh, kw) != (2, 2) {
-                    return Err(invalid(self.blob, format!("network.{name}: expected the 2×2 transposed conv, found {kh}×{kw}")));
+                    return Err(invalid(
+                        self.blob,
+                        format!(
+                            "network.{name}: expected the 2×2 transposed conv, found {kh}×{kw}"
+                        ),
+                    ));
                 }
                 // ConvTranspose2d layout (in, out, kh, kw).
                 let fwd = ConvTranspose2d::new(self.gpu, &w.data, a, b, 2, 2, 2, 0);
@@ -236,7 +278,10 @@ impl Builder<'_> {
                 (Op::Up { fwd, adj }, b)
             } else {
                 if (kh, kw) != (3, 3) {
-                    return Err(invalid(self.blob, format!("network.{name}: expected a 3×3 conv, found {kh}×{kw}")));
+                    return Err(invalid(
+                        self.blob,
+                        format!("network.{name}: expected a 3×3 conv, found {kh}×{kw}"),
+                    ));
                 }
                 let (cout, cin) = (a, b);
                 let fwd = Conv2d::new(self.gpu, &w.data, cout, cin, 3, 3, 1, 1, 1);
@@ -246,7 +291,8 @@ impl Builder<'_> {
                     for ci in 0..cin {
                         for ky in 0..3 {
                             for kx in 0..3 {
-                                fl[((ci * cout + co) * 3 + (2 - ky)) * 3 + (2 - kx)] = w.data[((co * cin + ci) * 3 + ky) * 3 + kx];
+                                fl[((ci * cout + co) * 3 + (2 - ky)) * 3 + (2 - kx)] =
+                                    w.data[((co * cin + ci) * 3 + ky) * 3 + kx];
                             }
                         }
                     }
@@ -254,7 +300,11 @@ impl Builder<'_> {
                 let adj = Conv2d::new(self.gpu, &fl, cin, cout, 3, 3, 1, 1, 1);
                 (Op::Conv { fwd, adj }, cout)
             };
-            let norm = if i == n - 1 && last_plain { None } else { Some(self.norm(&format!("{prefix}.{}", 3 * i + 1), cout)?) };
+            let norm = if i == n - 1 && last_plain {
+                None
+            } else {
+                Some(self.norm(&format!("{prefix}.{}", 3 * i + 1), cout)?)
+            };
             layers.push(Layer { op, norm, cout });
         }
         Ok(layers)
@@ -274,31 +324,54 @@ impl EnergyUNet {
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<EnergyUNet> {
         let Hparams::EnergyUnet(hp) = blob.hparams()? else {
             let arch = blob.arch()?;
-            return Err(invalid(blob, format!("architecture '{arch}' is not an energy UNet")));
+            return Err(invalid(
+                blob,
+                format!("architecture '{arch}' is not an energy UNet"),
+            ));
         };
         let mut scales = 0;
         while blob.has(&format!("network.encoder.{scales}.0.weight")) {
             scales += 1;
         }
         if scales == 0 {
-            return Err(invalid(blob, "no network.encoder.0.0.weight: not a dual-score-matching energy UNet"));
+            return Err(invalid(
+                blob,
+                "no network.encoder.0.0.weight: not a dual-score-matching energy UNet",
+            ));
         }
         let first = blob.tensor("network.encoder.0.0.weight")?;
         if first.shape.len() != 4 {
-            return Err(invalid(blob, "network.encoder.0.0.weight is not a conv weight"));
+            return Err(invalid(
+                blob,
+                "network.encoder.0.0.weight is not a conv weight",
+            ));
         }
         let (base_width, channels) = (first.shape[0], first.shape[1]);
         let l1 = blob.tensor("network.noise_var_embedding.time_embed.0.weight")?;
         if l1.shape.len() != 2 || l1.shape[1] % 2 != 0 {
-            return Err(invalid(blob, format!("time_embed.0.weight has shape {:?}", l1.shape)));
+            return Err(invalid(
+                blob,
+                format!("time_embed.0.weight has shape {:?}", l1.shape),
+            ));
         }
         let (emb_dim, fourier) = (l1.shape[0], l1.shape[1]);
         let b1 = blob.tensor_shaped("network.noise_var_embedding.time_embed.0.bias", &[emb_dim])?;
-        let l2 = blob.tensor_shaped("network.noise_var_embedding.time_embed.2.weight", &[emb_dim, emb_dim])?;
+        let l2 = blob.tensor_shaped(
+            "network.noise_var_embedding.time_embed.2.weight",
+            &[emb_dim, emb_dim],
+        )?;
         let b2 = blob.tensor_shaped("network.noise_var_embedding.time_embed.2.bias", &[emb_dim])?;
         let group_size = hp.group_size;
 
-        let mut bld = Builder { gpu, blob, group_size, cw: Vec::new(), cb: Vec::new(), nw: Vec::new(), emb_dim };
+        let mut bld = Builder {
+            gpu,
+            blob,
+            group_size,
+            cw: Vec::new(),
+            cb: Vec::new(),
+            nw: Vec::new(),
+            emb_dim,
+        };
         let mut enc = Vec::new();
         for s in 0..scales {
             enc.push(bld.block(&format!("encoder.{s}"), s > 0, false, false)?);
@@ -313,7 +386,13 @@ impl EnergyUNet {
         for (s, block) in enc.iter().enumerate() {
             for l in block {
                 if in_channels(&l.op) != c {
-                    return Err(invalid(blob, format!("encoder.{s}: a layer takes {} channels, gets {c}", in_channels(&l.op))));
+                    return Err(invalid(
+                        blob,
+                        format!(
+                            "encoder.{s}: a layer takes {} channels, gets {c}",
+                            in_channels(&l.op)
+                        ),
+                    ));
                 }
                 c = l.cout;
             }
@@ -321,7 +400,13 @@ impl EnergyUNet {
         let skips: Vec<usize> = enc.iter().map(|b| b.last().unwrap().cout).collect();
         for l in &mid {
             if in_channels(&l.op) != c {
-                return Err(invalid(blob, format!("middle_block: a layer takes {} channels, gets {c}", in_channels(&l.op))));
+                return Err(invalid(
+                    blob,
+                    format!(
+                        "middle_block: a layer takes {} channels, gets {c}",
+                        in_channels(&l.op)
+                    ),
+                ));
             }
             c = l.cout;
         }
@@ -329,13 +414,22 @@ impl EnergyUNet {
             c += skips[s];
             for l in &dec[s] {
                 if in_channels(&l.op) != c {
-                    return Err(invalid(blob, format!("decoder.{s}: a layer takes {} channels, gets {c}", in_channels(&l.op))));
+                    return Err(invalid(
+                        blob,
+                        format!(
+                            "decoder.{s}: a layer takes {} channels, gets {c}",
+                            in_channels(&l.op)
+                        ),
+                    ));
                 }
                 c = l.cout;
             }
         }
         if c != channels {
-            return Err(invalid(blob, format!("the network returns {c} channels for {channels} input channels")));
+            return Err(invalid(
+                blob,
+                format!("the network returns {c} channels for {channels} input channels"),
+            ));
         }
         let total = bld.nw.len();
         let cond = Linear::new(gpu, &bld.cw, Some(&bld.cb), total, emb_dim)?;
@@ -366,14 +460,24 @@ impl EnergyUNet {
     fn check_input(&self, y: &Tensor, t: &Tensor) -> Result<()> {
         let s = y.shape();
         if s.c != self.channels {
-            return Err(ModelError::Input(format!("the energy model takes {} channel(s), the input has {}", self.channels, s.c)));
+            return Err(ModelError::Input(format!(
+                "the energy model takes {} channel(s), the input has {}",
+                self.channels, s.c
+            )));
         }
         let m = self.multiple();
         if !s.h.is_multiple_of(m) || !s.w.is_multiple_of(m) || s.h == 0 || s.w == 0 {
-            return Err(ModelError::Input(format!("the energy UNet needs height and width divisible by {m}; the input is {}×{}", s.h, s.w)));
+            return Err(ModelError::Input(format!(
+                "the energy UNet needs height and width divisible by {m}; the input is {}×{}",
+                s.h, s.w
+            )));
         }
         if t.numel() != s.n {
-            return Err(ModelError::Input(format!("{} noise variances for {} images", t.numel(), s.n)));
+            return Err(ModelError::Input(format!(
+                "{} noise variances for {} images",
+                t.numel(),
+                s.n
+            )));
         }
         Ok(())
     }
@@ -398,9 +502,18 @@ impl EnergyUNet {
         Ok(gains(gpu, &self.norm_w, &dlin, true)?)
     }
 
-    fn layer_fwd(&self, gpu: &Gpu, l: &Layer, x: &Tensor, gain: &Tensor, tape: Option<&mut Tape>) -> Result<Tensor> {
+    fn layer_fwd(
+        &self,
+        gpu: &Gpu,
+        l: &Layer,
+        x: &Tensor,
+        gain: &Tensor,
+        tape: Option<&mut Tape>,
+    ) -> Result<Tensor> {
         let h = match &l.op {
-            Op::Conv { fwd, .. } | Op::Down { fwd, .. } => fwd.forward(gpu, x, Epilogue::default())?,
+            Op::Conv { fwd, .. } | Op::Down { fwd, .. } => {
+                fwd.forward(gpu, x, Epilogue::default())?
+            }
             Op::Up { fwd, .. } => fwd.forward(gpu, x, Epilogue::default())?,
         };
         let Some(norm) = &l.norm else { return Ok(h) };
@@ -413,8 +526,17 @@ impl EnergyUNet {
     }
 
     /// f(y, t), recording the intermediate values when `keep`.
-    fn forward(&self, gpu: &Gpu, y: &Tensor, gain: &Tensor, keep: bool) -> Result<(Tensor, Option<Tape>)> {
-        let mut tape = keep.then(|| Tape { recs: Vec::new(), cat: Vec::new() });
+    fn forward(
+        &self,
+        gpu: &Gpu,
+        y: &Tensor,
+        gain: &Tensor,
+        keep: bool,
+    ) -> Result<(Tensor, Option<Tape>)> {
+        let mut tape = keep.then(|| Tape {
+            recs: Vec::new(),
+            cat: Vec::new(),
+        });
         let mut x = y.clone();
         let mut skips = Vec::with_capacity(self.scales);
         for block in &self.enc {
@@ -442,37 +564,53 @@ impl EnergyUNet {
     /// `tan` = (the tangents of a forward pass along some y', the tangent u'
     /// of `u`), also the tangent of J_fᵀ·u when y moves along y' and u along
     /// u' (forward over reverse: every layer's VJP differentiated once more).
-    fn vjp_y(&self, gpu: &Gpu, tape: &Tape, gain: &Tensor, u: &Tensor, tan: Option<(&[TanRec], &Tensor)>) -> Result<(Tensor, Option<Tensor>)> {
+    fn vjp_y(
+        &self,
+        gpu: &Gpu,
+        tape: &Tape,
+        gain: &Tensor,
+        u: &Tensor,
+        tan: Option<(&[TanRec], &Tensor)>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let mut recs = tape.recs.iter().rev();
         let mut trecs = tan.map(|(t, _)| t.iter().rev());
-        let mut back = |l: &Layer, u: Tensor, ut: Option<Tensor>| -> Result<(Tensor, Option<Tensor>)> {
-            let (hb, hbt) = match &l.norm {
-                Some(norm) => {
-                    let r = recs.next().expect("one record per normalised layer");
-                    let zb = gelu_jvp(gpu, &r.z, &u)?;
-                    let hbt = match (trecs.as_mut(), ut) {
-                        (Some(tr), Some(ut)) => {
-                            let t = tr.next().expect("one tangent record per normalised layer");
-                            let zbt = gelu_vjp_jvp(gpu, &r.z, &t.z, &u, &ut)?;
-                            Some(norm.vjp_jvp(gpu, &zb, &zbt, &r.h, &t.h, &r.st, gain)?)
+        let mut back =
+            |l: &Layer, u: Tensor, ut: Option<Tensor>| -> Result<(Tensor, Option<Tensor>)> {
+                let (hb, hbt) = match &l.norm {
+                    Some(norm) => {
+                        let r = recs.next().expect("one record per normalised layer");
+                        let zb = gelu_jvp(gpu, &r.z, &u)?;
+                        let hbt = match (trecs.as_mut(), ut) {
+                            (Some(tr), Some(ut)) => {
+                                let t = tr.next().expect("one tangent record per normalised layer");
+                                let zbt = gelu_vjp_jvp(gpu, &r.z, &t.z, &u, &ut)?;
+                                Some(norm.vjp_jvp(gpu, &zb, &zbt, &r.h, &t.h, &r.st, gain)?)
+                            }
+                            _ => None,
+                        };
+                        (norm.vjp(gpu, &zb, &r.h, &r.st, gain)?, hbt)
+                    }
+                    None => (u, ut),
+                };
+                let adj = |x: &Tensor| -> Result<Tensor> {
+                    Ok(match &l.op {
+                        Op::Conv { adj, .. } | Op::Up { adj, .. } => {
+                            adj.forward(gpu, x, Epilogue::default())?
                         }
-                        _ => None,
-                    };
-                    (norm.vjp(gpu, &zb, &r.h, &r.st, gain)?, hbt)
-                }
-                None => (u, ut),
+                        Op::Down { adj, .. } => adj.forward(gpu, x, Epilogue::default())?,
+                    })
+                };
+                Ok((adj(&hb)?, hbt.as_ref().map(adj).transpose()?))
             };
-            let adj = |x: &Tensor| -> Result<Tensor> {
-                Ok(match &l.op {
-                    Op::Conv { adj, .. } | Op::Up { adj, .. } => adj.forward(gpu, x, Epilogue::default())?,
-                    Op::Down { adj, .. } => adj.forward(gpu, x, Epilogue::default())?,
-                })
-            };
-            Ok((adj(&hb)?, hbt.as_ref().map(adj).transpose()?))
-        };
         let mut u = (u.clone(), tan.map(|(_, ut)| ut.clone()));
         let mut skip_bar: Vec<Option<(Tensor, Option<Tensor>)>> = vec![None; self.scales];
-        for (i, s) in (0..self.scales).rev().enumerate().collect::<Vec<_>>().into_iter().rev() {
+        for (i, s) in (0..self.scales)
+            .rev()
+            .enumerate()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
             for l in self.dec[s].iter().rev() {
                 u = back(l, u.0, u.1)?;
             }
@@ -497,7 +635,9 @@ impl EnergyUNet {
             u = back(l, u.0, u.1)?;
         }
         for s in (0..self.scales).rev() {
-            let (sb, sbt) = skip_bar[s].take().expect("every scale has a skip cotangent");
+            let (sb, sbt) = skip_bar[s]
+                .take()
+                .expect("every scale has a skip cotangent");
             let x = axpby(gpu, 1.0, &u.0, 1.0, &sb)?;
             let xt = match (u.1, sbt) {
                 (Some(a), Some(b)) => Some(axpby(gpu, 1.0, &a, 1.0, &b)?),
@@ -515,13 +655,23 @@ impl EnergyUNet {
     /// input tangent `yt` and/or a tangent `dgain` of the gains (∂f/∂t enters
     /// there). With `record`, also returns every normalised layer's tangents
     /// (h', z') for [`EnergyUNet::vjp_y`]'s second-order pass.
-    fn jvp_f(&self, gpu: &Gpu, tape: &Tape, gain: &Tensor, yt: Option<&Tensor>, dgain: Option<&Tensor>, record: bool) -> Result<(Tensor, Vec<TanRec>)> {
+    fn jvp_f(
+        &self,
+        gpu: &Gpu,
+        tape: &Tape,
+        gain: &Tensor,
+        yt: Option<&Tensor>,
+        dgain: Option<&Tensor>,
+        record: bool,
+    ) -> Result<(Tensor, Vec<TanRec>)> {
         let mut recs = tape.recs.iter();
         let mut out = Vec::new();
         let mut fwd = |l: &Layer, x: Option<Tensor>| -> Result<Tensor> {
             let h = match x {
                 Some(x) => Some(match &l.op {
-                    Op::Conv { fwd, .. } | Op::Down { fwd, .. } => fwd.forward(gpu, &x, Epilogue::default())?,
+                    Op::Conv { fwd, .. } | Op::Down { fwd, .. } => {
+                        fwd.forward(gpu, &x, Epilogue::default())?
+                    }
                     Op::Up { fwd, .. } => fwd.forward(gpu, &x, Epilogue::default())?,
                 }),
                 None => None,
@@ -569,11 +719,18 @@ impl EnergyUNet {
     pub fn hessian_vector(&self, gpu: &Gpu, y: &Tensor, t: &Tensor, v: &Tensor) -> Result<Tensor> {
         self.check_input(y, t)?;
         if v.shape() != y.shape() {
-            return Err(ModelError::Input(format!("tangent {} does not match the input {}", v.shape(), y.shape())));
+            return Err(ModelError::Input(format!(
+                "tangent {} does not match the input {}",
+                v.shape(),
+                y.shape()
+            )));
         }
         let s = y.shape();
         // the largest single buffer (primal and tangent tensors have the same shapes)
-        gpu.check_fits("energy UNet activations", Shape::new(s.n, s.h, s.w, self.values_per_pixel()))?;
+        gpu.check_fits(
+            "energy UNet activations",
+            Shape::new(s.n, s.h, s.w, self.values_per_pixel()),
+        )?;
         let cond = self.conditioning(gpu, t)?;
         let (_, tape) = self.forward(gpu, y, &cond.gain, true)?;
         let tape = tape.expect("kept");
@@ -589,7 +746,11 @@ impl EnergyUNet {
     pub fn denoiser_jvp(&self, gpu: &Gpu, y: &Tensor, t: &Tensor, v: &Tensor) -> Result<Tensor> {
         crate::layers::check_tangent(y, v)?;
         let k = v.shape().n;
-        let (yk, tk) = if k == 1 { (y.clone(), t.clone()) } else { (gpu.repeat_batch(y, k), gpu.repeat_batch(t, k)) };
+        let (yk, tk) = if k == 1 {
+            (y.clone(), t.clone())
+        } else {
+            (gpu.repeat_batch(y, k), gpu.repeat_batch(t, k))
+        };
         let hv = self.hessian_vector(gpu, &yk, &tk, v)?;
         let neg = axpby(gpu, -1.0, &tk, 0.0, &tk)?;
         Ok(sample_axpy(gpu, v, &neg, &hv)?)
@@ -611,10 +772,20 @@ impl EnergyUNet {
     /// U(y, t) for a batch `y` (`[n, h, w, c]`) with one noise variance per
     /// image (`t`, `[n, 1, 1, 1]`), and optionally ∇_yU (`grad`) and ∂U/∂t
     /// (`dudt`). Nothing is read back.
-    pub fn evaluate(&self, gpu: &Gpu, y: &Tensor, t: &Tensor, grad: bool, dudt: bool) -> Result<EnergyEval> {
+    pub fn evaluate(
+        &self,
+        gpu: &Gpu,
+        y: &Tensor,
+        t: &Tensor,
+        grad: bool,
+        dudt: bool,
+    ) -> Result<EnergyEval> {
         self.check_input(y, t)?;
         let s = y.shape();
-        gpu.check_fits("energy UNet activations", Shape::new(s.n, s.h, s.w, self.values_per_pixel()))?;
+        gpu.check_fits(
+            "energy UNet activations",
+            Shape::new(s.n, s.h, s.w, self.values_per_pixel()),
+        )?;
         let cond = self.conditioning(gpu, t)?;
         let (f, tape) = self.forward(gpu, y, &cond.gain, grad || dudt)?;
         let dot = dot_per_sample(gpu, y, &f)?;
@@ -635,13 +806,23 @@ impl EnergyUNet {
             }
             _ => None,
         };
-        Ok(EnergyEval { energy, f, grad: grad_t, dudt: dudt_t })
+        Ok(EnergyEval {
+            energy,
+            f,
+            grad: grad_t,
+            dudt: dudt_t,
+        })
     }
 
     /// U(y, t) per image, read back (f64).
     pub async fn energies(&self, gpu: &Gpu, y: &Tensor, t: &Tensor) -> Result<Vec<f64>> {
         let e = self.evaluate(gpu, y, t, false, false)?;
-        Ok(gpu.read(&e.energy).await?.into_iter().map(f64::from).collect())
+        Ok(gpu
+            .read(&e.energy)
+            .await?
+            .into_iter()
+            .map(f64::from)
+            .collect())
     }
 
     /// x̂ = y − t·∇_yU for a batch with one noise variance per image (`t`,
@@ -664,15 +845,11 @@ impl EnergyUNet {
     }
 }
 
-
 impl Denoiser for EnergyUNet {
     fn describe(&self) -> String {
         format!(
             "energy UNet (dual score matching), {} scales, base width {}, group size {}{}",
-            self.scales,
-            self.base_width,
-            self.group_size,
-            ", conditioned on the noise variance t"
+            self.scales, self.base_width, self.group_size, ", conditioned on the noise variance t"
         )
     }
     fn channels(&self) -> usize {
@@ -694,11 +871,24 @@ impl Denoiser for EnergyUNet {
         for (s, (e, d)) in self.enc.iter().zip(self.dec.iter()).enumerate() {
             let area = 1usize << (2 * s);
             let skip = e.last().map_or(0, |l| l.cout);
-            let widest = e.iter().chain(d.iter()).map(|l| l.cout).max().unwrap_or(0).max(2 * skip);
+            let widest = e
+                .iter()
+                .chain(d.iter())
+                .map(|l| l.cout)
+                .max()
+                .unwrap_or(0)
+                .max(2 * skip);
             v = v.max(widest.div_ceil(area));
         }
         let area = 1usize << (2 * self.scales);
-        v.max(self.mid.iter().map(|l| l.cout).max().unwrap_or(0).div_ceil(area))
+        v.max(
+            self.mid
+                .iter()
+                .map(|l| l.cout)
+                .max()
+                .unwrap_or(0)
+                .div_ceil(area),
+        )
     }
     fn parameters(&self) -> usize {
         self.params
@@ -742,13 +932,30 @@ impl EnergyUNet {
     /// entropy is (d/2)·ln(2πe·t)). Noise comes from prior's counter-based
     /// generator (`seed`, stream 0, counter = image index·d + element), so the
     /// estimate does not depend on `batch`. Reads back one vector per batch.
-    pub async fn calibrate(&self, gpu: &Gpu, clean: &[f32], s: Shape, t: f64, seed: u64, batch: usize) -> Result<Calibration> {
+    pub async fn calibrate(
+        &self,
+        gpu: &Gpu,
+        clean: &[f32],
+        s: Shape,
+        t: f64,
+        seed: u64,
+        batch: usize,
+    ) -> Result<Calibration> {
         let d = s.h * s.w * s.c;
         if s.n == 0 || clean.len() != s.numel() {
-            return Err(ModelError::Input(format!("{} values for {} calibration images of {}×{}×{}", clean.len(), s.n, s.h, s.w, s.c)));
+            return Err(ModelError::Input(format!(
+                "{} values for {} calibration images of {}×{}×{}",
+                clean.len(),
+                s.n,
+                s.h,
+                s.w,
+                s.c
+            )));
         }
         if !(t > 0.0 && t.is_finite()) {
-            return Err(ModelError::Input(format!("calibration noise variance {t} must be positive")));
+            return Err(ModelError::Input(format!(
+                "calibration noise variance {t} must be positive"
+            )));
         }
         let batch = batch.max(1);
         let mut u = Vec::with_capacity(s.n);
@@ -756,8 +963,9 @@ impl EnergyUNet {
             let nb = batch.min(s.n - start);
             let shape = Shape::new(nb, s.h, s.w, s.c);
             let x = gpu.upload(shape, &clean[start * d..(start + nb) * d]);
-            let offset = u32::try_from(start * d)
-                .map_err(|_| ModelError::Input("too many calibration values for the noise counter (2³²)".into()))?;
+            let offset = u32::try_from(start * d).map_err(|_| {
+                ModelError::Input("too many calibration values for the noise counter (2³²)".into())
+            })?;
             let y = prior_ops::rng::axpy_normal(gpu, &x, shape, t.sqrt() as f32, seed, 0, offset)?;
             let tt = gpu.upload(Shape::new(nb, 1, 1, 1), &vec![t as f32; nb]);
             u.extend(self.energies(gpu, &y, &tt).await?);
@@ -765,8 +973,14 @@ impl EnergyUNet {
         let n = u.len() as f64;
         let mean = u.iter().sum::<f64>() / n;
         let var = u.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-        let log_z = d as f64 / 2.0 * (2.0 * std::f64::consts::PI * std::f64::consts::E * t).ln() - mean;
-        Ok(Calibration { log_z, stderr: (var / n).sqrt(), t, count: s.n })
+        let log_z =
+            d as f64 / 2.0 * (2.0 * std::f64::consts::PI * std::f64::consts::E * t).ln() - mean;
+        Ok(Calibration {
+            log_z,
+            stderr: (var / n).sqrt(),
+            t,
+            count: s.n,
+        })
     }
 }
 
@@ -790,6 +1004,11 @@ impl Likelihood {
     pub fn new(energy: f64, log_z: f64, d: usize) -> Likelihood {
         let nats = energy + log_z;
         let bits_per_dim = 8.0 + nats / (d as f64 * std::f64::consts::LN_2);
-        Likelihood { energy, nats, bits_per_dim, db_per_dim: 10.0 * std::f64::consts::LOG10_2 * bits_per_dim }
+        Likelihood {
+            energy,
+            nats,
+            bits_per_dim,
+            db_per_dim: 10.0 * std::f64::consts::LOG10_2 * bits_per_dim,
+        }
     }
 }

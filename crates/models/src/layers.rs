@@ -16,7 +16,10 @@ pub(crate) fn hw(t: &Tensor) -> (usize, usize) {
 
 /// Invalid-weights error naming the blob.
 pub(crate) fn invalid(blob: &WeightBlob, reason: String) -> ModelError {
-    ModelError::Invalid { origin: blob.origin.display().to_string(), reason }
+    ModelError::Invalid {
+        origin: blob.origin.display().to_string(),
+        reason,
+    }
 }
 
 /// A weight tensor that must have rank 4; returns its data and shape.
@@ -24,7 +27,10 @@ pub(crate) fn weight4<'a>(blob: &'a WeightBlob, name: &str) -> Result<(&'a [f32]
     let t = blob.tensor(name)?;
     match t.shape[..] {
         [a, b, c, d] => Ok((&t.data, [a, b, c, d])),
-        _ => Err(invalid(blob, format!("{name} has shape {:?}, expected a 4-D conv weight", t.shape))),
+        _ => Err(invalid(
+            blob,
+            format!("{name} has shape {:?}, expected a 4-D conv weight", t.shape),
+        )),
     }
 }
 
@@ -35,7 +41,10 @@ pub(crate) fn bias<'a>(blob: &'a WeightBlob, name: &str, n: usize) -> Result<Opt
     }
     let t = blob.tensor(name)?;
     if t.numel() != n {
-        return Err(invalid(blob, format!("{name} has {} values, expected {n}", t.numel())));
+        return Err(invalid(
+            blob,
+            format!("{name} has {} values, expected {n}", t.numel()),
+        ));
     }
     Ok(Some(&t.data))
 }
@@ -45,10 +54,15 @@ pub(crate) fn bias<'a>(blob: &'a WeightBlob, name: &str, n: usize) -> Result<Opt
 pub(crate) fn check_tangent(y: &Tensor, v: &Tensor) -> Result<()> {
     let (s, t) = (y.shape(), v.shape());
     if s.n != 1 {
-        return Err(ModelError::Input(format!("JVP/VJP take one primal image, got a batch of {}", s.n)));
+        return Err(ModelError::Input(format!(
+            "JVP/VJP take one primal image, got a batch of {}",
+            s.n
+        )));
     }
     if (t.h, t.w, t.c) != (s.h, s.w, s.c) || t.n == 0 {
-        return Err(ModelError::Input(format!("tangent {t} does not match the input {s}")));
+        return Err(ModelError::Input(format!(
+            "tangent {t} does not match the input {s}"
+        )));
     }
     Ok(())
 }

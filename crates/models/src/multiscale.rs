@@ -32,7 +32,9 @@ use std::path::{Path, PathBuf};
 use prior_gpu::{Gpu, Tensor};
 use prior_ops::channels::{replace_channels, slice_channels, slice_channels_vjp};
 use prior_ops::elementwise::sub;
-use prior_ops::haar::{check_pyramid_shape, haar_analysis, haar_analysis_vjp, haar_synthesis, haar_synthesis_vjp};
+use prior_ops::haar::{
+    check_pyramid_shape, haar_analysis, haar_analysis_vjp, haar_synthesis, haar_synthesis_vjp,
+};
 
 use crate::arch::Arch;
 use crate::blob::{keys, WeightBlob};
@@ -67,7 +69,10 @@ pub struct MultiScaleTrace {
 }
 
 fn invalid(origin: &str, reason: String) -> ModelError {
-    ModelError::Invalid { origin: origin.to_string(), reason }
+    ModelError::Invalid {
+        origin: origin.to_string(),
+        reason,
+    }
 }
 
 /// Part name of level j in a combined blob.
@@ -78,13 +83,24 @@ fn scale_name(j: usize) -> String {
 impl MultiScale {
     /// Builds the model from the blob of the low model and one blob per level
     /// (`scales[j]` = level j, finest first).
-    pub fn from_parts(gpu: &Gpu, low: WeightBlob, scales: Vec<WeightBlob>, origin: &str) -> Result<MultiScale> {
+    pub fn from_parts(
+        gpu: &Gpu,
+        low: WeightBlob,
+        scales: Vec<WeightBlob>,
+        origin: &str,
+    ) -> Result<MultiScale> {
         if scales.is_empty() {
-            return Err(invalid(origin, "a multi-scale model needs at least one conditional level (rf*_scale_0)".into()));
+            return Err(invalid(
+                origin,
+                "a multi-scale model needs at least one conditional level (rf*_scale_0)".into(),
+            ));
         }
         let low_net = ConvChain::from_blob(gpu, &low)?;
         let c = low_net.in_channels;
-        if low_net.conditional_details || low_net.out_channels != c || low_net.output != Output::Residual {
+        if low_net.conditional_details
+            || low_net.out_channels != c
+            || low_net.output != Output::Residual
+        {
             return Err(invalid(
                 origin,
                 format!("{}: the low-pass model must be a blind residual denoiser with as many channels out as in", low.origin.display()),
@@ -120,31 +136,62 @@ impl MultiScale {
             low_net.describe(),
             nets[0].describe()
         );
-        Ok(MultiScale { low: low_net, scales: nets, channels: c, blob, desc })
+        Ok(MultiScale {
+            low: low_net,
+            scales: nets,
+            channels: c,
+            blob,
+            desc,
+        })
     }
 
     /// Loads the authors' folder: one `low*.pt` (or `.safetensors`) and
     /// `*scale_{j}.pt` for j = 0..J−1 (J = the number of such files).
     pub fn from_dir(gpu: &Gpu, dir: &Path) -> Result<MultiScale> {
         let origin = dir.display().to_string();
-        let entries = std::fs::read_dir(dir).map_err(|e| invalid(&origin, format!("cannot list the folder: {e}")))?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| invalid(&origin, format!("cannot list the folder: {e}")))?;
         let mut low: Vec<PathBuf> = Vec::new();
         let mut scales: Vec<(usize, PathBuf)> = Vec::new();
         for e in entries {
-            let path = e.map_err(|e| invalid(&origin, format!("cannot list the folder: {e}")))?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
-            let Some(stem) = name.strip_suffix(".pt").or_else(|| name.strip_suffix(".safetensors")) else { continue };
+            let path = e
+                .map_err(|e| invalid(&origin, format!("cannot list the folder: {e}")))?
+                .path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let Some(stem) = name
+                .strip_suffix(".pt")
+                .or_else(|| name.strip_suffix(".safetensors"))
+            else {
+                continue;
+            };
             if stem.starts_with("low") {
                 low.push(path);
-            } else if let Some(j) = stem.rsplit_once("scale_").and_then(|(_, j)| j.parse::<usize>().ok()) {
+            } else if let Some(j) = stem
+                .rsplit_once("scale_")
+                .and_then(|(_, j)| j.parse::<usize>().ok())
+            {
                 scales.push((j, path));
             }
         }
         let low = match low.as_slice() {
             [one] => one.clone(),
-            [] => return Err(invalid(&origin, "no low-pass model (low*.pt or low*.safetensors) in the folder".into())),
+            [] => {
+                return Err(invalid(
+                    &origin,
+                    "no low-pass model (low*.pt or low*.safetensors) in the folder".into(),
+                ))
+            }
             many => {
-                return Err(invalid(&origin, format!("several low-pass models in the folder: {many:?}; keep one")))
+                return Err(invalid(
+                    &origin,
+                    format!("several low-pass models in the folder: {many:?}; keep one"),
+                ))
             }
         };
         scales.sort();
@@ -157,10 +204,16 @@ impl MultiScale {
             }
         }
         if scales.is_empty() {
-            return Err(invalid(&origin, "no conditional models (rf*_scale_0.pt, ...) in the folder".into()));
+            return Err(invalid(
+                &origin,
+                "no conditional models (rf*_scale_0.pt, ...) in the folder".into(),
+            ));
         }
         let low = WeightBlob::load(&low)?;
-        let scales = scales.iter().map(|(_, p)| WeightBlob::load(p)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let scales = scales
+            .iter()
+            .map(|(_, p)| WeightBlob::load(p))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         MultiScale::from_parts(gpu, low, scales, &origin)
     }
 
@@ -189,7 +242,9 @@ impl MultiScale {
         };
         let levels = hp.levels;
         let low = split(blob, &hp, "low")?;
-        let scales = (0..levels).map(|j| split(blob, &hp, &scale_name(j))).collect::<Result<Vec<_>>>()?;
+        let scales = (0..levels)
+            .map(|j| split(blob, &hp, &scale_name(j)))
+            .collect::<Result<Vec<_>>>()?;
         let mut m = MultiScale::from_parts(gpu, low, scales, &origin)?;
         // Keep the blob's own provenance.
         m.blob.meta = blob.meta.clone();
@@ -215,7 +270,8 @@ impl MultiScale {
                 self.channels, s.c
             )));
         }
-        check_pyramid_shape(Arch::Multiscale.name(), s, self.levels()).map_err(|e| ModelError::Input(e.to_string()))
+        check_pyramid_shape(Arch::Multiscale.name(), s, self.levels())
+            .map_err(|e| ModelError::Input(e.to_string()))
     }
 
     /// The low model's residual f_low(low) on a coarsest low-pass `[n, h, w, C]`.
@@ -226,9 +282,18 @@ impl MultiScale {
     /// Level j's conditional residual of the details given the low-pass:
     /// `cond_j(concat(low, details))`, `low` `[n, h, w, C]`, `details` `[n, h, w, 3C]`;
     /// returns `[n, h, w, 3C]`.
-    pub fn conditional_residual(&self, gpu: &Gpu, j: usize, low: &Tensor, details: &Tensor) -> Result<Tensor> {
+    pub fn conditional_residual(
+        &self,
+        gpu: &Gpu,
+        j: usize,
+        low: &Tensor,
+        details: &Tensor,
+    ) -> Result<Tensor> {
         let net = self.scales.get(j).ok_or_else(|| {
-            ModelError::Input(format!("level {j} does not exist: the model has {} levels", self.levels()))
+            ModelError::Input(format!(
+                "level {j} does not exist: the model has {} levels",
+                self.levels()
+            ))
         })?;
         let inp = prior_ops::channels::concat_channels(gpu, &[low, details])?;
         net.network(gpu, &inp)
@@ -327,7 +392,9 @@ impl MultiScaleLinearized<'_> {
     fn check(&self, t: &Tensor, what: &str) -> Result<()> {
         let (s, i) = (t.shape(), self.input);
         if (s.h, s.w, s.c) != (i.h, i.w, i.c) || s.n == 0 {
-            return Err(ModelError::Input(format!("{what} {s} does not match the linearisation point {i}")));
+            return Err(ModelError::Input(format!(
+                "{what} {s} does not match the linearisation point {i}"
+            )));
         }
         Ok(())
     }
@@ -390,10 +457,16 @@ fn receptive_radius(r_low: usize, r_scales: &[usize]) -> usize {
 }
 
 /// The combined blob of the parts.
-fn combine(low: &WeightBlob, scales: &[WeightBlob], channels: usize, origin: &str) -> Result<WeightBlob> {
+fn combine(
+    low: &WeightBlob,
+    scales: &[WeightBlob],
+    channels: usize,
+    origin: &str,
+) -> Result<WeightBlob> {
     let mut parts = BTreeMap::new();
     let mut out_tensors = BTreeMap::new();
-    let named = std::iter::once(("low".to_string(), low)).chain(scales.iter().enumerate().map(|(j, b)| (scale_name(j), b)));
+    let named = std::iter::once(("low".to_string(), low))
+        .chain(scales.iter().enumerate().map(|(j, b)| (scale_name(j), b)));
     for (name, b) in named {
         let info = MultiscalePart {
             arch: b.arch()?,
@@ -407,10 +480,17 @@ fn combine(low: &WeightBlob, scales: &[WeightBlob], channels: usize, origin: &st
             out_tensors.insert(format!("{name}.{k}"), t.clone());
         }
     }
-    let hp = Hparams::Multiscale(MultiscaleHparams { levels: scales.len(), channels, parts });
+    let hp = Hparams::Multiscale(MultiscaleHparams {
+        levels: scales.len(),
+        channels,
+        parts,
+    });
     let mut blob = WeightBlob::new(Arch::Multiscale.name(), &hp);
     blob.tensors = out_tensors;
-    let src = Path::new(origin).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| origin.to_string());
+    let src = Path::new(origin)
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| origin.to_string());
     blob.meta.insert(keys::SOURCE.to_string(), src);
     Ok(blob)
 }
@@ -418,11 +498,22 @@ fn combine(low: &WeightBlob, scales: &[WeightBlob], channels: usize, origin: &st
 /// Part `name` of a combined blob as a blob of its own.
 fn split(blob: &WeightBlob, hp: &MultiscaleHparams, name: &str) -> Result<WeightBlob> {
     let origin = blob.origin.display().to_string();
-    let info = hp.parts.get(name).ok_or_else(|| invalid(&origin, format!("prior.hparams.parts.{name} is missing")))?;
-    let hparams = Hparams::from_json(info.arch, info.hparams.clone())
-        .map_err(|e| invalid(&origin, format!("prior.hparams.parts.{name}.hparams ({} hyper-parameters): {e}", info.arch)))?;
+    let info = hp
+        .parts
+        .get(name)
+        .ok_or_else(|| invalid(&origin, format!("prior.hparams.parts.{name} is missing")))?;
+    let hparams = Hparams::from_json(info.arch, info.hparams.clone()).map_err(|e| {
+        invalid(
+            &origin,
+            format!(
+                "prior.hparams.parts.{name}.hparams ({} hyper-parameters): {e}",
+                info.arch
+            ),
+        )
+    })?;
     let mut part = WeightBlob::new(&info.variant, &hparams);
-    part.meta.insert(keys::SOURCE.to_string(), info.source.clone());
+    part.meta
+        .insert(keys::SOURCE.to_string(), info.source.clone());
     part.origin = PathBuf::from(format!("{}#{name}", blob.origin.display()));
     let prefix = format!("{name}.");
     for (k, t) in &blob.tensors {
@@ -431,7 +522,10 @@ fn split(blob: &WeightBlob, hp: &MultiscaleHparams, name: &str) -> Result<Weight
         }
     }
     if part.tensors.is_empty() {
-        return Err(invalid(&origin, format!("no tensors named {prefix}* in the blob")));
+        return Err(invalid(
+            &origin,
+            format!("no tensors named {prefix}* in the blob"),
+        ));
     }
     Ok(part)
 }
@@ -452,7 +546,10 @@ impl Denoiser for MultiScale {
     }
     fn values_per_pixel(&self) -> usize {
         // Level-j tensors have 4^(j+1) fine pixels per position.
-        let mut v = self.low.values_per_pixel().div_ceil(1 << (2 * self.levels()));
+        let mut v = self
+            .low
+            .values_per_pixel()
+            .div_ceil(1 << (2 * self.levels()));
         for (j, n) in self.scales.iter().enumerate() {
             v = v.max(n.values_per_pixel().div_ceil(1 << (2 * (j + 1))));
         }

@@ -13,7 +13,9 @@ use crate::arch::Arch;
 use crate::blob::WeightBlob;
 use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 use crate::hparams::Hparams;
-use crate::layers::{bias, check_tangent, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig};
+use crate::layers::{
+    bias, check_tangent, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig,
+};
 
 pub struct Rcnn {
     /// first, hidden..., last.
@@ -33,7 +35,9 @@ impl Rcnn {
         if stages == 0 {
             return Err(invalid(blob, "hparams.stages is 0".into()));
         }
-        let hidden = (0..).take_while(|i| blob.has(&format!("cnn.hidden_layer_list.{i}.weight"))).count();
+        let hidden = (0..)
+            .take_while(|i| blob.has(&format!("cnn.hidden_layer_list.{i}.weight")))
+            .count();
         let mut names = vec!["cnn.first_layer".to_string()];
         names.extend((0..hidden).map(|i| format!("cnn.hidden_layer_list.{i}")));
         names.push("cnn.last_layer".into());
@@ -43,18 +47,37 @@ impl Rcnn {
         for (i, name) in names.iter().enumerate() {
             let (w, shape) = weight4(blob, &format!("{name}.weight"))?;
             if shape[2] != shape[3] || shape[2] % 2 == 0 {
-                return Err(invalid(blob, format!("{name}.weight has shape {shape:?}, expected (out, in, k, k) with odd k")));
+                return Err(invalid(
+                    blob,
+                    format!(
+                        "{name}.weight has shape {shape:?}, expected (out, in, k, k) with odd k"
+                    ),
+                ));
             }
             let b = bias(blob, &format!("{name}.bias"), shape[0])?;
             params += w.len() + b.map_or(0, |b| b.len());
-            let cfg = ConvLayerConfig::from_weight_shape(shape, false).pad(shape[2] / 2).relu(i < n - 1);
-            layers.push(ConvLayer::new(gpu, w, cfg, Affine { scale: None, shift: b })?);
+            let cfg = ConvLayerConfig::from_weight_shape(shape, false)
+                .pad(shape[2] / 2)
+                .relu(i < n - 1);
+            layers.push(ConvLayer::new(
+                gpu,
+                w,
+                cfg,
+                Affine {
+                    scale: None,
+                    shift: b,
+                },
+            )?);
         }
         for pair in layers.windows(2) {
             if pair[0].out_channels() != pair[1].in_channels() {
                 return Err(invalid(
                     blob,
-                    format!("a layer outputs {} channels but the next takes {}", pair[0].out_channels(), pair[1].in_channels()),
+                    format!(
+                        "a layer outputs {} channels but the next takes {}",
+                        pair[0].out_channels(),
+                        pair[1].in_channels()
+                    ),
                 ));
             }
         }
@@ -71,7 +94,13 @@ impl Rcnn {
             layers[0].out_channels(),
             blob.meta("prior.source").unwrap_or("?")
         );
-        Ok(Rcnn { layers, stages, channels, params, desc })
+        Ok(Rcnn {
+            layers,
+            stages,
+            channels,
+            params,
+            desc,
+        })
     }
 
     fn check_input(&self, y: &Tensor) -> Result<()> {
@@ -115,7 +144,11 @@ impl Denoiser for Rcnn {
         self.stages * per_stage
     }
     fn values_per_pixel(&self) -> usize {
-        self.layers.iter().map(|l| l.out_channels().max(l.in_channels())).max().unwrap_or(1)
+        self.layers
+            .iter()
+            .map(|l| l.out_channels().max(l.in_channels()))
+            .max()
+            .unwrap_or(1)
     }
     fn parameters(&self) -> usize {
         self.params

@@ -48,7 +48,10 @@ pub fn plan(gpu: &Gpu, model: &dyn Denoiser, h: usize, w: usize) -> Result<Optio
     }
     if core < m {
         return Err(ModelError::Gpu(GpuError::TooLarge {
-            what: format!("a {h}×{w} image (even one tile of {} px with its halo)", m + 2 * halo),
+            what: format!(
+                "a {h}×{w} image (even one tile of {} px with its halo)",
+                m + 2 * halo
+            ),
             bytes: ((m + 2 * halo).pow(2) as u64) * vpp * 4,
             limit: max,
             adapter: gpu.adapter.name.clone(),
@@ -60,21 +63,36 @@ pub fn plan(gpu: &Gpu, model: &dyn Denoiser, h: usize, w: usize) -> Result<Optio
 /// Applies `model` to one planar image, tiling when needed, at the noise
 /// variance `variance` (`None`: blind; a noise-conditioned model then
 /// estimates it on each pass — such models never tile). Returns `(C, H, W)`.
-pub async fn apply_image(gpu: &Gpu, model: &dyn Denoiser, img: Planar<'_>, what: Apply, variance: Option<f32>) -> Result<Vec<f32>> {
+pub async fn apply_image(
+    gpu: &Gpu,
+    model: &dyn Denoiser,
+    img: Planar<'_>,
+    what: Apply,
+    variance: Option<f32>,
+) -> Result<Vec<f32>> {
     let Planar { c, h, w, data } = img;
     if data.len() != c * h * w {
-        return Err(ModelError::Input(format!("{} values for a {c}×{h}×{w} image", data.len())));
+        return Err(ModelError::Input(format!(
+            "{} values for a {c}×{h}×{w} image",
+            data.len()
+        )));
     }
     if c != model.channels() {
         return Err(ModelError::Input(format!(
             "the model takes {} channel(s) ({}), the image has {c}",
             model.channels(),
-            if model.channels() == 1 { "grayscale" } else { "colour" }
+            if model.channels() == 1 {
+                "grayscale"
+            } else {
+                "colour"
+            }
         )));
     }
     let m = model.size_multiple();
     if h % m != 0 || w % m != 0 {
-        return Err(ModelError::Input(format!("this model needs height and width divisible by {m}; the image is {h}×{w}")));
+        return Err(ModelError::Input(format!(
+            "this model needs height and width divisible by {m}; the image is {h}×{w}"
+        )));
     }
     let hwc = chw_to_hwc(c, h, w, data);
     let t = variance.map(|v| gpu.upload(Shape::new(1, 1, 1, 1), &[v]));
@@ -104,7 +122,8 @@ pub async fn apply_image(gpu: &Gpu, model: &dyn Denoiser, img: Planar<'_>, what:
                     for yy in ty..(ty + core).min(h) {
                         let cx1 = (tx + core).min(w);
                         let src = ((yy - y0) * tw + (tx - x0)) * c;
-                        out[(yy * w + tx) * c..(yy * w + cx1) * c].copy_from_slice(&res[src..src + (cx1 - tx) * c]);
+                        out[(yy * w + tx) * c..(yy * w + cx1) * c]
+                            .copy_from_slice(&res[src..src + (cx1 - tx) * c]);
                     }
                 }
             }

@@ -22,7 +22,9 @@ use crate::arch::Arch;
 use crate::blob::WeightBlob;
 use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 use crate::hparams::Hparams;
-use crate::layers::{bias, check_tangent, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig};
+use crate::layers::{
+    bias, check_tangent, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig,
+};
 
 /// The small UNet (see the module docs).
 pub struct UnetSmall {
@@ -49,7 +51,17 @@ impl UnetSmall {
         };
         let residual_connection = hp.residual_connection;
         // (stride, pad, dilation) of conv1..conv9 as in the authors' unet.py.
-        let geom = [(1, 2, 1), (1, 1, 1), (2, 1, 1), (1, 1, 1), (1, 2, 2), (1, 4, 4), (2, 1, 1), (1, 1, 1), (1, 2, 1)];
+        let geom = [
+            (1, 2, 1),
+            (1, 1, 1),
+            (2, 1, 1),
+            (1, 1, 1),
+            (1, 2, 2),
+            (1, 4, 4),
+            (2, 1, 1),
+            (1, 1, 1),
+            (1, 2, 1),
+        ];
         let mut layers = Vec::with_capacity(9);
         let mut params = 0;
         for (i, &(stride, pad, dil)) in geom.iter().enumerate() {
@@ -61,19 +73,48 @@ impl UnetSmall {
                 let b = bias(blob, &format!("{name}.bias"), shape[1])?;
                 params += b.map_or(0, |b| b.len());
                 if shape[2] != 4 || shape[3] != 4 {
-                    return Err(invalid(blob, format!("conv7 has shape {shape:?}, expected (in, out, 4, 4)")));
+                    return Err(invalid(
+                        blob,
+                        format!("conv7 has shape {shape:?}, expected (in, out, 4, 4)"),
+                    ));
                 }
-                let cfg = ConvLayerConfig::from_weight_shape(shape, true).stride(stride).pad(pad).relu(relu);
-                ConvLayer::new(gpu, w, cfg, Affine { scale: None, shift: b })?
+                let cfg = ConvLayerConfig::from_weight_shape(shape, true)
+                    .stride(stride)
+                    .pad(pad)
+                    .relu(relu);
+                ConvLayer::new(
+                    gpu,
+                    w,
+                    cfg,
+                    Affine {
+                        scale: None,
+                        shift: b,
+                    },
+                )?
             } else {
                 let b = bias(blob, &format!("{name}.bias"), shape[0])?;
                 params += b.map_or(0, |b| b.len());
                 let k = if i == 0 || i == 8 { 5 } else { 3 };
                 if shape[2] != k || shape[3] != k {
-                    return Err(invalid(blob, format!("{name} has shape {shape:?}, expected {k}×{k} kernels")));
+                    return Err(invalid(
+                        blob,
+                        format!("{name} has shape {shape:?}, expected {k}×{k} kernels"),
+                    ));
                 }
-                let cfg = ConvLayerConfig::from_weight_shape(shape, false).stride(stride).pad(pad).dilation(dil).relu(relu);
-                ConvLayer::new(gpu, w, cfg, Affine { scale: None, shift: b })?
+                let cfg = ConvLayerConfig::from_weight_shape(shape, false)
+                    .stride(stride)
+                    .pad(pad)
+                    .dilation(dil)
+                    .relu(relu);
+                ConvLayer::new(
+                    gpu,
+                    w,
+                    cfg,
+                    Affine {
+                        scale: None,
+                        shift: b,
+                    },
+                )?
             };
             layers.push(layer);
         }
@@ -90,7 +131,10 @@ impl UnetSmall {
             && c(8).1 == c(0).0;
         if !ok {
             let chans: Vec<_> = (0..9).map(c).collect();
-            return Err(invalid(blob, format!("unet_small channel counts (in, out) per conv do not chain: {chans:?}")));
+            return Err(invalid(
+                blob,
+                format!("unet_small channel counts (in, out) per conv do not chain: {chans:?}"),
+            ));
         }
         let channels = c(0).0;
         let variant = blob.variant().unwrap_or("-").to_string();
@@ -101,16 +145,28 @@ impl UnetSmall {
             if residual_connection { " (residual connection)" } else { "" },
             blob.meta("prior.source").unwrap_or("?")
         );
-        Ok(UnetSmall { layers, channels, residual_connection, params, desc })
+        Ok(UnetSmall {
+            layers,
+            channels,
+            residual_connection,
+            params,
+            desc,
+        })
     }
 
     fn check_input(&self, y: &Tensor) -> Result<()> {
         let s = y.shape();
         if s.c != self.channels {
-            return Err(ModelError::Input(format!("the model takes {} channel(s), the input has {}", self.channels, s.c)));
+            return Err(ModelError::Input(format!(
+                "the model takes {} channel(s), the input has {}",
+                self.channels, s.c
+            )));
         }
         if s.h < 2 || s.w < 2 {
-            return Err(ModelError::Input(format!("the small UNet needs at least 2×2 pixels, the input is {}×{}", s.h, s.w)));
+            return Err(ModelError::Input(format!(
+                "the small UNet needs at least 2×2 pixels, the input is {}×{}",
+                s.h, s.w
+            )));
         }
         Ok(())
     }
@@ -244,4 +300,3 @@ impl Denoiser for UnetSmall {
         }
     }
 }
-

@@ -13,7 +13,12 @@ use crate::shaders::ACTIVATIONS;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
 const fn kernel(entry: &'static str) -> Kernel {
-    Kernel { file: "activations.wgsl", source: ACTIVATIONS, entry, bindings: BINDINGS }
+    Kernel {
+        file: "activations.wgsl",
+        source: ACTIVATIONS,
+        entry,
+        bindings: BINDINGS,
+    }
 }
 pub const GELU: Kernel = kernel("gelu");
 pub const GELU_JVP: Kernel = kernel("gelu_jvp");
@@ -21,7 +26,13 @@ pub const GELU_VJP_JVP: Kernel = Kernel {
     file: "activations.wgsl",
     source: ACTIVATIONS,
     entry: "gelu_vjp_jvp",
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite, Access::Read, Access::Read],
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::Read,
+        Access::Read,
+    ],
 };
 pub const SILU: Kernel = kernel("silu");
 pub const SILU_JVP: Kernel = kernel("silu_jvp");
@@ -35,18 +46,39 @@ struct Params {
 
 fn unary(gpu: &Gpu, k: &Kernel, x: &Tensor) -> Tensor {
     let y = gpu.empty(x.shape());
-    let p = Params { len: x.numel() as u32, _p: [0; 3] };
-    gpu.launch(k, &[], bytemuck::bytes_of(&p), &[x, x, &y], crate::groups_flat(x.numel()));
+    let p = Params {
+        len: x.numel() as u32,
+        _p: [0; 3],
+    };
+    gpu.launch(
+        k,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[x, x, &y],
+        crate::groups_flat(x.numel()),
+    );
     y
 }
 
 fn derivative(gpu: &Gpu, k: &Kernel, op: &'static str, x: &Tensor, t: &Tensor) -> Result<Tensor> {
     if x.shape() != t.shape() {
-        return Err(GpuError::Shape { op, detail: format!("primal {x:?} vs tangent {t:?}") });
+        return Err(GpuError::Shape {
+            op,
+            detail: format!("primal {x:?} vs tangent {t:?}"),
+        });
     }
     let y = gpu.empty(x.shape());
-    let p = Params { len: x.numel() as u32, _p: [0; 3] };
-    gpu.launch(k, &[], bytemuck::bytes_of(&p), &[x, t, &y], crate::groups_flat(x.numel()));
+    let p = Params {
+        len: x.numel() as u32,
+        _p: [0; 3],
+    };
+    gpu.launch(
+        k,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[x, t, &y],
+        crate::groups_flat(x.numel()),
+    );
     Ok(y)
 }
 
@@ -65,15 +97,33 @@ pub fn gelu_jvp(gpu: &Gpu, x: &Tensor, t: &Tensor) -> Result<Tensor> {
 /// primal `x` moves along `xt` and the cotangent `ū` along `ut`:
 /// `xt·ū·GELU''(x) + ut·GELU'(x)`, `GELU''(x) = ϕ(x)·(2 − x²)`. This is what
 /// a Hessian-vector product needs at every GELU of a network.
-pub fn gelu_vjp_jvp(gpu: &Gpu, x: &Tensor, xt: &Tensor, ub: &Tensor, ut: &Tensor) -> Result<Tensor> {
+pub fn gelu_vjp_jvp(
+    gpu: &Gpu,
+    x: &Tensor,
+    xt: &Tensor,
+    ub: &Tensor,
+    ut: &Tensor,
+) -> Result<Tensor> {
     for t in [xt, ub, ut] {
         if x.shape() != t.shape() {
-            return Err(GpuError::Shape { op: "gelu_vjp_jvp", detail: format!("primal {x:?} vs {t:?}") });
+            return Err(GpuError::Shape {
+                op: "gelu_vjp_jvp",
+                detail: format!("primal {x:?} vs {t:?}"),
+            });
         }
     }
     let y = gpu.empty(x.shape());
-    let p = Params { len: x.numel() as u32, _p: [0; 3] };
-    gpu.launch(&GELU_VJP_JVP, &[], bytemuck::bytes_of(&p), &[x, xt, &y, ub, ut], crate::groups_flat(x.numel()));
+    let p = Params {
+        len: x.numel() as u32,
+        _p: [0; 3],
+    };
+    gpu.launch(
+        &GELU_VJP_JVP,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[x, xt, &y, ub, ut],
+        crate::groups_flat(x.numel()),
+    );
     Ok(y)
 }
 

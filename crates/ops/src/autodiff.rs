@@ -20,7 +20,15 @@ use crate::elementwise;
 /// kept where `mask` (the primal post-ReLU output, `[mask_n, ho, wo, cout]`)
 /// is > 0. Pass `mask = None` for a layer without ReLU.
 pub fn conv2d_jvp(gpu: &Gpu, conv: &Conv2d, t: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-    conv.forward(gpu, t, Epilogue { no_shift: true, mask, ..Default::default() })
+    conv.forward(
+        gpu,
+        t,
+        Epilogue {
+            no_shift: true,
+            mask,
+            ..Default::default()
+        },
+    )
 }
 
 /// A convolution layer with its VJP layer (built once, reused for every
@@ -33,7 +41,9 @@ impl ConvVjp {
     /// Builds the input-gradient layer of `conv` (stride 1 only; see
     /// [`Conv2d::input_gradient_layer`]).
     pub fn new(gpu: &Gpu, conv: &Conv2d) -> Result<ConvVjp> {
-        Ok(ConvVjp { grad: conv.input_gradient_layer(gpu)? })
+        Ok(ConvVjp {
+            grad: conv.input_gradient_layer(gpu)?,
+        })
     }
 
     /// VJP of `x ↦ relu?(conv(x)·scale + shift)`: cotangents `u` of the
@@ -42,7 +52,13 @@ impl ConvVjp {
     /// transposed convolution (`None`: no ReLU). `in_mask` optionally fuses
     /// the VJP of a ReLU that produced the layer's INPUT (the primal input
     /// itself) into the epilogue, saving a launch per layer in chains.
-    pub fn apply(&self, gpu: &Gpu, u: &Tensor, out_mask: Option<&Tensor>, in_mask: Option<&Tensor>) -> Result<Tensor> {
+    pub fn apply(
+        &self,
+        gpu: &Gpu,
+        u: &Tensor,
+        out_mask: Option<&Tensor>,
+        in_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let masked;
         let u = match out_mask {
             Some(m) => {
@@ -51,7 +67,14 @@ impl ConvVjp {
             }
             None => u,
         };
-        self.grad.forward(gpu, u, Epilogue { mask: in_mask, ..Default::default() })
+        self.grad.forward(
+            gpu,
+            u,
+            Epilogue {
+                mask: in_mask,
+                ..Default::default()
+            },
+        )
     }
 }
 

@@ -9,10 +9,24 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 use crate::shaders::BATCH_NORM;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
-pub const BN_BF_SD: Kernel = Kernel { file: "batch_norm.wgsl", source: BATCH_NORM, entry: "bn_bf_sd", bindings: BINDINGS };
-pub const BN_BF_VAR: Kernel = Kernel { file: "batch_norm.wgsl", source: BATCH_NORM, entry: "bn_bf_var", bindings: BINDINGS };
-pub const BN_STANDARD: Kernel =
-    Kernel { file: "batch_norm.wgsl", source: BATCH_NORM, entry: "bn_standard", bindings: BINDINGS };
+pub const BN_BF_SD: Kernel = Kernel {
+    file: "batch_norm.wgsl",
+    source: BATCH_NORM,
+    entry: "bn_bf_sd",
+    bindings: BINDINGS,
+};
+pub const BN_BF_VAR: Kernel = Kernel {
+    file: "batch_norm.wgsl",
+    source: BATCH_NORM,
+    entry: "bn_bf_var",
+    bindings: BINDINGS,
+};
+pub const BN_STANDARD: Kernel = Kernel {
+    file: "batch_norm.wgsl",
+    source: BATCH_NORM,
+    entry: "bn_standard",
+    bindings: BINDINGS,
+};
 
 /// The statistics of one normalisation layer, per channel.
 #[derive(Clone, Debug)]
@@ -22,7 +36,12 @@ pub enum BatchNorm {
     /// `x / (sqrt(var) + 1e-5) · weight` (bias-free DnCNN).
     BfVar { var: Vec<f32>, weight: Vec<f32> },
     /// `(x − mean) / sqrt(var + 1e-5) · weight + bias` (PyTorch BatchNorm2d, eval).
-    Standard { mean: Vec<f32>, var: Vec<f32>, weight: Vec<f32>, bias: Vec<f32> },
+    Standard {
+        mean: Vec<f32>,
+        var: Vec<f32>,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+    },
 }
 
 #[repr(C)]
@@ -48,13 +67,33 @@ impl BatchNorm {
     /// convolution it differs from the literal formula by ≤ 1 ulp per value.
     pub fn scale_shift(&self) -> (Vec<f32>, Option<Vec<f32>>) {
         match self {
-            BatchNorm::BfSd { sd, gamma } => (sd.iter().zip(gamma).map(|(s, g)| g / s).collect(), None),
-            BatchNorm::BfVar { var, weight } => {
-                (var.iter().zip(weight).map(|(v, w)| w / (v.sqrt() + 1e-5)).collect(), None)
+            BatchNorm::BfSd { sd, gamma } => {
+                (sd.iter().zip(gamma).map(|(s, g)| g / s).collect(), None)
             }
-            BatchNorm::Standard { mean, var, weight, bias } => {
-                let scale: Vec<f32> = var.iter().zip(weight).map(|(v, w)| w / (v + 1e-5).sqrt()).collect();
-                let shift = mean.iter().zip(&scale).zip(bias).map(|((m, s), b)| b - m * s).collect();
+            BatchNorm::BfVar { var, weight } => (
+                var.iter()
+                    .zip(weight)
+                    .map(|(v, w)| w / (v.sqrt() + 1e-5))
+                    .collect(),
+                None,
+            ),
+            BatchNorm::Standard {
+                mean,
+                var,
+                weight,
+                bias,
+            } => {
+                let scale: Vec<f32> = var
+                    .iter()
+                    .zip(weight)
+                    .map(|(v, w)| w / (v + 1e-5).sqrt())
+                    .collect();
+                let shift = mean
+                    .iter()
+                    .zip(&scale)
+                    .zip(bias)
+                    .map(|((m, s), b)| b - m * s)
+                    .collect();
                 (scale, Some(shift))
             }
         }
@@ -64,9 +103,12 @@ impl BatchNorm {
         match self {
             BatchNorm::BfSd { sd, gamma } => (BN_BF_SD, [sd.as_slice(), gamma].concat()),
             BatchNorm::BfVar { var, weight } => (BN_BF_VAR, [var.as_slice(), weight].concat()),
-            BatchNorm::Standard { mean, var, weight, bias } => {
-                (BN_STANDARD, [mean.as_slice(), var, weight, bias].concat())
-            }
+            BatchNorm::Standard {
+                mean,
+                var,
+                weight,
+                bias,
+            } => (BN_STANDARD, [mean.as_slice(), var, weight, bias].concat()),
         }
     }
 
@@ -74,13 +116,27 @@ impl BatchNorm {
     pub fn forward(&self, gpu: &Gpu, x: &Tensor, relu: bool) -> Result<Tensor> {
         let c = self.channels();
         if x.shape().c != c {
-            return Err(GpuError::Shape { op: "batch_norm", detail: format!("input {} vs {} channels", x.shape(), c) });
+            return Err(GpuError::Shape {
+                op: "batch_norm",
+                detail: format!("input {} vs {} channels", x.shape(), c),
+            });
         }
         let (kernel, stats) = self.packed();
         let s = gpu.upload(Shape::vector(stats.len()), &stats);
         let y = gpu.empty(x.shape());
-        let p = Params { len: x.numel() as u32, channels: c as u32, relu: relu as u32, _pad: 0 };
-        gpu.launch(&kernel, &[], bytemuck::bytes_of(&p), &[x, &s, &y], crate::groups_flat(x.numel()));
+        let p = Params {
+            len: x.numel() as u32,
+            channels: c as u32,
+            relu: relu as u32,
+            _pad: 0,
+        };
+        gpu.launch(
+            &kernel,
+            &[],
+            bytemuck::bytes_of(&p),
+            &[x, &s, &y],
+            crate::groups_flat(x.numel()),
+        );
         Ok(y)
     }
 }

@@ -44,7 +44,13 @@ fn copy(gpu: &Gpu, src: &Tensor, src_start: usize, dst: &Tensor, dst_start: usiz
         dst_start: dst_start as u32,
         _p: [0; 2],
     };
-    gpu.launch(&COPY_CHANNELS, &[], bytemuck::bytes_of(&p), &[src, dst], crate::groups_flat(count));
+    gpu.launch(
+        &COPY_CHANNELS,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[src, dst],
+        crate::groups_flat(count),
+    );
 }
 
 /// Channels `[start, start + len)` of `x` as a new `[n, h, w, len]` tensor.
@@ -53,7 +59,11 @@ pub fn slice_channels(gpu: &Gpu, x: &Tensor, start: usize, len: usize) -> Result
     if len == 0 || start + len > s.c {
         return Err(GpuError::Shape {
             op: "slice_channels",
-            detail: format!("channels {start}..{} of a tensor with {} channels ({s})", start + len, s.c),
+            detail: format!(
+                "channels {start}..{} of a tensor with {} channels ({s})",
+                start + len,
+                s.c
+            ),
         });
     }
     let y = gpu.empty(s.with_c(len));
@@ -64,7 +74,10 @@ pub fn slice_channels(gpu: &Gpu, x: &Tensor, start: usize, len: usize) -> Result
 /// The parts side by side along the channel axis (all with the same n, h, w).
 pub fn concat_channels(gpu: &Gpu, parts: &[&Tensor]) -> Result<Tensor> {
     let Some(first) = parts.first() else {
-        return Err(GpuError::Shape { op: "concat_channels", detail: "nothing to concatenate".into() });
+        return Err(GpuError::Shape {
+            op: "concat_channels",
+            detail: "nothing to concatenate".into(),
+        });
     };
     let s0 = first.shape();
     for (i, p) in parts.iter().enumerate() {
@@ -95,7 +108,10 @@ pub fn slice_channels_vjp(gpu: &Gpu, u: &Tensor, channels: usize, start: usize) 
     if start + s.c > channels {
         return Err(GpuError::Shape {
             op: "slice_channels_vjp",
-            detail: format!("a cotangent with {} channels at {start} does not fit in {channels} channels", s.c),
+            detail: format!(
+                "a cotangent with {} channels at {start} does not fit in {channels} channels",
+                s.c
+            ),
         });
     }
     let y = gpu.zeros(s.with_c(channels));
@@ -109,7 +125,10 @@ pub fn concat_channels_vjp(gpu: &Gpu, u: &Tensor, channels: &[usize]) -> Result<
     if total != u.shape().c {
         return Err(GpuError::Shape {
             op: "concat_channels_vjp",
-            detail: format!("parts of {channels:?} channels ({total} in all) but the cotangent has {}", u.shape().c),
+            detail: format!(
+                "parts of {channels:?} channels ({total} in all) but the cotangent has {}",
+                u.shape().c
+            ),
         });
     }
     let mut at = 0;

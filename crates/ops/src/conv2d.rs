@@ -7,16 +7,37 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 
 use crate::shaders::CONV2D;
 
-const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite];
-pub const CONV_VEC4: Kernel = Kernel { file: "conv2d.wgsl", source: CONV2D, entry: "conv_vec4", bindings: BINDINGS };
-pub const CONV_SCALAR: Kernel = Kernel { file: "conv2d.wgsl", source: CONV2D, entry: "conv_scalar", bindings: BINDINGS };
+const BINDINGS: &[Access] = &[
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+];
+pub const CONV_VEC4: Kernel = Kernel {
+    file: "conv2d.wgsl",
+    source: CONV2D,
+    entry: "conv_vec4",
+    bindings: BINDINGS,
+};
+pub const CONV_SCALAR: Kernel = Kernel {
+    file: "conv2d.wgsl",
+    source: CONV2D,
+    entry: "conv_scalar",
+    bindings: BINDINGS,
+};
 pub const CONV_VEC4_SUBGROUP: Kernel = Kernel {
     file: "conv2d_subgroup.wgsl",
     source: crate::shaders::CONV2D_SUBGROUP,
     entry: "conv_vec4_subgroup",
     bindings: BINDINGS,
 };
-pub const CONV_NAIVE: Kernel = Kernel { file: "conv2d.wgsl", source: CONV2D, entry: "conv_naive", bindings: BINDINGS };
+pub const CONV_NAIVE: Kernel = Kernel {
+    file: "conv2d.wgsl",
+    source: CONV2D,
+    entry: "conv_naive",
+    bindings: BINDINGS,
+};
 
 const FLAG_SCALE: u32 = 1;
 const FLAG_SHIFT: u32 = 2;
@@ -75,8 +96,16 @@ pub(crate) fn epilogue_setup(
     match epi.mask {
         Some(m) => {
             let ms = m.shape();
-            if ms.h != out.h || ms.w != out.w || ms.c != out.c || ms.n == 0 || !n_in.is_multiple_of(ms.n) {
-                return Err(GpuError::Shape { op, detail: format!("mask {ms} does not match output {out}") });
+            if ms.h != out.h
+                || ms.w != out.w
+                || ms.c != out.c
+                || ms.n == 0
+                || !n_in.is_multiple_of(ms.n)
+            {
+                return Err(GpuError::Shape {
+                    op,
+                    detail: format!("mask {ms} does not match output {out}"),
+                });
             }
             Ok((flags | FLAG_MASK, ms.n as u32, m.clone()))
         }
@@ -131,7 +160,10 @@ pub struct Epilogue<'a> {
 
 impl Epilogue<'_> {
     pub fn relu() -> Self {
-        Epilogue { relu: true, ..Default::default() }
+        Epilogue {
+            relu: true,
+            ..Default::default()
+        }
     }
 }
 
@@ -161,7 +193,8 @@ impl Conv2d {
             for ci in 0..cin {
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        w[((ky * kw + kx) * cin_p + ci) * cout_p + co] = oihw[((co * cin + ci) * kh + ky) * kw + kx];
+                        w[((ky * kw + kx) * cin_p + ci) * cout_p + co] =
+                            oihw[((co * cin + ci) * kh + ky) * kw + kx];
                     }
                 }
             }
@@ -186,8 +219,25 @@ impl Conv2d {
     }
 
     /// `same`-padded stride-1 layer (`pad = dilation·(k−1)/2`, odd k).
-    pub fn same(gpu: &Gpu, oihw: &[f32], cout: usize, cin: usize, k: usize, dilation: usize) -> Conv2d {
-        Conv2d::new(gpu, oihw, cout, cin, k, k, 1, dilation * (k - 1) / 2, dilation)
+    pub fn same(
+        gpu: &Gpu,
+        oihw: &[f32],
+        cout: usize,
+        cin: usize,
+        k: usize,
+        dilation: usize,
+    ) -> Conv2d {
+        Conv2d::new(
+            gpu,
+            oihw,
+            cout,
+            cin,
+            k,
+            k,
+            1,
+            dilation * (k - 1) / 2,
+            dilation,
+        )
     }
 
     /// Sets the per-output-channel epilogue `v · scale + shift` (either optional).
@@ -233,19 +283,32 @@ impl Conv2d {
             for ci in 0..cin {
                 for y in 0..kh {
                     for x in 0..kw {
-                        t[((ci * cout + co) * kh + y) * kw + x] =
-                            s * self.oihw[((co * cin + ci) * kh + (kh - 1 - y)) * kw + (kw - 1 - x)];
+                        t[((ci * cout + co) * kh + y) * kw + x] = s * self.oihw
+                            [((co * cin + ci) * kh + (kh - 1 - y)) * kw + (kw - 1 - x)];
                     }
                 }
             }
         }
-        Ok(Conv2d::new(gpu, &t, cin, cout, kh, kw, 1, eh - self.pad, self.dilation))
+        Ok(Conv2d::new(
+            gpu,
+            &t,
+            cin,
+            cout,
+            kh,
+            kw,
+            1,
+            eh - self.pad,
+            self.dilation,
+        ))
     }
 
     pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
         let eff_h = self.dilation * (self.kh - 1) + 1;
         let eff_w = self.dilation * (self.kw - 1) + 1;
-        ((h + 2 * self.pad - eff_h) / self.stride + 1, (w + 2 * self.pad - eff_w) / self.stride + 1)
+        (
+            (h + 2 * self.pad - eff_h) / self.stride + 1,
+            (w + 2 * self.pad - eff_w) / self.stride + 1,
+        )
     }
 
     /// Multiply-adds of one call on an `h × w` input with `n` samples.
@@ -266,13 +329,23 @@ impl Conv2d {
         let eff_h = self.dilation * (self.kh - 1) + 1;
         let eff_w = self.dilation * (self.kw - 1) + 1;
         if s.h + 2 * self.pad < eff_h || s.w + 2 * self.pad < eff_w {
-            return Err(GpuError::Shape { op: "conv2d", detail: format!("input {s} smaller than the kernel") });
+            return Err(GpuError::Shape {
+                op: "conv2d",
+                detail: format!("input {s} smaller than the kernel"),
+            });
         }
         let (ho, wo) = self.out_size(s.h, s.w);
         let out_shape = Shape::new(s.n, ho, wo, self.cout);
         gpu.check_fits("conv2d output", out_shape)?;
         let y = gpu.empty(out_shape);
-        let (flags, mask_n, mask) = epilogue_setup(gpu, "conv2d", (self.has_scale, self.has_shift), &epi, s.n, out_shape)?;
+        let (flags, mask_n, mask) = epilogue_setup(
+            gpu,
+            "conv2d",
+            (self.has_scale, self.has_shift),
+            &epi,
+            s.n,
+            out_shape,
+        )?;
         let cout_p = round_up(self.cout, 8);
         let tp = 4;
         let params = ConvParams {

@@ -22,11 +22,25 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 use crate::conv2d::{epilogue_setup, round_up, Conv2d, ConvParams, ConvVariant, Epilogue};
 use crate::shaders::{CONV_TRANSPOSE2D, CONV_TRANSPOSE2D_SUBGROUP};
 
-const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite];
-pub const CONVT_VEC4: Kernel =
-    Kernel { file: "conv_transpose2d.wgsl", source: CONV_TRANSPOSE2D, entry: "convt_vec4", bindings: BINDINGS };
-pub const CONVT_SCALAR: Kernel =
-    Kernel { file: "conv_transpose2d.wgsl", source: CONV_TRANSPOSE2D, entry: "convt_scalar", bindings: BINDINGS };
+const BINDINGS: &[Access] = &[
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+];
+pub const CONVT_VEC4: Kernel = Kernel {
+    file: "conv_transpose2d.wgsl",
+    source: CONV_TRANSPOSE2D,
+    entry: "convt_vec4",
+    bindings: BINDINGS,
+};
+pub const CONVT_SCALAR: Kernel = Kernel {
+    file: "conv_transpose2d.wgsl",
+    source: CONV_TRANSPOSE2D,
+    entry: "convt_scalar",
+    bindings: BINDINGS,
+};
 pub const CONVT_VEC4_SUBGROUP: Kernel = Kernel {
     file: "conv_transpose2d_subgroup.wgsl",
     source: CONV_TRANSPOSE2D_SUBGROUP,
@@ -88,15 +102,23 @@ impl ConvTranspose2d {
         pad: usize,
         dilation: usize,
     ) -> ConvTranspose2d {
-        assert_eq!(iohw.len(), cin * cout * kh * kw, "conv_transpose2d weight size");
-        assert!(stride >= 1 && dilation >= 1 && kh >= 1 && kw >= 1, "conv_transpose2d: zero stride/dilation/kernel");
+        assert_eq!(
+            iohw.len(),
+            cin * cout * kh * kw,
+            "conv_transpose2d weight size"
+        );
+        assert!(
+            stride >= 1 && dilation >= 1 && kh >= 1 && kw >= 1,
+            "conv_transpose2d: zero stride/dilation/kernel"
+        );
         let (cin_p, cout_p) = (round_up(cin, 4), round_up(cout, 8));
         let mut w = vec![0.0f32; kh * kw * cin_p * cout_p];
         for ci in 0..cin {
             for co in 0..cout {
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        w[((ky * kw + kx) * cin_p + ci) * cout_p + co] = iohw[((ci * cout + co) * kh + ky) * kw + kx];
+                        w[((ky * kw + kx) * cin_p + ci) * cout_p + co] =
+                            iohw[((ci * cout + co) * kh + ky) * kw + kx];
                     }
                 }
             }
@@ -126,16 +148,41 @@ impl ConvTranspose2d {
     pub fn adjoint_of(gpu: &Gpu, conv: &Conv2d) -> ConvTranspose2d {
         let per = conv.cin * conv.kh * conv.kw;
         let w: Vec<f32> = match &conv.scale {
-            Some(scale) => conv.oihw.iter().enumerate().map(|(i, v)| v * scale[i / per]).collect(),
+            Some(scale) => conv
+                .oihw
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * scale[i / per])
+                .collect(),
             None => conv.oihw.clone(),
         };
-        Self::with_dilation(gpu, &w, conv.cout, conv.cin, conv.kh, conv.kw, conv.stride, conv.pad, conv.dilation)
+        Self::with_dilation(
+            gpu,
+            &w,
+            conv.cout,
+            conv.cin,
+            conv.kh,
+            conv.kw,
+            conv.stride,
+            conv.pad,
+            conv.dilation,
+        )
     }
 
     /// The adjoint (VJP) of this layer: the convolution with the same weights
     /// read as `(cout, cin, kh, kw)`, mapping `self.cout` channels to `self.cin`.
     pub fn adjoint(&self, gpu: &Gpu) -> Conv2d {
-        Conv2d::new(gpu, &self.iohw, self.cin, self.cout, self.kh, self.kw, self.stride, self.pad, self.dilation)
+        Conv2d::new(
+            gpu,
+            &self.iohw,
+            self.cin,
+            self.cout,
+            self.kh,
+            self.kw,
+            self.stride,
+            self.pad,
+            self.dilation,
+        )
     }
 
     /// Sets the per-output-channel epilogue `v · scale + shift` (a bias is a shift).
@@ -179,7 +226,10 @@ impl ConvTranspose2d {
         let s = x.shape();
         let (ho, wo) = self.out_size(s.h, s.w).ok_or_else(|| GpuError::Shape {
             op: "conv_transpose2d",
-            detail: format!("input {s} gives an empty output (padding {} too large)", self.pad),
+            detail: format!(
+                "input {s} gives an empty output (padding {} too large)",
+                self.pad
+            ),
         })?;
         self.forward_sized(gpu, x, (ho, wo), epi)
     }
@@ -189,16 +239,31 @@ impl ConvTranspose2d {
     /// `output_padding`: the extra rows/columns get only the taps that reach
     /// them). This is how the VJP of a strided conv recovers an input size
     /// that the conv's floor division lost.
-    pub fn forward_sized(&self, gpu: &Gpu, x: &Tensor, out: (usize, usize), epi: Epilogue) -> Result<Tensor> {
+    pub fn forward_sized(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        out: (usize, usize),
+        epi: Epilogue,
+    ) -> Result<Tensor> {
         let s = x.shape();
-        let err = |detail: String| GpuError::Shape { op: "conv_transpose2d", detail };
+        let err = |detail: String| GpuError::Shape {
+            op: "conv_transpose2d",
+            detail,
+        };
         if s.c != self.cin {
-            return Err(err(format!("input has {} channels, the layer expects {}", s.c, self.cin)));
+            return Err(err(format!(
+                "input has {} channels, the layer expects {}",
+                s.c, self.cin
+            )));
         }
         let (ho, wo) = out;
-        let (dh, dw) = self
-            .out_size(s.h, s.w)
-            .ok_or_else(|| err(format!("input {s} gives an empty output (padding {} too large)", self.pad)))?;
+        let (dh, dw) = self.out_size(s.h, s.w).ok_or_else(|| {
+            err(format!(
+                "input {s} gives an empty output (padding {} too large)",
+                self.pad
+            ))
+        })?;
         if ho < dh || wo < dw || ho >= dh + self.stride || wo >= dw + self.stride {
             return Err(err(format!(
                 "output size {ho}×{wo} for input {s}: must be {dh}×{dw} plus at most {} (stride − 1) per axis",
@@ -208,8 +273,14 @@ impl ConvTranspose2d {
         let out_shape = Shape::new(s.n, ho, wo, self.cout);
         gpu.check_fits("conv_transpose2d output", out_shape)?;
         let y = gpu.empty(out_shape);
-        let (flags, mask_n, mask) =
-            epilogue_setup(gpu, "conv_transpose2d", (self.has_scale, self.has_shift), &epi, s.n, out_shape)?;
+        let (flags, mask_n, mask) = epilogue_setup(
+            gpu,
+            "conv_transpose2d",
+            (self.has_scale, self.has_shift),
+            &epi,
+            s.n,
+            out_shape,
+        )?;
         let cout_p = round_up(self.cout, 8);
         let tiles_w = wo.div_ceil(self.stride).div_ceil(TP);
         let mut params = ConvParams {
@@ -234,8 +305,9 @@ impl ConvTranspose2d {
             _p0: 0,
             _p1: 0,
         };
-        let subgroup =
-            self.cin.is_multiple_of(4) && gpu.subgroups_at_least(8) && epi.variant == ConvVariant::Auto;
+        let subgroup = self.cin.is_multiple_of(4)
+            && gpu.subgroups_at_least(8)
+            && epi.variant == ConvVariant::Auto;
         let (kernel, groups) = if subgroup {
             // Phase-major order: every workgroup lies within one output phase.
             let per_phase = s.n * ho.div_ceil(self.stride) * tiles_w;
@@ -244,7 +316,11 @@ impl ConvTranspose2d {
             (&CONVT_VEC4_SUBGROUP, [g as u32, (cout_p / 8) as u32, 1])
         } else {
             let tiles = s.n * ho * self.stride * tiles_w;
-            let kernel = if self.cin.is_multiple_of(4) { &CONVT_VEC4 } else { &CONVT_SCALAR };
+            let kernel = if self.cin.is_multiple_of(4) {
+                &CONVT_VEC4
+            } else {
+                &CONVT_SCALAR
+            };
             (kernel, [tiles.div_ceil(64) as u32, (cout_p / 8) as u32, 1])
         };
         if groups[0] > gpu.limits.max_compute_workgroups_per_dimension {
@@ -255,7 +331,13 @@ impl ConvTranspose2d {
                 adapter: gpu.adapter.name.clone(),
             });
         }
-        gpu.launch(kernel, &[], bytemuck::bytes_of(&params), &[x, &self.weight, &self.scale_shift, &mask, &y], groups);
+        gpu.launch(
+            kernel,
+            &[],
+            bytemuck::bytes_of(&params),
+            &[x, &self.weight, &self.scale_shift, &mask, &y],
+            groups,
+        );
         Ok(y)
     }
 
@@ -263,7 +345,15 @@ impl ConvTranspose2d {
     /// (bias); `mask` (the ReLU derivative of the primal output) is applied
     /// when given.
     pub fn jvp(&self, gpu: &Gpu, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        self.forward(gpu, v, Epilogue { mask, no_shift: true, ..Default::default() })
+        self.forward(
+            gpu,
+            v,
+            Epilogue {
+                mask,
+                no_shift: true,
+                ..Default::default()
+            },
+        )
     }
 }
 
@@ -280,5 +370,14 @@ pub fn conv2d_vjp(
     in_hw: (usize, usize),
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
-    adj.forward_sized(gpu, u, in_hw, Epilogue { mask, no_shift: true, ..Default::default() })
+    adj.forward_sized(
+        gpu,
+        u,
+        in_hw,
+        Epilogue {
+            mask,
+            no_shift: true,
+            ..Default::default()
+        },
+    )
 }

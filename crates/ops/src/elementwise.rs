@@ -8,7 +8,12 @@ use crate::shaders::ELEMENTWISE;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
 const fn kernel(entry: &'static str) -> Kernel {
-    Kernel { file: "elementwise.wgsl", source: ELEMENTWISE, entry, bindings: BINDINGS }
+    Kernel {
+        file: "elementwise.wgsl",
+        source: ELEMENTWISE,
+        entry,
+        bindings: BINDINGS,
+    }
 }
 pub const RELU: Kernel = kernel("relu");
 pub const RELU_MASK: Kernel = kernel("relu_mask");
@@ -27,13 +32,29 @@ struct Params {
 }
 
 fn run(gpu: &Gpu, k: &Kernel, p: Params, a: &Tensor, b: &Tensor, y: &Tensor) {
-    gpu.launch(k, &[], bytemuck::bytes_of(&p), &[a, b, y], crate::groups_flat(p.len as usize));
+    gpu.launch(
+        k,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[a, b, y],
+        crate::groups_flat(p.len as usize),
+    );
 }
 
 /// `max(x, 0)`.
 pub fn relu(gpu: &Gpu, x: &Tensor) -> Tensor {
     let y = gpu.empty(x.shape());
-    run(gpu, &RELU, Params { len: x.numel() as u32, ..Default::default() }, x, x, &y);
+    run(
+        gpu,
+        &RELU,
+        Params {
+            len: x.numel() as u32,
+            ..Default::default()
+        },
+        x,
+        x,
+        &y,
+    );
     y
 }
 
@@ -41,10 +62,17 @@ pub fn relu(gpu: &Gpu, x: &Tensor) -> Tensor {
 /// sample (batched tangents): element i uses `primal[i % primal.numel()]`.
 pub fn relu_mask(gpu: &Gpu, t: &Tensor, primal: &Tensor) -> Result<Tensor> {
     if t.numel() % primal.numel().max(1) != 0 {
-        return Err(GpuError::Shape { op: "relu_mask", detail: format!("{t:?} vs {primal:?}") });
+        return Err(GpuError::Shape {
+            op: "relu_mask",
+            detail: format!("{t:?} vs {primal:?}"),
+        });
     }
     let y = gpu.empty(t.shape());
-    let p = Params { len: t.numel() as u32, mask_len: primal.numel() as u32, ..Default::default() };
+    let p = Params {
+        len: t.numel() as u32,
+        mask_len: primal.numel() as u32,
+        ..Default::default()
+    };
     run(gpu, &RELU_MASK, p, t, primal, &y);
     Ok(y)
 }
@@ -52,10 +80,25 @@ pub fn relu_mask(gpu: &Gpu, t: &Tensor, primal: &Tensor) -> Result<Tensor> {
 /// `alpha·a + beta·b` (same shape).
 pub fn axpby(gpu: &Gpu, alpha: f32, a: &Tensor, beta: f32, b: &Tensor) -> Result<Tensor> {
     if a.shape() != b.shape() {
-        return Err(GpuError::Shape { op: "axpby", detail: format!("{:?} vs {:?}", a, b) });
+        return Err(GpuError::Shape {
+            op: "axpby",
+            detail: format!("{:?} vs {:?}", a, b),
+        });
     }
     let y = gpu.empty(a.shape());
-    run(gpu, &AXPBY, Params { len: a.numel() as u32, alpha, beta, ..Default::default() }, a, b, &y);
+    run(
+        gpu,
+        &AXPBY,
+        Params {
+            len: a.numel() as u32,
+            alpha,
+            beta,
+            ..Default::default()
+        },
+        a,
+        b,
+        &y,
+    );
     Ok(y)
 }
 
@@ -68,9 +111,23 @@ pub fn sub(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
 pub fn affine_c(gpu: &Gpu, x: &Tensor, scale_shift: &Tensor) -> Result<Tensor> {
     let c = x.shape().c;
     if scale_shift.numel() != 2 * c {
-        return Err(GpuError::Shape { op: "affine_c", detail: format!("{} channels, {} parameters", c, scale_shift.numel()) });
+        return Err(GpuError::Shape {
+            op: "affine_c",
+            detail: format!("{} channels, {} parameters", c, scale_shift.numel()),
+        });
     }
     let y = gpu.empty(x.shape());
-    run(gpu, &AFFINE_C, Params { len: x.numel() as u32, channels: c as u32, ..Default::default() }, x, scale_shift, &y);
+    run(
+        gpu,
+        &AFFINE_C,
+        Params {
+            len: x.numel() as u32,
+            channels: c as u32,
+            ..Default::default()
+        },
+        x,
+        scale_shift,
+        &y,
+    );
     Ok(y)
 }

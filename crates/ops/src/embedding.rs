@@ -11,7 +11,12 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 use crate::shaders::EMBEDDING;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
-pub const SINUSOID: Kernel = Kernel { file: "embedding.wgsl", source: EMBEDDING, entry: "sinusoid", bindings: BINDINGS };
+pub const SINUSOID: Kernel = Kernel {
+    file: "embedding.wgsl",
+    source: EMBEDDING,
+    entry: "sinusoid",
+    bindings: BINDINGS,
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -36,7 +41,11 @@ pub fn dsm_frequencies(k: usize) -> Vec<f32> {
     let half = k / 2;
     (0..k)
         .map(|i| {
-            let v = if i < half { start + step * i as f32 } else { end - step * (k - 1 - i) as f32 };
+            let v = if i < half {
+                start + step * i as f32
+            } else {
+                end - step * (k - 1 - i) as f32
+            };
             (-v).exp()
         })
         .collect()
@@ -50,18 +59,35 @@ pub struct Sinusoid {
 
 impl Sinusoid {
     pub fn new(gpu: &Gpu, freqs: &[f32]) -> Sinusoid {
-        Sinusoid { freqs: freqs.to_vec(), freq: gpu.upload(Shape::vector(freqs.len()), freqs) }
+        Sinusoid {
+            freqs: freqs.to_vec(),
+            freq: gpu.upload(Shape::vector(freqs.len()), freqs),
+        }
     }
 
     fn run(&self, gpu: &Gpu, t: &Tensor, derivative: bool) -> Result<Tensor> {
         let s = t.shape();
         if s.h * s.w * s.c != 1 {
-            return Err(GpuError::Shape { op: "sinusoid", detail: format!("t must hold one value per sample, got {s}") });
+            return Err(GpuError::Shape {
+                op: "sinusoid",
+                detail: format!("t must hold one value per sample, got {s}"),
+            });
         }
         let k = self.freqs.len();
         let y = gpu.empty(Shape::new(s.n, 1, 1, 2 * k));
-        let p = Params { n: s.n as u32, k: k as u32, derivative: u32::from(derivative), _p: 0 };
-        gpu.launch(&SINUSOID, &[], bytemuck::bytes_of(&p), &[t, &self.freq, &y], crate::groups_flat(s.n * k));
+        let p = Params {
+            n: s.n as u32,
+            k: k as u32,
+            derivative: u32::from(derivative),
+            _p: 0,
+        };
+        gpu.launch(
+            &SINUSOID,
+            &[],
+            bytemuck::bytes_of(&p),
+            &[t, &self.freq, &y],
+            crate::groups_flat(s.n * k),
+        );
         Ok(y)
     }
 

@@ -32,10 +32,22 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 
 use crate::shaders::GROUP_NORM;
 
-const BINDINGS: &[Access] =
-    &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite];
+const BINDINGS: &[Access] = &[
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+];
 const fn kernel(entry: &'static str) -> Kernel {
-    Kernel { file: "group_norm.wgsl", source: GROUP_NORM, entry, bindings: BINDINGS }
+    Kernel {
+        file: "group_norm.wgsl",
+        source: GROUP_NORM,
+        entry,
+        bindings: BINDINGS,
+    }
 }
 pub const GAINS: Kernel = kernel("gains");
 pub const CHUNK_FWD: Kernel = kernel("chunk_fwd");
@@ -49,10 +61,23 @@ pub const FINALIZE_VJP: Kernel = kernel("finalize_vjp");
 pub const APPLY_JVP: Kernel = kernel("apply_jvp");
 pub const APPLY_VJP: Kernel = kernel("apply_vjp");
 /// The forward-over-reverse entries bind one more buffer: the primal tangent h'.
-const BINDINGS_2: &[Access] =
-    &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Read];
+const BINDINGS_2: &[Access] = &[
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+    Access::Read,
+];
 const fn kernel2(entry: &'static str) -> Kernel {
-    Kernel { file: "group_norm.wgsl", source: GROUP_NORM, entry, bindings: BINDINGS_2 }
+    Kernel {
+        file: "group_norm.wgsl",
+        source: GROUP_NORM,
+        entry,
+        bindings: BINDINGS_2,
+    }
 }
 pub const CHUNK_VJP_JVP: Kernel = kernel2("chunk_vjp_jvp");
 pub const MERGE_SUM8: Kernel = kernel2("merge_sum8");
@@ -83,11 +108,25 @@ pub fn gains(gpu: &Gpu, w: &Tensor, lin: &Tensor, tangent: bool) -> Result<Tenso
     let l = w.numel();
     let s = lin.shape();
     if l == 0 || s.h * s.w * s.c != l {
-        return Err(GpuError::Shape { op: "gains", detail: format!("{l} weights for conditioning outputs {s}") });
+        return Err(GpuError::Shape {
+            op: "gains",
+            detail: format!("{l} weights for conditioning outputs {s}"),
+        });
     }
     let out = gpu.empty(Shape::new(s.n, 1, 1, l));
-    let p = Params { n: s.n as u32, gain_len: l as u32, flags: u32::from(tangent), ..Default::default() };
-    gpu.launch(&GAINS, &[], bytemuck::bytes_of(&p), &[w, w, w, w, w, lin, &out], crate::groups_flat(s.n * l));
+    let p = Params {
+        n: s.n as u32,
+        gain_len: l as u32,
+        flags: u32::from(tangent),
+        ..Default::default()
+    };
+    gpu.launch(
+        &GAINS,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[w, w, w, w, w, lin, &out],
+        crate::groups_flat(s.n * l),
+    );
     Ok(out)
 }
 
@@ -114,14 +153,24 @@ fn chunking(pixels: usize) -> (usize, usize) {
 }
 
 impl GroupNorm {
-    pub fn new(channels: usize, group_size: usize, eps: f32, gain_offset: usize) -> Result<GroupNorm> {
+    pub fn new(
+        channels: usize,
+        group_size: usize,
+        eps: f32,
+        gain_offset: usize,
+    ) -> Result<GroupNorm> {
         if group_size == 0 || !channels.is_multiple_of(group_size) {
             return Err(GpuError::Shape {
                 op: "group_norm",
                 detail: format!("{channels} channels do not split into groups of {group_size}"),
             });
         }
-        Ok(GroupNorm { channels, group_size, eps, gain_offset })
+        Ok(GroupNorm {
+            channels,
+            group_size,
+            eps,
+            gain_offset,
+        })
     }
 
     fn groups(&self) -> usize {
@@ -132,7 +181,10 @@ impl GroupNorm {
         if s.c != self.channels {
             return Err(GpuError::Shape {
                 op: "group_norm",
-                detail: format!("input {s} has {} channels, the layer expects {}", s.c, self.channels),
+                detail: format!(
+                    "input {s} has {} channels, the layer expects {}",
+                    s.c, self.channels
+                ),
             });
         }
         let gs = gain.shape();
@@ -140,7 +192,12 @@ impl GroupNorm {
         if gs.n != s.n || self.gain_offset + self.channels > l {
             return Err(GpuError::Shape {
                 op: "group_norm",
-                detail: format!("gains {gs} do not cover channels {}..{} of {} samples", self.gain_offset, self.gain_offset + self.channels, s.n),
+                detail: format!(
+                    "gains {gs} do not cover channels {}..{} of {} samples",
+                    self.gain_offset,
+                    self.gain_offset + self.channels,
+                    s.n
+                ),
             });
         }
         Ok(Params {
@@ -168,11 +225,35 @@ impl GroupNorm {
         let pb = bytemuck::bytes_of(&p);
         let nk = ng * p.chunks as usize;
         let part = gpu.empty(Shape::vector(2 * nk));
-        gpu.launch(&CHUNK_FWD, &[], pb, &[x, x, x, x, x, x, &part], crate::groups_flat(nk));
-        gpu.launch(&MERGE_FWD, &[], pb, &[&part, x, x, x, x, x, &st], crate::groups_flat(ng));
-        gpu.launch(&FINALIZE_FWD, &[], pb, &[x, x, x, x, x, x, &st], crate::groups_flat(ng));
+        gpu.launch(
+            &CHUNK_FWD,
+            &[],
+            pb,
+            &[x, x, x, x, x, x, &part],
+            crate::groups_flat(nk),
+        );
+        gpu.launch(
+            &MERGE_FWD,
+            &[],
+            pb,
+            &[&part, x, x, x, x, x, &st],
+            crate::groups_flat(ng),
+        );
+        gpu.launch(
+            &FINALIZE_FWD,
+            &[],
+            pb,
+            &[x, x, x, x, x, x, &st],
+            crate::groups_flat(ng),
+        );
         let z = gpu.empty(s);
-        gpu.launch(&APPLY_FWD, &[], pb, &[x, x, &st, x, gain, x, &z], crate::groups_flat(s.numel()));
+        gpu.launch(
+            &APPLY_FWD,
+            &[],
+            pb,
+            &[x, x, &st, x, gain, x, &z],
+            crate::groups_flat(s.numel()),
+        );
         Ok((z, NormStats { st }))
     }
 
@@ -195,7 +276,10 @@ impl GroupNorm {
         }
         if let Some(dg) = dgain {
             if dg.shape() != gain.shape() {
-                return Err(GpuError::Shape { op: "group_norm_jvp", detail: format!("gain tangent {dg:?} vs gains {gain:?}") });
+                return Err(GpuError::Shape {
+                    op: "group_norm_jvp",
+                    detail: format!("gain tangent {dg:?} vs gains {gain:?}"),
+                });
             }
             flags |= 2;
         }
@@ -207,29 +291,66 @@ impl GroupNorm {
         let xtt = match xt {
             Some(t) => {
                 if t.shape() != s {
-                    return Err(GpuError::Shape { op: "group_norm_jvp", detail: format!("tangent {t:?} vs input {h:?}") });
+                    return Err(GpuError::Shape {
+                        op: "group_norm_jvp",
+                        detail: format!("tangent {t:?} vs input {h:?}"),
+                    });
                 }
                 let ps = Params { flags: 0, ..p };
                 let nk = ng * p.chunks as usize;
                 let part = gpu.empty(Shape::vector(2 * nk));
-                gpu.launch(&CHUNK_TAN, &[], bytemuck::bytes_of(&ps), &[t, h, st, st, gain, gain, &part], crate::groups_flat(nk));
-                gpu.launch(&MERGE_TAN, &[], pb, &[&part, h, st, st, gain, gain, &st2], crate::groups_flat(ng));
-                gpu.launch(&FINALIZE_JVP, &[], pb, &[t, h, st, st, gain, gain, &st2], crate::groups_flat(ng));
+                gpu.launch(
+                    &CHUNK_TAN,
+                    &[],
+                    bytemuck::bytes_of(&ps),
+                    &[t, h, st, st, gain, gain, &part],
+                    crate::groups_flat(nk),
+                );
+                gpu.launch(
+                    &MERGE_TAN,
+                    &[],
+                    pb,
+                    &[&part, h, st, st, gain, gain, &st2],
+                    crate::groups_flat(ng),
+                );
+                gpu.launch(
+                    &FINALIZE_JVP,
+                    &[],
+                    pb,
+                    &[t, h, st, st, gain, gain, &st2],
+                    crate::groups_flat(ng),
+                );
                 t
             }
             None => h,
         };
         let dg = dgain.unwrap_or(gain);
         let z = gpu.empty(s);
-        gpu.launch(&APPLY_JVP, &[], pb, &[xtt, h, st, &st2, gain, dg, &z], crate::groups_flat(s.numel()));
+        gpu.launch(
+            &APPLY_JVP,
+            &[],
+            pb,
+            &[xtt, h, st, &st2, gain, dg, &z],
+            crate::groups_flat(s.numel()),
+        );
         Ok(z)
     }
 
     /// Reverse-mode derivative at input `h`: `x̄` for a cotangent `zb` of the output.
-    pub fn vjp(&self, gpu: &Gpu, zb: &Tensor, h: &Tensor, stats: &NormStats, gain: &Tensor) -> Result<Tensor> {
+    pub fn vjp(
+        &self,
+        gpu: &Gpu,
+        zb: &Tensor,
+        h: &Tensor,
+        stats: &NormStats,
+        gain: &Tensor,
+    ) -> Result<Tensor> {
         let s = h.shape();
         if zb.shape() != s {
-            return Err(GpuError::Shape { op: "group_norm_vjp", detail: format!("cotangent {zb:?} vs input {h:?}") });
+            return Err(GpuError::Shape {
+                op: "group_norm_vjp",
+                detail: format!("cotangent {zb:?} vs input {h:?}"),
+            });
         }
         let p = self.params(s, gain, 1)?;
         let pb = bytemuck::bytes_of(&p);
@@ -238,11 +359,35 @@ impl GroupNorm {
         let st2 = gpu.empty(Shape::vector(4 * ng));
         let nk = ng * p.chunks as usize;
         let part = gpu.empty(Shape::vector(2 * nk));
-        gpu.launch(&CHUNK_TAN, &[], pb, &[zb, h, st, st, gain, gain, &part], crate::groups_flat(nk));
-        gpu.launch(&MERGE_TAN, &[], pb, &[&part, h, st, st, gain, gain, &st2], crate::groups_flat(ng));
-        gpu.launch(&FINALIZE_VJP, &[], pb, &[zb, h, st, st, gain, gain, &st2], crate::groups_flat(ng));
+        gpu.launch(
+            &CHUNK_TAN,
+            &[],
+            pb,
+            &[zb, h, st, st, gain, gain, &part],
+            crate::groups_flat(nk),
+        );
+        gpu.launch(
+            &MERGE_TAN,
+            &[],
+            pb,
+            &[&part, h, st, st, gain, gain, &st2],
+            crate::groups_flat(ng),
+        );
+        gpu.launch(
+            &FINALIZE_VJP,
+            &[],
+            pb,
+            &[zb, h, st, st, gain, gain, &st2],
+            crate::groups_flat(ng),
+        );
         let xb = gpu.empty(s);
-        gpu.launch(&APPLY_VJP, &[], pb, &[zb, h, st, &st2, gain, gain, &xb], crate::groups_flat(s.numel()));
+        gpu.launch(
+            &APPLY_VJP,
+            &[],
+            pb,
+            &[zb, h, st, &st2, gain, gain, &xb],
+            crate::groups_flat(s.numel()),
+        );
         Ok(xb)
     }
 
@@ -262,9 +407,16 @@ impl GroupNorm {
         gain: &Tensor,
     ) -> Result<Tensor> {
         let s = h.shape();
-        for (what, t) in [("cotangent", zb), ("cotangent tangent", zbt), ("input tangent", ht)] {
+        for (what, t) in [
+            ("cotangent", zb),
+            ("cotangent tangent", zbt),
+            ("input tangent", ht),
+        ] {
             if t.shape() != s {
-                return Err(GpuError::Shape { op: "group_norm_vjp_jvp", detail: format!("{what} {t:?} vs input {h:?}") });
+                return Err(GpuError::Shape {
+                    op: "group_norm_vjp_jvp",
+                    detail: format!("{what} {t:?} vs input {h:?}"),
+                });
             }
         }
         let p = self.params(s, gain, 0)?;
@@ -273,13 +425,37 @@ impl GroupNorm {
         let st = &stats.st;
         let nk = ng * p.chunks as usize;
         let part = gpu.empty(Shape::vector(8 * nk));
-        gpu.launch(&CHUNK_VJP_JVP, &[], pb, &[zb, h, st, st, gain, zbt, &part, ht], crate::groups_flat(nk));
+        gpu.launch(
+            &CHUNK_VJP_JVP,
+            &[],
+            pb,
+            &[zb, h, st, st, gain, zbt, &part, ht],
+            crate::groups_flat(nk),
+        );
         let sums = gpu.empty(Shape::vector(8 * ng));
-        gpu.launch(&MERGE_SUM8, &[], pb, &[&part, h, st, st, gain, zbt, &sums, ht], crate::groups_flat(ng));
+        gpu.launch(
+            &MERGE_SUM8,
+            &[],
+            pb,
+            &[&part, h, st, st, gain, zbt, &sums, ht],
+            crate::groups_flat(ng),
+        );
         let coef = gpu.empty(Shape::vector(8 * ng));
-        gpu.launch(&FINALIZE_VJP_JVP, &[], pb, &[zb, h, st, &sums, gain, zbt, &coef, ht], crate::groups_flat(ng));
+        gpu.launch(
+            &FINALIZE_VJP_JVP,
+            &[],
+            pb,
+            &[zb, h, st, &sums, gain, zbt, &coef, ht],
+            crate::groups_flat(ng),
+        );
         let out = gpu.empty(s);
-        gpu.launch(&APPLY_VJP_JVP, &[], pb, &[zb, h, st, &coef, gain, zbt, &out, ht], crate::groups_flat(s.numel()));
+        gpu.launch(
+            &APPLY_VJP_JVP,
+            &[],
+            pb,
+            &[zb, h, st, &coef, gain, zbt, &out, ht],
+            crate::groups_flat(s.numel()),
+        );
         Ok(out)
     }
 }

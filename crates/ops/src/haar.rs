@@ -25,8 +25,18 @@ use crate::channels::slice_channels;
 use crate::shaders::HAAR;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite];
-pub const ANALYSIS: Kernel = Kernel { file: "haar.wgsl", source: HAAR, entry: "analysis", bindings: BINDINGS };
-pub const SYNTHESIS: Kernel = Kernel { file: "haar.wgsl", source: HAAR, entry: "synthesis", bindings: BINDINGS };
+pub const ANALYSIS: Kernel = Kernel {
+    file: "haar.wgsl",
+    source: HAAR,
+    entry: "analysis",
+    bindings: BINDINGS,
+};
+pub const SYNTHESIS: Kernel = Kernel {
+    file: "haar.wgsl",
+    source: HAAR,
+    entry: "synthesis",
+    bindings: BINDINGS,
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -44,7 +54,9 @@ fn analysis_scaled(gpu: &Gpu, op: &'static str, x: &Tensor, scale: f32) -> Resul
     if !s.h.is_multiple_of(2) || !s.w.is_multiple_of(2) || s.h == 0 || s.w == 0 {
         return Err(GpuError::Shape {
             op,
-            detail: format!("a Haar step needs an even, non-zero height and width; the input is {s}"),
+            detail: format!(
+                "a Haar step needs an even, non-zero height and width; the input is {s}"
+            ),
         });
     }
     let out = Shape::new(s.n, s.h / 2, s.w / 2, 4 * s.c);
@@ -52,8 +64,21 @@ fn analysis_scaled(gpu: &Gpu, op: &'static str, x: &Tensor, scale: f32) -> Resul
     let y = gpu.empty(out);
     let len = s.n * out.h * out.w * s.c;
     if len > 0 {
-        let p = Params { len: len as u32, h2: out.h as u32, w2: out.w as u32, c: s.c as u32, scale, _p: [0; 3] };
-        gpu.launch(&ANALYSIS, &[], bytemuck::bytes_of(&p), &[x, &y], crate::groups_flat(len));
+        let p = Params {
+            len: len as u32,
+            h2: out.h as u32,
+            w2: out.w as u32,
+            c: s.c as u32,
+            scale,
+            _p: [0; 3],
+        };
+        gpu.launch(
+            &ANALYSIS,
+            &[],
+            bytemuck::bytes_of(&p),
+            &[x, &y],
+            crate::groups_flat(len),
+        );
     }
     Ok(y)
 }
@@ -63,7 +88,10 @@ fn synthesis_scaled(gpu: &Gpu, op: &'static str, coefs: &Tensor, scale: f32) -> 
     if !s.c.is_multiple_of(4) || s.c == 0 {
         return Err(GpuError::Shape {
             op,
-            detail: format!("Haar coefficients have 4·C channels [L, H, V, D]; the input {s} has {} channels", s.c),
+            detail: format!(
+                "Haar coefficients have 4·C channels [L, H, V, D]; the input {s} has {} channels",
+                s.c
+            ),
         });
     }
     let c = s.c / 4;
@@ -72,8 +100,21 @@ fn synthesis_scaled(gpu: &Gpu, op: &'static str, coefs: &Tensor, scale: f32) -> 
     let y = gpu.empty(out);
     let len = s.n * s.h * s.w * c;
     if len > 0 {
-        let p = Params { len: len as u32, h2: s.h as u32, w2: s.w as u32, c: c as u32, scale, _p: [0; 3] };
-        gpu.launch(&SYNTHESIS, &[], bytemuck::bytes_of(&p), &[coefs, &y], crate::groups_flat(len));
+        let p = Params {
+            len: len as u32,
+            h2: s.h as u32,
+            w2: s.w as u32,
+            c: c as u32,
+            scale,
+            _p: [0; 3],
+        };
+        gpu.launch(
+            &SYNTHESIS,
+            &[],
+            bytemuck::bytes_of(&p),
+            &[coefs, &y],
+            crate::groups_flat(len),
+        );
     }
     Ok(y)
 }
@@ -130,10 +171,13 @@ impl HaarPyramid {
 
 /// Checks that `shape` can be decomposed into `levels` Haar levels.
 pub fn check_pyramid_shape(op: &'static str, s: Shape, levels: usize) -> Result<()> {
-    let m = 1usize.checked_shl(levels as u32).filter(|_| levels < 32).ok_or_else(|| GpuError::Shape {
-        op,
-        detail: format!("{levels} Haar levels is too many"),
-    })?;
+    let m = 1usize
+        .checked_shl(levels as u32)
+        .filter(|_| levels < 32)
+        .ok_or_else(|| GpuError::Shape {
+            op,
+            detail: format!("{levels} Haar levels is too many"),
+        })?;
     if s.h == 0 || s.w == 0 || !s.h.is_multiple_of(m) || !s.w.is_multiple_of(m) {
         return Err(GpuError::Shape {
             op,

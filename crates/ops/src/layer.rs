@@ -59,7 +59,17 @@ impl ConvLayerConfig {
     pub fn from_weight_shape(shape: [usize; 4], transposed: bool) -> ConvLayerConfig {
         let [a, b, kh, kw] = shape;
         let (cin, cout) = if transposed { (a, b) } else { (b, a) };
-        ConvLayerConfig { cin, cout, kh, kw, stride: 1, pad: 0, dilation: 1, transposed, relu: false }
+        ConvLayerConfig {
+            cin,
+            cout,
+            kh,
+            kw,
+            stride: 1,
+            pad: 0,
+            dilation: 1,
+            transposed,
+            relu: false,
+        }
     }
 
     pub fn stride(self, stride: usize) -> Self {
@@ -113,12 +123,30 @@ pub struct ConvLayer {
 impl ConvLayer {
     /// A layer from PyTorch weights (`(cout, cin, kh, kw)` for a conv,
     /// `(cin, cout, kh, kw)` for a transposed conv) of geometry `cfg`.
-    pub fn new(gpu: &Gpu, weights: &[f32], cfg: ConvLayerConfig, affine: Affine) -> Result<ConvLayer> {
-        let ConvLayerConfig { cin, cout, kh, kw, stride, pad, dilation, transposed, relu } = cfg;
+    pub fn new(
+        gpu: &Gpu,
+        weights: &[f32],
+        cfg: ConvLayerConfig,
+        affine: Affine,
+    ) -> Result<ConvLayer> {
+        let ConvLayerConfig {
+            cin,
+            cout,
+            kh,
+            kw,
+            stride,
+            pad,
+            dilation,
+            transposed,
+            relu,
+        } = cfg;
         if weights.len() != cin * cout * kh * kw {
             return Err(GpuError::Shape {
                 op: "conv_layer",
-                detail: format!("{} weights for a {cin}→{cout} {kh}×{kw} layer", weights.len()),
+                detail: format!(
+                    "{} weights for a {cin}→{cout} {kh}×{kw} layer",
+                    weights.len()
+                ),
             });
         }
         if transposed {
@@ -133,7 +161,11 @@ impl ConvLayer {
                 t.set_affine(gpu, None, affine.shift);
             }
             let back = Back::Conv(t.adjoint(gpu));
-            return Ok(ConvLayer { op: Op::Transposed(t), relu, back });
+            return Ok(ConvLayer {
+                op: Op::Transposed(t),
+                relu,
+                back,
+            });
         }
         let mut conv = Conv2d::new(gpu, weights, cout, cin, kh, kw, stride, pad, dilation);
         if affine.scale.is_some() || affine.shift.is_some() {
@@ -144,14 +176,24 @@ impl ConvLayer {
         } else {
             Back::Transposed(ConvTranspose2d::adjoint_of(gpu, &conv))
         };
-        Ok(ConvLayer { op: Op::Conv(conv), relu, back })
+        Ok(ConvLayer {
+            op: Op::Conv(conv),
+            relu,
+            back,
+        })
     }
 
     /// A per-channel identity (transposed) conv with a `(1 + ph) × (1 + pw)`
     /// kernel whose only non-zero tap is (0, 0): as a transposed conv it
     /// zero-pads `ph` rows at the bottom and `pw` columns on the right; as a
     /// conv it crops them.
-    pub fn pad_or_crop(gpu: &Gpu, channels: usize, ph: usize, pw: usize, pad: bool) -> Result<ConvLayer> {
+    pub fn pad_or_crop(
+        gpu: &Gpu,
+        channels: usize,
+        ph: usize,
+        pw: usize,
+        pad: bool,
+    ) -> Result<ConvLayer> {
         let (kh, kw) = (1 + ph, 1 + pw);
         let mut w = vec![0.0f32; channels * channels * kh * kw];
         for c in 0..channels {
@@ -165,7 +207,11 @@ impl ConvLayer {
             // kernel is larger than its padding, so not the stride-1 path).
             let conv = Conv2d::new(gpu, &w, channels, channels, kh, kw, 1, 0, 1);
             let back = Back::Transposed(ConvTranspose2d::adjoint_of(gpu, &conv));
-            Ok(ConvLayer { op: Op::Conv(conv), relu: false, back })
+            Ok(ConvLayer {
+                op: Op::Conv(conv),
+                relu: false,
+                back,
+            })
         }
     }
 
@@ -202,7 +248,10 @@ impl ConvLayer {
 
     /// The layer with its bias/scale and ReLU.
     pub fn forward(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
-        let epi = Epilogue { relu: self.relu, ..Default::default() };
+        let epi = Epilogue {
+            relu: self.relu,
+            ..Default::default()
+        };
         match &self.op {
             Op::Conv(c) => c.forward(gpu, x, epi),
             Op::Transposed(t) => t.forward(gpu, x, epi),
@@ -213,7 +262,11 @@ impl ConvLayer {
     /// ReLU) was `out` (`[1, ..]`): the linear part (scale, no shift), masked
     /// by `out > 0` when the layer has a ReLU.
     pub fn jvp(&self, gpu: &Gpu, t: &Tensor, out: &Tensor) -> Result<Tensor> {
-        let epi = Epilogue { mask: self.relu.then_some(out), no_shift: true, ..Default::default() };
+        let epi = Epilogue {
+            mask: self.relu.then_some(out),
+            no_shift: true,
+            ..Default::default()
+        };
         match &self.op {
             Op::Conv(c) => c.forward(gpu, t, epi),
             Op::Transposed(t_) => t_.forward(gpu, t, epi),
@@ -222,7 +275,13 @@ impl ConvLayer {
 
     /// Jᵀ·u for cotangents `u` of the output (`[k, ..]`), `out` as in
     /// [`ConvLayer::jvp`], `in_hw` the layer's input size.
-    pub fn vjp(&self, gpu: &Gpu, u: &Tensor, out: &Tensor, in_hw: (usize, usize)) -> Result<Tensor> {
+    pub fn vjp(
+        &self,
+        gpu: &Gpu,
+        u: &Tensor,
+        out: &Tensor,
+        in_hw: (usize, usize),
+    ) -> Result<Tensor> {
         let mask = |u: &Tensor| -> Result<Option<Tensor>> {
             if self.relu {
                 elementwise::relu_mask(gpu, u, out).map(Some)
@@ -234,7 +293,12 @@ impl ConvLayer {
             Back::Stride1(v) => v.apply(gpu, u, self.relu.then_some(out), None),
             Back::Transposed(t) => {
                 let masked = mask(u)?;
-                t.forward_sized(gpu, masked.as_ref().unwrap_or(u), in_hw, Epilogue::default())
+                t.forward_sized(
+                    gpu,
+                    masked.as_ref().unwrap_or(u),
+                    in_hw,
+                    Epilogue::default(),
+                )
             }
             Back::Conv(c) => {
                 let masked = mask(u)?;
@@ -243,7 +307,10 @@ impl ConvLayer {
                 if (h, w) != in_hw {
                     return Err(GpuError::Shape {
                         op: "conv_layer_vjp",
-                        detail: format!("transposed-conv VJP gives {h}×{w}, the input was {}×{}", in_hw.0, in_hw.1),
+                        detail: format!(
+                            "transposed-conv VJP gives {h}×{w}, the input was {}×{}",
+                            in_hw.0, in_hw.1
+                        ),
                     });
                 }
                 Ok(r)

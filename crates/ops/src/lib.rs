@@ -24,9 +24,9 @@ pub mod measure;
 pub mod noise_estimate;
 pub mod pool;
 pub mod reduce;
+pub mod reference;
 pub mod rng;
 pub mod sampler;
-pub mod reference;
 pub mod shaders;
 
 pub use conv2d::{Conv2d, ConvVariant, Epilogue};

@@ -8,8 +8,18 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 use crate::shaders::LINEAR as SRC;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite];
-pub const LINEAR: Kernel = Kernel { file: "linear.wgsl", source: SRC, entry: "linear", bindings: BINDINGS };
-pub const LINEAR_T: Kernel = Kernel { file: "linear.wgsl", source: SRC, entry: "linear_t", bindings: BINDINGS };
+pub const LINEAR: Kernel = Kernel {
+    file: "linear.wgsl",
+    source: SRC,
+    entry: "linear",
+    bindings: BINDINGS,
+};
+pub const LINEAR_T: Kernel = Kernel {
+    file: "linear.wgsl",
+    source: SRC,
+    entry: "linear_t",
+    bindings: BINDINGS,
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -31,8 +41,16 @@ pub struct Linear {
 
 impl Linear {
     /// From PyTorch-layout weights `(out, in)` and an optional bias `(out)`.
-    pub fn new(gpu: &Gpu, weight: &[f32], bias: Option<&[f32]>, out_features: usize, in_features: usize) -> Result<Linear> {
-        if weight.len() != out_features * in_features || bias.is_some_and(|b| b.len() != out_features) {
+    pub fn new(
+        gpu: &Gpu,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        out_features: usize,
+        in_features: usize,
+    ) -> Result<Linear> {
+        if weight.len() != out_features * in_features
+            || bias.is_some_and(|b| b.len() != out_features)
+        {
             return Err(GpuError::Shape {
                 op: "linear",
                 detail: format!(
@@ -53,7 +71,10 @@ impl Linear {
     fn check(&self, x: &Tensor, features: usize, op: &'static str) -> Result<usize> {
         let s = x.shape();
         if s.h * s.w * s.c != features {
-            return Err(GpuError::Shape { op, detail: format!("input {s} does not hold {features} features per sample") });
+            return Err(GpuError::Shape {
+                op,
+                detail: format!("input {s} does not hold {features} features per sample"),
+            });
         }
         Ok(s.n)
     }
@@ -62,9 +83,20 @@ impl Linear {
         let n = self.check(x, self.in_features, "linear")?;
         let y = gpu.empty(Shape::new(n, 1, 1, self.out_features));
         let flags = u32::from(bias && self.bias.is_some());
-        let p = Params { n: n as u32, rows: self.out_features as u32, cols: self.in_features as u32, flags };
+        let p = Params {
+            n: n as u32,
+            rows: self.out_features as u32,
+            cols: self.in_features as u32,
+            flags,
+        };
         let b = self.bias.as_ref().unwrap_or(&self.weight);
-        gpu.launch(&LINEAR, &[], bytemuck::bytes_of(&p), &[x, &self.weight, b, &y], crate::groups_flat(n * self.out_features));
+        gpu.launch(
+            &LINEAR,
+            &[],
+            bytemuck::bytes_of(&p),
+            &[x, &self.weight, b, &y],
+            crate::groups_flat(n * self.out_features),
+        );
         Ok(y)
     }
 
@@ -82,23 +114,53 @@ impl Linear {
     pub fn vjp(&self, gpu: &Gpu, u: &Tensor) -> Result<Tensor> {
         let n = self.check(u, self.out_features, "linear_vjp")?;
         let y = gpu.empty(Shape::new(n, 1, 1, self.in_features));
-        let p = Params { n: n as u32, rows: self.out_features as u32, cols: self.in_features as u32, flags: 0 };
-        gpu.launch(&LINEAR_T, &[], bytemuck::bytes_of(&p), &[u, &self.weight, &self.weight, &y], crate::groups_flat(n * self.in_features));
+        let p = Params {
+            n: n as u32,
+            rows: self.out_features as u32,
+            cols: self.in_features as u32,
+            flags: 0,
+        };
+        gpu.launch(
+            &LINEAR_T,
+            &[],
+            bytemuck::bytes_of(&p),
+            &[u, &self.weight, &self.weight, &y],
+            crate::groups_flat(n * self.in_features),
+        );
         Ok(y)
     }
 }
 
-pub const SAMPLE_AXPY: Kernel = Kernel { file: "linear.wgsl", source: SRC, entry: "sample_axpy", bindings: BINDINGS };
+pub const SAMPLE_AXPY: Kernel = Kernel {
+    file: "linear.wgsl",
+    source: SRC,
+    entry: "sample_axpy",
+    bindings: BINDINGS,
+};
 
 /// `x + a_b·v` with one scalar `a_b` per sample (`a` is `[n, 1, 1, 1]`,
 /// `x` and `v` `[n, h, w, c]`): a diagonal linear map per sample.
 pub fn sample_axpy(gpu: &Gpu, x: &Tensor, a: &Tensor, v: &Tensor) -> Result<Tensor> {
     let s = x.shape();
     if v.shape() != s || a.numel() != s.n || s.n == 0 {
-        return Err(GpuError::Shape { op: "sample_axpy", detail: format!("x {s}, a {:?}, v {:?}", a.shape(), v.shape()) });
+        return Err(GpuError::Shape {
+            op: "sample_axpy",
+            detail: format!("x {s}, a {:?}, v {:?}", a.shape(), v.shape()),
+        });
     }
     let y = gpu.empty(s);
-    let p = Params { n: s.numel() as u32, rows: 0, cols: (s.numel() / s.n) as u32, flags: 0 };
-    gpu.launch(&SAMPLE_AXPY, &[], bytemuck::bytes_of(&p), &[x, a, v, &y], crate::groups_flat(s.numel()));
+    let p = Params {
+        n: s.numel() as u32,
+        rows: 0,
+        cols: (s.numel() / s.n) as u32,
+        flags: 0,
+    };
+    gpu.launch(
+        &SAMPLE_AXPY,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[x, a, v, &y],
+        crate::groups_flat(s.numel()),
+    );
     Ok(y)
 }

@@ -28,9 +28,21 @@ pub mod field {
     pub const LOG_ALPHA: usize = 3;
 }
 
-const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite];
+const BINDINGS: &[Access] = &[
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+    Access::ReadWrite,
+];
 const fn kernel(entry: &'static str) -> Kernel {
-    Kernel { file: "mala.wgsl", source: MALA, entry, bindings: BINDINGS }
+    Kernel {
+        file: "mala.wgsl",
+        source: MALA,
+        entry,
+        bindings: BINDINGS,
+    }
 }
 pub const PROPOSE: Kernel = kernel("propose");
 pub const MH_PARTIAL: Kernel = kernel("mh_partial");
@@ -73,14 +85,20 @@ fn spares(gpu: &Gpu) -> (Tensor, Tensor) {
 
 fn check_eps(op: &'static str, eps: f32) -> Result<()> {
     if !(eps > 0.0 && eps.is_finite()) {
-        return Err(GpuError::Shape { op, detail: format!("step size {eps} must be positive and finite") });
+        return Err(GpuError::Shape {
+            op,
+            detail: format!("step size {eps} must be positive and finite"),
+        });
     }
     Ok(())
 }
 
 fn check_state(op: &'static str, state: &Tensor, n: usize) -> Result<()> {
     if state.numel() != n * STATE {
-        return Err(GpuError::Shape { op, detail: format!("state {state:?} for {n} samples") });
+        return Err(GpuError::Shape {
+            op,
+            detail: format!("state {state:?} for {n} samples"),
+        });
     }
     Ok(())
 }
@@ -96,16 +114,32 @@ pub fn new_state(gpu: &Gpu, n: usize) -> Tensor {
 pub fn propose(gpu: &Gpu, y: &Tensor, g: &Tensor, eps: f32, key: u32) -> Result<Tensor> {
     let shape = y.shape();
     if g.shape() != shape {
-        return Err(GpuError::Shape { op: "mala propose", detail: format!("y {y:?} vs ∇U {g:?}") });
+        return Err(GpuError::Shape {
+            op: "mala propose",
+            detail: format!("y {y:?} vs ∇U {g:?}"),
+        });
     }
     check_eps("mala propose", eps)?;
     if shape.numel() as u64 >= u32::MAX as u64 {
-        return Err(GpuError::Shape { op: "mala propose", detail: format!("{shape}: over 2^32 noise counters") });
+        return Err(GpuError::Shape {
+            op: "mala propose",
+            detail: format!("{shape}: over 2^32 noise counters"),
+        });
     }
     let out = gpu.empty(shape);
     let (r, w) = spares(gpu);
-    let p = Params { key, eps, ..base(shape) };
-    gpu.launch(&PROPOSE, &[], bytemuck::bytes_of(&p), &[y, g, &r, &r, &out, &w], crate::groups_flat(shape.numel()));
+    let p = Params {
+        key,
+        eps,
+        ..base(shape)
+    };
+    gpu.launch(
+        &PROPOSE,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[y, g, &r, &r, &out, &w],
+        crate::groups_flat(shape.numel()),
+    );
     Ok(out)
 }
 
@@ -138,18 +172,29 @@ pub fn accept(gpu: &Gpu, pair: &Pair<'_>, state: &Tensor, eps: f32, key: u32) ->
     if pair.g.shape() != shape || pair.y_prop.shape() != shape || pair.g_prop.shape() != shape {
         return Err(GpuError::Shape {
             op: "mala accept",
-            detail: format!("y {:?}, ∇U {:?}, y' {:?}, ∇U' {:?}", pair.y, pair.g, pair.y_prop, pair.g_prop),
+            detail: format!(
+                "y {:?}, ∇U {:?}, y' {:?}, ∇U' {:?}",
+                pair.y, pair.g, pair.y_prop, pair.g_prop
+            ),
         });
     }
     if pair.u_prop.numel() != shape.n {
-        return Err(GpuError::Shape { op: "mala accept", detail: format!("U(y') {:?} for {} samples", pair.u_prop, shape.n) });
+        return Err(GpuError::Shape {
+            op: "mala accept",
+            detail: format!("U(y') {:?} for {} samples", pair.u_prop, shape.n),
+        });
     }
     check_state("mala accept", state, shape.n)?;
     check_eps("mala accept", eps)?;
     let groups = groups_per_sample(shape.h * shape.w * shape.c);
     let partials = gpu.empty(Shape::vector(shape.n * groups as usize));
     let (r, w) = spares(gpu);
-    let p = Params { groups, key, eps, ..base(shape) };
+    let p = Params {
+        groups,
+        key,
+        eps,
+        ..base(shape)
+    };
     gpu.launch(
         &MH_PARTIAL,
         &[],
@@ -157,23 +202,43 @@ pub fn accept(gpu: &Gpu, pair: &Pair<'_>, state: &Tensor, eps: f32, key: u32) ->
         &[pair.y, pair.y_prop, pair.g, pair.g_prop, &partials, &w],
         [groups, shape.n as u32, 1],
     );
-    gpu.launch(&ACCEPT, &[], bytemuck::bytes_of(&p), &[&partials, pair.u_prop, &r, &r, state, &w], [shape.n as u32, 1, 1]);
+    gpu.launch(
+        &ACCEPT,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[&partials, pair.u_prop, &r, &r, state, &w],
+        [shape.n as u32, 1, 1],
+    );
     Ok(())
 }
 
 /// `y ← y'` and `g ← g'` in place for the samples whose last proposal
 /// `state` accepted.
-pub fn select(gpu: &Gpu, state: &Tensor, y: &Tensor, g: &Tensor, y_prop: &Tensor, g_prop: &Tensor) -> Result<()> {
+pub fn select(
+    gpu: &Gpu,
+    state: &Tensor,
+    y: &Tensor,
+    g: &Tensor,
+    y_prop: &Tensor,
+    g_prop: &Tensor,
+) -> Result<()> {
     let shape = y.shape();
     if g.shape() != shape || y_prop.shape() != shape || g_prop.shape() != shape {
         return Err(GpuError::Shape {
-            op: "mala select", detail: format!("y {y:?}, ∇U {g:?}, y' {y_prop:?}, ∇U' {g_prop:?}")
+            op: "mala select",
+            detail: format!("y {y:?}, ∇U {g:?}, y' {y_prop:?}, ∇U' {g_prop:?}"),
         });
     }
     check_state("mala select", state, shape.n)?;
     let (r, _) = spares(gpu);
     let p = base(shape);
-    gpu.launch(&SELECT, &[], bytemuck::bytes_of(&p), &[state, y_prop, g_prop, &r, y, g], crate::groups_flat(shape.numel()));
+    gpu.launch(
+        &SELECT,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[state, y_prop, g_prop, &r, y, g],
+        crate::groups_flat(shape.numel()),
+    );
     Ok(())
 }
 
@@ -182,11 +247,23 @@ pub fn select(gpu: &Gpu, state: &Tensor, y: &Tensor, g: &Tensor, y_prop: &Tensor
 pub fn set_energy(gpu: &Gpu, state: &Tensor, energy: &Tensor) -> Result<()> {
     let n = energy.numel();
     if n == 0 {
-        return Err(GpuError::Shape { op: "mala set_energy", detail: "no samples".into() });
+        return Err(GpuError::Shape {
+            op: "mala set_energy",
+            detail: "no samples".into(),
+        });
     }
     check_state("mala set_energy", state, n)?;
     let (r, w) = spares(gpu);
-    let p = Params { n: n as u32, ..Default::default() };
-    gpu.launch(&SET_ENERGY, &[], bytemuck::bytes_of(&p), &[energy, &r, &r, &r, state, &w], [n.div_ceil(64) as u32, 1, 1]);
+    let p = Params {
+        n: n as u32,
+        ..Default::default()
+    };
+    gpu.launch(
+        &SET_ENERGY,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[energy, &r, &r, &r, state, &w],
+        [n.div_ceil(64) as u32, 1, 1],
+    );
     Ok(())
 }

@@ -11,7 +11,12 @@ use crate::shaders::MEASURE;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite];
 const fn kernel(entry: &'static str) -> Kernel {
-    Kernel { file: "measure.wgsl", source: MEASURE, entry, bindings: BINDINGS }
+    Kernel {
+        file: "measure.wgsl",
+        source: MEASURE,
+        entry,
+        bindings: BINDINGS,
+    }
 }
 pub const MASK_MUL: Kernel = kernel("mask_mul");
 pub const BLOCK_DOWN: Kernel = kernel("block_down");
@@ -46,16 +51,29 @@ fn err(op: &'static str, detail: String) -> GpuError {
 }
 
 fn launch(gpu: &Gpu, k: &Kernel, p: Params, bufs: [&Tensor; 3], y: &Tensor, invocations: usize) {
-    gpu.launch(k, &[], bytemuck::bytes_of(&p), &[bufs[0], bufs[1], bufs[2], y], crate::groups_flat(invocations));
+    gpu.launch(
+        k,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[bufs[0], bufs[1], bufs[2], y],
+        crate::groups_flat(invocations),
+    );
 }
 
 /// `x ⊙ m`, `m` broadcast over the batch (its size must divide x's).
 pub fn mask_mul(gpu: &Gpu, x: &Tensor, m: &Tensor) -> Result<Tensor> {
     if m.numel() == 0 || !x.numel().is_multiple_of(m.numel()) || m.shape().c != x.shape().c {
-        return Err(err("mask_mul", format!("mask {m:?} does not broadcast to {x:?}")));
+        return Err(err(
+            "mask_mul",
+            format!("mask {m:?} does not broadcast to {x:?}"),
+        ));
     }
     let y = gpu.empty(x.shape());
-    let p = Params { len: x.numel() as u32, m_len: m.numel() as u32, ..Default::default() };
+    let p = Params {
+        len: x.numel() as u32,
+        m_len: m.numel() as u32,
+        ..Default::default()
+    };
     launch(gpu, &MASK_MUL, p, [x, m, m], &y, x.numel());
     Ok(y)
 }
@@ -65,11 +83,21 @@ pub fn mask_mul(gpu: &Gpu, x: &Tensor, m: &Tensor) -> Result<Tensor> {
 pub fn block_down(gpu: &Gpu, x: &Tensor, s: usize) -> Result<Tensor> {
     let sh = x.shape();
     if s == 0 || !sh.h.is_multiple_of(s) || !sh.w.is_multiple_of(s) {
-        return Err(err("block_down", format!("{}x{} is not a multiple of the factor {s}", sh.h, sh.w)));
+        return Err(err(
+            "block_down",
+            format!("{}x{} is not a multiple of the factor {s}", sh.h, sh.w),
+        ));
     }
     let out = Shape::new(sh.n, sh.h / s, sh.w / s, sh.c);
     let y = gpu.empty(out);
-    let p = Params { len: out.numel() as u32, h: out.h as u32, w: out.w as u32, c: sh.c as u32, s: s as u32, ..Default::default() };
+    let p = Params {
+        len: out.numel() as u32,
+        h: out.h as u32,
+        w: out.w as u32,
+        c: sh.c as u32,
+        s: s as u32,
+        ..Default::default()
+    };
     launch(gpu, &BLOCK_DOWN, p, [x, x, x], &y, out.numel());
     Ok(y)
 }
@@ -84,7 +112,14 @@ pub fn block_up(gpu: &Gpu, x: &Tensor, s: usize) -> Result<Tensor> {
     let out = Shape::new(sh.n, sh.h * s, sh.w * s, sh.c);
     gpu.check_fits("block_up output", out)?;
     let y = gpu.empty(out);
-    let p = Params { len: out.numel() as u32, h: out.h as u32, w: out.w as u32, c: sh.c as u32, s: s as u32, ..Default::default() };
+    let p = Params {
+        len: out.numel() as u32,
+        h: out.h as u32,
+        w: out.w as u32,
+        c: sh.c as u32,
+        s: s as u32,
+        ..Default::default()
+    };
     launch(gpu, &BLOCK_UP, p, [x, x, x], &y, out.numel());
     Ok(y)
 }
@@ -98,7 +133,13 @@ pub fn matvec(gpu: &Gpu, a: &Tensor, rows: usize, cols: usize, x: &Tensor) -> Re
     let n = x.numel() / cols;
     let y = gpu.empty(Shape::new(n, 1, 1, rows));
     let inv = n.div_ceil(4) * rows;
-    let p = Params { len: inv as u32, n: n as u32, rows: rows as u32, cols: cols as u32, ..Default::default() };
+    let p = Params {
+        len: inv as u32,
+        n: n as u32,
+        rows: rows as u32,
+        cols: cols as u32,
+        ..Default::default()
+    };
     launch(gpu, &MATVEC, p, [a, x, x], &y, inv);
     Ok(y)
 }
@@ -106,12 +147,21 @@ pub fn matvec(gpu: &Gpu, a: &Tensor, rows: usize, cols: usize, x: &Tensor) -> Re
 /// `y[s] = Aᵀ · x[s]` for each of the `x.numel() / rows` samples. Returns `[n, 1, 1, cols]`.
 pub fn matvec_t(gpu: &Gpu, a: &Tensor, rows: usize, cols: usize, x: &Tensor) -> Result<Tensor> {
     if a.numel() != rows * cols || rows == 0 || !x.numel().is_multiple_of(rows) {
-        return Err(err("matvec_t", format!("A {a:?} as {rows}x{cols}, x {x:?}")));
+        return Err(err(
+            "matvec_t",
+            format!("A {a:?} as {rows}x{cols}, x {x:?}"),
+        ));
     }
     let n = x.numel() / rows;
     let y = gpu.empty(Shape::new(n, 1, 1, cols));
     let inv = n.div_ceil(4) * cols;
-    let p = Params { len: inv as u32, n: n as u32, rows: rows as u32, cols: cols as u32, ..Default::default() };
+    let p = Params {
+        len: inv as u32,
+        n: n as u32,
+        rows: rows as u32,
+        cols: cols as u32,
+        ..Default::default()
+    };
     launch(gpu, &MATVEC_T, p, [a, x, x], &y, inv);
     Ok(y)
 }
@@ -143,7 +193,10 @@ pub fn dft(
     let sh = x.shape();
     let c = if complex_in {
         if !sh.c.is_multiple_of(2) {
-            return Err(err("dft", format!("complex input {x:?} has an odd channel count")));
+            return Err(err(
+                "dft",
+                format!("complex input {x:?} has an odd channel count"),
+            ));
         }
         sh.c / 2
     } else {
@@ -154,7 +207,10 @@ pub fn dft(
         Axis::W => sh.w,
     };
     if twiddles.numel() != 2 * len {
-        return Err(err("dft", format!("twiddles {twiddles:?} for a length-{len} axis")));
+        return Err(err(
+            "dft",
+            format!("twiddles {twiddles:?} for a length-{len} axis"),
+        ));
     }
     if let Some(m) = mask {
         if m.numel() != sh.h * sh.w {

@@ -39,7 +39,10 @@ struct Params {
 pub fn noise_variance(gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
     let s = y.shape();
     if s.n > 65535 {
-        return Err(GpuError::Shape { op: "noise_variance", detail: format!("{s}: more than 65535 images in one call") });
+        return Err(GpuError::Shape {
+            op: "noise_variance",
+            detail: format!("{s}: more than 65535 images in one call"),
+        });
     }
     let out = gpu.zeros(Shape::new(s.n, 1, 1, 1));
     if s.n == 0 {
@@ -47,8 +50,21 @@ pub fn noise_variance(gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
     }
     let state = gpu.empty(Shape::vector(2 * s.n));
     for pass_index in 0..4 {
-        let p = Params { n: s.n as u32, h: s.h as u32, w: s.w as u32, c: s.c as u32, pass_index, _p: [0; 3] };
-        gpu.launch(&MAD_SELECT, &[], bytemuck::bytes_of(&p), &[y, &state, &out], [s.n as u32, 1, 1]);
+        let p = Params {
+            n: s.n as u32,
+            h: s.h as u32,
+            w: s.w as u32,
+            c: s.c as u32,
+            pass_index,
+            _p: [0; 3],
+        };
+        gpu.launch(
+            &MAD_SELECT,
+            &[],
+            bytemuck::bytes_of(&p),
+            &[y, &state, &out],
+            [s.n as u32, 1, 1],
+        );
     }
     Ok(out)
 }

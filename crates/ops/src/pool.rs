@@ -11,8 +11,18 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 use crate::shaders::POOL;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite];
-pub const AVG_POOL2: Kernel = Kernel { file: "pool.wgsl", source: POOL, entry: "avg_pool2", bindings: BINDINGS };
-pub const UPSAMPLE2: Kernel = Kernel { file: "pool.wgsl", source: POOL, entry: "upsample2", bindings: BINDINGS };
+pub const AVG_POOL2: Kernel = Kernel {
+    file: "pool.wgsl",
+    source: POOL,
+    entry: "avg_pool2",
+    bindings: BINDINGS,
+};
+pub const UPSAMPLE2: Kernel = Kernel {
+    file: "pool.wgsl",
+    source: POOL,
+    entry: "upsample2",
+    bindings: BINDINGS,
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -31,7 +41,10 @@ struct Params {
 pub fn avg_pool2(gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
     let s = x.shape();
     if s.h < 2 || s.w < 2 {
-        return Err(GpuError::Shape { op: "avg_pool2", detail: format!("input {s} is smaller than 2×2") });
+        return Err(GpuError::Shape {
+            op: "avg_pool2",
+            detail: format!("input {s} is smaller than 2×2"),
+        });
     }
     let os = Shape::new(s.n, s.h / 2, s.w / 2, s.c);
     let y = gpu.empty(os);
@@ -45,7 +58,13 @@ pub fn avg_pool2(gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
         scale: 1.0,
         _pad: 0,
     };
-    gpu.launch(&AVG_POOL2, &[], bytemuck::bytes_of(&p), &[x, &y], crate::groups_flat(os.numel()));
+    gpu.launch(
+        &AVG_POOL2,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[x, &y],
+        crate::groups_flat(os.numel()),
+    );
     Ok(y)
 }
 
@@ -74,7 +93,13 @@ pub fn upsample2(gpu: &Gpu, x: &Tensor, out_hw: (usize, usize), scale: f32) -> R
         scale,
         _pad: 0,
     };
-    gpu.launch(&UPSAMPLE2, &[], bytemuck::bytes_of(&p), &[x, &y], crate::groups_flat(os.numel()));
+    gpu.launch(
+        &UPSAMPLE2,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[x, &y],
+        crate::groups_flat(os.numel()),
+    );
     Ok(y)
 }
 

@@ -7,10 +7,24 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 use crate::shaders::REDUCE;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
-pub const SQ_DIFF_PARTIAL: Kernel =
-    Kernel { file: "reduce.wgsl", source: REDUCE, entry: "sq_diff_partial", bindings: BINDINGS };
-pub const DOT_PARTIAL: Kernel = Kernel { file: "reduce.wgsl", source: REDUCE, entry: "dot_partial", bindings: BINDINGS };
-pub const SUM_FINAL: Kernel = Kernel { file: "reduce.wgsl", source: REDUCE, entry: "sum_final", bindings: BINDINGS };
+pub const SQ_DIFF_PARTIAL: Kernel = Kernel {
+    file: "reduce.wgsl",
+    source: REDUCE,
+    entry: "sq_diff_partial",
+    bindings: BINDINGS,
+};
+pub const DOT_PARTIAL: Kernel = Kernel {
+    file: "reduce.wgsl",
+    source: REDUCE,
+    entry: "dot_partial",
+    bindings: BINDINGS,
+};
+pub const SUM_FINAL: Kernel = Kernel {
+    file: "reduce.wgsl",
+    source: REDUCE,
+    entry: "sum_final",
+    bindings: BINDINGS,
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -22,15 +36,38 @@ struct Params {
 
 fn two_pass(gpu: &Gpu, partial: &Kernel, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.numel() != b.numel() {
-        return Err(GpuError::Shape { op: "reduce", detail: format!("{a:?} vs {b:?}") });
+        return Err(GpuError::Shape {
+            op: "reduce",
+            detail: format!("{a:?} vs {b:?}"),
+        });
     }
     let groups = a.numel().div_ceil(256 * 8).clamp(1, 1024) as u32;
     let partials = gpu.empty(Shape::vector(groups as usize));
-    let p = Params { len: a.numel() as u32, groups, _p: [0; 2] };
-    gpu.launch(partial, &[], bytemuck::bytes_of(&p), &[a, b, &partials], [groups, 1, 1]);
+    let p = Params {
+        len: a.numel() as u32,
+        groups,
+        _p: [0; 2],
+    };
+    gpu.launch(
+        partial,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[a, b, &partials],
+        [groups, 1, 1],
+    );
     let out = gpu.empty(Shape::vector(1));
-    let p = Params { len: groups, groups: 1, _p: [0; 2] };
-    gpu.launch(&SUM_FINAL, &[], bytemuck::bytes_of(&p), &[&partials, &partials, &out], [1, 1, 1]);
+    let p = Params {
+        len: groups,
+        groups: 1,
+        _p: [0; 2],
+    };
+    gpu.launch(
+        &SUM_FINAL,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[&partials, &partials, &out],
+        [1, 1, 1],
+    );
     Ok(out)
 }
 
@@ -52,20 +89,41 @@ pub async fn psnr(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<f64> {
     Ok(10.0 * (1.0 / mse).log10())
 }
 
-pub const DOT_PER_SAMPLE: Kernel =
-    Kernel { file: "reduce.wgsl", source: REDUCE, entry: "dot_per_sample", bindings: BINDINGS };
+pub const DOT_PER_SAMPLE: Kernel = Kernel {
+    file: "reduce.wgsl",
+    source: REDUCE,
+    entry: "dot_per_sample",
+    bindings: BINDINGS,
+};
 
 /// Per-sample inner products `Σ a[s]·b[s]` over each sample's `h·w·c`
 /// values, as an `[n, 1, 1, 1]` tensor (one workgroup per sample).
 pub fn dot_per_sample(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.shape() != b.shape() {
-        return Err(GpuError::Shape { op: "dot_per_sample", detail: format!("{a:?} vs {b:?}") });
+        return Err(GpuError::Shape {
+            op: "dot_per_sample",
+            detail: format!("{a:?} vs {b:?}"),
+        });
     }
     let s = a.shape();
     let out = gpu.empty(Shape::new(s.n, 1, 1, 1));
-    let p = Params { len: (s.h * s.w * s.c) as u32, groups: s.n as u32, _p: [0; 2] };
+    let p = Params {
+        len: (s.h * s.w * s.c) as u32,
+        groups: s.n as u32,
+        _p: [0; 2],
+    };
     let g = s.n.max(1) as u32;
-    let groups = if g <= 65535 { [g, 1, 1] } else { [65535, g.div_ceil(65535), 1] };
-    gpu.launch(&DOT_PER_SAMPLE, &[], bytemuck::bytes_of(&p), &[a, b, &out], groups);
+    let groups = if g <= 65535 {
+        [g, 1, 1]
+    } else {
+        [65535, g.div_ceil(65535), 1]
+    };
+    gpu.launch(
+        &DOT_PER_SAMPLE,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[a, b, &out],
+        groups,
+    );
     Ok(out)
 }

@@ -13,8 +13,18 @@ use crate::reference::rng::key;
 use crate::shaders::RNG;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite];
-pub const NORMAL_FILL: Kernel = Kernel { file: "rng.wgsl", source: RNG, entry: "normal_fill", bindings: BINDINGS };
-pub const AXPY_NORMAL: Kernel = Kernel { file: "rng.wgsl", source: RNG, entry: "axpy_normal", bindings: BINDINGS };
+pub const NORMAL_FILL: Kernel = Kernel {
+    file: "rng.wgsl",
+    source: RNG,
+    entry: "normal_fill",
+    bindings: BINDINGS,
+};
+pub const AXPY_NORMAL: Kernel = Kernel {
+    file: "rng.wgsl",
+    source: RNG,
+    entry: "axpy_normal",
+    bindings: BINDINGS,
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -29,7 +39,14 @@ struct Params {
     scale: f32,
 }
 
-fn params(shape: Shape, seed: u64, stream: u32, offset: u32, a_len: u32, scale: f32) -> Result<Params> {
+fn params(
+    shape: Shape,
+    seed: u64,
+    stream: u32,
+    offset: u32,
+    a_len: u32,
+    scale: f32,
+) -> Result<Params> {
     let total = offset as u64 + shape.numel() as u64;
     if total > u32::MAX as u64 {
         return Err(GpuError::Shape {
@@ -57,18 +74,41 @@ pub fn normal(gpu: &Gpu, shape: Shape, seed: u64, stream: u32, offset: u32) -> R
     // Binding 1 is unused by `normal_fill`, but a buffer may not be bound
     // read-only and read-write in one dispatch: bind a small spare one.
     let unused = gpu.empty(Shape::vector(1));
-    gpu.launch(&NORMAL_FILL, &[], bytemuck::bytes_of(&p), &[&unused, &y], crate::groups_flat(shape.numel()));
+    gpu.launch(
+        &NORMAL_FILL,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[&unused, &y],
+        crate::groups_flat(shape.numel()),
+    );
     Ok(y)
 }
 
 /// `a + scale·z` with `z` as in [`normal`]; `a` may hold one sample that is
 /// broadcast over the batch (its size must divide the tensor's).
-pub fn axpy_normal(gpu: &Gpu, a: &Tensor, shape: Shape, scale: f32, seed: u64, stream: u32, offset: u32) -> Result<Tensor> {
+pub fn axpy_normal(
+    gpu: &Gpu,
+    a: &Tensor,
+    shape: Shape,
+    scale: f32,
+    seed: u64,
+    stream: u32,
+    offset: u32,
+) -> Result<Tensor> {
     if a.numel() == 0 || !shape.numel().is_multiple_of(a.numel()) || a.shape().c != shape.c {
-        return Err(GpuError::Shape { op: "axpy_normal", detail: format!("{a:?} does not broadcast to {shape}") });
+        return Err(GpuError::Shape {
+            op: "axpy_normal",
+            detail: format!("{a:?} does not broadcast to {shape}"),
+        });
     }
     let p = params(shape, seed, stream, offset, a.numel() as u32, scale)?;
     let y = gpu.empty(shape);
-    gpu.launch(&AXPY_NORMAL, &[], bytemuck::bytes_of(&p), &[a, &y], crate::groups_flat(shape.numel()));
+    gpu.launch(
+        &AXPY_NORMAL,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[a, &y],
+        crate::groups_flat(shape.numel()),
+    );
     Ok(y)
 }

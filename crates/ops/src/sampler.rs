@@ -62,9 +62,20 @@ pub const RUNNING: f32 = 0.0;
 pub const CONVERGED: f32 = 1.0;
 pub const DIVERGED: f32 = 2.0;
 
-const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite];
+const BINDINGS: &[Access] = &[
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+];
 const fn kernel(entry: &'static str) -> Kernel {
-    Kernel { file: "sampler.wgsl", source: SAMPLER, entry, bindings: BINDINGS }
+    Kernel {
+        file: "sampler.wgsl",
+        source: SAMPLER,
+        entry,
+        bindings: BINDINGS,
+    }
 }
 pub const DIRECTION: Kernel = kernel("direction");
 pub const SQ_PARTIAL: Kernel = kernel("sq_partial");
@@ -131,24 +142,50 @@ fn spare(gpu: &Gpu) -> Tensor {
 
 fn check_broadcast(op: &'static str, what: &str, t: &Tensor, shape: Shape) -> Result<()> {
     let per = shape.h * shape.w * shape.c;
-    if t.numel() == 0 || !shape.numel().is_multiple_of(t.numel()) || !t.numel().is_multiple_of(per.max(1)) {
-        return Err(GpuError::Shape { op, detail: format!("{what} {t:?} does not broadcast to {shape}") });
+    if t.numel() == 0
+        || !shape.numel().is_multiple_of(t.numel())
+        || !t.numel().is_multiple_of(per.max(1))
+    {
+        return Err(GpuError::Shape {
+            op,
+            detail: format!("{what} {t:?} does not broadcast to {shape}"),
+        });
     }
     Ok(())
 }
 
 /// `d = f + m ⊙ (y − f) − b` for masking operators (M Mᵀ v = m ⊙ v); `m`
 /// and `b = M x_c` hold one sample or the whole batch.
-pub fn direction_mask(gpu: &Gpu, f: &Tensor, y: &Tensor, mask: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub fn direction_mask(
+    gpu: &Gpu,
+    f: &Tensor,
+    y: &Tensor,
+    mask: &Tensor,
+    b: &Tensor,
+) -> Result<Tensor> {
     let shape = f.shape();
     if y.shape() != shape {
-        return Err(GpuError::Shape { op: "sampler direction", detail: format!("f {f:?} vs y {y:?}") });
+        return Err(GpuError::Shape {
+            op: "sampler direction",
+            detail: format!("f {f:?} vs y {y:?}"),
+        });
     }
     check_broadcast("sampler direction", "mask", mask, shape)?;
     check_broadcast("sampler direction", "M x_c", b, shape)?;
-    let p = Params { mode: 1, m_len: mask.numel() as u32, b_len: b.numel() as u32, ..base(shape) };
+    let p = Params {
+        mode: 1,
+        m_len: mask.numel() as u32,
+        b_len: b.numel() as u32,
+        ..base(shape)
+    };
     let d = gpu.empty(shape);
-    gpu.launch(&DIRECTION, &[], bytemuck::bytes_of(&p), &[f, y, mask, b, &d], crate::groups_flat(shape.numel()));
+    gpu.launch(
+        &DIRECTION,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[f, y, mask, b, &d],
+        crate::groups_flat(shape.numel()),
+    );
     Ok(d)
 }
 
@@ -156,13 +193,26 @@ pub fn direction_mask(gpu: &Gpu, f: &Tensor, y: &Tensor, mask: &Tensor, b: &Tens
 pub fn direction_general(gpu: &Gpu, f: &Tensor, pu: &Tensor, b: &Tensor) -> Result<Tensor> {
     let shape = f.shape();
     if pu.shape() != shape {
-        return Err(GpuError::Shape { op: "sampler direction", detail: format!("f {f:?} vs M Mᵀ(y − f) {pu:?}") });
+        return Err(GpuError::Shape {
+            op: "sampler direction",
+            detail: format!("f {f:?} vs M Mᵀ(y − f) {pu:?}"),
+        });
     }
     check_broadcast("sampler direction", "M x_c", b, shape)?;
-    let p = Params { mode: 2, b_len: b.numel() as u32, ..base(shape) };
+    let p = Params {
+        mode: 2,
+        b_len: b.numel() as u32,
+        ..base(shape)
+    };
     let d = gpu.empty(shape);
     let s = spare(gpu);
-    gpu.launch(&DIRECTION, &[], bytemuck::bytes_of(&p), &[f, pu, &s, b, &d], crate::groups_flat(shape.numel()));
+    gpu.launch(
+        &DIRECTION,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[f, pu, &s, b, &d],
+        crate::groups_flat(shape.numel()),
+    );
     Ok(d)
 }
 
@@ -180,13 +230,25 @@ pub fn new_state(gpu: &Gpu, n: usize, sigma0: f32) -> Tensor {
 /// (what a noise-conditioned model is given).
 pub fn variance(gpu: &Gpu, state: &Tensor) -> Result<Tensor> {
     if state.numel() == 0 || !state.numel().is_multiple_of(STATE) {
-        return Err(GpuError::Shape { op: "sampler variance", detail: format!("state {state:?}") });
+        return Err(GpuError::Shape {
+            op: "sampler variance",
+            detail: format!("state {state:?}"),
+        });
     }
     let n = state.numel() / STATE;
     let out = gpu.empty(Shape::new(n, 1, 1, 1));
     let s = spare(gpu);
-    let p = Params { n: n as u32, ..Default::default() };
-    gpu.launch(&VARIANCE, &[], bytemuck::bytes_of(&p), &[state, &s, &s, &s, &out], [n.div_ceil(64) as u32, 1, 1]);
+    let p = Params {
+        n: n as u32,
+        ..Default::default()
+    };
+    gpu.launch(
+        &VARIANCE,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[state, &s, &s, &s, &out],
+        [n.div_ceil(64) as u32, 1, 1],
+    );
     Ok(out)
 }
 
@@ -205,10 +267,19 @@ pub fn coefficients(gpu: &Gpu, d: &Tensor, state: &Tensor, step: &Step) -> Resul
 
 /// [`coefficients`], with the per-sample noise variances `estimated`
 /// (`[n, 1, 1, 1]`) that [`Schedule::Estimated`] takes σ_t from.
-pub fn coefficients_with(gpu: &Gpu, d: &Tensor, state: &Tensor, step: &Step, estimated: Option<&Tensor>) -> Result<()> {
+pub fn coefficients_with(
+    gpu: &Gpu,
+    d: &Tensor,
+    state: &Tensor,
+    step: &Step,
+    estimated: Option<&Tensor>,
+) -> Result<()> {
     let shape = d.shape();
     if state.numel() != shape.n * STATE {
-        return Err(GpuError::Shape { op: "sampler coefficients", detail: format!("state {state:?} for {} samples", shape.n) });
+        return Err(GpuError::Shape {
+            op: "sampler coefficients",
+            detail: format!("state {state:?} for {} samples", shape.n),
+        });
     }
     let per = shape.h * shape.w * shape.c;
     let groups = groups_per_sample(per);
@@ -228,15 +299,30 @@ pub fn coefficients_with(gpu: &Gpu, d: &Tensor, state: &Tensor, step: &Step, est
         },
         ..base(shape)
     };
-    gpu.launch(&SQ_PARTIAL, &[], bytemuck::bytes_of(&p), &[d, &s, &s, &s, &partials], [groups, shape.n as u32, 1]);
+    gpu.launch(
+        &SQ_PARTIAL,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[d, &s, &s, &s, &partials],
+        [groups, shape.n as u32, 1],
+    );
     let est = match (step.schedule, estimated) {
         (Schedule::Estimated, Some(t)) if t.numel() == shape.n => t,
         (Schedule::Estimated, _) => {
-            return Err(GpuError::Shape { op: "sampler coefficients", detail: format!("the estimated schedule needs {} noise variances", shape.n) })
+            return Err(GpuError::Shape {
+                op: "sampler coefficients",
+                detail: format!("the estimated schedule needs {} noise variances", shape.n),
+            })
         }
         _ => &s,
     };
-    gpu.launch(&COEFFS, &[], bytemuck::bytes_of(&p), &[&partials, est, &s, &s, state], [shape.n as u32, 1, 1]);
+    gpu.launch(
+        &COEFFS,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[&partials, est, &s, &s, state],
+        [shape.n as u32, 1, 1],
+    );
     Ok(())
 }
 
@@ -249,16 +335,39 @@ pub fn update(gpu: &Gpu, y: &Tensor, d: &Tensor, state: &Tensor, key: u32) -> Re
 
 /// [`update`] for a batch whose noise counters start at `offset` (the
 /// batch's samples are samples `offset / N …` of a bigger run, N = C·H·W).
-pub fn update_from(gpu: &Gpu, y: &Tensor, d: &Tensor, state: &Tensor, key: u32, offset: u32) -> Result<()> {
+pub fn update_from(
+    gpu: &Gpu,
+    y: &Tensor,
+    d: &Tensor,
+    state: &Tensor,
+    key: u32,
+    offset: u32,
+) -> Result<()> {
     let shape = y.shape();
     if d.shape() != shape || state.numel() != shape.n * STATE {
-        return Err(GpuError::Shape { op: "sampler update", detail: format!("y {y:?}, d {d:?}, state {state:?}") });
+        return Err(GpuError::Shape {
+            op: "sampler update",
+            detail: format!("y {y:?}, d {d:?}, state {state:?}"),
+        });
     }
     if shape.numel() as u64 + offset as u64 >= u32::MAX as u64 {
-        return Err(GpuError::Shape { op: "sampler update", detail: format!("{shape}: over 2^32 noise counters") });
+        return Err(GpuError::Shape {
+            op: "sampler update",
+            detail: format!("{shape}: over 2^32 noise counters"),
+        });
     }
     let s = spare(gpu);
-    let p = Params { key, offset, ..base(shape) };
-    gpu.launch(&UPDATE, &[], bytemuck::bytes_of(&p), &[d, state, &s, &s, y], crate::groups_flat(shape.numel()));
+    let p = Params {
+        key,
+        offset,
+        ..base(shape)
+    };
+    gpu.launch(
+        &UPDATE,
+        &[],
+        bytemuck::bytes_of(&p),
+        &[d, state, &s, &s, y],
+        crate::groups_flat(shape.numel()),
+    );
     Ok(())
 }

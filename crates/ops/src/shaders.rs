@@ -36,10 +36,14 @@ pub const BATCH_NORM: &str = include_str!("../../../shaders/batch_norm.wgsl");
 pub const CHANNELS: &str = include_str!("../../../shaders/channels.wgsl");
 /// Parameter block, bindings and epilogue shared by every convolution kernel.
 pub const CONV_COMMON: &str = include_str!("../../../shaders/conv_common.wgsl");
-pub const CONV2D: &str =
-    concat!(include_str!("../../../shaders/conv_common.wgsl"), include_str!("../../../shaders/conv2d.wgsl"));
-pub const CONV2D_SUBGROUP: &str =
-    concat!(include_str!("../../../shaders/conv_common.wgsl"), include_str!("../../../shaders/conv2d_subgroup.wgsl"));
+pub const CONV2D: &str = concat!(
+    include_str!("../../../shaders/conv_common.wgsl"),
+    include_str!("../../../shaders/conv2d.wgsl")
+);
+pub const CONV2D_SUBGROUP: &str = concat!(
+    include_str!("../../../shaders/conv_common.wgsl"),
+    include_str!("../../../shaders/conv2d_subgroup.wgsl")
+);
 pub const CONV_TRANSPOSE2D: &str = concat!(
     include_str!("../../../shaders/conv_common.wgsl"),
     include_str!("../../../shaders/conv_transpose2d.wgsl")
@@ -56,8 +60,15 @@ pub const POOL: &str = include_str!("../../../shaders/pool.wgsl");
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 /// The generator's functions, prepended to every shader that draws noise.
 pub const RNG_CORE: &str = include_str!("../../../shaders/rng_core.wgsl");
-pub const RNG: &str = concat!(include_str!("../../../shaders/rng_core.wgsl"), include_str!("../../../shaders/rng.wgsl"));
-pub const SAMPLER: &str =
-    concat!(include_str!("../../../shaders/rng_core.wgsl"), include_str!("../../../shaders/sampler.wgsl"));
-pub const MALA: &str =
-    concat!(include_str!("../../../shaders/rng_core.wgsl"), include_str!("../../../shaders/mala.wgsl"));
+pub const RNG: &str = concat!(
+    include_str!("../../../shaders/rng_core.wgsl"),
+    include_str!("../../../shaders/rng.wgsl")
+);
+pub const SAMPLER: &str = concat!(
+    include_str!("../../../shaders/rng_core.wgsl"),
+    include_str!("../../../shaders/sampler.wgsl")
+);
+pub const MALA: &str = concat!(
+    include_str!("../../../shaders/rng_core.wgsl"),
+    include_str!("../../../shaders/mala.wgsl")
+);

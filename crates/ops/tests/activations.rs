@@ -19,7 +19,12 @@ fn close(got: &[f32], want: &[f32], what: &str) {
 #[test]
 fn erf_reference_is_accurate() {
     // Tabulated values (Abramowitz & Stegun table 7.1 / high-precision erf).
-    for (x, want) in [(0.5, 0.520_499_877_813_046_5), (1.0, 0.842_700_792_949_714_9), (2.0, 0.995_322_265_018_952_7), (3.0, 0.999_977_909_503_001_4)] {
+    for (x, want) in [
+        (0.5, 0.520_499_877_813_046_5),
+        (1.0, 0.842_700_792_949_714_9),
+        (2.0, 0.995_322_265_018_952_7),
+        (3.0, 0.999_977_909_503_001_4),
+    ] {
         assert!((cpu::erf(x) - want).abs() < 1e-14, "erf({x})");
     }
     // Φ(−5) = 2.866515718791939e-7
@@ -29,7 +34,12 @@ fn erf_reference_is_accurate() {
 #[test]
 fn gelu_silu_match_reference() {
     let gpu = gpu();
-    for (n, seed, scale) in [(1usize, 1u64, 3.0f32), (63, 2, 5.0), (1000, 3, 12.0), (4097, 4, 2.0)] {
+    for (n, seed, scale) in [
+        (1usize, 1u64, 3.0f32),
+        (63, 2, 5.0),
+        (1000, 3, 12.0),
+        (4097, 4, 2.0),
+    ] {
         let x: Vec<f32> = rand_vec(n, seed).iter().map(|v| v * scale).collect();
         let t = rand_vec(n, seed + 10);
         let s = Shape::new(1, 1, 1, n);
@@ -55,12 +65,22 @@ fn gelu_negative_tail_is_relatively_accurate() {
     // lavapipe).
     let gpu = gpu();
     let x: Vec<f32> = (0..181).map(|i| -9.0 + 0.05 * i as f32).collect();
-    let y = pollster::block_on(gpu.read(&activations::gelu(gpu, &gpu.upload(Shape::vector(x.len()), &x)))).unwrap();
+    let y = pollster::block_on(gpu.read(&activations::gelu(
+        gpu,
+        &gpu.upload(Shape::vector(x.len()), &x),
+    )))
+    .unwrap();
     let want = cpu::gelu(&x);
     for i in 0..x.len() {
         if want[i] != 0.0 {
             let rel = ((y[i] - want[i]) / want[i]).abs();
-            assert!(rel < 1e-5, "gelu({}) = {:e}, want {:e} (rel {rel:e})", x[i], y[i], want[i]);
+            assert!(
+                rel < 1e-5,
+                "gelu({}) = {:e}, want {:e} (rel {rel:e})",
+                x[i],
+                y[i],
+                want[i]
+            );
         }
     }
 }
@@ -72,10 +92,18 @@ fn gelu_vjp_jvp_matches_reference_and_finite_differences() {
     let gpu = gpu();
     for (n, seed, scale) in [(1usize, 31u64, 3.0f32), (1000, 32, 8.0)] {
         let x: Vec<f32> = rand_vec(n, seed).iter().map(|v| v * scale).collect();
-        let (xt, ub, ut) = (rand_vec(n, seed + 1), rand_vec(n, seed + 2), rand_vec(n, seed + 3));
+        let (xt, ub, ut) = (
+            rand_vec(n, seed + 1),
+            rand_vec(n, seed + 2),
+            rand_vec(n, seed + 3),
+        );
         let s = Shape::new(1, 1, 1, n);
         let up = |a: &[f32]| gpu.upload(s, a);
-        let got = pollster::block_on(gpu.read(&activations::gelu_vjp_jvp(gpu, &up(&x), &up(&xt), &up(&ub), &up(&ut)).unwrap())).unwrap();
+        let got =
+            pollster::block_on(gpu.read(
+                &activations::gelu_vjp_jvp(gpu, &up(&x), &up(&xt), &up(&ub), &up(&ut)).unwrap(),
+            ))
+            .unwrap();
         let want = cpu::gelu_vjp_jvp(&x, &xt, &ub, &ut);
         close(&got, &want, "gelu_vjp_jvp");
         let h = 1e-3f64;
@@ -86,7 +114,11 @@ fn gelu_vjp_jvp_matches_reference_and_finite_differences() {
                 (ub[i] as f64 + e * ut[i] as f64) * (cpu::normal_cdf(v) + v * pdf)
             };
             let num = (g1(h) - g1(-h)) / (2.0 * h);
-            assert!((num - want[i] as f64).abs() < 1e-5 * (1.0 + num.abs()), "[{i}] {num} vs {}", want[i]);
+            assert!(
+                (num - want[i] as f64).abs() < 1e-5 * (1.0 + num.abs()),
+                "[{i}] {num} vs {}",
+                want[i]
+            );
         }
     }
     let a = gpu.upload(Shape::vector(3), &[0.0; 3]);

@@ -31,11 +31,24 @@ fn norm(a: &[f32]) -> f64 {
 
 /// One conv layer (with scale, shift and ReLU), `k` tangents for one primal.
 #[allow(clippy::too_many_arguments)]
-fn check_conv(h: usize, w: usize, cin: usize, cout: usize, k: usize, pad: usize, dil: usize, ntan: usize, seed: u64) {
+fn check_conv(
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    pad: usize,
+    dil: usize,
+    ntan: usize,
+    seed: u64,
+) {
     let gpu = gpu();
     let s1 = Shape::new(1, h, w, cin);
     let st = Shape::new(ntan, h, w, cin);
-    let wt: Vec<f32> = rand_vec(cout * cin * k * k, seed).iter().map(|v| v * 0.3).collect();
+    let wt: Vec<f32> = rand_vec(cout * cin * k * k, seed)
+        .iter()
+        .map(|v| v * 0.3)
+        .collect();
     let scale: Vec<f32> = rand_vec(cout, seed + 1);
     let shift = rand_vec(cout, seed + 2);
     let mut conv = Conv2d::new(gpu, &wt, cout, cin, k, k, 1, pad, dil);
@@ -53,7 +66,18 @@ fn check_conv(h: usize, w: usize, cin: usize, cout: usize, k: usize, pad: usize,
     let jv = autodiff::conv2d_jvp(gpu, &conv, &vt, Some(&primal)).unwrap();
     assert_eq!(jv.shape(), Shape::new(ntan, os.h, os.w, cout), "{tag}");
     let jv = read(gpu, &jv);
-    let (_, want) = reference::autodiff::conv2d_jvp(&v, st, &wt, Some(&scale), cout, (k, k), 1, pad, dil, Some(&pm));
+    let (_, want) = reference::autodiff::conv2d_jvp(
+        &v,
+        st,
+        &wt,
+        Some(&scale),
+        cout,
+        (k, k),
+        1,
+        pad,
+        dil,
+        Some(&pm),
+    );
     let e = max_abs_diff(&jv, &want);
     assert!(e < 2e-4, "{tag}: jvp err {e}");
 
@@ -65,7 +89,18 @@ fn check_conv(h: usize, w: usize, cin: usize, cout: usize, k: usize, pad: usize,
     let jtu = vjp.apply(gpu, &ut, Some(&primal), None).unwrap();
     assert_eq!(jtu.shape(), st, "{tag}");
     let jtu = read(gpu, &jtu);
-    let want = reference::autodiff::conv2d_vjp(&u, st, &wt, Some(&scale), cout, (k, k), 1, pad, dil, Some(&pm));
+    let want = reference::autodiff::conv2d_vjp(
+        &u,
+        st,
+        &wt,
+        Some(&scale),
+        cout,
+        (k, k),
+        1,
+        pad,
+        dil,
+        Some(&pm),
+    );
     let e = max_abs_diff(&jtu, &want);
     assert!(e < 2e-4, "{tag}: vjp err {e}");
 
@@ -74,13 +109,20 @@ fn check_conv(h: usize, w: usize, cin: usize, cout: usize, k: usize, pad: usize,
     for b in 0..ntan {
         let lhs = dot(&jv[b * no..(b + 1) * no], &u[b * no..(b + 1) * no]);
         let rhs = dot(&v[b * ni..(b + 1) * ni], &jtu[b * ni..(b + 1) * ni]);
-        let rel = (lhs - rhs).abs() / (norm(&jv[b * no..(b + 1) * no]) * norm(&u[b * no..(b + 1) * no]));
-        assert!(rel < 1e-4, "{tag}: <Jv,u> {lhs} vs <v,J'u> {rhs} (rel {rel:.2e})");
+        let rel =
+            (lhs - rhs).abs() / (norm(&jv[b * no..(b + 1) * no]) * norm(&u[b * no..(b + 1) * no]));
+        assert!(
+            rel < 1e-4,
+            "{tag}: <Jv,u> {lhs} vs <v,J'u> {rhs} (rel {rel:.2e})"
+        );
     }
 
     // The fused input mask equals a separate relu_mask after the transposed conv.
     let in_mask = gpu.upload(s1, &rand_vec(s1.numel(), seed + 6));
-    let fused = read(gpu, &vjp.apply(gpu, &ut, Some(&primal), Some(&in_mask)).unwrap());
+    let fused = read(
+        gpu,
+        &vjp.apply(gpu, &ut, Some(&primal), Some(&in_mask)).unwrap(),
+    );
     let separate = reference::elementwise::relu_mask(&jtu, &read(gpu, &in_mask));
     assert_eq!(fused, separate, "{tag}: fused input mask");
 
@@ -88,18 +130,47 @@ fn check_conv(h: usize, w: usize, cin: usize, cout: usize, k: usize, pad: usize,
     let eps = 1e-3f32;
     let xp: Vec<f32> = x.iter().zip(&v).map(|(a, d)| a + eps * d).collect();
     let xm: Vec<f32> = x.iter().zip(&v).map(|(a, d)| a - eps * d).collect();
-    let fp = read(gpu, &conv.forward(gpu, &gpu.upload(s1, &xp), Epilogue::relu()).unwrap());
-    let fm = read(gpu, &conv.forward(gpu, &gpu.upload(s1, &xm), Epilogue::relu()).unwrap());
-    let fd: Vec<f32> = fp.iter().zip(&fm).map(|(a, b)| (a - b) / (2.0 * eps)).collect();
+    let fp = read(
+        gpu,
+        &conv
+            .forward(gpu, &gpu.upload(s1, &xp), Epilogue::relu())
+            .unwrap(),
+    );
+    let fm = read(
+        gpu,
+        &conv
+            .forward(gpu, &gpu.upload(s1, &xm), Epilogue::relu())
+            .unwrap(),
+    );
+    let fd: Vec<f32> = fp
+        .iter()
+        .zip(&fm)
+        .map(|(a, b)| (a - b) / (2.0 * eps))
+        .collect();
     // Skip the outputs whose pre-activation the ±ε step can push across the
     // ReLU kink (|pre| ≤ ε·|linear tangent|): there the difference quotient
     // is not the derivative.
     let pre = read(gpu, &conv.forward(gpu, &xt, Epilogue::default()).unwrap());
-    let lin = read(gpu, &autodiff::conv2d_jvp(gpu, &conv, &gpu.upload(s1, &v[..ni]), None).unwrap());
-    let keep: Vec<bool> = pre.iter().zip(&lin).map(|(p, l)| p.abs() > 2.0 * eps * l.abs()).collect();
-    let diff: Vec<f32> = fd.iter().zip(&jv[..no]).zip(&keep).map(|((a, b), k)| if *k { a - b } else { 0.0 }).collect();
+    let lin = read(
+        gpu,
+        &autodiff::conv2d_jvp(gpu, &conv, &gpu.upload(s1, &v[..ni]), None).unwrap(),
+    );
+    let keep: Vec<bool> = pre
+        .iter()
+        .zip(&lin)
+        .map(|(p, l)| p.abs() > 2.0 * eps * l.abs())
+        .collect();
+    let diff: Vec<f32> = fd
+        .iter()
+        .zip(&jv[..no])
+        .zip(&keep)
+        .map(|((a, b), k)| if *k { a - b } else { 0.0 })
+        .collect();
     let rel = norm(&diff) / norm(&jv[..no]);
-    assert!(rel < 2e-3, "{tag}: finite differences differ by {rel:.2e} relative");
+    assert!(
+        rel < 2e-3,
+        "{tag}: finite differences differ by {rel:.2e} relative"
+    );
 }
 
 #[test]
@@ -118,8 +189,14 @@ fn conv_jvp_vjp_match_reference_on_odd_shapes() {
 fn conv_vjp_refuses_strided_layers() {
     let gpu = gpu();
     let conv = Conv2d::new(gpu, &rand_vec(8 * 4 * 9, 1), 8, 4, 3, 3, 2, 1, 1);
-    let e = ConvVjp::new(gpu, &conv).err().expect("stride 2 must be refused").to_string();
-    assert!(e.contains("stride") && e.contains("conv_transpose2d"), "{e}");
+    let e = ConvVjp::new(gpu, &conv)
+        .err()
+        .expect("stride 2 must be refused")
+        .to_string();
+    assert!(
+        e.contains("stride") && e.contains("conv_transpose2d"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -131,9 +208,20 @@ fn batch_norm_relu_sub_jvp_vjp() {
     let tt = gpu.upload(st, &t);
     let pos = |v: Vec<f32>| v.iter().map(|x| x.abs() + 0.1).collect::<Vec<_>>();
     let bns = [
-        BatchNorm::BfSd { sd: pos(rand_vec(c, 21)), gamma: rand_vec(c, 22) },
-        BatchNorm::BfVar { var: pos(rand_vec(c, 23)), weight: rand_vec(c, 24) },
-        BatchNorm::Standard { mean: rand_vec(c, 25), var: pos(rand_vec(c, 26)), weight: rand_vec(c, 27), bias: rand_vec(c, 28) },
+        BatchNorm::BfSd {
+            sd: pos(rand_vec(c, 21)),
+            gamma: rand_vec(c, 22),
+        },
+        BatchNorm::BfVar {
+            var: pos(rand_vec(c, 23)),
+            weight: rand_vec(c, 24),
+        },
+        BatchNorm::Standard {
+            mean: rand_vec(c, 25),
+            var: pos(rand_vec(c, 26)),
+            weight: rand_vec(c, 27),
+            bias: rand_vec(c, 28),
+        },
     ];
     for bn in &bns {
         let got = read(gpu, &autodiff::batch_norm_jvp(gpu, bn, &tt).unwrap());
@@ -150,7 +238,10 @@ fn batch_norm_relu_sub_jvp_vjp() {
         assert!(max_abs_diff(&fd, &got) < 1e-3, "{bn:?}");
     }
     let bad = gpu.upload(Shape::new(1, 2, 2, 3), &[0.0; 12]);
-    assert!(autodiff::batch_norm_jvp(gpu, &bns[0], &bad).unwrap_err().to_string().contains("7 channels"));
+    assert!(autodiff::batch_norm_jvp(gpu, &bns[0], &bad)
+        .unwrap_err()
+        .to_string()
+        .contains("7 channels"));
 
     // ReLU: one primal sample, three tangent samples.
     let p = rand_vec(5 * 9 * c, 30);

@@ -10,7 +10,18 @@ use prior_gpu::Shape;
 use prior_ops::conv2d::{Conv2d, ConvVariant, Epilogue};
 use prior_ops::reference;
 
-fn check(n: usize, h: usize, w: usize, cin: usize, cout: usize, k: usize, stride: usize, pad: usize, dil: usize, seed: u64) {
+fn check(
+    n: usize,
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+    seed: u64,
+) {
     let gpu = gpu();
     let s = Shape::new(n, h, w, cin);
     let x = rand_vec(s.numel(), seed);
@@ -19,11 +30,23 @@ fn check(n: usize, h: usize, w: usize, cin: usize, cout: usize, k: usize, stride
     let (os, want) = reference::conv2d::conv2d(&x, s, &wt, None, cout, (k, k), stride, pad, dil);
     let xt = gpu.upload(s, &x);
     for variant in [ConvVariant::Auto, ConvVariant::Plain, ConvVariant::Naive] {
-        let y = conv.forward(gpu, &xt, Epilogue { variant, ..Default::default() }).unwrap();
+        let y = conv
+            .forward(
+                gpu,
+                &xt,
+                Epilogue {
+                    variant,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         assert_eq!(y.shape(), os);
         let got = pollster::block_on(gpu.read(&y)).unwrap();
         let err = max_abs_diff(&got, &want);
-        assert!(err < 1e-4, "{variant:?} n{n} {h}x{w} {cin}->{cout} k{k} s{stride} p{pad} d{dil}: max err {err}");
+        assert!(
+            err < 1e-4,
+            "{variant:?} n{n} {h}x{w} {cin}->{cout} k{k} s{stride} p{pad} d{dil}: max err {err}"
+        );
     }
 }
 
@@ -59,12 +82,26 @@ fn conv_epilogue_affine_relu_mask() {
     let mask = gpu.upload(Shape::new(1, h, w, cout), &maskv);
     let xt = gpu.upload(s, &x);
     for variant in [ConvVariant::Auto, ConvVariant::Plain, ConvVariant::Naive] {
-        let y = conv.forward(gpu, &xt, Epilogue { relu: true, mask: Some(&mask), variant, no_shift: false }).unwrap();
+        let y = conv
+            .forward(
+                gpu,
+                &xt,
+                Epilogue {
+                    relu: true,
+                    mask: Some(&mask),
+                    variant,
+                    no_shift: false,
+                },
+            )
+            .unwrap();
         let got = pollster::block_on(gpu.read(&y)).unwrap();
         assert!(max_abs_diff(&got, &want) < 1e-4, "{variant:?}");
     }
     // Wrong input channel count is a clear error, not a panic.
     let bad = gpu.upload(Shape::new(1, h, w, 3), &rand_vec(h * w * 3, 1));
-    let e = conv.forward(gpu, &bad, Epilogue::default()).unwrap_err().to_string();
+    let e = conv
+        .forward(gpu, &bad, Epilogue::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("3 channels"), "{e}");
 }

@@ -17,7 +17,19 @@ use prior_ops::conv_transpose2d::{conv2d_vjp, ConvTranspose2d};
 use prior_ops::reference;
 
 #[allow(clippy::too_many_arguments)]
-fn check(n: usize, h: usize, w: usize, cin: usize, cout: usize, k: usize, stride: usize, pad: usize, dil: usize, extra: usize, seed: u64) {
+fn check(
+    n: usize,
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+    extra: usize,
+    seed: u64,
+) {
     let gpu = gpu();
     let s = Shape::new(n, h, w, cin);
     let x = rand_vec(s.numel(), seed);
@@ -25,11 +37,29 @@ fn check(n: usize, h: usize, w: usize, cin: usize, cout: usize, k: usize, stride
     let layer = ConvTranspose2d::with_dilation(gpu, &wt, cin, cout, k, k, stride, pad, dil);
     let (dh, dw) = layer.out_size(h, w).unwrap();
     let out = (dh + extra, dw + extra);
-    let (os, want) = reference::conv_transpose2d::conv_transpose2d(&x, s, &wt, None, cout, (k, k), stride, pad, dil, out);
+    let (os, want) = reference::conv_transpose2d::conv_transpose2d(
+        &x,
+        s,
+        &wt,
+        None,
+        cout,
+        (k, k),
+        stride,
+        pad,
+        dil,
+        out,
+    );
     let xt = gpu.upload(s, &x);
     for variant in [ConvVariant::Auto, ConvVariant::Plain] {
-        let epi = Epilogue { variant, ..Default::default() };
-        let y = if extra == 0 { layer.forward(gpu, &xt, epi).unwrap() } else { layer.forward_sized(gpu, &xt, out, epi).unwrap() };
+        let epi = Epilogue {
+            variant,
+            ..Default::default()
+        };
+        let y = if extra == 0 {
+            layer.forward(gpu, &xt, epi).unwrap()
+        } else {
+            layer.forward_sized(gpu, &xt, out, epi).unwrap()
+        };
         assert_eq!(y.shape(), os);
         let got = pollster::block_on(gpu.read(&y)).unwrap();
         let err = max_abs_diff(&got, &want);
@@ -68,26 +98,75 @@ fn conv_transpose_bias_relu_mask_and_errors() {
     let (ho, wo) = layer.out_size(h, w).unwrap();
     assert_eq!((ho, wo), (2 * h, 2 * w));
     let maskv = rand_vec(ho * wo * cout, 24);
-    let (_, raw) = reference::conv_transpose2d::conv_transpose2d(&x, s, &wt, Some(&bias), cout, (4, 4), 2, 1, 1, (ho, wo));
+    let (_, raw) = reference::conv_transpose2d::conv_transpose2d(
+        &x,
+        s,
+        &wt,
+        Some(&bias),
+        cout,
+        (4, 4),
+        2,
+        1,
+        1,
+        (ho, wo),
+    );
     let want = reference::elementwise::relu_mask(&reference::elementwise::relu(&raw), &maskv);
     let mask = gpu.upload(Shape::new(1, ho, wo, cout), &maskv);
     let xt = gpu.upload(s, &x);
     for variant in [ConvVariant::Auto, ConvVariant::Plain] {
-        let y = layer.forward(gpu, &xt, Epilogue { relu: true, mask: Some(&mask), variant, ..Default::default() }).unwrap();
+        let y = layer
+            .forward(
+                gpu,
+                &xt,
+                Epilogue {
+                    relu: true,
+                    mask: Some(&mask),
+                    variant,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         let got = pollster::block_on(gpu.read(&y)).unwrap();
         assert!(max_abs_diff(&got, &want) < 1e-4, "{variant:?}");
     }
     // JVP: no bias.
-    let (_, lin) = reference::conv_transpose2d::conv_transpose2d(&x, s, &wt, None, cout, (4, 4), 2, 1, 1, (ho, wo));
+    let (_, lin) = reference::conv_transpose2d::conv_transpose2d(
+        &x,
+        s,
+        &wt,
+        None,
+        cout,
+        (4, 4),
+        2,
+        1,
+        1,
+        (ho, wo),
+    );
     let j = pollster::block_on(gpu.read(&layer.jvp(gpu, &xt, None).unwrap())).unwrap();
     assert!(max_abs_diff(&j, &lin) < 1e-4);
     // Clear errors, no panics.
     let bad = gpu.upload(Shape::new(1, h, w, 3), &rand_vec(h * w * 3, 1));
-    let e = layer.forward(gpu, &bad, Epilogue::default()).unwrap_err().to_string();
+    let e = layer
+        .forward(gpu, &bad, Epilogue::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("3 channels"), "{e}");
-    let e = layer.forward_sized(gpu, &xt, (ho + 2, wo), Epilogue::default()).unwrap_err().to_string();
+    let e = layer
+        .forward_sized(gpu, &xt, (ho + 2, wo), Epilogue::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("output size"), "{e}");
-    let e = layer.forward(gpu, &xt, Epilogue { mask: Some(&bad), ..Default::default() }).unwrap_err().to_string();
+    let e = layer
+        .forward(
+            gpu,
+            &xt,
+            Epilogue {
+                mask: Some(&bad),
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("mask"), "{e}");
 }
 
@@ -103,7 +182,9 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
 fn transposed_and_strided_convs_are_adjoint() {
     let gpu = gpu();
     for (i, &(h, w, cin, cout, k, stride, pad, dil)) in [
-        (9usize, 11usize, 8usize, 16usize, 3usize, 2usize, 1usize, 1usize),
+        (
+            9usize, 11usize, 8usize, 16usize, 3usize, 2usize, 1usize, 1usize,
+        ),
         (8, 8, 4, 8, 2, 2, 0, 1),
         (10, 13, 3, 5, 4, 2, 1, 1),
         (11, 9, 4, 4, 3, 1, 2, 2),
@@ -120,30 +201,54 @@ fn transposed_and_strided_convs_are_adjoint() {
         let u = rand_vec(2 * ho * wo * cout, seed + 2);
         let xt = gpu.upload(Shape::new(2, h, w, cin), &x);
         let ut = gpu.upload(Shape::new(2, ho, wo, cout), &u);
-        let cx = pollster::block_on(gpu.read(&conv.forward(gpu, &xt, Epilogue::default()).unwrap())).unwrap();
+        let cx =
+            pollster::block_on(gpu.read(&conv.forward(gpu, &xt, Epilogue::default()).unwrap()))
+                .unwrap();
         let adj = ConvTranspose2d::adjoint_of(gpu, &conv);
         let vt = conv2d_vjp(gpu, &adj, &ut, (h, w), None).unwrap();
         assert_eq!(vt.shape(), Shape::new(2, h, w, cin));
         let v = pollster::block_on(gpu.read(&vt)).unwrap();
         let (l, r) = (dot(&cx, &u), dot(&x, &v));
-        assert!((l - r).abs() <= 1e-4 * l.abs().max(r.abs()).max(1.0), "case {i}: <Cx,u> {l} vs <x,C^T u> {r}");
+        assert!(
+            (l - r).abs() <= 1e-4 * l.abs().max(r.abs()).max(1.0),
+            "case {i}: <Cx,u> {l} vs <x,C^T u> {r}"
+        );
         // Scaled conv (a folded normalisation, plus a shift the VJP ignores):
         // the scale goes into the adjoint's weights.
         let scale = rand_vec(cout, seed + 3);
         let mut sconv = Conv2d::new(gpu, &wt, cout, cin, k, k, stride, pad, dil);
         sconv.set_affine(gpu, Some(&scale), Some(&rand_vec(cout, seed + 4)));
         let sadj = ConvTranspose2d::adjoint_of(gpu, &sconv);
-        let su: Vec<f32> = u.iter().enumerate().map(|(j, v)| v * scale[j % cout]).collect();
-        let sv = pollster::block_on(gpu.read(&conv2d_vjp(gpu, &sadj, &ut, (h, w), None).unwrap())).unwrap();
-        let vs = pollster::block_on(gpu.read(&conv2d_vjp(gpu, &adj, &gpu.upload(ut.shape(), &su), (h, w), None).unwrap())).unwrap();
+        let su: Vec<f32> = u
+            .iter()
+            .enumerate()
+            .map(|(j, v)| v * scale[j % cout])
+            .collect();
+        let sv = pollster::block_on(gpu.read(&conv2d_vjp(gpu, &sadj, &ut, (h, w), None).unwrap()))
+            .unwrap();
+        let vs = pollster::block_on(
+            gpu.read(&conv2d_vjp(gpu, &adj, &gpu.upload(ut.shape(), &su), (h, w), None).unwrap()),
+        )
+        .unwrap();
         assert!(max_abs_diff(&sv, &vs) < 1e-4);
 
         // The other direction: the conv is the adjoint of the transposed conv.
         let t = ConvTranspose2d::with_dilation(gpu, &wt, cout, cin, k, k, stride, pad, dil);
         let back = t.adjoint(gpu);
-        let tu = pollster::block_on(gpu.read(&t.forward_sized(gpu, &ut, (h, w), Epilogue::default()).unwrap())).unwrap();
-        let bx = pollster::block_on(gpu.read(&back.forward(gpu, &xt, Epilogue::default()).unwrap())).unwrap();
+        let tu = pollster::block_on(
+            gpu.read(
+                &t.forward_sized(gpu, &ut, (h, w), Epilogue::default())
+                    .unwrap(),
+            ),
+        )
+        .unwrap();
+        let bx =
+            pollster::block_on(gpu.read(&back.forward(gpu, &xt, Epilogue::default()).unwrap()))
+                .unwrap();
         let (l, r) = (dot(&tu, &x), dot(&u, &bx));
-        assert!((l - r).abs() <= 1e-4 * l.abs().max(r.abs()).max(1.0), "case {i}: <Tu,x> {l} vs <u,T^T x> {r}");
+        assert!(
+            (l - r).abs() <= 1e-4 * l.abs().max(r.abs()).max(1.0),
+            "case {i}: <Tu,x> {l} vs <u,T^T x> {r}"
+        );
     }
 }

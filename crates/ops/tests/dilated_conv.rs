@@ -21,18 +21,40 @@ fn check(h: usize, w: usize, cin: usize, cout: usize, dil: usize, seed: u64) {
     assert_eq!((os.h, os.w), (h, w));
     let xt = gpu.upload(s, &x);
     for variant in [ConvVariant::Auto, ConvVariant::Naive] {
-        let y = conv.forward(gpu, &xt, Epilogue { variant, ..Default::default() }).unwrap();
+        let y = conv
+            .forward(
+                gpu,
+                &xt,
+                Epilogue {
+                    variant,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         let got = pollster::block_on(gpu.read(&y)).unwrap();
         let err = max_abs_diff(&got, &want);
-        assert!(err < 1e-4, "{variant:?} {h}x{w} {cin}->{cout} d{dil}: {err}");
+        assert!(
+            err < 1e-4,
+            "{variant:?} {h}x{w} {cin}->{cout} d{dil}: {err}"
+        );
     }
     // VJP: <conv x, u> = <x, conv^T u>.
     let u = rand_vec(os.numel(), seed + 2);
     let adj = ConvTranspose2d::adjoint_of(gpu, &conv);
-    let v = pollster::block_on(gpu.read(&conv2d_vjp(gpu, &adj, &gpu.upload(os, &u), (h, w), None).unwrap())).unwrap();
-    let l: f64 = want.iter().zip(&u).map(|(a, b)| *a as f64 * *b as f64).sum();
+    let v = pollster::block_on(
+        gpu.read(&conv2d_vjp(gpu, &adj, &gpu.upload(os, &u), (h, w), None).unwrap()),
+    )
+    .unwrap();
+    let l: f64 = want
+        .iter()
+        .zip(&u)
+        .map(|(a, b)| *a as f64 * *b as f64)
+        .sum();
     let r: f64 = x.iter().zip(&v).map(|(a, b)| *a as f64 * *b as f64).sum();
-    assert!((l - r).abs() <= 1e-4 * l.abs().max(1.0), "adjoint d{dil}: {l} vs {r}");
+    assert!(
+        (l - r).abs() <= 1e-4 * l.abs().max(1.0),
+        "adjoint d{dil}: {l} vs {r}"
+    );
 }
 
 #[test]

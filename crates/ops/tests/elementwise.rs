@@ -18,9 +18,18 @@ fn relu_axpby_sub_affine_match_reference() {
         let a = rand_vec(s.numel(), 1);
         let b = rand_vec(s.numel(), 2);
         let (at, bt) = (gpu.upload(s, &a), gpu.upload(s, &b));
-        assert_eq!(read(&elementwise::relu(gpu, &at)), reference::elementwise::relu(&a));
-        assert_eq!(read(&elementwise::axpby(gpu, 0.5, &at, -2.0, &bt).unwrap()), reference::elementwise::axpby(0.5, &a, -2.0, &b));
-        assert_eq!(read(&elementwise::sub(gpu, &at, &bt).unwrap()), reference::elementwise::axpby(1.0, &a, -1.0, &b));
+        assert_eq!(
+            read(&elementwise::relu(gpu, &at)),
+            reference::elementwise::relu(&a)
+        );
+        assert_eq!(
+            read(&elementwise::axpby(gpu, 0.5, &at, -2.0, &bt).unwrap()),
+            reference::elementwise::axpby(0.5, &a, -2.0, &b)
+        );
+        assert_eq!(
+            read(&elementwise::sub(gpu, &at, &bt).unwrap()),
+            reference::elementwise::axpby(1.0, &a, -1.0, &b)
+        );
         let scale = rand_vec(c, 3);
         let shift = rand_vec(c, 4);
         let ss = gpu.upload(Shape::vector(2 * c), &[scale.as_slice(), &shift].concat());
@@ -38,7 +47,10 @@ fn shape_mismatch_is_an_error() {
     let gpu = gpu();
     let a = gpu.upload(Shape::new(1, 2, 2, 1), &[0.0; 4]);
     let b = gpu.upload(Shape::new(1, 2, 3, 1), &[0.0; 6]);
-    assert!(elementwise::axpby(gpu, 1.0, &a, 1.0, &b).unwrap_err().to_string().contains("shape mismatch"));
+    assert!(elementwise::axpby(gpu, 1.0, &a, 1.0, &b)
+        .unwrap_err()
+        .to_string()
+        .contains("shape mismatch"));
 }
 
 /// `Gpu::repeat_batch` stacks copies of a batch (buffer copies at offsets).

@@ -50,5 +50,7 @@ fn sinusoid_matches_reference() {
 fn sinusoid_rejects_vectors() {
     let gpu = gpu();
     let emb = Sinusoid::new(gpu, &[1.0, 0.5]);
-    assert!(emb.forward(gpu, &gpu.upload(Shape::new(1, 1, 1, 2), &[0.0; 2])).is_err());
+    assert!(emb
+        .forward(gpu, &gpu.upload(Shape::new(1, 1, 1, 2), &[0.0; 2]))
+        .is_err());
 }

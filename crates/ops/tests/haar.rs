@@ -17,7 +17,16 @@ fn read(t: &prior_gpu::Tensor) -> Vec<f32> {
 #[test]
 fn analysis_and_synthesis_match_reference_exactly() {
     let gpu = gpu();
-    for (i, &(n, h, w, c)) in [(1, 4, 6, 1), (2, 6, 10, 3), (1, 14, 8, 5), (3, 2, 2, 1), (1, 40, 22, 3)].iter().enumerate() {
+    for (i, &(n, h, w, c)) in [
+        (1, 4, 6, 1),
+        (2, 6, 10, 3),
+        (1, 14, 8, 5),
+        (3, 2, 2, 1),
+        (1, 40, 22, 3),
+    ]
+    .iter()
+    .enumerate()
+    {
         let s = Shape::new(n, h, w, c);
         let x = rand_vec(s.numel(), 100 + i as u64);
         let xt = gpu.upload(s, &x);
@@ -33,16 +42,27 @@ fn analysis_and_synthesis_match_reference_exactly() {
         assert_eq!((y.shape(), read(&y)), (ys, want), "synthesis {cs}");
 
         let v = haar::haar_analysis_vjp(gpu, &ct).unwrap();
-        assert_eq!(read(&v), reference::haar::haar_analysis_vjp(&coefs, cs).1, "analysis vjp {cs}");
+        assert_eq!(
+            read(&v),
+            reference::haar::haar_analysis_vjp(&coefs, cs).1,
+            "analysis vjp {cs}"
+        );
         let v = haar::haar_synthesis_vjp(gpu, &xt).unwrap();
-        assert_eq!(read(&v), reference::haar::haar_synthesis_vjp(&x, s).1, "synthesis vjp {s}");
+        assert_eq!(
+            read(&v),
+            reference::haar::haar_synthesis_vjp(&x, s).1,
+            "synthesis vjp {s}"
+        );
     }
 }
 
 #[test]
 fn perfect_reconstruction_and_energy() {
     let gpu = gpu();
-    for (i, &(n, h, w, c)) in [(1, 8, 12, 1), (2, 16, 8, 3), (1, 24, 40, 5)].iter().enumerate() {
+    for (i, &(n, h, w, c)) in [(1, 8, 12, 1), (2, 16, 8, 3), (1, 24, 40, 5)]
+        .iter()
+        .enumerate()
+    {
         let s = Shape::new(n, h, w, c);
         let x = rand_vec(s.numel(), 300 + i as u64);
         let xt = gpu.upload(s, &x);
@@ -83,24 +103,49 @@ fn vjps_are_adjoints_and_jvps_are_the_ops() {
     let av = read(&haar::haar_analysis_jvp(gpu, &vt).unwrap());
     let atu = read(&haar::haar_analysis_vjp(gpu, &ut).unwrap());
     let (l, r) = (dot(&av, &u), dot(&v, &atu));
-    assert!((l - r).abs() < 1e-5 * l.abs().max(1.0), "analysis: {l} vs {r}");
+    assert!(
+        (l - r).abs() < 1e-5 * l.abs().max(1.0),
+        "analysis: {l} vs {r}"
+    );
     // ⟨S u, v⟩ = ⟨u, Sᵀ v⟩
     let su = read(&haar::haar_synthesis_jvp(gpu, &ut).unwrap());
     let stv = read(&haar::haar_synthesis_vjp(gpu, &vt).unwrap());
     let (l, r) = (dot(&su, &v), dot(&u, &stv));
-    assert!((l - r).abs() < 1e-5 * l.abs().max(1.0), "synthesis: {l} vs {r}");
+    assert!(
+        (l - r).abs() < 1e-5 * l.abs().max(1.0),
+        "synthesis: {l} vs {r}"
+    );
 }
 
 /// Minimal reader of the little-endian float32 C-order `.npy` goldens.
 fn npy(name: &str) -> (Vec<usize>, Vec<f32>) {
-    let path = format!("{}/../../tests/golden/haar_pyramid/{name}.npy", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../tests/golden/haar_pyramid/{name}.npy",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let b = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
     let header = std::str::from_utf8(&b[10..10 + hl]).unwrap();
-    assert!(header.contains("'<f4'") && header.contains("False"), "{header}");
-    let shape_s = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
-    let shape: Vec<usize> = shape_s.split(',').filter(|t| !t.trim().is_empty()).map(|t| t.trim().parse().unwrap()).collect();
-    let data: Vec<f32> = b[10 + hl..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    assert!(
+        header.contains("'<f4'") && header.contains("False"),
+        "{header}"
+    );
+    let shape_s = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let shape: Vec<usize> = shape_s
+        .split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| t.trim().parse().unwrap())
+        .collect();
+    let data: Vec<f32> = b[10 + hl..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     assert_eq!(data.len(), shape.iter().product::<usize>());
     (shape, data)
 }
@@ -141,7 +186,11 @@ fn golden_haar_pyramid() {
     let l0 = haar::haar_analysis(gpu, &x).unwrap();
     let (gs, g0) = npy("level0");
     let want0 = golden_level(&g0, c, gs[2], gs[3]);
-    assert!(max_abs_diff(&read(&l0), &want0) < tol, "level0: {}", max_abs_diff(&read(&l0), &want0));
+    assert!(
+        max_abs_diff(&read(&l0), &want0) < tol,
+        "level0: {}",
+        max_abs_diff(&read(&l0), &want0)
+    );
     let low1 = prior_ops::channels::slice_channels(gpu, &l0, 0, c).unwrap();
     let l1 = haar::haar_analysis(gpu, &low1).unwrap();
     let (gs1, g1) = npy("level1");
@@ -149,11 +198,15 @@ fn golden_haar_pyramid() {
     assert!(max_abs_diff(&read(&l1), &want1) < tol, "level1");
 
     let pyr: HaarPyramid = haar::haar_pyramid(gpu, &x, 2).unwrap();
-    let det1 = reference::channels::slice_channels(&want1, Shape::new(1, gs1[2], gs1[3], 4 * c), c, 3 * c);
+    let det1 =
+        reference::channels::slice_channels(&want1, Shape::new(1, gs1[2], gs1[3], 4 * c), c, 3 * c);
     assert!(max_abs_diff(&read(&pyr.details[1]), &det1) < tol);
     let (_, rec) = npy("reconstruction");
     let back = read(&haar::haar_reconstruct(gpu, &pyr).unwrap());
-    assert!(max_abs_diff(&back, &chw_to_hwc(&rec, c, h, w)) < 1e-6, "reconstruction");
+    assert!(
+        max_abs_diff(&back, &chw_to_hwc(&rec, c, h, w)) < 1e-6,
+        "reconstruction"
+    );
 }
 
 #[test]

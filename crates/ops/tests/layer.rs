@@ -43,7 +43,10 @@ fn check(name: &str, layer: &ConvLayer, h: usize, w: usize, homogeneous: bool, s
     assert_eq!(jtu.shape(), vs, "{name}: VJP shape");
     let (lhs, rhs) = (dot(&read(&u), &jv), dot(&read(&jtu), &read(&v)));
     let rel = (lhs - rhs).abs() / lhs.abs().max(rhs.abs()).max(1e-3);
-    assert!(rel < 1e-4, "{name}: <u, Jv> = {lhs} but <J'u, v> = {rhs} (rel {rel})");
+    assert!(
+        rel < 1e-4,
+        "{name}: <u, Jv> = {lhs} but <J'u, v> = {rhs} (rel {rel})"
+    );
 }
 
 #[test]
@@ -55,38 +58,123 @@ fn every_layer_kind_has_a_consistent_jvp_and_vjp() {
     let shift: Vec<f32> = (0..cout).map(|i| 0.1 * i as f32 - 0.5).collect();
 
     let cfg = ConvLayerConfig::same(cin, cout, 3, 1).relu(true);
-    let l = ConvLayer::new(gpu, &w3, cfg, Affine { scale: Some(&scale), shift: None }).unwrap();
+    let l = ConvLayer::new(
+        gpu,
+        &w3,
+        cfg,
+        Affine {
+            scale: Some(&scale),
+            shift: None,
+        },
+    )
+    .unwrap();
     check("3x3 same + scale + relu", &l, 9, 11, true, 10);
-    let l = ConvLayer::new(gpu, &w3, cfg, Affine { scale: Some(&scale), shift: Some(&shift) }).unwrap();
+    let l = ConvLayer::new(
+        gpu,
+        &w3,
+        cfg,
+        Affine {
+            scale: Some(&scale),
+            shift: Some(&shift),
+        },
+    )
+    .unwrap();
     check("3x3 same + scale + bias + relu", &l, 9, 11, false, 11);
 
     let cfg = ConvLayerConfig::same(cin, cout, 3, 2).relu(true);
-    check("3x3 dilation 2", &ConvLayer::new(gpu, &w3, cfg, Affine::default()).unwrap(), 10, 9, true, 12);
+    check(
+        "3x3 dilation 2",
+        &ConvLayer::new(gpu, &w3, cfg, Affine::default()).unwrap(),
+        10,
+        9,
+        true,
+        12,
+    );
 
-    let cfg = ConvLayerConfig::from_weight_shape([cout, cin, 3, 3], false).stride(2).pad(1).relu(true);
-    check("3x3 stride 2", &ConvLayer::new(gpu, &w3, cfg, Affine::default()).unwrap(), 10, 13, true, 13);
+    let cfg = ConvLayerConfig::from_weight_shape([cout, cin, 3, 3], false)
+        .stride(2)
+        .pad(1)
+        .relu(true);
+    check(
+        "3x3 stride 2",
+        &ConvLayer::new(gpu, &w3, cfg, Affine::default()).unwrap(),
+        10,
+        13,
+        true,
+        13,
+    );
 
     let w4 = rand_vec(cin * cout * 16, 2);
-    let cfg = ConvLayerConfig::from_weight_shape([cin, cout, 4, 4], true).stride(2).pad(1).relu(true);
-    check("4x4 transposed stride 2", &ConvLayer::new(gpu, &w4, cfg, Affine::default()).unwrap(), 5, 6, true, 14);
-    let l = ConvLayer::new(gpu, &w4, cfg, Affine { scale: None, shift: Some(&shift) }).unwrap();
+    let cfg = ConvLayerConfig::from_weight_shape([cin, cout, 4, 4], true)
+        .stride(2)
+        .pad(1)
+        .relu(true);
+    check(
+        "4x4 transposed stride 2",
+        &ConvLayer::new(gpu, &w4, cfg, Affine::default()).unwrap(),
+        5,
+        6,
+        true,
+        14,
+    );
+    let l = ConvLayer::new(
+        gpu,
+        &w4,
+        cfg,
+        Affine {
+            scale: None,
+            shift: Some(&shift),
+        },
+    )
+    .unwrap();
     check("4x4 transposed + bias", &l, 5, 6, false, 15);
 
     let w2 = rand_vec(cin * cout * 4, 3);
     let cfg = ConvLayerConfig::from_weight_shape([cin, cout, 2, 2], true).stride(2);
-    check("2x2 transposed stride 2", &ConvLayer::new(gpu, &w2, cfg, Affine::default()).unwrap(), 4, 7, true, 16);
+    check(
+        "2x2 transposed stride 2",
+        &ConvLayer::new(gpu, &w2, cfg, Affine::default()).unwrap(),
+        4,
+        7,
+        true,
+        16,
+    );
 
-    check("pad 1x1", &ConvLayer::pad_or_crop(gpu, 3, 1, 1, true).unwrap(), 7, 5, true, 17);
-    check("crop 1x0", &ConvLayer::pad_or_crop(gpu, 3, 1, 0, false).unwrap(), 8, 6, true, 18);
+    check(
+        "pad 1x1",
+        &ConvLayer::pad_or_crop(gpu, 3, 1, 1, true).unwrap(),
+        7,
+        5,
+        true,
+        17,
+    );
+    check(
+        "crop 1x0",
+        &ConvLayer::pad_or_crop(gpu, 3, 1, 0, false).unwrap(),
+        8,
+        6,
+        true,
+        18,
+    );
 }
 
 #[test]
 fn bad_configs_are_refused() {
     let gpu = gpu();
     let cfg = ConvLayerConfig::same(2, 3, 3, 1);
-    let err = ConvLayer::new(gpu, &[0.0; 10], cfg, Affine::default()).err().expect("refused").to_string();
+    let err = ConvLayer::new(gpu, &[0.0; 10], cfg, Affine::default())
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("10 weights"), "{err}");
-    let cfg = ConvLayerConfig { transposed: true, dilation: 2, ..ConvLayerConfig::same(2, 3, 3, 1) };
-    let err = ConvLayer::new(gpu, &[0.0; 54], cfg, Affine::default()).err().expect("refused").to_string();
+    let cfg = ConvLayerConfig {
+        transposed: true,
+        dilation: 2,
+        ..ConvLayerConfig::same(2, 3, 3, 1)
+    };
+    let err = ConvLayer::new(gpu, &[0.0; 54], cfg, Affine::default())
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("no dilation"), "{err}");
 }

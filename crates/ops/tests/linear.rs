@@ -11,7 +11,12 @@ use prior_ops::reference::linear as cpu;
 #[test]
 fn linear_matches_reference() {
     let gpu = gpu();
-    for (n, inp, out, seed) in [(1, 1, 1, 1u64), (3, 64, 256, 2), (5, 257, 7, 3), (2, 13, 65, 4)] {
+    for (n, inp, out, seed) in [
+        (1, 1, 1, 1u64),
+        (3, 64, 256, 2),
+        (5, 257, 7, 3),
+        (2, 13, 65, 4),
+    ] {
         let w = rand_vec(out * inp, seed);
         let b = rand_vec(out, seed + 1);
         let x = rand_vec(n * inp, seed + 2);
@@ -27,7 +32,10 @@ fn linear_matches_reference() {
         assert!(max_abs_diff(&yv, &cpu::linear_t(&u, n, &w, out, inp)) < 1e-5);
         let lhs: f64 = yv.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
         let rhs: f64 = u.iter().zip(&yj).map(|(a, b)| *a as f64 * *b as f64).sum();
-        assert!((lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()), "adjoint {lhs} vs {rhs}");
+        assert!(
+            (lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()),
+            "adjoint {lhs} vs {rhs}"
+        );
     }
 }
 
@@ -36,5 +44,7 @@ fn linear_rejects_bad_sizes() {
     let gpu = gpu();
     assert!(Linear::new(gpu, &[0.0; 6], None, 2, 4).is_err());
     let lin = Linear::new(gpu, &[0.0; 8], None, 2, 4).unwrap();
-    assert!(lin.forward(gpu, &gpu.upload(Shape::new(1, 1, 1, 3), &[0.0; 3])).is_err());
+    assert!(lin
+        .forward(gpu, &gpu.upload(Shape::new(1, 1, 1, 3), &[0.0; 3]))
+        .is_err());
 }

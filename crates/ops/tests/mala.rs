@@ -21,7 +21,10 @@ fn check_step(shape: Shape, eps: f32, seed: u64) {
     let n = shape.n;
     let hwc = (shape.h, shape.w, shape.c);
     let y = rand_vec(shape.numel(), seed);
-    let grad: Vec<f32> = rand_vec(shape.numel(), seed + 1).iter().map(|v| 3.0 * v).collect();
+    let grad: Vec<f32> = rand_vec(shape.numel(), seed + 1)
+        .iter()
+        .map(|v| 3.0 * v)
+        .collect();
     let (ty, tg) = (g.upload(shape, &y), g.upload(shape, &grad));
     let key = rng::key(seed, 0x8000_0002);
 
@@ -31,10 +34,15 @@ fn check_step(shape: Shape, eps: f32, seed: u64) {
     assert!(err <= 1e-5, "{shape}: proposal off by {err}");
 
     // A gradient at y' and energies chosen so that log α is spread around 0.
-    let gp: Vec<f32> = rand_vec(shape.numel(), seed + 2).iter().map(|v| 3.0 * v).collect();
+    let gp: Vec<f32> = rand_vec(shape.numel(), seed + 2)
+        .iter()
+        .map(|v| 3.0 * v)
+        .collect();
     let u: Vec<f32> = (0..n).map(|s| 10.0 + s as f32).collect();
     let la0 = cpu::log_alpha(&u, &u, &y, &grad, &yp, &gp, eps);
-    let u_prop: Vec<f32> = (0..n).map(|s| u[s] + la0[s] as f32 + 2.0 - (s % 5) as f32).collect();
+    let u_prop: Vec<f32> = (0..n)
+        .map(|s| u[s] + la0[s] as f32 + 2.0 - (s % 5) as f32)
+        .collect();
     let mut state = vec![0.0f32; n * STATE];
     for s in 0..n {
         state[s * STATE + field::ENERGY] = u[s];
@@ -43,7 +51,13 @@ fn check_step(shape: Shape, eps: f32, seed: u64) {
     let ts = g.upload(Shape::vector(state.len()), &state);
     let (typ, tgp) = (g.upload(shape, &yp), g.upload(shape, &gp));
     let tup = g.upload(Shape::new(n, 1, 1, 1), &u_prop);
-    let pair = Pair { y: &ty, g: &tg, y_prop: &typ, g_prop: &tgp, u_prop: &tup };
+    let pair = Pair {
+        y: &ty,
+        g: &tg,
+        y_prop: &typ,
+        g_prop: &tgp,
+        u_prop: &tup,
+    };
     let ukey = rng::key(seed, 0x8000_0003);
     mala::accept(g, &pair, &ts, eps, ukey).unwrap();
     let got = read(&ts);
@@ -52,10 +66,18 @@ fn check_step(shape: Shape, eps: f32, seed: u64) {
     for s in 0..n {
         let st = &got[s * STATE..(s + 1) * STATE];
         let gla = st[field::LOG_ALPHA] as f64;
-        assert!((gla - la[s]).abs() <= 1e-4 * (1.0 + la[s].abs()), "{shape} sample {s}: log α {gla} vs {}", la[s]);
+        assert!(
+            (gla - la[s]).abs() <= 1e-4 * (1.0 + la[s].abs()),
+            "{shape} sample {s}: log α {gla} vs {}",
+            la[s]
+        );
         // The decision is the one the GPU's own log α implies ...
         let take = (cpu::uniform(ukey, s as u32).ln() as f64) < gla;
-        assert_eq!(st[field::LAST], if take { 1.0 } else { 0.0 }, "{shape} sample {s}");
+        assert_eq!(
+            st[field::LAST],
+            if take { 1.0 } else { 0.0 },
+            "{shape} sample {s}"
+        );
         assert_eq!(st[field::ACCEPTED], if take { 4.0 } else { 3.0 });
         assert_eq!(st[field::ENERGY], if take { u_prop[s] } else { u[s] });
         decisions[take as usize] += 1;
@@ -66,11 +88,18 @@ fn check_step(shape: Shape, eps: f32, seed: u64) {
     for s in 0..n {
         let margin = (cpu::uniform(ukey, s as u32).ln() as f64 - la[s]).abs();
         if margin > 1e-3 {
-            assert_eq!(cstate[s * STATE + field::LAST], got[s * STATE + field::LAST], "{shape} sample {s}");
+            assert_eq!(
+                cstate[s * STATE + field::LAST],
+                got[s * STATE + field::LAST],
+                "{shape} sample {s}"
+            );
         }
     }
     if n >= 8 {
-        assert!(decisions[0] > 0 && decisions[1] > 0, "{shape}: both decisions should occur, got {decisions:?}");
+        assert!(
+            decisions[0] > 0 && decisions[1] > 0,
+            "{shape}: both decisions should occur, got {decisions:?}"
+        );
     }
 
     // Select keeps y', g' exactly where accepted, y, g elsewhere.
@@ -109,8 +138,17 @@ fn set_energy_and_shape_errors() {
     assert!(mala::propose(g, &y, &y, f32::NAN, 0).is_err());
     assert!(mala::set_energy(g, &st, &g.zeros(Shape::new(4, 1, 1, 1))).is_err());
     let u = g.zeros(Shape::new(2, 1, 1, 1));
-    let pair = Pair { y: &y, g: &y, y_prop: &y, g_prop: &y, u_prop: &u };
-    assert!(mala::accept(g, &pair, &st, 0.1, 0).is_err(), "a state for 5 samples with a batch of 2");
+    let pair = Pair {
+        y: &y,
+        g: &y,
+        y_prop: &y,
+        g_prop: &y,
+        u_prop: &u,
+    };
+    assert!(
+        mala::accept(g, &pair, &st, 0.1, 0).is_err(),
+        "a state for 5 samples with a batch of 2"
+    );
     assert!(mala::select(g, &st, &y, &y, &y, &bad).is_err());
 }
 
@@ -126,10 +164,20 @@ fn a_nan_proposal_is_rejected() {
     let typ = g.upload(shape, &yp);
     let u = g.upload(Shape::new(2, 1, 1, 1), &[-1e30, f32::NAN]);
     let zero = g.zeros(shape);
-    let pair = Pair { y: &y, g: &zero, y_prop: &typ, g_prop: &zero, u_prop: &u };
+    let pair = Pair {
+        y: &y,
+        g: &zero,
+        y_prop: &typ,
+        g_prop: &zero,
+        u_prop: &u,
+    };
     mala::accept(g, &pair, &st, 0.1, 7).unwrap();
     let got = read(&st);
     assert_eq!(got[field::LAST], 1.0, "a much lower energy is accepted");
-    assert_eq!(got[STATE + field::LAST], 0.0, "NaN in y' and U(y') is rejected");
+    assert_eq!(
+        got[STATE + field::LAST],
+        0.0,
+        "NaN in y' and U(y') is rejected"
+    );
     assert_eq!(got[STATE + field::ENERGY], 1.0);
 }

@@ -15,9 +15,16 @@ fn read(t: &prior_gpu::Tensor) -> Vec<f32> {
 #[test]
 fn matches_reference_exactly() {
     let gpu = gpu();
-    for (i, &(n, h, w, c)) in [(1, 32, 32, 1), (3, 17, 23, 3), (2, 2, 2, 1), (1, 1, 9, 1), (4, 64, 40, 1), (1, 101, 77, 3)]
-        .iter()
-        .enumerate()
+    for (i, &(n, h, w, c)) in [
+        (1, 32, 32, 1),
+        (3, 17, 23, 3),
+        (2, 2, 2, 1),
+        (1, 1, 9, 1),
+        (4, 64, 40, 1),
+        (1, 101, 77, 3),
+    ]
+    .iter()
+    .enumerate()
     {
         let s = Shape::new(n, h, w, c);
         // Mixed scales per image so the medians differ across the batch.
@@ -28,7 +35,11 @@ fn matches_reference_exactly() {
             .collect();
         let t = noise_estimate::noise_variance(gpu, &gpu.upload(s, &x)).unwrap();
         assert_eq!(t.shape(), Shape::new(n, 1, 1, 1));
-        assert_eq!(read(&t), reference::noise_estimate::noise_variance(&x, s), "{s}");
+        assert_eq!(
+            read(&t),
+            reference::noise_estimate::noise_variance(&x, s),
+            "{s}"
+        );
     }
     // Ties everywhere: a constant image has all details 0.
     let s = Shape::new(1, 8, 8, 1);
@@ -45,5 +56,8 @@ fn estimates_white_noise_variance() {
     let zero = gpu.zeros(s);
     let y = prior_ops::rng::axpy_normal(gpu, &zero, s, 0.2, 5, 0, 0).unwrap();
     let t = read(&noise_estimate::noise_variance(gpu, &y).unwrap())[0];
-    assert!((t / 0.04 - 1.0).abs() < 0.05, "estimate {t} for variance 0.04");
+    assert!(
+        (t / 0.04 - 1.0).abs() < 0.05,
+        "estimate {t} for variance 0.04"
+    );
 }

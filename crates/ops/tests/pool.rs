@@ -11,7 +11,15 @@ use prior_ops::{pool, reference};
 #[test]
 fn avg_pool_and_upsample_match_reference() {
     let gpu = gpu();
-    for (i, &(n, h, w, c)) in [(1usize, 7usize, 9usize, 1usize), (2, 8, 6, 3), (1, 13, 10, 64), (3, 2, 3, 5)].iter().enumerate() {
+    for (i, &(n, h, w, c)) in [
+        (1usize, 7usize, 9usize, 1usize),
+        (2, 8, 6, 3),
+        (1, 13, 10, 64),
+        (3, 2, 3, 5),
+    ]
+    .iter()
+    .enumerate()
+    {
         let s = Shape::new(n, h, w, c);
         let x = rand_vec(s.numel(), 50 + i as u64);
         let xt = gpu.upload(s, &x);
@@ -24,15 +32,22 @@ fn avg_pool_and_upsample_match_reference() {
         let u = rand_vec(os.numel(), 60 + i as u64);
         let ut = gpu.upload(os, &u);
         let (_, want_up) = reference::pool::upsample2(&u, os, (h, w), 0.25);
-        let v = pollster::block_on(gpu.read(&pool::avg_pool2_vjp(gpu, &ut, (h, w)).unwrap())).unwrap();
+        let v =
+            pollster::block_on(gpu.read(&pool::avg_pool2_vjp(gpu, &ut, (h, w)).unwrap())).unwrap();
         assert!(max_abs_diff(&v, &want_up) < 1e-6, "vjp {s}");
         // Adjoint: <pool x, u> = <x, pool^T u>.
         let l: f64 = got.iter().zip(&u).map(|(a, b)| *a as f64 * *b as f64).sum();
         let r: f64 = x.iter().zip(&v).map(|(a, b)| *a as f64 * *b as f64).sum();
-        assert!((l - r).abs() < 1e-5 * l.abs().max(1.0), "adjoint {s}: {l} vs {r}");
+        assert!(
+            (l - r).abs() < 1e-5 * l.abs().max(1.0),
+            "adjoint {s}: {l} vs {r}"
+        );
         // Plain up-sampling with another scale.
         let (_, want2) = reference::pool::upsample2(&u, os, (2 * os.h, 2 * os.w), 1.0);
-        let v2 = pollster::block_on(gpu.read(&pool::upsample2(gpu, &ut, (2 * os.h, 2 * os.w), 1.0).unwrap())).unwrap();
+        let v2 = pollster::block_on(
+            gpu.read(&pool::upsample2(gpu, &ut, (2 * os.h, 2 * os.w), 1.0).unwrap()),
+        )
+        .unwrap();
         assert!(max_abs_diff(&v2, &want2) < 1e-6);
     }
 }
@@ -43,6 +58,8 @@ fn pool_errors_are_clear() {
     let x = gpu.upload(Shape::new(1, 1, 5, 2), &rand_vec(10, 1));
     let e = pool::avg_pool2(gpu, &x).unwrap_err().to_string();
     assert!(e.contains("smaller than 2×2"), "{e}");
-    let e = pool::upsample2(gpu, &x, (4, 10), 1.0).unwrap_err().to_string();
+    let e = pool::upsample2(gpu, &x, (4, 10), 1.0)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("2h or 2h+1"), "{e}");
 }

@@ -13,14 +13,25 @@ fn sums_dots_and_psnr_match_reference() {
     for n in [1, 255, 256, 257, 4099, 100_003, 1_000_001] {
         let a = rand_vec(n, n as u64);
         let b = rand_vec(n, n as u64 + 1);
-        let (at, bt) = (gpu.upload(Shape::vector(n), &a), gpu.upload(Shape::vector(n), &b));
-        let sq = pollster::block_on(gpu.read(&reduce::sum_sq_diff(gpu, &at, &bt).unwrap())).unwrap()[0] as f64;
+        let (at, bt) = (
+            gpu.upload(Shape::vector(n), &a),
+            gpu.upload(Shape::vector(n), &b),
+        );
+        let sq = pollster::block_on(gpu.read(&reduce::sum_sq_diff(gpu, &at, &bt).unwrap())).unwrap()
+            [0] as f64;
         let want = reference::reduce::sum_sq_diff(&a, &b);
-        assert!((sq - want).abs() <= 1e-5 * want.abs().max(1.0), "n {n}: {sq} vs {want}");
-        let d = pollster::block_on(gpu.read(&reduce::dot(gpu, &at, &bt).unwrap())).unwrap()[0] as f64;
+        assert!(
+            (sq - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "n {n}: {sq} vs {want}"
+        );
+        let d =
+            pollster::block_on(gpu.read(&reduce::dot(gpu, &at, &bt).unwrap())).unwrap()[0] as f64;
         let want = reference::reduce::dot(&a, &b);
         let scale = reference::reduce::dot(&a, &a).sqrt() * reference::reduce::dot(&b, &b).sqrt();
-        assert!((d - want).abs() <= 1e-5 * scale.max(1.0), "n {n}: {d} vs {want}");
+        assert!(
+            (d - want).abs() <= 1e-5 * scale.max(1.0),
+            "n {n}: {d} vs {want}"
+        );
         let p = pollster::block_on(reduce::psnr(gpu, &at, &bt)).unwrap();
         assert!((p - reference::reduce::psnr(&a, &b)).abs() < 1e-4, "n {n}");
     }

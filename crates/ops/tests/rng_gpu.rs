@@ -35,7 +35,10 @@ fn gpu_noise_matches_cpu_on_odd_shapes() {
         (Shape::new(3, 13, 11, 1), 12345, 7, 99),
         (Shape::new(2, 9, 17, 3), u64::MAX - 3, 0x8000_0001, 1 << 20),
     ] {
-        let got = pollster::block_on(g.read(&prior_ops::rng::normal(g, shape, seed, stream, offset).unwrap())).unwrap();
+        let got = pollster::block_on(
+            g.read(&prior_ops::rng::normal(g, shape, seed, stream, offset).unwrap()),
+        )
+        .unwrap();
         let want = cpu_channels_last(shape, seed, stream, offset);
         let d = max_abs_diff(&got, &want);
         assert!(d <= 1e-6, "{shape}: max diff {d}");
@@ -48,8 +51,16 @@ fn gpu_noise_matches_golden_first_values() {
     let g = gpu();
     let t = prior_ops::rng::normal(g, Shape::new(1, 1, 8, 1), 0, 25_000, 0).unwrap();
     let got = pollster::block_on(g.read(&t)).unwrap();
-    let want = [0.37761190533638, -0.11500437557697296, -0.6377096176147461, 0.7092419266700745,
-        -0.5089250206947327, -0.07480030506849289, 0.2960848808288574, -0.2598767876625061];
+    let want = [
+        0.37761190533638,
+        -0.11500437557697296,
+        -0.6377096176147461,
+        0.7092419266700745,
+        -0.5089250206947327,
+        -0.07480030506849289,
+        0.2960848808288574,
+        -0.2598767876625061,
+    ];
     for (a, b) in got.iter().zip(want) {
         assert!((*a as f64 - b).abs() < 1e-6, "{a} vs {b}");
     }
@@ -60,7 +71,8 @@ fn channels_last_storage_does_not_change_the_numbers() {
     // A (C,H,W) image's noise is the first C·H·W normals of the stream.
     let g = gpu();
     let shape = Shape::new(1, 6, 4, 3);
-    let got = pollster::block_on(g.read(&prior_ops::rng::normal(g, shape, 5, 2, 0).unwrap())).unwrap();
+    let got =
+        pollster::block_on(g.read(&prior_ops::rng::normal(g, shape, 5, 2, 0).unwrap())).unwrap();
     let flat = rng::normals(5, 2, shape.numel());
     for ch in 0..3 {
         for p in 0..24 {
@@ -75,9 +87,14 @@ fn axpy_normal_broadcasts_one_sample() {
     let shape = Shape::new(2, 5, 3, 2);
     let base: Vec<f32> = common::rand_vec(15 * 2, 3);
     let a = g.upload(Shape::new(1, 5, 3, 2), &base);
-    let got = pollster::block_on(g.read(&prior_ops::rng::axpy_normal(g, &a, shape, 0.5, 9, 1, 0).unwrap())).unwrap();
+    let got = pollster::block_on(
+        g.read(&prior_ops::rng::axpy_normal(g, &a, shape, 0.5, 9, 1, 0).unwrap()),
+    )
+    .unwrap();
     let z = cpu_channels_last(shape, 9, 1, 0);
-    let want: Vec<f32> = (0..shape.numel()).map(|j| base[j % base.len()] + 0.5 * z[j]).collect();
+    let want: Vec<f32> = (0..shape.numel())
+        .map(|j| base[j % base.len()] + 0.5 * z[j])
+        .collect();
     assert!(max_abs_diff(&got, &want) <= 1e-6);
     let bad = g.upload(Shape::new(1, 2, 2, 2), &[0.0; 8]);
     assert!(prior_ops::rng::axpy_normal(g, &bad, shape, 1.0, 0, 0, 0).is_err());
@@ -89,7 +106,8 @@ fn many_normals_agree_including_the_tails() {
     // and the tails (u1 near 0).
     let g = gpu();
     let shape = Shape::new(1, 1, 200_000, 1);
-    let got = pollster::block_on(g.read(&prior_ops::rng::normal(g, shape, 3, 4, 0).unwrap())).unwrap();
+    let got =
+        pollster::block_on(g.read(&prior_ops::rng::normal(g, shape, 3, 4, 0).unwrap())).unwrap();
     let k = rng::key(3, 4);
     for (i, v) in got.iter().enumerate() {
         let want = rng::normal(k, i as u32);

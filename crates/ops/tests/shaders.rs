@@ -4,9 +4,14 @@
 #[test]
 fn every_shader_validates_with_naga() {
     for (name, src) in prior_ops::shaders::ALL {
-        let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
-        let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
-        v.validate(&module).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+        let module = naga::front::wgsl::parse_str(src)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+        let mut v = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        );
+        v.validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
     }
 }
 
@@ -19,7 +24,10 @@ fn every_shader_file_is_registered() {
         .filter(|n| n.ends_with(".wgsl"))
         .collect();
     files.sort();
-    let mut known: Vec<String> = prior_ops::shaders::ALL.iter().map(|(n, _)| n.to_string()).collect();
+    let mut known: Vec<String> = prior_ops::shaders::ALL
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
     known.sort();
     assert_eq!(files, known);
 }

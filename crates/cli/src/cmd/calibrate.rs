@@ -6,8 +6,8 @@
 //! (read by `prior logp`). Noise comes from prior's counter-based generator
 //! (`--seed`), so the result is reproducible on any adapter.
 
-use std::path::PathBuf;
 use std::ops::Range;
+use std::path::PathBuf;
 
 use clap::Args;
 use prior_gpu::{Gpu, Shape};
@@ -45,13 +45,29 @@ pub struct CalibrateArgs {
 
 pub fn run(args: CalibrateArgs) -> Result<(), String> {
     if !(args.t > 0.0 && args.t.is_finite()) {
-        return Err(format!("--t {}: the calibration noise variance must be positive", args.t));
+        return Err(format!(
+            "--t {}: the calibration noise variance must be positive",
+            args.t
+        ));
     }
-    if args.output.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() != Some("safetensors") {
-        return Err(format!("{}: the calibrated model is written as a .safetensors weight blob", args.output.display()));
+    if args
+        .output
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_lowercase)
+        .as_deref()
+        != Some("safetensors")
+    {
+        return Err(format!(
+            "{}: the calibrated model is written as a .safetensors weight blob",
+            args.output.display()
+        ));
     }
     if args.output == args.model {
-        return Err(format!("{}: refusing to overwrite the input model", args.output.display()));
+        return Err(format!(
+            "{}: refusing to overwrite the input model",
+            args.output.display()
+        ));
     }
     let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
     let (model, mut blob) = super::logp::load_energy(&gpu, &args.model)?;
@@ -67,7 +83,12 @@ pub fn run(args: CalibrateArgs) -> Result<(), String> {
     }
     let s0 = images[0].image.shape();
     if let Some(bad) = images.iter().find(|im| im.image.shape() != s0) {
-        return Err(format!("{}: all calibration images must have one size ({:?}), this one is {:?}", bad.name, s0, bad.image.shape()));
+        return Err(format!(
+            "{}: all calibration images must have one size ({:?}), this one is {:?}",
+            bad.name,
+            s0,
+            bad.image.shape()
+        ));
     }
     let [c, h, w] = s0;
     let mut data = Vec::with_capacity(images.len() * c * h * w);
@@ -75,14 +96,24 @@ pub fn run(args: CalibrateArgs) -> Result<(), String> {
         data.extend(chw_to_hwc(c, h, w, &im.image.data));
     }
     let s = Shape::new(images.len(), h, w, c);
-    let cal = pollster::block_on(model.calibrate(&gpu, &data, s, args.t, args.seed, args.batch)).map_err(|e| e.to_string())?;
-    blob.meta.insert(keys::LOG_Z.into(), format!("{}", cal.log_z));
+    let cal = pollster::block_on(model.calibrate(&gpu, &data, s, args.t, args.seed, args.batch))
+        .map_err(|e| e.to_string())?;
+    blob.meta
+        .insert(keys::LOG_Z.into(), format!("{}", cal.log_z));
     blob.meta.insert(keys::LOG_Z_T.into(), format!("{}", cal.t));
-    blob.meta.insert(keys::LOG_Z_COUNT.into(), format!("{}", cal.count));
+    blob.meta
+        .insert(keys::LOG_Z_COUNT.into(), format!("{}", cal.count));
     blob.save_atomic(&args.output).map_err(|e| e.to_string())?;
     println!(
         "log Z = {:.2} ± {:.2} nats (t = {}, {} images of {}×{}×{}); written to {}",
-        cal.log_z, cal.stderr, cal.t, cal.count, c, h, w, args.output.display()
+        cal.log_z,
+        cal.stderr,
+        cal.t,
+        cal.count,
+        c,
+        h,
+        w,
+        args.output.display()
     );
     Ok(())
 }

@@ -116,10 +116,15 @@ pub fn run(args: DenoiseArgs) -> Result<(), String> {
     // Inputs keep their global index k (the noise stream), whatever the shard.
     let todo = shard.range(jobs.len());
     let resume = dir_mode && shard::resume_in(&args.output, &run_settings(&args))?;
-    let todo: Vec<usize> = todo.filter(|&k| !(resume && jobs[k].output.is_file())).collect();
+    let todo: Vec<usize> = todo
+        .filter(|&k| !(resume && jobs[k].output.is_file()))
+        .collect();
     let skipped = shard.range(jobs.len()).len() - todo.len();
     if skipped > 0 && !args.json {
-        eprintln!("resuming: {skipped} output(s) of this run are already in {}", args.output.display());
+        eprintln!(
+            "resuming: {skipped} output(s) of this run are already in {}",
+            args.output.display()
+        );
     }
     if todo.is_empty() {
         return Ok(());
@@ -129,13 +134,16 @@ pub fn run(args: DenoiseArgs) -> Result<(), String> {
     let model = prior_models::load_path(&gpu, &args.model)
         .map_err(|e| format!("cannot load the model: {e}"))?;
     // A weight the GPU refused would otherwise surface at the first image.
-    pollster::block_on(gpu.check("uploading the model")).map_err(|e| format!("cannot load the model: {e}"))?;
+    pollster::block_on(gpu.check("uploading the model"))
+        .map_err(|e| format!("cannot load the model: {e}"))?;
 
     let bar = if dir_mode {
         let pb = indicatif::ProgressBar::new(todo.len() as u64);
         pb.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg} [{elapsed_precise} < {eta}]")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} {wide_msg} [{elapsed_precise} < {eta}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         Some(pb)
     } else {
@@ -206,9 +214,15 @@ fn run_settings(args: &DenoiseArgs) -> serde_json::Value {
 /// output path and reference before any work is done.
 fn plan(args: &DenoiseArgs) -> Result<(Vec<Job>, bool), String> {
     let inputs = io::collect_inputs(&args.inputs).map_err(|e| e.to_string())?;
-    let trailing_slash = args.output.as_os_str().to_string_lossy().ends_with(std::path::MAIN_SEPARATOR);
-    let dir_mode =
-        inputs.len() > 1 || args.inputs.iter().any(|p| p.is_dir()) || args.output.is_dir() || trailing_slash;
+    let trailing_slash = args
+        .output
+        .as_os_str()
+        .to_string_lossy()
+        .ends_with(std::path::MAIN_SEPARATOR);
+    let dir_mode = inputs.len() > 1
+        || args.inputs.iter().any(|p| p.is_dir())
+        || args.output.is_dir()
+        || trailing_slash;
     let mut outputs = Vec::with_capacity(inputs.len());
     if dir_mode {
         if args.output.exists() && !args.output.is_dir() {
@@ -257,7 +271,11 @@ fn plan(args: &DenoiseArgs) -> Result<(Vec<Job>, bool), String> {
         }
         if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.is_dir() {
-                return Err(format!("{}: directory {} does not exist", args.output.display(), parent.display()));
+                return Err(format!(
+                    "{}: directory {} does not exist",
+                    args.output.display(),
+                    parent.display()
+                ));
             }
         }
         outputs.push(args.output.clone());
@@ -282,7 +300,11 @@ fn plan(args: &DenoiseArgs) -> Result<(Vec<Job>, bool), String> {
                 ))
             }
         };
-        jobs.push(Job { input: input.clone(), output, clean });
+        jobs.push(Job {
+            input: input.clone(),
+            output,
+            clean,
+        });
     }
 
     // Never write over anything we read.
@@ -293,8 +315,12 @@ fn plan(args: &DenoiseArgs) -> Result<(Vec<Job>, bool), String> {
         io::ensure_not_input(&j.output, &protected).map_err(|e| e.to_string())?;
     }
     if dir_mode {
-        std::fs::create_dir_all(&args.output)
-            .map_err(|e| format!("{}: cannot create the output directory: {e}", args.output.display()))?;
+        std::fs::create_dir_all(&args.output).map_err(|e| {
+            format!(
+                "{}: cannot create the output directory: {e}",
+                args.output.display()
+            )
+        })?;
     }
     Ok((jobs, dir_mode))
 }
@@ -331,7 +357,9 @@ pub fn add_noise(img: &mut Image, sigma255: f64, seed: u64, k: usize) {
 /// The noise of input `k` from flat index `offset` on (element `b` of a
 /// batch starts at `b·C·H·W`).
 fn add_noise_at(img: &mut Image, sigma255: f64, seed: u64, k: usize, offset: usize) {
-    let stream = (sigma255.round() as u32).wrapping_mul(1000).wrapping_add(k as u32);
+    let stream = (sigma255.round() as u32)
+        .wrapping_mul(1000)
+        .wrapping_add(k as u32);
     let key = rng::key(seed, stream);
     let s = (sigma255 / 255.0) as f32;
     for (i, v) in img.data.iter_mut().enumerate() {
@@ -342,14 +370,19 @@ fn add_noise_at(img: &mut Image, sigma255: f64, seed: u64, k: usize, offset: usi
 /// The images of one input: a 4-D `.npy` is a batch (`true`), anything
 /// else one image.
 fn read_images(path: &Path) -> Result<(Vec<Image>, bool), String> {
-    let is_npy = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    let is_npy = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     if is_npy {
         let arr = io::read_npy(path).map_err(|e| e.to_string())?;
         if arr.shape.len() == 4 {
             return Ok((io::read_npy_batch(path).map_err(|e| e.to_string())?, true));
         }
     }
-    Ok((vec![io::read_input(path).map_err(|e| e.to_string())?], false))
+    Ok((
+        vec![io::read_input(path).map_err(|e| e.to_string())?],
+        false,
+    ))
 }
 
 struct Report {
@@ -381,9 +414,18 @@ fn channel_mismatch(file: &Path, model: usize, image: usize) -> String {
     }
 }
 
-fn process(gpu: &mut Gpu, model: &dyn Denoiser, args: &DenoiseArgs, k: usize, job: &Job) -> Result<Vec<Report>, String> {
+fn process(
+    gpu: &mut Gpu,
+    model: &dyn Denoiser,
+    args: &DenoiseArgs,
+    k: usize,
+    job: &Job,
+) -> Result<Vec<Report>, String> {
     let (mut imgs, batch) = read_images(&job.input)?;
-    let npy_out = job.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    let npy_out = job
+        .output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     // (1, C, H, W) may still go to a PNG, as one image
     let batch = batch && (npy_out || imgs.len() > 1);
     if batch && !npy_out {
@@ -429,9 +471,14 @@ fn process(gpu: &mut Gpu, model: &dyn Denoiser, args: &DenoiseArgs, k: usize, jo
     let mut reports = Vec::with_capacity(imgs.len());
     for (b, img) in imgs.iter().enumerate() {
         let t0 = Instant::now();
-        let planar = Planar { c: img.c, h: img.h, w: img.w, data: &img.data };
-        let out =
-            apply_with_fallback(gpu, model, planar, Apply::Denoise).map_err(|e| format!("{}: {e}", job.input.display()))?;
+        let planar = Planar {
+            c: img.c,
+            h: img.h,
+            w: img.w,
+            data: &img.data,
+        };
+        let out = apply_with_fallback(gpu, model, planar, Apply::Denoise)
+            .map_err(|e| format!("{}: {e}", job.input.display()))?;
         let seconds = t0.elapsed().as_secs_f64();
         let out = Image::new(img.c, img.h, img.w, out);
         let mut r = Report {
@@ -447,7 +494,12 @@ fn process(gpu: &mut Gpu, model: &dyn Denoiser, args: &DenoiseArgs, k: usize, jo
             seconds,
         };
         if let Some(clean) = clean.as_ref().map(|c| &c[b]) {
-            let clamped = Image::new(out.c, out.h, out.w, out.data.iter().map(|v| v.clamp(0.0, 1.0)).collect());
+            let clamped = Image::new(
+                out.c,
+                out.h,
+                out.w,
+                out.data.iter().map(|v| v.clamp(0.0, 1.0)).collect(),
+            );
             r.psnr_input = Some(metrics::psnr(&img.data, &clean.data, 1.0));
             r.psnr_output = Some(metrics::psnr(&clamped.data, &clean.data, 1.0));
             r.ssim_input = Some(metrics::ssim(img, clean)).filter(|v| v.is_finite());
@@ -469,7 +521,12 @@ fn process(gpu: &mut Gpu, model: &dyn Denoiser, args: &DenoiseArgs, k: usize, jo
 /// the failed allocation's size, so the image is cut into smaller tiles;
 /// the lowered limit stays for the following images. Gives up when the
 /// tiles would be smaller than the model's receptive field allows.
-pub fn apply_with_fallback(gpu: &mut Gpu, model: &dyn Denoiser, img: Planar<'_>, what: Apply) -> Result<Vec<f32>, String> {
+pub fn apply_with_fallback(
+    gpu: &mut Gpu,
+    model: &dyn Denoiser,
+    img: Planar<'_>,
+    what: Apply,
+) -> Result<Vec<f32>, String> {
     let mut first_failure: Option<String> = None;
     loop {
         match pollster::block_on(apply_image(gpu, model, img.clone(), what, None)) {

@@ -36,7 +36,10 @@ pub fn run(args: DevicesArgs) -> Result<(), String> {
         println!("[{i}] {}", a.name);
         println!("    backend:            {}", a.backend);
         println!("    type:               {}", a.device_type);
-        println!("    driver:             {}", if a.driver.is_empty() { "-" } else { &a.driver });
+        println!(
+            "    driver:             {}",
+            if a.driver.is_empty() { "-" } else { &a.driver }
+        );
         println!(
             "    max storage buffer: {} ({} bytes)",
             human_bytes(a.max_storage_buffer_binding_size),

@@ -49,19 +49,29 @@ pub fn run(args: InfoArgs) -> Result<(), String> {
         return Err(format!("{}: model file not found", path.display()));
     }
     let (blob, file_sha, built) = if path.is_dir() {
-        let gpu = pollster::block_on(Gpu::from_env())
-            .map_err(|e| format!("{}: a multi-scale model folder is read by building it on the GPU, and: {e}", path.display()))?;
-        let ms = prior_models::multiscale::MultiScale::from_dir(&gpu, path).map_err(|e| e.to_string())?;
+        let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| {
+            format!(
+                "{}: a multi-scale model folder is read by building it on the GPU, and: {e}",
+                path.display()
+            )
+        })?;
+        let ms = prior_models::multiscale::MultiScale::from_dir(&gpu, path)
+            .map_err(|e| e.to_string())?;
         let blob = ms.to_blob();
         let mut built = Built::empty(blob.param_count());
         built.fill(&ms, &gpu);
         (blob, None, built)
     } else {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
         let file_sha = prior_models::import::sha256_hex(&bytes);
         drop(bytes);
-        let blob = WeightBlob::load(path)
-            .map_err(|e| format!("{e}\n(is {} a prior weight blob or a PyTorch checkpoint?)", path.display()))?;
+        let blob = WeightBlob::load(path).map_err(|e| {
+            format!(
+                "{e}\n(is {} a prior weight blob or a PyTorch checkpoint?)",
+                path.display()
+            )
+        })?;
         let built = build(&blob);
         (blob, Some(file_sha), built)
     };
@@ -104,15 +114,28 @@ pub fn run(args: InfoArgs) -> Result<(), String> {
 
     println!("file:            {}", path.display());
     match &file_sha {
-        Some(sha) => println!("  sha256:        {sha}{}", if is_source { " (the checkpoint itself)" } else { "" }),
-        None => println!("  (a folder of multi-scale parts; their files are listed in hparams.parts)"),
+        Some(sha) => println!(
+            "  sha256:        {sha}{}",
+            if is_source {
+                " (the checkpoint itself)"
+            } else {
+                ""
+            }
+        ),
+        None => {
+            println!("  (a folder of multi-scale parts; their files are listed in hparams.parts)")
+        }
     }
     println!("architecture:    {arch}");
     println!("variant:         {}", blob.variant().unwrap_or("-"));
     if let Some(d) = &built.describe {
         println!("model:           {d}");
     }
-    println!("parameters:      {} ({} tensors)", group_digits(built.parameters), blob.tensors.len());
+    println!(
+        "parameters:      {} ({} tensors)",
+        group_digits(built.parameters),
+        blob.tensors.len()
+    );
     if let Some(c) = built.channels {
         match c {
             1 => println!("channels:        1 (grayscale)"),
@@ -122,13 +145,23 @@ pub fn run(args: InfoArgs) -> Result<(), String> {
     }
     match radius {
         Some(r) => println!("receptive field: radius {r} px, size {0}×{0} px", 2 * r + 1),
-        None if global => println!("receptive field: the whole image (normalisations use whole-image statistics)"),
-        None => println!("receptive field: unknown ({})", built.note.as_deref().unwrap_or("model not built")),
+        None if global => {
+            println!("receptive field: the whole image (normalisations use whole-image statistics)")
+        }
+        None => println!(
+            "receptive field: unknown ({})",
+            built.note.as_deref().unwrap_or("model not built")
+        ),
     }
     if let Some(m) = built.size_multiple.filter(|&m| m > 1) {
         println!("image size:      height and width must be multiples of {m}");
     }
-    println!("source:          {}", source.as_deref().unwrap_or("unknown (not recorded in the blob)"));
+    println!(
+        "source:          {}",
+        source
+            .as_deref()
+            .unwrap_or("unknown (not recorded in the blob)")
+    );
     if let Some(s) = &source_sha {
         println!("  sha256:        {s}");
     }
@@ -156,7 +189,15 @@ pub fn run(args: InfoArgs) -> Result<(), String> {
 
 impl Built {
     fn empty(parameters: usize) -> Built {
-        Built { parameters, radius: None, channels: None, size_multiple: None, describe: None, adapter: None, note: None }
+        Built {
+            parameters,
+            radius: None,
+            channels: None,
+            size_multiple: None,
+            describe: None,
+            adapter: None,
+            note: None,
+        }
     }
 
     fn fill(&mut self, m: &dyn prior_models::Denoiser, gpu: &Gpu) {
@@ -174,7 +215,9 @@ fn build(blob: &WeightBlob) -> Built {
     let gpu = match pollster::block_on(Gpu::from_env()) {
         Ok(g) => g,
         Err(e) => {
-            b.note = Some(format!("the model is built on the GPU to measure it, and: {e}"));
+            b.note = Some(format!(
+                "the model is built on the GPU to measure it, and: {e}"
+            ));
             return b;
         }
     };

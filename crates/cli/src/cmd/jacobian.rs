@@ -123,7 +123,9 @@ pub fn parse_pixels(s: &str) -> Result<Vec<(usize, usize)>, String> {
             match v[..] {
                 [y, x] => match (y.parse(), x.parse()) {
                     (Ok(y), Ok(x)) => Ok((y, x)),
-                    _ => Err(format!("--pixels: '{p}' is not y,x (non-negative integers)")),
+                    _ => Err(format!(
+                        "--pixels: '{p}' is not y,x (non-negative integers)"
+                    )),
                 },
                 _ => Err(format!("--pixels: '{p}' is not y,x")),
             }
@@ -134,7 +136,10 @@ pub fn parse_pixels(s: &str) -> Result<Vec<(usize, usize)>, String> {
 fn crop(img: &Image, c: [usize; 4]) -> Result<Image, String> {
     let [t, l, h, w] = c;
     if t + h > img.h || l + w > img.w {
-        return Err(format!("--crop {t},{l},{h},{w} exceeds the {}×{} image", img.h, img.w));
+        return Err(format!(
+            "--crop {t},{l},{h},{w} exceeds the {}×{} image",
+            img.h, img.w
+        ));
     }
     let mut d = Vec::with_capacity(img.c * h * w);
     for ch in 0..img.c {
@@ -175,7 +180,14 @@ struct Result1 {
 
 /// `svd`: also the top singular values (matrix free: randomized SVD);
 /// `vectors`: and the singular vectors; `keep`: return the dense matrix.
-fn analyse(gpu: &Gpu, at: &At<'_>, args: &JacobianArgs, svd: bool, vectors: bool, keep: bool) -> Result<Result1, String> {
+fn analyse(
+    gpu: &Gpu,
+    at: &At<'_>,
+    args: &JacobianArgs,
+    svd: bool,
+    vectors: bool,
+    keep: bool,
+) -> Result<Result1, String> {
     let n = at.n();
     let k = args.top_k.clamp(1, n);
     if args.full {
@@ -195,11 +207,19 @@ fn analyse(gpu: &Gpu, at: &At<'_>, args: &JacobianArgs, svd: bool, vectors: bool
             jac: keep.then_some(j),
         })
     } else {
-        let h = pollster::block_on(jacobian::hutchinson(gpu, at, args.probes, args.seed)).map_err(|e| e.to_string())?;
+        let h = pollster::block_on(jacobian::hutchinson(gpu, at, args.probes, args.seed))
+            .map_err(|e| e.to_string())?;
         let (s, u, jv, vj) = if svd || vectors {
             let l = (k + args.oversample).min(n);
-            let r = pollster::block_on(jacobian::randomized_svd(gpu, at, k, args.oversample, args.power, args.seed))
-                .map_err(|e| e.to_string())?;
+            let r = pollster::block_on(jacobian::randomized_svd(
+                gpu,
+                at,
+                k,
+                args.oversample,
+                args.power,
+                args.seed,
+            ))
+            .map_err(|e| e.to_string())?;
             (r.s, Some(r.u), l * (1 + args.power), l * (1 + args.power))
         } else {
             (Vec::new(), None, 0, 0)
@@ -230,15 +250,24 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
     }
     for s in args.sigmas.iter().chain(args.add_noise.iter()) {
         if !(s.is_finite() && *s > 0.0 && *s <= 100_000.0) {
-            return Err(format!("noise level {s} must be in (0, 100000] (0–255 scale)"));
+            return Err(format!(
+                "noise level {s} must be in (0, 100000] (0–255 scale)"
+            ));
         }
     }
     if let Some(t) = args.t {
         if !(t.is_finite() && t >= 0.0) {
-            return Err(format!("--t {t}: the noise variance must be a finite non-negative number"));
+            return Err(format!(
+                "--t {t}: the noise variance must be a finite non-negative number"
+            ));
         }
     }
-    let pixels = args.pixels.as_deref().map(parse_pixels).transpose()?.unwrap_or_default();
+    let pixels = args
+        .pixels
+        .as_deref()
+        .map(parse_pixels)
+        .transpose()?
+        .unwrap_or_default();
     let mut outs: Vec<&PathBuf> = Vec::new();
     outs.extend(args.output.iter());
     outs.extend(args.svd_plot.iter());
@@ -262,7 +291,10 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
     }
     for &(y, x) in &pixels {
         if y >= img.h || x >= img.w {
-            return Err(format!("--pixels {y},{x} is outside the {}×{} image", img.h, img.w));
+            return Err(format!(
+                "--pixels {y},{x} is outside the {}×{} image",
+                img.h, img.w
+            ));
         }
     }
     let clean = img.clone();
@@ -271,15 +303,26 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
     }
 
     let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
-    let model: Box<dyn Denoiser> =
-        prior_models::load_path(&gpu, &args.model).map_err(|e| format!("cannot load the model: {e}"))?;
+    let model: Box<dyn Denoiser> = prior_models::load_path(&gpu, &args.model)
+        .map_err(|e| format!("cannot load the model: {e}"))?;
     let variance = args.t.or(args.add_noise.map(variance_of));
-    let planar = Planar { c: img.c, h: img.h, w: img.w, data: &img.data };
-    let at = At::new(&gpu, model.as_ref(), planar, args.batch, variance).map_err(|e| e.to_string())?;
+    let planar = Planar {
+        c: img.c,
+        h: img.h,
+        w: img.w,
+        data: &img.data,
+    };
+    let at =
+        At::new(&gpu, model.as_ref(), planar, args.batch, variance).map_err(|e| e.to_string())?;
 
     // With --sigmas and no --add-noise, -i is clean and only the sweep runs.
     let sweep_only = !args.sigmas.is_empty() && args.add_noise.is_none();
-    if sweep_only && (args.output.is_some() || args.svd_plot.is_some() || args.vectors.is_some() || args.pixels.is_some()) {
+    if sweep_only
+        && (args.output.is_some()
+            || args.svd_plot.is_some()
+            || args.vectors.is_some()
+            || args.pixels.is_some())
+    {
         return Err("with --sigmas, -o/--svd-plot/--vectors/--pixels analyse one noisy image: also give --add-noise SIGMA".into());
     }
     let t0 = Instant::now();
@@ -307,7 +350,11 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
         io::write_npy(path, &[n, n], j).map_err(|e| e.to_string())?;
     }
     if let Some(path) = &args.svd_plot {
-        let pts: Vec<(f64, f64)> = r.s.iter().enumerate().map(|(i, v)| ((i + 1) as f64, *v)).collect();
+        let pts: Vec<(f64, f64)> =
+            r.s.iter()
+                .enumerate()
+                .map(|(i, v)| ((i + 1) as f64, *v))
+                .collect();
         let p = LinePlot {
             title: format!("SINGULAR VALUES OF J ({}x{})", img.h, img.w),
             x_label: "INDEX".into(),
@@ -315,7 +362,11 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
             log_x: true,
             log_y: true,
             series: vec![Series {
-                label: if args.full { "EXACT SVD".into() } else { "RANDOMIZED SVD".into() },
+                label: if args.full {
+                    "EXACT SVD".into()
+                } else {
+                    "RANDOMIZED SVD".into()
+                },
                 points: pts,
                 color: PALETTE[0],
                 markers: !args.full,
@@ -335,30 +386,58 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
             })
             .collect();
         let cols = (k as f64).sqrt().ceil() as usize;
-        write_png(path, &plot::image_grid(&tiles, cols, zoom_for(img.h, img.w), Scaling::SymmetricPerTile))?;
+        write_png(
+            path,
+            &plot::image_grid(
+                &tiles,
+                cols,
+                zoom_for(img.h, img.w),
+                Scaling::SymmetricPerTile,
+            ),
+        )?;
     }
     let mut filter_norms = Vec::new();
     if !pixels.is_empty() {
         let idx: Vec<usize> = pixels.iter().map(|&(y, x)| y * img.w + x).collect();
-        let rows = pollster::block_on(jacobian::rows(&gpu, &at, &idx)).map_err(|e| e.to_string())?;
+        let rows =
+            pollster::block_on(jacobian::rows(&gpu, &at, &idx)).map_err(|e| e.to_string())?;
         for ((y, x), row) in pixels.iter().zip(&rows) {
             let sum: f64 = row.iter().map(|v| *v as f64).sum();
             let norm: f64 = row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
             filter_norms.push(json!({"pixel": [y, x], "sum": sum, "norm": norm}));
         }
         if let Some(path) = &args.filters {
-            let mut tiles = vec![Tile { c: img.c, h: img.h, w: img.w, data: img.data.clone(), label: "NOISY".into() }];
+            let mut tiles = vec![Tile {
+                c: img.c,
+                h: img.h,
+                w: img.w,
+                data: img.data.clone(),
+                label: "NOISY".into(),
+            }];
             let den = pollster::block_on(at.denoised(&gpu)).map_err(|e| e.to_string())?;
-            tiles.push(Tile { c: img.c, h: img.h, w: img.w, data: den, label: "DENOISED".into() });
+            tiles.push(Tile {
+                c: img.c,
+                h: img.h,
+                w: img.w,
+                data: den,
+                label: "DENOISED".into(),
+            });
             // Filters with a mark at their pixel, on a symmetric grey scale.
             let tiles_f: Vec<Tile> = pixels
                 .iter()
                 .zip(&rows)
-                .map(|(&(y, x), row)| Tile { c: img.c, h: img.h, w: img.w, data: row.clone(), label: format!("{y},{x}") })
+                .map(|(&(y, x), row)| Tile {
+                    c: img.c,
+                    h: img.h,
+                    w: img.w,
+                    data: row.clone(),
+                    label: format!("{y},{x}"),
+                })
                 .collect();
             let z = zoom_for(img.h, img.w);
             let top = plot::image_grid(&tiles, 2, z, Scaling::Unit);
-            let bottom = plot::image_grid(&tiles_f, tiles_f.len().min(4), z, Scaling::SymmetricPerTile);
+            let bottom =
+                plot::image_grid(&tiles_f, tiles_f.len().min(4), z, Scaling::SymmetricPerTile);
             let mut all = image::RgbImage::from_pixel(
                 top.width().max(bottom.width()),
                 top.height() + bottom.height(),
@@ -373,16 +452,28 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
     // The model as analysed above (the sweep below gives t per level).
     let described = match (model.conditioning(), variance) {
         (Conditioning::NoiseVariance, Some(t)) => format!("{}, t = {t}", model.describe()),
-        (Conditioning::NoiseVariance, None) => format!("{}, t estimated from the image", model.describe()),
+        (Conditioning::NoiseVariance, None) => {
+            format!("{}, t estimated from the image", model.describe())
+        }
         (Conditioning::Blind, _) => model.describe(),
     };
     // Effective dimensionality against σ.
     let mut sweep = Vec::new();
     for &s in &args.sigmas {
         let noisy = jacobian::add_noise(&clean.data, s, args.seed);
-        let p = Planar { c: img.c, h: img.h, w: img.w, data: &noisy };
-        let at_s = At::new(&gpu, model.as_ref(), p, args.batch, Some(variance_of(s))).map_err(|e| e.to_string())?;
-        let sub = JacobianArgs { svd_plot: None, vectors: None, ..args.clone() };
+        let p = Planar {
+            c: img.c,
+            h: img.h,
+            w: img.w,
+            data: &noisy,
+        };
+        let at_s = At::new(&gpu, model.as_ref(), p, args.batch, Some(variance_of(s)))
+            .map_err(|e| e.to_string())?;
+        let sub = JacobianArgs {
+            svd_plot: None,
+            vectors: None,
+            ..args.clone()
+        };
         let rs = analyse(&gpu, &at_s, &sub, false, false, false)?;
         sweep.push((s, rs.sum_sq, rs.sum_sq_se, rs.trace, rs.trace_se));
     }
@@ -440,31 +531,73 @@ pub fn run(args: JacobianArgs) -> Result<(), String> {
         println!("{summary}");
     } else {
         let pm = |se: Option<f64>| se.map(|s| format!(" ± {s:.2}")).unwrap_or_default();
-        println!("{described} on {}×{}×{} (N = {n}) — {}", img.c, img.h, img.w, args.input.display());
-        let method = if args.full { "dense Jacobian" } else { "matrix free" };
-        if sweep_only {
-            println!("  {method}, {} noise levels in {secs_total:.1} s on {}", sweep.len(), gpu.adapter.name);
+        println!(
+            "{described} on {}×{}×{} (N = {n}) — {}",
+            img.c,
+            img.h,
+            img.w,
+            args.input.display()
+        );
+        let method = if args.full {
+            "dense Jacobian"
         } else {
-            println!("  {method}: {} JVPs, {} VJPs in {secs:.1} s on {}", r.jvps, r.vjps, gpu.adapter.name);
+            "matrix free"
+        };
+        if sweep_only {
+            println!(
+                "  {method}, {} noise levels in {secs_total:.1} s on {}",
+                sweep.len(),
+                gpu.adapter.name
+            );
+        } else {
+            println!(
+                "  {method}: {} JVPs, {} VJPs in {secs:.1} s on {}",
+                r.jvps, r.vjps, gpu.adapter.name
+            );
         }
         if !sweep_only {
             println!("  trace J          = {:.3}{}", r.trace, pm(r.trace_se));
             println!("  Σ s² = ‖J‖²_F    = {:.3}{}", r.sum_sq, pm(r.sum_sq_se));
         }
         if !top.is_empty() {
-            println!("  top singular values: {}", top.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(" "));
+            println!(
+                "  top singular values: {}",
+                top.iter()
+                    .map(|v| format!("{v:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
         }
         if let Some(a) = r.asymmetry {
             println!("  ‖J − Jᵀ‖_F/‖J‖_F = {a:.4}");
         }
         if let Some(e) = &r.eig {
-            println!("  top eigenvalues of (J+Jᵀ)/2: {}", e.iter().take(10).map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(" "));
+            println!(
+                "  top eigenvalues of (J+Jᵀ)/2: {}",
+                e.iter()
+                    .take(10)
+                    .map(|v| format!("{v:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
         }
         for f in &filter_norms {
-            println!("  filter at {}: sum {:.4}, norm {:.4}", f["pixel"], f["sum"].as_f64().unwrap_or(0.0), f["norm"].as_f64().unwrap_or(0.0));
+            println!(
+                "  filter at {}: sum {:.4}, norm {:.4}",
+                f["pixel"],
+                f["sum"].as_f64().unwrap_or(0.0),
+                f["norm"].as_f64().unwrap_or(0.0)
+            );
         }
         for r in &sweep {
-            println!("  σ = {:>5}: Σ s² = {:.2}{}, trace = {:.2}{}", r.0, r.1, pm(r.2), r.3, pm(r.4));
+            println!(
+                "  σ = {:>5}: Σ s² = {:.2}{}, trace = {:.2}{}",
+                r.0,
+                r.1,
+                pm(r.2),
+                r.3,
+                pm(r.4)
+            );
         }
     }
     Ok(())

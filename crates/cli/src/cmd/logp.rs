@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use prior_gpu::{Gpu, Shape};
-use prior_models::Arch;
 use prior_models::blob::WeightBlob;
 use prior_models::energy::{EnergyUNet, Likelihood};
+use prior_models::Arch;
 
 use crate::io::{self, Image};
 use crate::shard::ShardArgs;
@@ -57,7 +57,12 @@ pub struct LogpArgs {
     /// stdout, one line written and flushed per image. Images already
     /// recorded there (same `file` name) are skipped, so rerunning a killed
     /// run finishes it; a torn last line is dropped first.
-    #[arg(short = 'o', long = "output", value_name = "OUT.jsonl", requires = "json")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "OUT.jsonl",
+        requires = "json"
+    )]
     pub output: Option<PathBuf>,
     /// `--shard I/N`: only slice I of the images (after idx files and
     /// folders are expanded and --range applied).
@@ -67,9 +72,17 @@ pub struct LogpArgs {
 
 /// Parses `A..B`.
 pub fn parse_range(s: &str) -> Result<Range<usize>, String> {
-    let (a, b) = s.split_once("..").ok_or_else(|| format!("{s:?}: expected A..B, e.g. 9000..10000"))?;
-    let a: usize = a.trim().parse().map_err(|_| format!("{s:?}: {a:?} is not a number"))?;
-    let b: usize = b.trim().parse().map_err(|_| format!("{s:?}: {b:?} is not a number"))?;
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("{s:?}: expected A..B, e.g. 9000..10000"))?;
+    let a: usize = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: {a:?} is not a number"))?;
+    let b: usize = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: {b:?} is not a number"))?;
     if a >= b {
         return Err(format!("{s:?}: empty range"));
     }
@@ -78,7 +91,10 @@ pub fn parse_range(s: &str) -> Result<Range<usize>, String> {
 
 /// Whether `path` names an idx image file (`*idx3-ubyte`, `*.idx`, optionally `.gz`).
 pub fn is_idx(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     let name = name.strip_suffix(".gz").unwrap_or(&name);
     name.ends_with("idx3-ubyte") || name.ends_with(".idx3") || name.ends_with(".idx")
 }
@@ -86,7 +102,11 @@ pub fn is_idx(path: &Path) -> bool {
 /// Reads the images of an idx3 file (MNIST format; gzip-compressed or not),
 /// `range` of them (all when `None`), as [0, 1] values (byte/255), each
 /// zero-padded, centred, to a multiple of `multiple` in height and width.
-pub fn read_idx_images(path: &Path, range: Option<Range<usize>>, multiple: usize) -> Result<Vec<Image>, String> {
+pub fn read_idx_images(
+    path: &Path,
+    range: Option<Range<usize>>,
+    multiple: usize,
+) -> Result<Vec<Image>, String> {
     let raw = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
@@ -98,16 +118,30 @@ pub fn read_idx_images(path: &Path, range: Option<Range<usize>>, multiple: usize
         raw
     };
     if bytes.len() < 16 || bytes[0..4] != [0, 0, 8, 3] {
-        return Err(format!("{}: not an idx3 unsigned-byte image file (magic 0x00000803)", path.display()));
+        return Err(format!(
+            "{}: not an idx3 unsigned-byte image file (magic 0x00000803)",
+            path.display()
+        ));
     }
-    let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
+    let be = |i: usize| {
+        u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize
+    };
     let (n, h, w) = (be(4), be(8), be(12));
     if h == 0 || w == 0 || bytes.len() < 16 + n * h * w {
-        return Err(format!("{}: header says {n} images of {h}×{w} but the file holds {} bytes", path.display(), bytes.len()));
+        return Err(format!(
+            "{}: header says {n} images of {h}×{w} but the file holds {} bytes",
+            path.display(),
+            bytes.len()
+        ));
     }
     let range = range.unwrap_or(0..n);
     if range.end > n {
-        return Err(format!("{}: range {}..{} is beyond its {n} images", path.display(), range.start, range.end));
+        return Err(format!(
+            "{}: range {}..{} is beyond its {n} images",
+            path.display(),
+            range.start,
+            range.end
+        ));
     }
     let m = multiple.max(1);
     let (hp, wp) = (h.div_ceil(m) * m, w.div_ceil(m) * m);
@@ -130,14 +164,26 @@ pub fn read_idx_images(path: &Path, range: Option<Range<usize>>, multiple: usize
 /// the NumPy magic and a header whose shape has four entries).
 fn is_npy_batch(path: &std::path::Path) -> bool {
     let mut head = [0u8; 256];
-    let n = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).unwrap_or(0);
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
     let head = &head[..n];
     if !head.starts_with(b"\x93NUMPY") {
         return false;
     }
     let text = String::from_utf8_lossy(head);
-    let Some(shape) = text.split("'shape':").nth(1).and_then(|r| r.split(')').next()) else { return false };
-    shape.split(',').filter(|d| !d.trim().trim_start_matches('(').is_empty()).count() == 4
+    let Some(shape) = text
+        .split("'shape':")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+    else {
+        return false;
+    };
+    shape
+        .split(',')
+        .filter(|d| !d.trim().trim_start_matches('(').is_empty())
+        .count()
+        == 4
 }
 
 /// One named input image.
@@ -148,7 +194,11 @@ pub struct Named {
 
 /// Expands the inputs: idx files into their (ranged, padded) digits named
 /// `file#k`, other paths through [`io::collect_inputs`].
-pub fn gather(inputs: &[PathBuf], range: Option<&Range<usize>>, multiple: usize) -> Result<Vec<Named>, String> {
+pub fn gather(
+    inputs: &[PathBuf],
+    range: Option<&Range<usize>>,
+    multiple: usize,
+) -> Result<Vec<Named>, String> {
     let mut out = Vec::new();
     let mut plain = Vec::new();
     let flush = |plain: &mut Vec<PathBuf>, out: &mut Vec<Named>| -> Result<(), String> {
@@ -156,13 +206,23 @@ pub fn gather(inputs: &[PathBuf], range: Option<&Range<usize>>, multiple: usize)
             // An (N, C, H, W) `.npy` batch (what `prior sample -o x.npy
             // --samples N` writes) gives its images as `file#k`.
             if is_npy_batch(&p) {
-                for (k, image) in io::read_npy_batch(&p).map_err(|e| e.to_string())?.into_iter().enumerate() {
-                    out.push(Named { name: format!("{}#{k}", p.display()), image });
+                for (k, image) in io::read_npy_batch(&p)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .enumerate()
+                {
+                    out.push(Named {
+                        name: format!("{}#{k}", p.display()),
+                        image,
+                    });
                 }
                 continue;
             }
             let image = io::read_input(&p).map_err(|e| e.to_string())?;
-            out.push(Named { name: p.display().to_string(), image });
+            out.push(Named {
+                name: p.display().to_string(),
+                image,
+            });
         }
         plain.clear();
         Ok(())
@@ -171,8 +231,14 @@ pub fn gather(inputs: &[PathBuf], range: Option<&Range<usize>>, multiple: usize)
         if is_idx(p) {
             flush(&mut plain, &mut out)?;
             let start = range.map_or(0, |r| r.start);
-            for (k, image) in read_idx_images(p, range.cloned(), multiple)?.into_iter().enumerate() {
-                out.push(Named { name: format!("{}#{}", p.display(), start + k), image });
+            for (k, image) in read_idx_images(p, range.cloned(), multiple)?
+                .into_iter()
+                .enumerate()
+            {
+                out.push(Named {
+                    name: format!("{}#{}", p.display(), start + k),
+                    image,
+                });
             }
         } else {
             plain.push(p.clone());
@@ -199,19 +265,31 @@ pub fn load_energy(gpu: &Gpu, path: &Path) -> Result<(EnergyUNet, WeightBlob), S
             Arch::EnergyUnet
         ));
     }
-    let model = EnergyUNet::from_blob(gpu, &blob).map_err(|e| format!("cannot build the model: {e}"))?;
-    pollster::block_on(gpu.check("uploading the model")).map_err(|e| format!("cannot load the model: {e}"))?;
+    let model =
+        EnergyUNet::from_blob(gpu, &blob).map_err(|e| format!("cannot build the model: {e}"))?;
+    pollster::block_on(gpu.check("uploading the model"))
+        .map_err(|e| format!("cannot load the model: {e}"))?;
     Ok((model, blob))
 }
 
 /// U(x, 0) of every image, batched by image size (channels-last upload).
-pub fn energies_at_zero(gpu: &Gpu, model: &EnergyUNet, images: &[Named], batch: usize) -> Result<Vec<f64>, String> {
+pub fn energies_at_zero(
+    gpu: &Gpu,
+    model: &EnergyUNet,
+    images: &[Named],
+    batch: usize,
+) -> Result<Vec<f64>, String> {
     use prior_models::Denoiser;
     let m = model.multiple();
     for im in images {
         let i = &im.image;
         if i.c != model.channels() {
-            return Err(format!("{}: {} channel(s), the model takes {}", im.name, i.c, model.channels()));
+            return Err(format!(
+                "{}: {} channel(s), the model takes {}",
+                im.name,
+                i.c,
+                model.channels()
+            ));
         }
         if i.h % m != 0 || i.w % m != 0 {
             return Err(format!(
@@ -226,7 +304,8 @@ pub fn energies_at_zero(gpu: &Gpu, model: &EnergyUNet, images: &[Named], batch: 
     while k < images.len() {
         let (c, h, w) = (images[k].image.c, images[k].image.h, images[k].image.w);
         let mut end = k + 1;
-        while end < images.len() && end - k < batch.max(1) && images[end].image.shape() == [c, h, w] {
+        while end < images.len() && end - k < batch.max(1) && images[end].image.shape() == [c, h, w]
+        {
             end += 1;
         }
         let mut data = Vec::with_capacity((end - k) * c * h * w);
@@ -273,10 +352,16 @@ pub fn run(args: LogpArgs) -> Result<(), String> {
     };
     let todo: Vec<usize> = shard
         .range(images.len())
-        .filter(|&k| sink.as_ref().is_none_or(|(_, done)| !done.contains_key(&images[k].name)))
+        .filter(|&k| {
+            sink.as_ref()
+                .is_none_or(|(_, done)| !done.contains_key(&images[k].name))
+        })
         .collect();
     if !args.json {
-        println!("{:>12} {:>10} {:>9}  file", "-log p nats", "bits/dim", "dB/dim");
+        println!(
+            "{:>12} {:>10} {:>9}  file",
+            "-log p nats", "bits/dim", "dB/dim"
+        );
     }
     // Batches start at global multiples of --batch, so a shard or a resumed
     // run batches each image with the same neighbours as a single run.
@@ -284,7 +369,8 @@ pub fn run(args: LogpArgs) -> Result<(), String> {
     let mut at = 0;
     while at < todo.len() {
         let mut end = at + 1;
-        while end < todo.len() && todo[end] == todo[end - 1] + 1 && !todo[end].is_multiple_of(batch) {
+        while end < todo.len() && todo[end] == todo[end - 1] + 1 && !todo[end].is_multiple_of(batch)
+        {
             end += 1;
         }
         let (a, b) = (todo[at], todo[end - 1] + 1);
@@ -302,14 +388,21 @@ pub fn run(args: LogpArgs) -> Result<(), String> {
                     None => println!("{v}"),
                 }
             } else {
-                println!("{:>12.2} {:>10.4} {:>9.3}  {}", l.nats, l.bits_per_dim, l.db_per_dim, im.name);
+                println!(
+                    "{:>12.2} {:>10.4} {:>9.3}  {}",
+                    l.nats, l.bits_per_dim, l.db_per_dim, im.name
+                );
             }
         }
         at = end;
     }
     if !args.json && bpd.len() > 1 {
         let mean = bpd.iter().sum::<f64>() / bpd.len() as f64;
-        let (lo, hi) = bpd.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) = bpd
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
         println!("{} images: mean {mean:.4} bits/dim (min {lo:.4}, max {hi:.4}), log Z = {log_z:.2} nats", bpd.len());
     }
     if let Some(out) = &args.histogram {
@@ -346,7 +439,9 @@ impl Jsonl {
                 continue;
             }
             let v: Option<serde_json::Value> = serde_json::from_slice(line).ok();
-            let rec = v.as_ref().and_then(|v| Some((v.get("file")?.as_str()?, v.get("bits_per_dim")?.as_f64()?)));
+            let rec = v
+                .as_ref()
+                .and_then(|v| Some((v.get("file")?.as_str()?, v.get("bits_per_dim")?.as_f64()?)));
             let Some((file, b)) = rec else {
                 return Err(format!(
                     "{p}: line {} is not a `prior logp --json` record; refusing to append to it (move it away)",
@@ -361,9 +456,16 @@ impl Jsonl {
             .open(path)
             .map_err(|e| format!("{p}: cannot open for appending: {e}"))?;
         if complete < text.len() {
-            file.set_len(complete as u64).map_err(|e| format!("{p}: cannot cut its torn last line: {e}"))?;
+            file.set_len(complete as u64)
+                .map_err(|e| format!("{p}: cannot cut its torn last line: {e}"))?;
         }
-        Ok((Jsonl { path: path.to_path_buf(), file }, done))
+        Ok((
+            Jsonl {
+                path: path.to_path_buf(),
+                file,
+            },
+            done,
+        ))
     }
 
     /// Appends one record as one write (so concurrent appenders on a local
@@ -388,7 +490,11 @@ pub fn histogram_png(values: &[f64], xlabel: &str) -> Vec<u8> {
     let (l, r, t, b) = (70i64, 40i64, 30i64, 60i64);
     let (pw, ph) = ((w as i64 - l - r) as f64, (h as i64 - t - b) as f64);
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    let (mut lo, mut hi) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, c), &v| (a.min(v), c.max(v)));
+    let (mut lo, mut hi) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, c), &v| {
+            (a.min(v), c.max(v))
+        });
     if !lo.is_finite() {
         (lo, hi) = (0.0, 1.0);
     }
@@ -409,23 +515,69 @@ pub fn histogram_png(values: &[f64], xlabel: &str) -> Vec<u8> {
         let x0 = l as f64 + pw * k as f64 / bins as f64;
         let x1 = l as f64 + pw * (k + 1) as f64 / bins as f64;
         let bh = ph * c as f64 / cmax as f64;
-        fill_rect(&mut img, x0 as i64 + 1, (t as f64 + ph - bh) as i64, ((x1 - x0) as u32).saturating_sub(1).max(1), bh as u32, PALETTE[0]);
+        fill_rect(
+            &mut img,
+            x0 as i64 + 1,
+            (t as f64 + ph - bh) as i64,
+            ((x1 - x0) as u32).saturating_sub(1).max(1),
+            bh as u32,
+            PALETTE[0],
+        );
     }
-    draw_line(&mut img, (l as f64, t as f64 + ph), (l as f64 + pw, t as f64 + ph), 1, black);
-    draw_line(&mut img, (l as f64, t as f64), (l as f64, t as f64 + ph), 1, black);
+    draw_line(
+        &mut img,
+        (l as f64, t as f64 + ph),
+        (l as f64 + pw, t as f64 + ph),
+        1,
+        black,
+    );
+    draw_line(
+        &mut img,
+        (l as f64, t as f64),
+        (l as f64, t as f64 + ph),
+        1,
+        black,
+    );
     for k in 0..=4 {
         let v = lo + (hi - lo) * k as f64 / 4.0;
         let x = l as f64 + pw * k as f64 / 4.0;
-        draw_line(&mut img, (x, t as f64 + ph), (x, t as f64 + ph + 5.0), 1, black);
+        draw_line(
+            &mut img,
+            (x, t as f64 + ph),
+            (x, t as f64 + ph + 5.0),
+            1,
+            black,
+        );
         let s = format!("{v:.2}");
-        draw_text(&mut img, x as i64 - text_width(&s, 2) as i64 / 2, t + ph as i64 + 10, &s, 2, black);
+        draw_text(
+            &mut img,
+            x as i64 - text_width(&s, 2) as i64 / 2,
+            t + ph as i64 + 10,
+            &s,
+            2,
+            black,
+        );
         let c = cmax * k / 4;
         let y = t as f64 + ph - ph * k as f64 / 4.0;
         draw_line(&mut img, (l as f64 - 5.0, y), (l as f64, y), 1, black);
         let s = format!("{c}");
-        draw_text(&mut img, l - 10 - text_width(&s, 2) as i64, y as i64 - 7, &s, 2, black);
+        draw_text(
+            &mut img,
+            l - 10 - text_width(&s, 2) as i64,
+            y as i64 - 7,
+            &s,
+            2,
+            black,
+        );
     }
-    draw_text(&mut img, l + pw as i64 / 2 - text_width(xlabel, 2) as i64 / 2, h as i64 - 25, xlabel, 2, black);
+    draw_text(
+        &mut img,
+        l + pw as i64 / 2 - text_width(xlabel, 2) as i64 / 2,
+        h as i64 - 25,
+        xlabel,
+        2,
+        black,
+    );
     let title = format!("{} IMAGES", finite.len());
     draw_text(&mut img, l + 5, 8, &title, 2, black);
     encode_png(&img)

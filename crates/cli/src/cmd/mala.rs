@@ -93,7 +93,9 @@ fn load_energy_model(gpu: &Gpu, args: &SampleArgs) -> Result<EnergyUNet, String>
     let blob = WeightBlob::load(path).map_err(|e| format!("cannot load the model: {e}"))?;
     let arch = blob.arch().map_err(|e| e.to_string())?;
     if arch != "energy_unet" {
-        return Err(not_energy(format!("architecture '{arch}' is a denoiser without an energy")));
+        return Err(not_energy(format!(
+            "architecture '{arch}' is a denoiser without an energy"
+        )));
     }
     EnergyUNet::from_blob(gpu, &blob).map_err(|e| format!("cannot build the model: {e}"))
 }
@@ -107,11 +109,16 @@ pub fn run(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<(), Strin
     let model = load_energy_model(gpu, args)?;
     let c = args.channels.unwrap_or(model.channels());
     if c != model.channels() {
-        return Err(format!("--channels {c}: the model takes {}", model.channels()));
+        return Err(format!(
+            "--channels {c}: the model takes {}",
+            model.channels()
+        ));
     }
     let m = model.multiple();
     if !h.is_multiple_of(m) || !w.is_multiple_of(m) {
-        return Err(format!("the model needs sizes that are multiples of {m}; got {h}x{w}"));
+        return Err(format!(
+            "the model needs sizes that are multiples of {m}; got {h}x{w}"
+        ));
     }
     let shape = Shape::new(args.run.samples, h, w, c);
     let need = shape.numel() as u64 * model.values_per_pixel().max(1) as u64 / c as u64 * 4;
@@ -131,13 +138,17 @@ pub fn run(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<(), Strin
     );
     let result = pollster::block_on(mala::run(gpu, &model, shape, &params, |r: &LevelReport| {
         bar.set_position(r.level as u64 + 1);
-        bar.set_message(format!("t {:.2e}, ε {:.2e}, acceptance {:.2}", r.t, r.eps, r.mean_acceptance));
+        bar.set_message(format!(
+            "t {:.2e}, ε {:.2e}, acceptance {:.2}",
+            r.t, r.eps, r.mean_acceptance
+        ));
     }));
     bar.finish_and_clear();
     let out = result.map_err(|e| e.to_string())?;
     let x = pollster::block_on(gpu.read(&out.x)).map_err(|e| e.to_string())?;
     let written = write_batch(&args.output, &x, shape)?;
-    let mean_acc = out.levels.iter().map(|l| l.mean_acceptance).sum::<f32>() / out.levels.len() as f32;
+    let mean_acc =
+        out.levels.iter().map(|l| l.mean_acceptance).sum::<f32>() / out.levels.len() as f32;
     if args.run.json {
         use serde_json::json;
         let levels: Vec<serde_json::Value> = out
@@ -157,7 +168,10 @@ pub fn run(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<(), Strin
         println!("{v}");
     } else {
         for l in &out.levels {
-            println!("level {:>3}: t {:.3e}, ε {:.3e}, acceptance {:.3}", l.level, l.t, l.eps, l.mean_acceptance);
+            println!(
+                "level {:>3}: t {:.3e}, ε {:.3e}, acceptance {:.3}",
+                l.level, l.t, l.eps, l.mean_acceptance
+            );
         }
         println!(
             "{} levels × {} steps, mean acceptance {mean_acc:.3}; {} evaluations in {:.1} s; wrote {}",

@@ -23,12 +23,26 @@ pub fn sigma_plot(series: &[Vec<f32>], sigma_final: f32, width: u32, height: u32
             .filter(|(_, v)| v.is_finite() && **v > 0.0)
             .map(|(i, v)| (i as f64 + 1.0, *v as f64))
             .collect();
-        let label = if series.len() > 1 { format!("SAMPLE {k}") } else { "SIGMA_T".into() };
-        plot.series.push(Series { label, points, color: [PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[4], PALETTE[5]][k % 5], markers: false });
+        let label = if series.len() > 1 {
+            format!("SAMPLE {k}")
+        } else {
+            "SIGMA_T".into()
+        };
+        plot.series.push(Series {
+            label,
+            points,
+            color: [PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[4], PALETTE[5]][k % 5],
+            markers: false,
+        });
     }
     if sigma_final > 0.0 {
         let points = vec![(1.0, sigma_final as f64), (iters, sigma_final as f64)];
-        plot.series.push(Series { label: "SIGMA_L".into(), points, color: PALETTE[3], markers: false });
+        plot.series.push(Series {
+            label: "SIGMA_L".into(),
+            points,
+            color: PALETTE[3],
+            markers: false,
+        });
     }
     plot.render(width, height)
 }

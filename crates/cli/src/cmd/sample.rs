@@ -72,8 +72,12 @@ impl ScheduleFlag {
     /// The schedule for a model conditioned as `c`.
     pub fn resolve(self, c: Conditioning) -> Schedule {
         match (self, c) {
-            (ScheduleFlag::Measured, _) | (ScheduleFlag::Auto, Conditioning::Blind) => Schedule::Measured,
-            (ScheduleFlag::Recursion, _) | (ScheduleFlag::Auto, Conditioning::NoiseVariance) => Schedule::Recursion,
+            (ScheduleFlag::Measured, _) | (ScheduleFlag::Auto, Conditioning::Blind) => {
+                Schedule::Measured
+            }
+            (ScheduleFlag::Recursion, _) | (ScheduleFlag::Auto, Conditioning::NoiseVariance) => {
+                Schedule::Recursion
+            }
             (ScheduleFlag::Estimated, _) => Schedule::Estimated,
         }
     }
@@ -165,7 +169,10 @@ pub(crate) fn shard_settings(args: &impl std::fmt::Debug, model: &Path) -> serde
 pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
     let bad = || format!("--size {s}: expected HxW with positive integers, e.g. 40x40");
     let (h, w) = s.split_once(['x', 'X']).ok_or_else(bad)?;
-    let (h, w) = (h.trim().parse::<usize>().map_err(|_| bad())?, w.trim().parse::<usize>().map_err(|_| bad())?);
+    let (h, w) = (
+        h.trim().parse::<usize>().map_err(|_| bad())?,
+        w.trim().parse::<usize>().map_err(|_| bad())?,
+    );
     if h == 0 || w == 0 {
         return Err(bad());
     }
@@ -178,16 +185,25 @@ pub(crate) fn load_model(gpu: &Gpu, path: &Path) -> Result<Box<dyn Denoiser>, St
     }
     if path.is_dir() {
         // Multi-scale models may be folders; let the loader decide.
-        return prior_models::load_path(gpu, path).map_err(|e| format!("cannot load the model: {e}"));
+        return prior_models::load_path(gpu, path)
+            .map_err(|e| format!("cannot load the model: {e}"));
     }
     prior_models::load_path(gpu, path).map_err(|e| format!("cannot load the model: {e}"))
 }
 
 /// Checks an output path's extension before any work.
 pub(crate) fn check_output(path: &Path) -> Result<(), String> {
-    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
         Some("png") | Some("npy") => Ok(()),
-        _ => Err(format!("{}: the output must be a .png or .npy file", path.display())),
+        _ => Err(format!(
+            "{}: the output must be a .png or .npy file",
+            path.display()
+        )),
     }
 }
 
@@ -218,15 +234,23 @@ pub(crate) fn sample_image(data: &[f32], shape: Shape, s: usize) -> Image {
 }
 
 fn numbered(path: &Path, k: usize) -> PathBuf {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let ext = path.extension().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!("{stem}_{k}.{ext}"))
 }
 
 /// Writes a batch: one file for n = 1, an (N, C, H, W) `.npy`, or numbered files.
 pub(crate) fn write_batch(path: &Path, data: &[f32], shape: Shape) -> Result<Vec<PathBuf>, String> {
     let imgs: Vec<Image> = (0..shape.n).map(|s| sample_image(data, shape, s)).collect();
-    let is_npy = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    let is_npy = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     if shape.n == 1 {
         io::write_output(path, &imgs[0]).map_err(|e| e.to_string())?;
         Ok(vec![path.to_path_buf()])
@@ -262,11 +286,18 @@ pub(crate) fn drive(
     output: &Path,
 ) -> Result<Driven, String> {
     if model.channels() != shape.c {
-        return Err(format!("the model takes {} channel(s), the image has {}", model.channels(), shape.c));
+        return Err(format!(
+            "the model takes {} channel(s), the image has {}",
+            model.channels(),
+            shape.c
+        ));
     }
     let m = model.size_multiple();
     if !shape.h.is_multiple_of(m) || !shape.w.is_multiple_of(m) {
-        return Err(format!("the model needs sizes that are multiples of {m}; got {}x{}", shape.h, shape.w));
+        return Err(format!(
+            "the model needs sizes that are multiples of {m}; got {}x{}",
+            shape.h, shape.w
+        ));
     }
     let need = shape.numel() as u64 * model.values_per_pixel().max(1) as u64 / shape.c as u64 * 4;
     if need > gpu.max_buffer_bytes {
@@ -283,7 +314,12 @@ pub(crate) fn drive(
         return Err("--every must be at least 1".into());
     }
     if let Some(dir) = &flags.trajectory {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create the trajectory folder: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "{}: cannot create the trajectory folder: {e}",
+                dir.display()
+            )
+        })?;
     }
     let bar = ProgressBar::new(params.max_iters as u64);
     bar.set_style(
@@ -303,19 +339,32 @@ pub(crate) fn drive(
             let worst = p.sigmas.iter().copied().fold(0.0f32, f32::max);
             let measured = match params.schedule {
                 Schedule::Measured => String::new(),
-                _ => format!(", measured {:.4}", p.measured.iter().copied().fold(0.0f32, f32::max)),
+                _ => format!(
+                    ", measured {:.4}",
+                    p.measured.iter().copied().fold(0.0f32, f32::max)
+                ),
             };
             bar.set_position(p.iteration as u64);
             bar.set_message(if shape.n == 1 {
                 format!("σ_t {worst:.4}{measured} (σ_L {})", params.sigma_final)
             } else {
-                format!("max σ_t {worst:.4}{measured} (σ_L {}), {} of {} running", params.sigma_final, p.running, shape.n)
+                format!(
+                    "max σ_t {worst:.4}{measured} (σ_L {}), {} of {} running",
+                    params.sigma_final, p.running, shape.n
+                )
             });
             if let Some(dir) = &flags.trajectory {
                 if p.iteration % flags.every == 0 && traj_err.is_none() {
-                    let r = pollster::block_on(gpu.read(p.y)).map_err(|e| e.to_string()).and_then(|y| {
-                        write_batch(&dir.join(format!("iter_{:05}.png", p.iteration)), &y, shape).map(|_| ())
-                    });
+                    let r = pollster::block_on(gpu.read(p.y))
+                        .map_err(|e| e.to_string())
+                        .and_then(|y| {
+                            write_batch(
+                                &dir.join(format!("iter_{:05}.png", p.iteration)),
+                                &y,
+                                shape,
+                            )
+                            .map(|_| ())
+                        });
                     if let Err(e) = r {
                         traj_err = Some(e);
                     }
@@ -328,7 +377,9 @@ pub(crate) fn drive(
         return Err(format!("trajectory: {e}"));
     }
     if let Some(plot) = &flags.plot {
-        let series: Vec<Vec<f32>> = (0..shape.n).map(|s| history.iter().map(|h| h[s]).collect()).collect();
+        let series: Vec<Vec<f32>> = (0..shape.n)
+            .map(|s| history.iter().map(|h| h[s]).collect())
+            .collect();
         let img = super::plot::sigma_plot(&series, params.sigma_final, 640, 400);
         io::write_atomic(plot, &super::plot::encode_png(&img)?).map_err(|e| e.to_string())?;
     }
@@ -337,11 +388,21 @@ pub(crate) fn drive(
             let x = pollster::block_on(gpu.read(&run.x)).map_err(|e| e.to_string())?;
             Ok(Driven { run, x })
         }
-        Err(SamplerError::Diverged { sample, iteration, sigma, bound, last }) => {
+        Err(SamplerError::Diverged {
+            sample,
+            iteration,
+            sigma,
+            bound,
+            last,
+        }) => {
             let y = pollster::block_on(gpu.read(&last)).map_err(|e| e.to_string())?;
-            let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = output
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let keep = output.with_file_name(format!("{stem}_last_good.npy"));
-            let saved = write_batch(&keep, &y, shape).map(|_| format!("; the last good iterate is in {}", keep.display()));
+            let saved = write_batch(&keep, &y, shape)
+                .map(|_| format!("; the last good iterate is in {}", keep.display()));
             Err(format!(
                 "the sampler diverged: sample {sample} at iteration {iteration} has σ_t = {sigma} > {bound}; try a smaller --h0 or a larger --beta{}",
                 saved.unwrap_or_default()
@@ -352,14 +413,40 @@ pub(crate) fn drive(
 }
 
 /// One JSON object with the common results.
-pub(crate) fn summary_json(d: &Driven, shape: Shape, params: &SamplerParams, adapter: &str) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn summary_json(
+    d: &Driven,
+    shape: Shape,
+    params: &SamplerParams,
+    adapter: &str,
+) -> serde_json::Map<String, serde_json::Value> {
     use serde_json::json;
     let r = &d.run;
     let mut m = serde_json::Map::new();
     let one = shape.n == 1;
-    m.insert("iterations".into(), if one { json!(r.iterations[0]) } else { json!(r.iterations) });
-    m.insert("final_sigma".into(), if one { json!(r.final_sigma[0]) } else { json!(r.final_sigma) });
-    m.insert("measured_sigma".into(), if one { json!(r.final_measured[0]) } else { json!(r.final_measured) });
+    m.insert(
+        "iterations".into(),
+        if one {
+            json!(r.iterations[0])
+        } else {
+            json!(r.iterations)
+        },
+    );
+    m.insert(
+        "final_sigma".into(),
+        if one {
+            json!(r.final_sigma[0])
+        } else {
+            json!(r.final_sigma)
+        },
+    );
+    m.insert(
+        "measured_sigma".into(),
+        if one {
+            json!(r.final_measured[0])
+        } else {
+            json!(r.final_measured)
+        },
+    );
     m.insert(
         "schedule".into(),
         json!(match params.schedule {
@@ -368,9 +455,22 @@ pub(crate) fn summary_json(d: &Driven, shape: Shape, params: &SamplerParams, ada
             Schedule::Estimated => "estimated",
         }),
     );
-    m.insert("converged".into(), if one { json!(r.converged[0]) } else { json!(r.converged) });
-    m.insert("seconds".into(), json!((r.seconds * 1000.0).round() / 1000.0));
-    m.insert("seconds_per_iteration".into(), json!(r.seconds / r.loop_iterations.max(1) as f64));
+    m.insert(
+        "converged".into(),
+        if one {
+            json!(r.converged[0])
+        } else {
+            json!(r.converged)
+        },
+    );
+    m.insert(
+        "seconds".into(),
+        json!((r.seconds * 1000.0).round() / 1000.0),
+    );
+    m.insert(
+        "seconds_per_iteration".into(),
+        json!(r.seconds / r.loop_iterations.max(1) as f64),
+    );
     m.insert("samples".into(), json!(shape.n));
     m.insert("size".into(), json!([shape.h, shape.w, shape.c]));
     m.insert("seed".into(), json!(params.seed));
@@ -395,13 +495,19 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
     }
     if is_multiscale(&args.model) {
         if args.shard.shard.is_some() {
-            return Err("--shard is not available with multi-scale models (their levels share one batch)".into());
+            return Err(
+                "--shard is not available with multi-scale models (their levels share one batch)"
+                    .into(),
+            );
         }
         return run_multiscale(&gpu, &args, h, w);
     }
     let model = load_model(&gpu, &args.model)?;
     let c = args.channels.unwrap_or(model.channels());
-    let unsharded = SampleArgs { shard: Default::default(), ..args.clone() };
+    let unsharded = SampleArgs {
+        shard: Default::default(),
+        ..args.clone()
+    };
     let slice = crate::shard::SampleSlice::plan(
         &args.shard,
         args.run.samples,
@@ -413,10 +519,23 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
         eprintln!("this shard's samples are all written already");
         return Ok(());
     }
-    let shape = Shape::new(slice.as_ref().map_or(args.run.samples, |s| s.count), h, w, c);
+    let shape = Shape::new(
+        slice.as_ref().map_or(args.run.samples, |s| s.count),
+        h,
+        w,
+        c,
+    );
     let mut params = args.sampler.params(0.5, model.conditioning());
     params.first_sample = slice.as_ref().map_or(0, |s| s.first);
-    let d = drive(&gpu, model.as_ref(), shape, None, &params, &args.run, &args.output)?;
+    let d = drive(
+        &gpu,
+        model.as_ref(),
+        shape,
+        None,
+        &params,
+        &args.run,
+        &args.output,
+    )?;
     let written = match &slice {
         Some(s) => s.write(&d.x, shape)?,
         None => write_batch(&args.output, &d.x, shape)?,
@@ -424,7 +543,13 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
     if args.run.json {
         let mut m = summary_json(&d, shape, &params, &gpu.adapter.name);
         m.insert("task".into(), "synthesis".into());
-        m.insert("output".into(), serde_json::json!(written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>()));
+        m.insert(
+            "output".into(),
+            serde_json::json!(written
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()),
+        );
         println!("{}", serde_json::Value::Object(m));
     } else {
         let r = &d.run;
@@ -437,14 +562,22 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
                 "sample {s}: {} iterations, final σ {:.4}{measured}{}",
                 r.iterations[s],
                 r.final_sigma[s],
-                if r.converged[s] { "" } else { " (stopped by --max-iters before σ_L)" }
+                if r.converged[s] {
+                    ""
+                } else {
+                    " (stopped by --max-iters before σ_L)"
+                }
             );
         }
         println!(
             "{:.1} s ({:.3} s per iteration); wrote {}",
             r.seconds,
             r.seconds / r.loop_iterations.max(1) as f64,
-            written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            written
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())
@@ -453,7 +586,8 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
 /// A folder of multi-scale parts, or a blob whose architecture is `multiscale`.
 fn is_multiscale(path: &Path) -> bool {
     path.is_dir()
-        || prior_models::blob::WeightBlob::load(path).is_ok_and(|b| b.arch().is_ok_and(|a| a == prior_models::Arch::Multiscale))
+        || prior_models::blob::WeightBlob::load(path)
+            .is_ok_and(|b| b.arch().is_ok_and(|a| a == prior_models::Arch::Multiscale))
 }
 
 /// `prior sample` with a multi-scale conditional model: coarse-to-fine
@@ -465,10 +599,14 @@ fn run_multiscale(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<()
     if args.run.trajectory.is_some() {
         return Err("--trajectory is not available with multi-scale models (each level samples coefficients of another size)".into());
     }
-    let model = prior_models::multiscale::MultiScale::load(gpu, &args.model).map_err(|e| format!("cannot load the model: {e}"))?;
+    let model = prior_models::multiscale::MultiScale::load(gpu, &args.model)
+        .map_err(|e| format!("cannot load the model: {e}"))?;
     if let Some(c) = args.channels {
         if c != model.channels() {
-            return Err(format!("--channels {c}: the model takes {}", model.channels()));
+            return Err(format!(
+                "--channels {c}: the model takes {}",
+                model.channels()
+            ));
         }
     }
     let n = args.run.samples;
@@ -479,18 +617,33 @@ fn run_multiscale(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<()
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut history: Vec<Vec<f32>> = Vec::new();
-    let result = pollster::block_on(synthesize(gpu, &model, n, h, w, &params, |lp: &LevelProgress| {
-        let p = lp.progress;
-        history.push(p.sigmas.to_vec());
-        let worst = p.sigmas.iter().copied().fold(0.0f32, f32::max);
-        bar.set_position(p.iteration as u64);
-        let level = lp.level.map_or("low-pass".to_string(), |j| format!("details of level {j}"));
-        bar.set_message(format!("{level}: max σ_t {worst:.4}, {} of {n} running", p.running));
-    }));
+    let result = pollster::block_on(synthesize(
+        gpu,
+        &model,
+        n,
+        h,
+        w,
+        &params,
+        |lp: &LevelProgress| {
+            let p = lp.progress;
+            history.push(p.sigmas.to_vec());
+            let worst = p.sigmas.iter().copied().fold(0.0f32, f32::max);
+            bar.set_position(p.iteration as u64);
+            let level = lp
+                .level
+                .map_or("low-pass".to_string(), |j| format!("details of level {j}"));
+            bar.set_message(format!(
+                "{level}: max σ_t {worst:.4}, {} of {n} running",
+                p.running
+            ));
+        },
+    ));
     bar.finish_and_clear();
     let out = result.map_err(|e| e.to_string())?;
     if let Some(plot) = &args.run.plot {
-        let series: Vec<Vec<f32>> = (0..n).map(|s| history.iter().map(|h| h[s]).collect()).collect();
+        let series: Vec<Vec<f32>> = (0..n)
+            .map(|s| history.iter().map(|h| h[s]).collect())
+            .collect();
         let img = super::plot::sigma_plot(&series, 0.0, 640, 400);
         io::write_atomic(plot, &super::plot::encode_png(&img)?).map_err(|e| e.to_string())?;
     }
@@ -509,7 +662,9 @@ fn run_multiscale(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<()
                        "converged": l.converged, "seconds": l.seconds})
             })
             .collect();
-        let iterations: Vec<usize> = (0..n).map(|s| out.levels.iter().map(|l| l.iterations[s]).sum()).collect();
+        let iterations: Vec<usize> = (0..n)
+            .map(|s| out.levels.iter().map(|l| l.iterations[s]).sum())
+            .collect();
         let v = json!({
             "task": "synthesis", "model": prior_models::Arch::Multiscale.name(), "samples": n, "size": [shape.h, shape.w, shape.c],
             "iterations": if n == 1 { json!(iterations[0]) } else { json!(iterations) },
@@ -520,12 +675,21 @@ fn run_multiscale(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<()
         println!("{v}");
     } else {
         for l in &out.levels {
-            let name = l.level.map_or("low-pass".to_string(), |j| format!("level {j} details"));
-            println!("{name} ({}x{}): iterations {:?}, {:.1} s", l.size.0, l.size.1, l.iterations, l.seconds);
+            let name = l
+                .level
+                .map_or("low-pass".to_string(), |j| format!("level {j} details"));
+            println!(
+                "{name} ({}x{}): iterations {:?}, {:.1} s",
+                l.size.0, l.size.1, l.iterations, l.seconds
+            );
         }
         println!(
             "{seconds:.1} s in all; wrote {}",
-            written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            written
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())

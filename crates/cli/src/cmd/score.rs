@@ -64,19 +64,28 @@ struct Job {
 
 pub fn run(args: ScoreArgs) -> Result<(), String> {
     if !args.t.is_finite() || args.t < 0.0 {
-        return Err(format!("--t {}: the noise variance must be a finite number ≥ 0", args.t));
+        return Err(format!(
+            "--t {}: the noise variance must be a finite number ≥ 0",
+            args.t
+        ));
     }
     let shard = args.shard.resolve()?;
     let inputs = io::collect_inputs(&args.inputs).map_err(|e| e.to_string())?;
-    let dir_mode = inputs.len() > 1 || args.inputs.iter().any(|p| p.is_dir()) || args.output.is_dir();
+    let dir_mode =
+        inputs.len() > 1 || args.inputs.iter().any(|p| p.is_dir()) || args.output.is_dir();
     let jobs = plan(&args, &inputs, dir_mode)?;
     let todo = shard.range(jobs.len());
     let resume = dir_mode && shard::resume_in(&args.output, &run_settings(&args))?;
     // The gradient is written last: when it exists the input is done.
-    let todo: Vec<usize> = todo.filter(|&k| !(resume && jobs[k].grad.is_file())).collect();
+    let todo: Vec<usize> = todo
+        .filter(|&k| !(resume && jobs[k].grad.is_file()))
+        .collect();
     let skipped = shard.range(jobs.len()).len() - todo.len();
     if skipped > 0 {
-        eprintln!("resuming: {skipped} input(s) of this run are already in {}", args.output.display());
+        eprintln!(
+            "resuming: {skipped} input(s) of this run are already in {}",
+            args.output.display()
+        );
     }
     if todo.is_empty() {
         return Ok(());
@@ -107,8 +116,18 @@ fn plan(args: &ScoreArgs, inputs: &[PathBuf], dir_mode: bool) -> Result<Vec<Job>
     let mut protected: Vec<PathBuf> = inputs.to_vec();
     protected.push(args.model.clone());
     if !dir_mode {
-        if args.output.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() != Some("npy") {
-            return Err(format!("{}: the gradient is written as .npy", args.output.display()));
+        if args
+            .output
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_lowercase)
+            .as_deref()
+            != Some("npy")
+        {
+            return Err(format!(
+                "{}: the gradient is written as .npy",
+                args.output.display()
+            ));
         }
         let job = Job {
             input: inputs[0].clone(),
@@ -117,12 +136,19 @@ fn plan(args: &ScoreArgs, inputs: &[PathBuf], dir_mode: bool) -> Result<Vec<Job>
             denoised: args.denoised.clone(),
             label: String::new(),
         };
-        for out in [Some(&job.grad), job.dudt.as_ref(), job.denoised.as_ref()].into_iter().flatten() {
+        for out in [Some(&job.grad), job.dudt.as_ref(), job.denoised.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             io::ensure_not_input(out, &protected).map_err(|e| e.to_string())?;
         }
         return Ok(vec![job]);
     }
-    let dirs = [Some(&args.output), args.dudt_out.as_ref(), args.denoised.as_ref()];
+    let dirs = [
+        Some(&args.output),
+        args.dudt_out.as_ref(),
+        args.denoised.as_ref(),
+    ];
     for dir in dirs.into_iter().flatten() {
         if dir.exists() && !dir.is_dir() {
             return Err(format!(
@@ -134,7 +160,9 @@ fn plan(args: &ScoreArgs, inputs: &[PathBuf], dir_mode: bool) -> Result<Vec<Job>
     let mut seen = std::collections::BTreeMap::new();
     let mut jobs = Vec::with_capacity(inputs.len());
     for input in inputs {
-        let stem = input.file_stem().ok_or_else(|| format!("{}: input has no file name", input.display()))?;
+        let stem = input
+            .file_stem()
+            .ok_or_else(|| format!("{}: input has no file name", input.display()))?;
         let name = Path::new(stem).with_extension("npy");
         if let Some(prev) = seen.insert(name.clone(), input) {
             return Err(format!(
@@ -151,30 +179,47 @@ fn plan(args: &ScoreArgs, inputs: &[PathBuf], dir_mode: bool) -> Result<Vec<Job>
             denoised: args.denoised.as_ref().map(|d| d.join(&name)),
             label: format!("{}: ", input.display()),
         };
-        for out in [Some(&job.grad), job.dudt.as_ref(), job.denoised.as_ref()].into_iter().flatten() {
+        for out in [Some(&job.grad), job.dudt.as_ref(), job.denoised.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             io::ensure_not_input(out, &protected).map_err(|e| e.to_string())?;
         }
         jobs.push(job);
     }
     for dir in dirs.into_iter().flatten() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
     }
     Ok(jobs)
 }
 
-fn score_one(gpu: &Gpu, model: &prior_models::energy::EnergyUNet, args: &ScoreArgs, job: &Job) -> Result<(), String> {
+fn score_one(
+    gpu: &Gpu,
+    model: &prior_models::energy::EnergyUNet,
+    args: &ScoreArgs,
+    job: &Job,
+) -> Result<(), String> {
     use prior_models::Denoiser;
     let img = io::read_input(&job.input).map_err(|e| e.to_string())?;
     if img.c != model.channels() {
-        return Err(format!("{}: {} channel(s), the model takes {}", job.input.display(), img.c, model.channels()));
+        return Err(format!(
+            "{}: {} channel(s), the model takes {}",
+            job.input.display(),
+            img.c,
+            model.channels()
+        ));
     }
     let (c, h, w) = (img.c, img.h, img.w);
     let y = gpu.upload(Shape::new(1, h, w, c), &chw_to_hwc(c, h, w, &img.data));
     let want_dudt = args.dudt || args.dudt_out.is_some();
     let at = |e: String| format!("{}: {e}", job.input.display());
     let t = gpu.upload(Shape::new(1, 1, 1, 1), &[args.t]);
-    let e = model.evaluate(gpu, &y, &t, true, want_dudt).map_err(|e| at(e.to_string()))?;
-    let grad = pollster::block_on(gpu.read(e.grad.as_ref().expect("asked for"))).map_err(|e| at(e.to_string()))?;
+    let e = model
+        .evaluate(gpu, &y, &t, true, want_dudt)
+        .map_err(|e| at(e.to_string()))?;
+    let grad = pollster::block_on(gpu.read(e.grad.as_ref().expect("asked for")))
+        .map_err(|e| at(e.to_string()))?;
     let energy = pollster::block_on(gpu.read(&e.energy)).map_err(|e| at(e.to_string()))?[0];
     let dudt = match &e.dudt {
         Some(t) => Some(pollster::block_on(gpu.read(t)).map_err(|e| at(e.to_string()))?[0]),
@@ -186,11 +231,20 @@ fn score_one(gpu: &Gpu, model: &prior_models::energy::EnergyUNet, args: &ScoreAr
         io::write_npy(p, &[1], &[d]).map_err(|e| e.to_string())?;
     }
     if let Some(out) = &job.denoised {
-        let den: Vec<f32> = img.data.iter().zip(&grad_chw).map(|(y, g)| y - args.t * g).collect();
+        let den: Vec<f32> = img
+            .data
+            .iter()
+            .zip(&grad_chw)
+            .map(|(y, g)| y - args.t * g)
+            .collect();
         io::write_output(out, &Image::new(c, h, w, den)).map_err(|e| e.to_string())?;
     }
     io::write_npy(&job.grad, &[c, h, w], &grad_chw).map_err(|e| e.to_string())?;
-    println!("{name}U(y, t={}) = {energy:.6} nats; ∇_yU written to {}", args.t, job.grad.display());
+    println!(
+        "{name}U(y, t={}) = {energy:.6} nats; ∇_yU written to {}",
+        args.t,
+        job.grad.display()
+    );
     if let Some(d) = dudt {
         println!("{name}∂U/∂t = {d:.6}");
     }

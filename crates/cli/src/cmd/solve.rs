@@ -18,7 +18,10 @@ use prior_algos::measure::{self, Task};
 use prior_algos::sampler::Problem;
 use prior_gpu::{Gpu, Shape};
 
-use super::sample::{check_output, drive, load_model, summary_json, to_channels_last, write_batch, RunFlags, SamplerFlags};
+use super::sample::{
+    check_output, drive, load_model, summary_json, to_channels_last, write_batch, RunFlags,
+    SamplerFlags,
+};
 use crate::io;
 
 /// The inverse problems of the paper.
@@ -86,12 +89,19 @@ pub struct SolveArgs {
 }
 
 fn parse_rect(s: &str) -> Result<(usize, usize, usize, usize), String> {
-    let v: Vec<usize> = s.split(',').map(|p| p.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| {
-        format!("--rect {s}: expected TOP,LEFT,HEIGHT,WIDTH as four non-negative integers")
-    })?;
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            format!("--rect {s}: expected TOP,LEFT,HEIGHT,WIDTH as four non-negative integers")
+        })?;
     match v[..] {
         [t, l, h, w] => Ok((t, l, h, w)),
-        _ => Err(format!("--rect {s}: expected TOP,LEFT,HEIGHT,WIDTH (four numbers), got {}", v.len())),
+        _ => Err(format!(
+            "--rect {s}: expected TOP,LEFT,HEIGHT,WIDTH (four numbers), got {}",
+            v.len()
+        )),
     }
 }
 
@@ -99,7 +109,10 @@ fn parse_rect(s: &str) -> Result<(usize, usize, usize, usize), String> {
 fn task_of(args: &SolveArgs, (h, w, _c): (usize, usize, usize)) -> Result<Task, String> {
     let name = format!("{:?}", args.task).to_lowercase();
     let extra = |flag: &str| Err(format!("{flag} does not apply to `{name}`"));
-    let need_fraction = || args.fraction.ok_or_else(|| format!("`{name}` needs --fraction P"));
+    let need_fraction = || {
+        args.fraction
+            .ok_or_else(|| format!("`{name}` needs --fraction P"))
+    };
     if args.measured && !matches!(args.task, TaskName::Superres | TaskName::Inpaint) {
         return Err(format!("--measured applies to superres and inpaint, not `{name}` (its measurements are not an image)"));
     }
@@ -114,17 +127,32 @@ fn task_of(args: &SolveArgs, (h, w, _c): (usize, usize, usize)) -> Result<Task, 
             match (&args.rect, &args.mask) {
                 (Some(r), None) => {
                     let (top, left, height, width) = parse_rect(r)?;
-                    Ok(Task::InpaintRect { top, left, height, width })
+                    Ok(Task::InpaintRect {
+                        top,
+                        left,
+                        height,
+                        width,
+                    })
                 }
                 (None, Some(m)) => {
                     let img = io::read_input(m).map_err(|e| e.to_string())?;
                     if (img.h, img.w) != (h, w) {
-                        return Err(format!("{}: the mask is {}x{}, the image {h}x{w}", m.display(), img.h, img.w));
+                        return Err(format!(
+                            "{}: the mask is {}x{}, the image {h}x{w}",
+                            m.display(),
+                            img.h,
+                            img.w
+                        ));
                     }
-                    Ok(Task::InpaintMask { channels: img.c, mask: to_channels_last(&img) })
+                    Ok(Task::InpaintMask {
+                        channels: img.c,
+                        mask: to_channels_last(&img),
+                    })
                 }
                 (Some(_), Some(_)) => Err("inpaint: give either --rect or --mask, not both".into()),
-                (None, None) => Err("inpaint needs --rect TOP,LEFT,HEIGHT,WIDTH or --mask MASK.png".into()),
+                (None, None) => {
+                    Err("inpaint needs --rect TOP,LEFT,HEIGHT,WIDTH or --mask MASK.png".into())
+                }
             }
         }
         TaskName::Pixels | TaskName::Cs | TaskName::Spectral => {
@@ -184,7 +212,8 @@ pub fn run(args: SolveArgs) -> Result<(), String> {
         _ => (input.h, input.w, input.c),
     };
     let task = task_of(&args, (h, w, c))?;
-    let op = measure::build(&gpu, &task, (h, w, c), args.sampler.seed).map_err(|e| e.to_string())?;
+    let op =
+        measure::build(&gpu, &task, (h, w, c), args.sampler.seed).map_err(|e| e.to_string())?;
     let data = to_channels_last(&input);
     let (x_c, clean) = if args.measured {
         let xc = match task {
@@ -193,29 +222,60 @@ pub fn run(args: SolveArgs) -> Result<(), String> {
                 let v: Vec<f32> = data.iter().map(|v| v * factor as f32).collect();
                 gpu.upload(Shape::new(1, input.h, input.w, c), &v)
             }
-            _ => op.mt(&gpu, &gpu.upload(Shape::new(1, h, w, c), &data)).map_err(|e| e.to_string())?,
+            _ => op
+                .mt(&gpu, &gpu.upload(Shape::new(1, h, w, c), &data))
+                .map_err(|e| e.to_string())?,
         };
         (xc, None)
     } else {
         let x = gpu.upload(Shape::new(1, h, w, c), &data);
         (op.mt(&gpu, &x).map_err(|e| e.to_string())?, Some(data))
     };
-    let naive = pollster::block_on(gpu.read(&op.m(&gpu, &x_c).map_err(|e| e.to_string())?)).map_err(|e| e.to_string())?;
+    let naive = pollster::block_on(gpu.read(&op.m(&gpu, &x_c).map_err(|e| e.to_string())?))
+        .map_err(|e| e.to_string())?;
     let one = Shape::new(1, h, w, c);
     if let Some(p) = &args.save_input {
         write_batch(p, &naive, one)?;
     }
-    let unsharded = SolveArgs { shard: Default::default(), ..args.clone() };
-    let settings = super::sample::shard_settings(&(unsharded, crate::shard::file_identity(&args.input)), &args.model);
-    let slice = crate::shard::SampleSlice::plan(&args.shard, args.run.samples, &args.output, &args.run, settings)?;
+    let unsharded = SolveArgs {
+        shard: Default::default(),
+        ..args.clone()
+    };
+    let settings = super::sample::shard_settings(
+        &(unsharded, crate::shard::file_identity(&args.input)),
+        &args.model,
+    );
+    let slice = crate::shard::SampleSlice::plan(
+        &args.shard,
+        args.run.samples,
+        &args.output,
+        &args.run,
+        settings,
+    )?;
     if slice.as_ref().is_some_and(|s| s.count == 0) {
         eprintln!("this shard's samples are all written already");
         return Ok(());
     }
-    let shape = Shape::new(slice.as_ref().map_or(args.run.samples, |s| s.count), h, w, c);
+    let shape = Shape::new(
+        slice.as_ref().map_or(args.run.samples, |s| s.count),
+        h,
+        w,
+        c,
+    );
     let mut params = args.sampler.params(0.01, model.conditioning());
     params.first_sample = slice.as_ref().map_or(0, |s| s.first);
-    let d = drive(&gpu, model.as_ref(), shape, Some(Problem { op: op.as_ref(), x_c: &x_c }), &params, &args.run, &args.output)?;
+    let d = drive(
+        &gpu,
+        model.as_ref(),
+        shape,
+        Some(Problem {
+            op: op.as_ref(),
+            x_c: &x_c,
+        }),
+        &params,
+        &args.run,
+        &args.output,
+    )?;
     let written = match &slice {
         Some(s) => s.write(&d.x, shape)?,
         None => write_batch(&args.output, &d.x, shape)?,
@@ -223,7 +283,12 @@ pub fn run(args: SolveArgs) -> Result<(), String> {
     let per = one.numel();
     let psnr = |a: &[f32], b: &[f32]| crate::metrics::psnr(a, b, 1.0);
     let (p_in, p_out): (Option<f64>, Vec<f64>) = match &clean {
-        Some(cl) => (Some(psnr(&naive, cl)), (0..shape.n).map(|s| psnr(&d.x[s * per..(s + 1) * per], cl)).collect()),
+        Some(cl) => (
+            Some(psnr(&naive, cl)),
+            (0..shape.n)
+                .map(|s| psnr(&d.x[s * per..(s + 1) * per], cl))
+                .collect(),
+        ),
         None => (None, Vec::new()),
     };
     if args.run.json {
@@ -234,9 +299,22 @@ pub fn run(args: SolveArgs) -> Result<(), String> {
         m.insert("measurements".into(), json!(op.dimensions()));
         if let Some(p) = p_in {
             m.insert("psnr_input".into(), json!(p));
-            m.insert("psnr".into(), if shape.n == 1 { json!(p_out[0]) } else { json!(p_out) });
+            m.insert(
+                "psnr".into(),
+                if shape.n == 1 {
+                    json!(p_out[0])
+                } else {
+                    json!(p_out)
+                },
+            );
         }
-        m.insert("output".into(), json!(written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>()));
+        m.insert(
+            "output".into(),
+            json!(written
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()),
+        );
         println!("{}", serde_json::Value::Object(m));
     } else {
         println!("{}", op.describe());
@@ -250,14 +328,22 @@ pub fn run(args: SolveArgs) -> Result<(), String> {
                 "sample {s}: {} iterations, final σ {:.4}{q}{}",
                 r.iterations[s],
                 r.final_sigma[s],
-                if r.converged[s] { "" } else { " (stopped by --max-iters before σ_L)" }
+                if r.converged[s] {
+                    ""
+                } else {
+                    " (stopped by --max-iters before σ_L)"
+                }
             );
         }
         println!(
             "{:.1} s ({:.3} s per iteration); wrote {}",
             r.seconds,
             r.seconds / r.loop_iterations.max(1) as f64,
-            written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            written
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())

@@ -68,7 +68,9 @@ pub fn normal_cdf(x: f64) -> f64 {
 }
 
 pub fn gelu(x: &[f32]) -> Vec<f32> {
-    x.iter().map(|&v| (v as f64 * normal_cdf(v as f64)) as f32).collect()
+    x.iter()
+        .map(|&v| (v as f64 * normal_cdf(v as f64)) as f32)
+        .collect()
 }
 
 pub fn gelu_jvp(x: &[f32], t: &[f32]) -> Vec<f32> {
@@ -100,7 +102,9 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 pub fn silu(x: &[f32]) -> Vec<f32> {
-    x.iter().map(|&v| (v as f64 * sigmoid(v as f64)) as f32).collect()
+    x.iter()
+        .map(|&v| (v as f64 * sigmoid(v as f64)) as f32)
+        .collect()
 }
 
 pub fn silu_jvp(x: &[f32], t: &[f32]) -> Vec<f32> {

@@ -30,7 +30,11 @@ pub fn conv2d_jvp(
 ) -> (Shape, Vec<f32>) {
     let (os, y) = super::conv2d::conv2d(t, s, w, None, cout, k, stride, pad, dil);
     let mut y = match scale {
-        Some(sc) => y.iter().enumerate().map(|(i, v)| v * sc[i % cout]).collect(),
+        Some(sc) => y
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * sc[i % cout])
+            .collect(),
         None => y,
     };
     if let Some(m) = mask {
@@ -70,7 +74,8 @@ pub fn conv2d_vjp(
         for oy in 0..ho {
             for ox in 0..wo {
                 for co in 0..cout {
-                    let g = u[((b * ho + oy) * wo + ox) * cout + co] as f64 * scale.map_or(1.0, |sc| sc[co] as f64);
+                    let g = u[((b * ho + oy) * wo + ox) * cout + co] as f64
+                        * scale.map_or(1.0, |sc| sc[co] as f64);
                     if g == 0.0 {
                         continue;
                     }
@@ -101,7 +106,10 @@ pub fn conv2d_vjp(
 pub fn batch_norm_jvp(bn: &BatchNorm, t: &[f32]) -> Vec<f32> {
     let (scale, _) = bn.scale_shift();
     let c = scale.len();
-    t.iter().enumerate().map(|(i, v)| v * scale[i % c]).collect()
+    t.iter()
+        .enumerate()
+        .map(|(i, v)| v * scale[i % c])
+        .collect()
 }
 
 /// VJP of a normalisation: the same diagonal map as the JVP.

@@ -11,11 +11,18 @@ pub fn batch_norm(bn: &BatchNorm, x: &[f32], relu: bool) -> Vec<f32> {
             let y = match bn {
                 BatchNorm::BfSd { sd, gamma } => v / sd[k] * gamma[k],
                 BatchNorm::BfVar { var, weight } => v / (var[k].sqrt() + 1e-5) * weight[k],
-                BatchNorm::Standard { mean, var, weight, bias } => {
-                    (v - mean[k]) / (var[k] + 1e-5).sqrt() * weight[k] + bias[k]
-                }
+                BatchNorm::Standard {
+                    mean,
+                    var,
+                    weight,
+                    bias,
+                } => (v - mean[k]) / (var[k] + 1e-5).sqrt() * weight[k] + bias[k],
             };
-            if relu { y.max(0.0) } else { y }
+            if relu {
+                y.max(0.0)
+            } else {
+                y
+            }
         })
         .collect()
 }

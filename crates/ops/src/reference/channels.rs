@@ -5,7 +5,9 @@ use prior_gpu::Shape;
 /// Channels `[start, start + len)` of `x` (shape `s`).
 pub fn slice_channels(x: &[f32], s: Shape, start: usize, len: usize) -> Vec<f32> {
     assert!(start + len <= s.c);
-    x.chunks(s.c).flat_map(|px| px[start..start + len].iter().copied()).collect()
+    x.chunks(s.c)
+        .flat_map(|px| px[start..start + len].iter().copied())
+        .collect()
 }
 
 /// Parts (each `(data, channels)`, same number of pixels) side by side.

@@ -37,7 +37,8 @@ pub fn conv2d(
                                 continue;
                             }
                             for ci in 0..s.c {
-                                let xv = x[((b * s.h + iy as usize) * s.w + ix as usize) * s.c + ci];
+                                let xv =
+                                    x[((b * s.h + iy as usize) * s.w + ix as usize) * s.c + ci];
                                 let wv = w[((co * s.c + ci) * kh + ky) * kw + kx];
                                 acc += xv as f64 * wv as f64;
                             }

@@ -42,7 +42,8 @@ pub fn conv_transpose2d(
                         for ci in 0..s.c {
                             let xv = x[((b * s.h + iy) * s.w + ix) * s.c + ci] as f64;
                             for co in 0..cout {
-                                acc[o + co] += xv * w[((ci * cout + co) * kh + ky) * kw + kx] as f64;
+                                acc[o + co] +=
+                                    xv * w[((ci * cout + co) * kh + ky) * kw + kx] as f64;
                             }
                         }
                     }

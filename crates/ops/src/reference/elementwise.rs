@@ -5,7 +5,16 @@ pub fn relu(x: &[f32]) -> Vec<f32> {
 }
 
 pub fn relu_mask(t: &[f32], primal: &[f32]) -> Vec<f32> {
-    t.iter().enumerate().map(|(i, v)| if primal[i % primal.len()] > 0.0 { *v } else { 0.0 }).collect()
+    t.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if primal[i % primal.len()] > 0.0 {
+                *v
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 pub fn axpby(alpha: f32, a: &[f32], beta: f32, b: &[f32]) -> Vec<f32> {
@@ -14,5 +23,8 @@ pub fn axpby(alpha: f32, a: &[f32], beta: f32, b: &[f32]) -> Vec<f32> {
 
 pub fn affine_c(x: &[f32], scale: &[f32], shift: &[f32]) -> Vec<f32> {
     let c = scale.len();
-    x.iter().enumerate().map(|(i, v)| v * scale[i % c] + shift[i % c]).collect()
+    x.iter()
+        .enumerate()
+        .map(|(i, v)| v * scale[i % c] + shift[i % c])
+        .collect()
 }

@@ -8,7 +8,11 @@ pub fn sinusoid(t: &[f32], freqs: &[f32], derivative: bool) -> Vec<f32> {
         for (j, &f) in freqs.iter().enumerate() {
             let a = (tv * f) as f64;
             let (s, c) = a.sin_cos();
-            let (u, v) = if derivative { (-(f as f64) * s, f as f64 * c) } else { (c, s) };
+            let (u, v) = if derivative {
+                (-(f as f64) * s, f as f64 * c)
+            } else {
+                (c, s)
+            };
             y[b * 2 * k + j] = u as f32;
             y[b * 2 * k + k + j] = v as f32;
         }

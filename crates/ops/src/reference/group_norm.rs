@@ -28,8 +28,12 @@ fn stats(x: &[f64], s: Shape, gs: usize, eps: f64) -> Stats {
             }
         }
     }
-    let vbar: Vec<f64> = (0..s.n).map(|b| v[b * g..(b + 1) * g].iter().sum::<f64>() / g as f64).collect();
-    let fac = (0..s.n * g).map(|i| (vbar[i / g] / (v[i] + eps) + eps).sqrt()).collect();
+    let vbar: Vec<f64> = (0..s.n)
+        .map(|b| v[b * g..(b + 1) * g].iter().sum::<f64>() / g as f64)
+        .collect();
+    let fac = (0..s.n * g)
+        .map(|i| (vbar[i / g] / (v[i] + eps) + eps).sqrt())
+        .collect();
     Stats { mu, v, fac, vbar }
 }
 
@@ -39,7 +43,10 @@ fn f64v(x: &[f32]) -> Vec<f64> {
 
 /// `z = (x − μ_g)·fac_g·gain[b, c]`.
 pub fn forward(x: &[f32], s: Shape, gs: usize, eps: f32, gain: &[f32]) -> Vec<f32> {
-    forward_f64(&f64v(x), s, gs, eps as f64, &f64v(gain)).iter().map(|&v| v as f32).collect()
+    forward_f64(&f64v(x), s, gs, eps as f64, &f64v(gain))
+        .iter()
+        .map(|&v| v as f32)
+        .collect()
 }
 
 /// f64 forward (for finite-difference checks of the derivatives).
@@ -57,7 +64,15 @@ pub fn forward_f64(x: &[f64], s: Shape, gs: usize, eps: f64, gain: &[f64]) -> Ve
 }
 
 /// JVP: `z'` at `x` for tangents `xt` of the input and `dgain` of the gains.
-pub fn jvp(x: &[f32], xt: &[f32], s: Shape, gs: usize, eps: f32, gain: &[f32], dgain: &[f32]) -> Vec<f32> {
+pub fn jvp(
+    x: &[f32],
+    xt: &[f32],
+    s: Shape,
+    gs: usize,
+    eps: f32,
+    gain: &[f32],
+    dgain: &[f32],
+) -> Vec<f32> {
     let (x, xt, gain, dgain) = (f64v(x), f64v(xt), f64v(gain), f64v(dgain));
     let eps = eps as f64;
     let st = stats(&x, s, gs, eps);
@@ -71,7 +86,9 @@ pub fn jvp(x: &[f32], xt: &[f32], s: Shape, gs: usize, eps: f32, gain: &[f32], d
         m[q] += xt[i] / cnt;
         dv[q] += 2.0 * xt[i] * (x[i] - st.mu[q]) / cnt;
     }
-    let dvbar: Vec<f64> = (0..s.n).map(|b| dv[b * g..(b + 1) * g].iter().sum::<f64>() / g as f64).collect();
+    let dvbar: Vec<f64> = (0..s.n)
+        .map(|b| dv[b * g..(b + 1) * g].iter().sum::<f64>() / g as f64)
+        .collect();
     (0..x.len())
         .map(|i| {
             let c = i % s.c;
@@ -88,7 +105,10 @@ pub fn jvp(x: &[f32], xt: &[f32], s: Shape, gs: usize, eps: f32, gain: &[f32], d
 
 /// VJP with respect to the input: `x̄` at `x` for a cotangent `zb`.
 pub fn vjp(x: &[f32], zb: &[f32], s: Shape, gs: usize, eps: f32, gain: &[f32]) -> Vec<f32> {
-    vjp_f64(&f64v(x), &f64v(zb), s, gs, eps as f64, &f64v(gain)).iter().map(|&v| v as f32).collect()
+    vjp_f64(&f64v(x), &f64v(zb), s, gs, eps as f64, &f64v(gain))
+        .iter()
+        .map(|&v| v as f32)
+        .collect()
 }
 
 /// f64 VJP (for finite-difference checks of [`vjp_jvp`]).
@@ -96,7 +116,9 @@ pub fn vjp_f64(x: &[f64], zb: &[f64], s: Shape, gs: usize, eps: f64, gain: &[f64
     let st = stats(x, s, gs, eps);
     let g = s.c / gs;
     let cnt = (gs * s.pixels()) as f64;
-    let u: Vec<f64> = (0..x.len()).map(|i| zb[i] * gain[(i / (s.pixels() * s.c)) * s.c + i % s.c]).collect();
+    let u: Vec<f64> = (0..x.len())
+        .map(|i| zb[i] * gain[(i / (s.pixels() * s.c)) * s.c + i % s.c])
+        .collect();
     let (mut m, mut s2) = (vec![0.0; s.n * g], vec![0.0; s.n * g]);
     for i in 0..x.len() {
         let c = i % s.c;
@@ -107,15 +129,21 @@ pub fn vjp_f64(x: &[f64], zb: &[f64], s: Shape, gs: usize, eps: f64, gain: &[f64
     }
     // Σ_g S_g δfac_g with δfac_g = (δv̄/(v_g+eps) − v̄ δv_g/(v_g+eps)²)/(2 fac_g),
     // δv̄ = mean δv, δv_g = (2/n) Σ d δx.
-    let a: Vec<f64> =
-        (0..s.n).map(|b| (0..g).map(|j| s2[b * g + j] / (2.0 * st.fac[b * g + j] * (st.v[b * g + j] + eps))).sum()).collect();
+    let a: Vec<f64> = (0..s.n)
+        .map(|b| {
+            (0..g)
+                .map(|j| s2[b * g + j] / (2.0 * st.fac[b * g + j] * (st.v[b * g + j] + eps)))
+                .sum()
+        })
+        .collect();
     (0..x.len())
         .map(|i| {
             let c = i % s.c;
             let b = i / (s.pixels() * s.c);
             let q = b * g + c / gs;
             let ve = st.v[q] + eps;
-            let k = (2.0 / cnt) * (a[b] / g as f64 - s2[q] * st.vbar[b] / (2.0 * st.fac[q] * ve * ve));
+            let k =
+                (2.0 / cnt) * (a[b] / g as f64 - s2[q] * st.vbar[b] / (2.0 * st.fac[q] * ve * ve));
             st.fac[q] * (u[i] - m[q]) + k * (x[i] - st.mu[q])
         })
         .collect()
@@ -124,16 +152,36 @@ pub fn vjp_f64(x: &[f64], zb: &[f64], s: Shape, gs: usize, eps: f64, gain: &[f64
 /// Forward over reverse: the tangent of [`vjp`]'s `x̄(zb, x)` when the
 /// cotangent moves along `zbt` and the input along `xt` (gains constant),
 /// differentiated by hand term by term (f64).
-pub fn vjp_jvp(x: &[f32], xt: &[f32], zb: &[f32], zbt: &[f32], s: Shape, gs: usize, eps: f32, gain: &[f32]) -> Vec<f32> {
+pub fn vjp_jvp(
+    x: &[f32],
+    xt: &[f32],
+    zb: &[f32],
+    zbt: &[f32],
+    s: Shape,
+    gs: usize,
+    eps: f32,
+    gain: &[f32],
+) -> Vec<f32> {
     let (x, xt, zb, zbt, gain) = (f64v(x), f64v(xt), f64v(zb), f64v(zbt), f64v(gain));
     let eps = eps as f64;
     let st = stats(&x, s, gs, eps);
     let g = s.c / gs;
     let cnt = (gs * s.pixels()) as f64;
-    let at = |i: usize| ((i / (s.pixels() * s.c)) * g + (i % s.c) / gs, gain[(i / (s.pixels() * s.c)) * s.c + i % s.c]);
+    let at = |i: usize| {
+        (
+            (i / (s.pixels() * s.c)) * g + (i % s.c) / gs,
+            gain[(i / (s.pixels() * s.c)) * s.c + i % s.c],
+        )
+    };
     // per group: μ', δv, S1, S2, S1', S2'
-    let (mut dmu, mut dv, mut s1, mut s2, mut s1t, mut s2t) =
-        (vec![0.0; s.n * g], vec![0.0; s.n * g], vec![0.0; s.n * g], vec![0.0; s.n * g], vec![0.0; s.n * g], vec![0.0; s.n * g]);
+    let (mut dmu, mut dv, mut s1, mut s2, mut s1t, mut s2t) = (
+        vec![0.0; s.n * g],
+        vec![0.0; s.n * g],
+        vec![0.0; s.n * g],
+        vec![0.0; s.n * g],
+        vec![0.0; s.n * g],
+        vec![0.0; s.n * g],
+    );
     for i in 0..x.len() {
         let (q, gn) = at(i);
         let d = x[i] - st.mu[q];
@@ -148,9 +196,13 @@ pub fn vjp_jvp(x: &[f32], xt: &[f32], zb: &[f32], zbt: &[f32], s: Shape, gs: usi
         let (d, dd) = (x[i] - st.mu[q], xt[i] - dmu[q]);
         s2t[q] += zbt[i] * gn * d + zb[i] * gn * dd;
     }
-    let dvbar: Vec<f64> = (0..s.n).map(|b| dv[b * g..(b + 1) * g].iter().sum::<f64>() / g as f64).collect();
+    let dvbar: Vec<f64> = (0..s.n)
+        .map(|b| dv[b * g..(b + 1) * g].iter().sum::<f64>() / g as f64)
+        .collect();
     let ve = |q: usize| st.v[q] + eps;
-    let dfac = |q: usize| (dvbar[q / g] / ve(q) - st.vbar[q / g] * dv[q] / (ve(q) * ve(q))) / (2.0 * st.fac[q]);
+    let dfac = |q: usize| {
+        (dvbar[q / g] / ve(q) - st.vbar[q / g] * dv[q] / (ve(q) * ve(q))) / (2.0 * st.fac[q])
+    };
     let bq = |q: usize| s2[q] / (2.0 * st.fac[q] * ve(q));
     let bqt = |q: usize| {
         let (f, v) = (st.fac[q], ve(q));
@@ -167,7 +219,8 @@ pub fn vjp_jvp(x: &[f32], xt: &[f32], zb: &[f32], zbt: &[f32], s: Shape, gs: usi
         let at: f64 = (0..g).map(|j| bqt(b * g + j)).sum();
         // C = S2·v̄/(2·fac·ve²): quotient rule on each factor
         let c = s2[q] * vb / (2.0 * f * v * v);
-        let ct = (s2t[q] * vb + s2[q] * dvbar[b]) / (2.0 * f * v * v) - c * (dfac(q) / f + 2.0 * dv[q] / v);
+        let ct = (s2t[q] * vb + s2[q] * dvbar[b]) / (2.0 * f * v * v)
+            - c * (dfac(q) / f + 2.0 * dv[q] / v);
         (2.0 / cnt) * (at / g as f64 - ct)
     };
     (0..x.len())
@@ -175,7 +228,10 @@ pub fn vjp_jvp(x: &[f32], xt: &[f32], zb: &[f32], zbt: &[f32], s: Shape, gs: usi
             let (q, gn) = at(i);
             let d = x[i] - st.mu[q];
             let (u, a) = (zb[i] * gn, zbt[i] * gn);
-            (dfac(q) * (u - s1[q] / cnt) + st.fac[q] * (a - s1t[q] / cnt) + kt(q) * d + k(q) * (xt[i] - dmu[q])) as f32
+            (dfac(q) * (u - s1[q] / cnt)
+                + st.fac[q] * (a - s1t[q] / cnt)
+                + kt(q) * d
+                + k(q) * (xt[i] - dmu[q])) as f32
         })
         .collect()
 }

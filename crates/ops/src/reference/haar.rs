@@ -86,8 +86,14 @@ pub fn haar_pyramid(x: &[f32], s: Shape, levels: usize) -> (Array, Vec<Array>) {
     let mut details = Vec::new();
     for _ in 0..levels {
         let (cs, coefs) = haar_analysis(&low.1, low.0);
-        details.push((cs.with_c(3 * c), super::channels::slice_channels(&coefs, cs, c, 3 * c)));
-        low = (cs.with_c(c), super::channels::slice_channels(&coefs, cs, 0, c));
+        details.push((
+            cs.with_c(3 * c),
+            super::channels::slice_channels(&coefs, cs, c, 3 * c),
+        ));
+        low = (
+            cs.with_c(c),
+            super::channels::slice_channels(&coefs, cs, 0, c),
+        );
     }
     (low, details)
 }

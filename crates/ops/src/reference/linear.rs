@@ -1,6 +1,13 @@
 //! CPU reference of `linear` (f64 accumulation): `W` is `(out, in)` row-major.
 
-pub fn linear(x: &[f32], n: usize, w: &[f32], bias: Option<&[f32]>, out: usize, inp: usize) -> Vec<f32> {
+pub fn linear(
+    x: &[f32],
+    n: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: usize,
+    inp: usize,
+) -> Vec<f32> {
     let mut y = vec![0.0; n * out];
     for b in 0..n {
         for o in 0..out {

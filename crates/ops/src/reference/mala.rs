@@ -11,7 +11,13 @@ pub fn uniform(key: u32, i: u32) -> f32 {
 }
 
 /// `y' = y − ε·g + √(2ε)·z`, `z` in (N, C, H, W) counter order.
-pub fn propose(y: &[f32], g: &[f32], (h, w, c): (usize, usize, usize), eps: f32, key: u32) -> Vec<f32> {
+pub fn propose(
+    y: &[f32],
+    g: &[f32],
+    (h, w, c): (usize, usize, usize),
+    eps: f32,
+    key: u32,
+) -> Vec<f32> {
     let per = h * w * c;
     (0..y.len())
         .map(|j| {
@@ -25,7 +31,15 @@ pub fn propose(y: &[f32], g: &[f32], (h, w, c): (usize, usize, usize), eps: f32,
 
 /// log α of each sample: `U(y) − U(y') − Σ[(y − y' + ε g')² − (y' − y + ε g)²]/(4ε)`
 /// (sums in f64).
-pub fn log_alpha(u: &[f32], u_prop: &[f32], y: &[f32], g: &[f32], y_prop: &[f32], g_prop: &[f32], eps: f32) -> Vec<f64> {
+pub fn log_alpha(
+    u: &[f32],
+    u_prop: &[f32],
+    y: &[f32],
+    g: &[f32],
+    y_prop: &[f32],
+    g_prop: &[f32],
+    eps: f32,
+) -> Vec<f64> {
     let n = u.len();
     let per = y.len() / n;
     (0..n)

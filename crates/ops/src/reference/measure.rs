@@ -2,7 +2,10 @@
 
 /// `x ⊙ m` (m broadcast by modulo).
 pub fn mask_mul(x: &[f32], m: &[f32]) -> Vec<f32> {
-    x.iter().enumerate().map(|(j, v)| v * m[j % m.len()]).collect()
+    x.iter()
+        .enumerate()
+        .map(|(j, v)| v * m[j % m.len()])
+        .collect()
 }
 
 /// Block sums / s: `x` is `[n, h·s, w·s, c]`, result `[n, h, w, c]`.
@@ -35,7 +38,8 @@ pub fn block_up(x: &[f32], (n, h, w, c): (usize, usize, usize, usize), s: usize)
         for i in 0..ho {
             for j in 0..wo {
                 for ch in 0..c {
-                    y[((b * ho + i) * wo + j) * c + ch] = x[((b * h + i / s) * w + j / s) * c + ch] / s as f32;
+                    y[((b * ho + i) * wo + j) * c + ch] =
+                        x[((b * h + i / s) * w + j / s) * c + ch] / s as f32;
                 }
             }
         }
@@ -46,14 +50,26 @@ pub fn block_up(x: &[f32], (n, h, w, c): (usize, usize, usize, usize), s: usize)
 /// `A · x[s]` per sample (A rows × cols, row-major).
 pub fn matvec(a: &[f32], rows: usize, cols: usize, x: &[f32]) -> Vec<f32> {
     x.chunks(cols)
-        .flat_map(|xs| (0..rows).map(move |r| (0..cols).map(|k| a[r * cols + k] as f64 * xs[k] as f64).sum::<f64>() as f32))
+        .flat_map(|xs| {
+            (0..rows).map(move |r| {
+                (0..cols)
+                    .map(|k| a[r * cols + k] as f64 * xs[k] as f64)
+                    .sum::<f64>() as f32
+            })
+        })
         .collect()
 }
 
 /// `Aᵀ · x[s]` per sample.
 pub fn matvec_t(a: &[f32], rows: usize, cols: usize, x: &[f32]) -> Vec<f32> {
     x.chunks(rows)
-        .flat_map(|xs| (0..cols).map(move |k| (0..rows).map(|r| a[r * cols + k] as f64 * xs[r] as f64).sum::<f64>() as f32))
+        .flat_map(|xs| {
+            (0..cols).map(move |k| {
+                (0..rows)
+                    .map(|r| a[r * cols + k] as f64 * xs[r] as f64)
+                    .sum::<f64>() as f32
+            })
+        })
         .collect()
 }
 
@@ -92,7 +108,8 @@ pub fn dft(
                     let (mut re, mut im) = (0.0f64, 0.0f64);
                     for t in 0..len {
                         let (ii, jj) = if along_h { (t, j) } else { (i, t) };
-                        let a = sign * 2.0 * std::f64::consts::PI * ((k * t) % len) as f64 / len as f64;
+                        let a =
+                            sign * 2.0 * std::f64::consts::PI * ((k * t) % len) as f64 / len as f64;
                         let (xr, xi) = (at(b, ii, jj, ch, false), at(b, ii, jj, ch, true));
                         re += xr * a.cos() - xi * a.sin();
                         im += xr * a.sin() + xi * a.cos();

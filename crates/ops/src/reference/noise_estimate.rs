@@ -14,7 +14,12 @@ pub fn noise_variance(data: &[f32], s: Shape) -> Vec<f32> {
             for y in (0..s.h - s.h % 2).step_by(2) {
                 for x in (0..s.w - s.w % 2).step_by(2) {
                     for c in 0..s.c {
-                        d.push(((at(y, x, c) - at(y, x + 1, c) - at(y + 1, x, c) + at(y + 1, x + 1, c)) * 0.5).abs());
+                        d.push(
+                            ((at(y, x, c) - at(y, x + 1, c) - at(y + 1, x, c)
+                                + at(y + 1, x + 1, c))
+                                * 0.5)
+                                .abs(),
+                        );
                     }
                 }
             }

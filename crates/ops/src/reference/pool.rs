@@ -12,7 +12,10 @@ pub fn avg_pool2(x: &[f32], s: Shape) -> (Shape, Vec<f32>) {
             for ox in 0..os.w {
                 for c in 0..s.c {
                     let at = |yy: usize, xx: usize| x[((b * s.h + yy) * s.w + xx) * s.c + c] as f64;
-                    let v = at(2 * oy, 2 * ox) + at(2 * oy, 2 * ox + 1) + at(2 * oy + 1, 2 * ox) + at(2 * oy + 1, 2 * ox + 1);
+                    let v = at(2 * oy, 2 * ox)
+                        + at(2 * oy, 2 * ox + 1)
+                        + at(2 * oy + 1, 2 * ox)
+                        + at(2 * oy + 1, 2 * ox + 1);
                     y[((b * os.h + oy) * os.w + ox) * s.c + c] = (v / 4.0) as f32;
                 }
             }
@@ -33,7 +36,8 @@ pub fn upsample2(x: &[f32], s: Shape, out_hw: (usize, usize), scale: f32) -> (Sh
                     continue;
                 }
                 for c in 0..s.c {
-                    y[((b * os.h + oy) * os.w + ox) * s.c + c] = scale * x[((b * s.h + iy) * s.w + ix) * s.c + c];
+                    y[((b * os.h + oy) * os.w + ox) * s.c + c] =
+                        scale * x[((b * s.h + iy) * s.w + ix) * s.c + c];
                 }
             }
         }

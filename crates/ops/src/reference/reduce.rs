@@ -1,7 +1,10 @@
 //! CPU references of the reductions (f64 accumulation).
 
 pub fn sum_sq_diff(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum()
 }
 
 pub fn dot(a: &[f32], b: &[f32]) -> f64 {
@@ -15,5 +18,7 @@ pub fn psnr(a: &[f32], b: &[f32]) -> f64 {
 /// Per-sample inner products: `a`, `b` hold `n` samples of equal length.
 pub fn dot_per_sample(a: &[f32], b: &[f32], n: usize) -> Vec<f64> {
     let len = a.len() / n.max(1);
-    (0..n).map(|s| dot(&a[s * len..(s + 1) * len], &b[s * len..(s + 1) * len])).collect()
+    (0..n)
+        .map(|s| dot(&a[s * len..(s + 1) * len], &b[s * len..(s + 1) * len]))
+        .collect()
 }

@@ -6,12 +6,16 @@ use crate::sampler::{field, Schedule, Step, CONVERGED, DIVERGED, RUNNING, STATE}
 
 /// `d = f + m ⊙ (y − f) − b` (m, b broadcast by modulo).
 pub fn direction_mask(f: &[f32], y: &[f32], m: &[f32], b: &[f32]) -> Vec<f32> {
-    (0..f.len()).map(|j| f[j] + m[j % m.len()] * (y[j] - f[j]) - b[j % b.len()]).collect()
+    (0..f.len())
+        .map(|j| f[j] + m[j % m.len()] * (y[j] - f[j]) - b[j % b.len()])
+        .collect()
 }
 
 /// `d = f + pu − b`.
 pub fn direction_general(f: &[f32], pu: &[f32], b: &[f32]) -> Vec<f32> {
-    (0..f.len()).map(|j| f[j] + pu[j] - b[j % b.len()]).collect()
+    (0..f.len())
+        .map(|j| f[j] + pu[j] - b[j % b.len()])
+        .collect()
 }
 
 /// Updates `state` like the `coeffs` kernel (sums in f64).
@@ -32,7 +36,11 @@ pub fn coefficients(d: &[f32], per_sample: usize, state: &mut [f32], step: &Step
         };
         st[field::SIGMA] = sigma;
         st[field::MEASURED] = measured;
-        if measured.is_nan() || measured > step.sigma_max || sigma.is_nan() || sigma > step.sigma_max {
+        if measured.is_nan()
+            || measured > step.sigma_max
+            || sigma.is_nan()
+            || sigma > step.sigma_max
+        {
             st[field::STATUS] = DIVERGED;
             st[field::H] = 0.0;
             st[field::GAMMA] = 0.0;
