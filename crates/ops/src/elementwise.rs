@@ -65,7 +65,7 @@ pub fn relu(gpu: &Gpu, x: &Tensor) -> Tensor {
 /// `t` where `primal > 0`, else 0. `t` may hold several samples per primal
 /// sample (batched tangents): element i uses `primal[i % primal.numel()]`.
 pub fn relu_mask(gpu: &Gpu, t: &Tensor, primal: &Tensor) -> Result<Tensor> {
-    if t.numel() % primal.numel().max(1) != 0 {
+    if !t.numel().is_multiple_of(primal.numel().max(1)) {
         return Err(GpuError::Shape {
             op: "relu_mask",
             detail: format!("{t:?} vs {primal:?}"),
