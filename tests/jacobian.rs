@@ -260,7 +260,6 @@ fn jacobian_30_full_vs_pytorch() {
 #[test]
 fn cli_full_jacobian_and_errors() {
     use prior_cli::cmd::jacobian::{run, JacobianArgs};
-    use std::path::PathBuf;
     let case = Case::open("jac_uip_bsd400_gray");
     let dir = std::env::temp_dir().join(format!("prior-test-jacobian-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -393,7 +392,7 @@ fn cli_full_jacobian_and_errors() {
     });
     assert!(e.contains("exceeds"), "{e}");
     let e = err(JacobianArgs {
-        input: PathBuf::from(dir.join("missing.npy")),
+        input: dir.join("missing.npy"),
         ..base.clone()
     });
     assert!(e.contains("missing.npy"), "{e}");

@@ -6,12 +6,16 @@ use prior_cli::io::{read_npy, NpyArray};
 
 /// One folder of `tests/golden`.
 pub struct Case {
+    /// The folder's name.
     pub name: String,
+    /// The folder, `tests/golden/<name>`.
     pub dir: PathBuf,
+    /// The case's `meta.json`.
     pub meta: serde_json::Value,
 }
 
 impl Case {
+    /// Reads the case `name`; panics when its `meta.json` is missing or unreadable.
     pub fn open(name: &str) -> Case {
         let dir = crate::paths::golden().join(name);
         let text = std::fs::read_to_string(dir.join("meta.json"))

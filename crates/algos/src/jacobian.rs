@@ -24,18 +24,24 @@ use prior_ops::reference::rng;
 
 use crate::linalg::{self, Dense, LinalgError};
 
+/// An error of Jacobian analysis.
 #[derive(Debug, thiserror::Error)]
 pub enum JacobianError {
+    /// The model refused the input or failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A GPU error.
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    /// A dense factorisation did not converge.
     #[error(transparent)]
     Linalg(#[from] LinalgError),
+    /// The input does not fit the model (channels, size, length); the message says how.
     #[error("{0}")]
     Input(String),
 }
 
+/// Result with [`JacobianError`] as the default error.
 pub type Result<T, E = JacobianError> = std::result::Result<T, E>;
 
 /// The stream of our counter-based generator that Rademacher probe `p` uses.
@@ -60,9 +66,13 @@ pub fn rademacher(seed: u64, probe: u32, n: usize) -> Vec<f32> {
 
 /// A model linearised at one input: batched products with planar vectors.
 pub struct At<'a> {
+    /// The model.
     pub model: &'a dyn Denoiser,
+    /// Channels of the input.
     pub c: usize,
+    /// Height of the input, pixels.
     pub h: usize,
+    /// Width of the input, pixels.
     pub w: usize,
     y: Tensor,
     /// The noise variance t the model is linearised at (`[1, 1, 1, 1]`),
@@ -249,10 +259,15 @@ pub async fn rows(gpu: &Gpu, at: &At<'_>, idx: &[usize]) -> Result<Vec<Vec<f32>>
 /// ‖J‖²_F = Σ sᵢ² ≈ mean ‖Jz‖², each with its standard error.
 #[derive(Clone, Debug)]
 pub struct Hutchinson {
+    /// Number of probes.
     pub probes: usize,
+    /// Estimate of tr J.
     pub trace: f64,
+    /// Standard error of `trace`.
     pub trace_se: f64,
+    /// Estimate of ‖J‖²_F.
     pub sum_sq: f64,
+    /// Standard error of `sum_sq`.
     pub sum_sq_se: f64,
 }
 
@@ -303,8 +318,11 @@ pub async fn hutchinson(gpu: &Gpu, at: &At<'_>, probes: usize, seed: u64) -> Res
 /// Top singular triplets: J ≈ U·diag(s)·Vᵀ (columns of `u`, `v` are planar vectors).
 #[derive(Clone, Debug)]
 pub struct TopSvd {
+    /// The k largest singular values, non-increasing.
     pub s: Vec<f64>,
+    /// Left singular vectors, `N × k` (one planar vector per column).
     pub u: Dense,
+    /// Right singular vectors, `N × k` (one planar vector per column).
     pub v: Dense,
 }
 
@@ -378,6 +396,7 @@ pub async fn randomized_svd(
 pub struct Spectrum {
     /// Singular values, non-increasing.
     pub s: Vec<f64>,
+    /// tr J.
     pub trace: f64,
     /// Σ sᵢ² = ‖J‖²_F, the effective dimensionality of the papers.
     pub sum_sq: f64,

@@ -7,12 +7,16 @@ use faer::{Mat, Side};
 /// A dense row-major matrix.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dense {
+    /// Number of rows.
     pub rows: usize,
+    /// Number of columns.
     pub cols: usize,
+    /// The values, row-major (`rows · cols`).
     pub data: Vec<f64>,
 }
 
 impl Dense {
+    /// A `rows × cols` matrix from row-major values; panics on a length mismatch.
     pub fn new(rows: usize, cols: usize, data: Vec<f64>) -> Dense {
         assert_eq!(
             data.len(),
@@ -22,9 +26,11 @@ impl Dense {
         );
         Dense { rows, cols, data }
     }
+    /// [`Dense::new`] from f32 values.
     pub fn from_f32(rows: usize, cols: usize, data: &[f32]) -> Dense {
         Dense::new(rows, cols, data.iter().map(|&v| v as f64).collect())
     }
+    /// The value at row `i`, column `j`.
     pub fn get(&self, i: usize, j: usize) -> f64 {
         self.data[i * self.cols + j]
     }
@@ -32,6 +38,7 @@ impl Dense {
     pub fn col(&self, j: usize) -> Vec<f64> {
         (0..self.rows).map(|i| self.get(i, j)).collect()
     }
+    /// The transpose.
     pub fn transpose(&self) -> Dense {
         let mut t = vec![0.0; self.data.len()];
         for i in 0..self.rows {
@@ -55,6 +62,7 @@ impl Dense {
     pub fn frobenius(&self) -> f64 {
         self.data.iter().map(|v| v * v).sum::<f64>().sqrt()
     }
+    /// Sum of the diagonal (of the leading square part when not square).
     pub fn trace(&self) -> f64 {
         (0..self.rows.min(self.cols)).map(|i| self.get(i, i)).sum()
     }
@@ -79,6 +87,7 @@ fn from_faer(m: &Mat<f64>) -> Dense {
 pub struct Svd {
     /// `rows × r` (columns are the left singular vectors).
     pub u: Dense,
+    /// The singular values, non-increasing (`r = min(rows, cols)` of them).
     pub s: Vec<f64>,
     /// `cols × r` (columns are the right singular vectors).
     pub v: Dense,

@@ -172,18 +172,25 @@ impl MalaParams {
 /// Errors of a MALA run.
 #[derive(Debug, thiserror::Error)]
 pub enum MalaError {
+    /// Options or inputs out of range; the message names them.
     #[error("mala: {0}")]
     Invalid(String),
+    /// The model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A GPU error.
     #[error(transparent)]
     Gpu(#[from] GpuError),
     /// U(y, t) of a chain is not finite: the chain cannot move.
     #[error("mala: sample {sample} has energy {energy} at level {level} (t = {t}); try a smaller --step-scale")]
     NotFinite {
+        /// 0-based sample of the batch.
         sample: usize,
+        /// 0-based level.
         level: usize,
+        /// The level's noise variance.
         t: f32,
+        /// The energy found.
         energy: f32,
     },
 }

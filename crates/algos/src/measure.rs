@@ -49,12 +49,16 @@ pub const STREAM_BASIS: u32 = 0xF000_0002;
 /// Errors of building or applying a measurement operator.
 #[derive(Debug, thiserror::Error)]
 pub enum MeasureError {
+    /// Parameters that make no operator (a fraction that measures nothing, a
+    /// rectangle outside the image, a basis over the buffer limit, ...).
     #[error("{0}")]
     Invalid(String),
+    /// A GPU error.
     #[error(transparent)]
     Gpu(#[from] GpuError),
 }
 
+/// Result with [`MeasureError`] as the default error.
 pub type Result<T, E = MeasureError> = std::result::Result<T, E>;
 
 /// A linear measurement operator on images `[n, h, w, c]`.
@@ -90,25 +94,48 @@ pub enum Task {
     Synthesis,
     /// A missing rectangle (0-based top, left, height, width), all channels.
     InpaintRect {
+        /// First missing row.
         top: usize,
+        /// First missing column.
         left: usize,
+        /// Missing rows.
         height: usize,
+        /// Missing columns.
         width: usize,
     },
     /// A mask image `(h, w, mc)` channels-last, mc = 1 (all channels) or c:
     /// values > 0.5 are measured (known), the rest is missing.
-    InpaintMask { mask: Vec<f32>, channels: usize },
+    InpaintMask {
+        /// `h·w·mc` values, channels-last.
+        mask: Vec<f32>,
+        /// mc: 1 or the image's channels.
+        channels: usize,
+    },
     /// Keep a random fraction of the values.
-    Pixels { fraction: f64 },
+    Pixels {
+        /// Fraction of the values kept, in (0, 1].
+        fraction: f64,
+    },
     /// s×s block averaging.
-    SuperRes { factor: usize },
+    SuperRes {
+        /// s, the block side (divides height and width).
+        factor: usize,
+    },
     /// A random orthonormal basis of ⌊p·N⌋ vectors.
-    RandomBasis { fraction: f64 },
+    RandomBasis {
+        /// p, measurements per image value.
+        fraction: f64,
+    },
     /// Keep the low DFT frequencies (fraction p, the authors' layout).
-    Spectral { fraction: f64 },
+    Spectral {
+        /// p, fraction of the frequencies kept.
+        fraction: f64,
+    },
 }
 
 impl Task {
+    /// Short name of the task (`synthesis`, `inpaint`, `pixels`, `superres`,
+    /// `cs`, `spectral`), as the CLI and file names use it.
     pub fn name(&self) -> &'static str {
         match self {
             Task::Synthesis => "synthesis",
@@ -384,6 +411,9 @@ pub struct RandomBasis {
 }
 
 impl RandomBasis {
+    /// ⌊`fraction`·N⌋ orthonormal vectors in N = h·w·c dimensions, drawn from
+    /// our generator under `seed` (`dims` = `(h, w, c)`); refused when the
+    /// dense basis would exceed the adapter's buffer limit.
     pub fn new(
         gpu: &Gpu,
         dims: (usize, usize, usize),
@@ -610,6 +640,8 @@ pub fn spectral_mask(h: usize, w: usize, fraction: f64) -> Result<(Vec<f32>, usi
 }
 
 impl Spectral {
+    /// Keeps the fraction `fraction` of the lowest DFT frequencies of images
+    /// of `dims` = `(h, w, c)`.
     pub fn new(gpu: &Gpu, dims: (usize, usize, usize), fraction: f64) -> Result<Spectral> {
         let (h, w, _) = dims;
         let (mask, _, _) = spectral_mask(h, w, fraction)?;

@@ -44,13 +44,15 @@ pub struct LevelRun {
     pub level: Option<usize>,
     /// Size (h, w) of the sampled coefficients.
     pub size: (usize, usize),
-    /// σ₀ and σ_L used at this level (scaled, see the module doc).
+    /// σ₀ used at this level (scaled, see the module doc).
     pub sigma0: f32,
+    /// σ_L used at this level (scaled likewise).
     pub sigma_final: f32,
     /// Updates applied per sample.
     pub iterations: Vec<usize>,
     /// Whether each sample reached σ_L (false: stopped by max_iters).
     pub converged: Vec<bool>,
+    /// Wall-clock time of this level, seconds.
     pub seconds: f64,
 }
 
@@ -64,7 +66,9 @@ pub struct MultiScaleRun {
 
 /// What the progress callback sees: the level being sampled and the sampler's own progress.
 pub struct LevelProgress<'a, 'b> {
+    /// As [`LevelRun::level`].
     pub level: Option<usize>,
+    /// The sampler's progress within that level.
     pub progress: &'a Progress<'b>,
 }
 

@@ -9,6 +9,7 @@
 
 use image::{Rgb, RgbImage};
 
+/// An RGB colour, 8 bits per channel.
 pub type Color = [u8; 3];
 
 /// Distinguishable line colours (Tableau 10).
@@ -245,8 +246,11 @@ pub fn draw_line(
 /// One curve of a [`LinePlot`].
 #[derive(Clone, Debug)]
 pub struct Series {
+    /// Legend text; empty: the series is left out of the legend.
     pub label: String,
+    /// `(x, y)` points, joined in the given order.
     pub points: Vec<(f64, f64)>,
+    /// Line colour.
     pub color: Color,
     /// Draw a square marker at every point (for short series).
     pub markers: bool,
@@ -256,11 +260,17 @@ pub struct Series {
 /// and a legend. Non-positive values are skipped on a log axis.
 #[derive(Clone, Debug, Default)]
 pub struct LinePlot {
+    /// Title above the plot.
     pub title: String,
+    /// Label of the x axis.
     pub x_label: String,
+    /// Label of the y axis.
     pub y_label: String,
+    /// Log10 x axis.
     pub log_x: bool,
+    /// Log10 y axis.
     pub log_y: bool,
+    /// The curves.
     pub series: Vec<Series>,
 }
 
@@ -510,10 +520,15 @@ impl LinePlot {
 /// One planar image of a grid (`c` = 1 or 3, values of any sign).
 #[derive(Clone, Debug)]
 pub struct Tile {
+    /// Channels: 1 (grey) or 3 (RGB).
     pub c: usize,
+    /// Height, pixels.
     pub h: usize,
+    /// Width, pixels.
     pub w: usize,
+    /// The values, planar `[c][h][w]`.
     pub data: Vec<f32>,
+    /// Text under the tile; empty: none.
     pub label: String,
 }
 

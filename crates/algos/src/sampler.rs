@@ -175,22 +175,31 @@ impl SamplerParams {
 /// Errors of a sampler run.
 #[derive(Debug, thiserror::Error)]
 pub enum SamplerError {
+    /// Parameters or inputs out of range; the message names them.
     #[error("sampler: {0}")]
     Invalid(String),
+    /// The measurement operator failed.
     #[error(transparent)]
     Measure(#[from] MeasureError),
+    /// The model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A GPU error.
     #[error(transparent)]
     Gpu(#[from] GpuError),
     /// σ_t grew past the bound or became NaN; `last` is the batch of
     /// iterates before the failing step (the diverged sample's last good one).
     #[error("sampler diverged: sample {sample} at iteration {iteration} has σ_t = {sigma} (bound {bound}); try a smaller h0 or a larger beta")]
     Diverged {
+        /// 0-based sample of the batch.
         sample: usize,
+        /// Iteration of the failing step (1-based).
         iteration: usize,
+        /// The σ_t found.
         sigma: f32,
+        /// The bound on σ_t (`divergence_factor · sigma0`).
         bound: f32,
+        /// The batch before the failing step, `[n, h, w, c]`.
         last: Tensor,
     },
 }
@@ -198,7 +207,9 @@ pub enum SamplerError {
 /// A linear inverse problem: the operator and the measurements x_c = Mᵀ x
 /// of one image (`op.measurement_shape(1)`), shared by every sample.
 pub struct Problem<'a> {
+    /// The measurement operator M.
     pub op: &'a dyn Measurement,
+    /// The measurements of one image, `op.measurement_shape(1)`.
     pub x_c: &'a Tensor,
 }
 

@@ -16,7 +16,9 @@ use crate::tensor::Pool;
 /// (faults to provoke on purpose, see [`FaultInjection::parse`]).
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
+    /// Backends to search (`None`: all that wgpu was built with).
     pub backends: Option<wgpu::Backends>,
+    /// Keep only adapters whose name contains this (case-insensitive).
     pub adapter_name: Option<String>,
     /// Lower the storage-buffer limit below the adapter's (tests of tiling).
     pub max_buffer_bytes: Option<u64>,
@@ -61,15 +63,23 @@ impl GpuOptions {
 /// What `prior devices` prints about an adapter.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
+    /// Adapter name as the driver reports it.
     pub name: String,
+    /// wgpu backend (`Vulkan`, `Metal`, `Dx12`, `Gl`, `BrowserWebGpu`).
     pub backend: String,
+    /// Device type (`DiscreteGpu`, `IntegratedGpu`, `Cpu`, ...).
     pub device_type: String,
+    /// Driver name and version string.
     pub driver: String,
+    /// Largest storage-buffer binding, bytes.
     pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer, bytes.
     pub max_buffer_size: u64,
+    /// Whether the adapter supports subgroup operations.
     pub subgroups: bool,
     /// Smallest subgroup size the adapter may use (when `subgroups`).
     pub subgroup_min_size: u32,
+    /// Whether the adapter supports `f16` in shaders.
     pub f16: bool,
 }
 
@@ -96,10 +106,16 @@ impl AdapterSummary {
 
 /// The GPU context: device, queue, caches, pool and the command stream.
 pub struct Gpu {
+    /// The wgpu device every kernel runs on.
     pub device: wgpu::Device,
+    /// The queue the stream submits to.
     pub queue: wgpu::Queue,
+    /// What the adapter is (as `prior devices` prints it).
     pub adapter: AdapterSummary,
+    /// Limits the device was opened with.
     pub limits: wgpu::Limits,
+    /// Optional features enabled on the device: those of subgroups, `f16` and
+    /// timestamp queries that the adapter has.
     pub features: wgpu::Features,
     /// Largest buffer a tensor may occupy (min of the storage-binding and
     /// buffer-size limits, or the lowered limit of [`GpuOptions`]).

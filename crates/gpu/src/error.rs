@@ -3,6 +3,7 @@
 
 use thiserror::Error;
 
+/// An error of the GPU runtime.
 #[derive(Debug, Error)]
 pub enum GpuError {
     #[error(
@@ -10,10 +11,18 @@ pub enum GpuError {
          on Linux without a GPU install the software Vulkan driver: \
          `apt-get install mesa-vulkan-drivers libvulkan1` (then `prior devices` lists it)"
     )]
-    NoAdapter { filter: String },
+    /// No adapter matched (or none exists).
+    NoAdapter {
+        /// What restricted the search (`PRIOR_ADAPTER`, `PRIOR_BACKEND`), as
+        /// a phrase for the message; empty when nothing did.
+        filter: String,
+    },
     #[error("could not open a device on adapter '{adapter}': {source}")]
+    /// The adapter refused to open a device.
     RequestDevice {
+        /// Adapter name.
         adapter: String,
+        /// wgpu's reason.
         #[source]
         source: wgpu::RequestDeviceError,
     },
@@ -21,10 +30,16 @@ pub enum GpuError {
         "{what} needs a buffer of {bytes} bytes but adapter '{adapter}' allows at most {limit} bytes \
          per storage buffer; use a smaller image or let the model tile it"
     )]
+    /// A buffer would exceed the device's per-buffer limit (checked before
+    /// asking the driver).
     TooLarge {
+        /// What the buffer is for.
         what: String,
+        /// Bytes asked for.
         bytes: u64,
+        /// The limit, bytes (`Gpu::max_buffer_bytes`).
         limit: u64,
+        /// Adapter name.
         adapter: String,
     },
     /// The driver refused a buffer (out of memory, or over a limit the
@@ -32,17 +47,24 @@ pub enum GpuError {
     /// problem (tiles, fewer samples) may succeed.
     #[error("allocating {what} ({bytes} bytes) on adapter '{adapter}' failed: {detail}")]
     Alloc {
+        /// What the buffer is for.
         what: String,
+        /// Bytes asked for.
         bytes: u64,
+        /// Adapter name.
         adapter: String,
+        /// wgpu's message.
         detail: String,
     },
     /// A validation or internal error of wgpu, captured by an error scope
     /// around the named operation.
     #[error("the GPU reported a {kind} error while {what}: {detail}")]
     Fault {
+        /// The operation in progress.
         what: String,
+        /// `validation` or `internal`.
         kind: &'static str,
+        /// wgpu's message.
         detail: String,
     },
     /// The device was lost (driver reset, GPU removed, `device.destroy()`);
@@ -52,15 +74,28 @@ pub enum GpuError {
          the work in progress is lost (rerun the command: completed outputs are kept)"
     )]
     DeviceLost {
+        /// The operation in progress.
         what: String,
+        /// Adapter name.
         adapter: String,
+        /// wgpu's loss reason.
         reason: String,
+        /// The driver's message (with a leading separator), possibly empty.
         message: String,
     },
+    /// Mapping a buffer to read it back failed.
     #[error("reading back from the GPU failed: {0}")]
     Readback(String),
+    /// An op was given tensors of shapes it cannot combine.
     #[error("shape mismatch in {op}: {detail}")]
-    Shape { op: &'static str, detail: String },
+    Shape {
+        /// The op.
+        op: &'static str,
+        /// The shapes and what was expected of them.
+        detail: String,
+    },
+    /// Any other error of the device or its options (e.g. an unreadable
+    /// `PRIOR_FAULT`).
     #[error("the GPU reported an error: {0}")]
     Device(String),
 }
@@ -86,4 +121,5 @@ impl GpuError {
     }
 }
 
+/// Result with [`GpuError`] as the default error.
 pub type Result<T, E = GpuError> = std::result::Result<T, E>;

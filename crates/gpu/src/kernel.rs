@@ -6,7 +6,9 @@
 /// How a kernel uses one of its storage buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
+    /// Bound `var<storage, read>`.
     Read,
+    /// Bound `var<storage, read_write>`.
     ReadWrite,
 }
 

@@ -11,13 +11,18 @@ use crate::fault::Op;
 /// channels, stored `[n][h][w][c]` row-major.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Shape {
+    /// Samples (batch size).
     pub n: usize,
+    /// Height, pixels.
     pub h: usize,
+    /// Width, pixels.
     pub w: usize,
+    /// Channels.
     pub c: usize,
 }
 
 impl Shape {
+    /// `n` samples of `h × w` pixels with `c` channels.
     pub const fn new(n: usize, h: usize, w: usize, c: usize) -> Self {
         Shape { n, h, w, c }
     }
@@ -30,12 +35,15 @@ impl Shape {
             c: len,
         }
     }
+    /// Number of values, `n·h·w·c`.
     pub const fn numel(&self) -> usize {
         self.n * self.h * self.w * self.c
     }
+    /// Pixels per sample, `h·w`.
     pub const fn pixels(&self) -> usize {
         self.h * self.w
     }
+    /// The same shape with `c` channels.
     pub const fn with_c(self, c: usize) -> Self {
         Shape { c, ..self }
     }
@@ -122,9 +130,11 @@ impl std::fmt::Debug for Tensor {
 }
 
 impl Tensor {
+    /// The tensor's shape.
     pub fn shape(&self) -> Shape {
         self.shape
     }
+    /// Number of f32 values.
     pub fn numel(&self) -> usize {
         self.shape.numel()
     }
@@ -142,6 +152,8 @@ impl Tensor {
             shape,
         }
     }
+    /// The wgpu buffer holding the values (possibly larger than `4·numel`
+    /// bytes: pool buffers are rounded up to a size class).
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.lease.raw.buffer
     }

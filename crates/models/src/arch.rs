@@ -92,6 +92,7 @@ impl<'de> Deserialize<'de> for Arch {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown architecture '{name}' (known: {known})", known = Arch::known())]
 pub struct UnknownArch {
+    /// The name that was given.
     pub name: String,
 }
 

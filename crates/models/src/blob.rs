@@ -15,13 +15,21 @@ use crate::hparams::Hparams;
 
 /// Metadata keys written by the importer.
 pub mod keys {
+    /// Blob format version ([`FORMAT_VERSION`](super::FORMAT_VERSION)).
     pub const FORMAT: &str = "prior.format";
+    /// Architecture name ([`Arch`](crate::arch::Arch)).
     pub const ARCH: &str = "prior.arch";
+    /// Free-form provenance of the variant (`universal`, `bias_free`, ...).
     pub const VARIANT: &str = "prior.variant";
+    /// Hyper-parameters, a JSON object ([`Hparams`](crate::hparams::Hparams)).
     pub const HPARAMS: &str = "prior.hparams";
+    /// Training noise range on the 0–255 scale (e.g. `0-100`), when known.
     pub const NOISE_RANGE: &str = "prior.noise_range";
+    /// File name of the source checkpoint.
     pub const SOURCE: &str = "prior.source";
+    /// SHA-256 of the source checkpoint, hex.
     pub const SOURCE_SHA256: &str = "prior.source_sha256";
+    /// JSON of the checkpoint's `args` namespace, when it has one.
     pub const ARGS: &str = "prior.args";
 }
 
@@ -31,7 +39,9 @@ pub const FORMAT_VERSION: &str = "1";
 /// A dense, contiguous, row-major float32 tensor.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TensorF32 {
+    /// Size of each dimension, outermost first.
     pub shape: Vec<usize>,
+    /// The values, row-major (`shape.iter().product()` of them).
     pub data: Vec<f32>,
 }
 
@@ -47,6 +57,7 @@ impl TensorF32 {
         TensorF32 { shape, data }
     }
 
+    /// A tensor of `shape` filled with zeros.
     pub fn zeros(shape: Vec<usize>) -> Self {
         let n = shape.iter().product();
         TensorF32 {
@@ -109,7 +120,10 @@ impl View for LeTensor<'_> {
 /// The weights of one model: named float32 tensors and `prior.*` metadata.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WeightBlob {
+    /// Tensors by name: the checkpoint's state_dict keys, less a leading
+    /// `module.`.
     pub tensors: BTreeMap<String, TensorF32>,
+    /// Metadata (`prior.*` keys, see [`keys`]).
     pub meta: BTreeMap<String, String>,
     /// Where the blob came from (a file path, or `<memory>`); used in error
     /// messages only, never written.

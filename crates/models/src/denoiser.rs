@@ -8,18 +8,31 @@ use crate::error::WeightError;
 /// Errors of building or running a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// Reading the weights failed.
     #[error(transparent)]
     Weights(#[from] WeightError),
+    /// A GPU error.
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    /// The weights do not make a valid model (missing or inconsistent
+    /// tensors, bad hyper-parameters).
     #[error("{origin}: {reason}")]
-    Invalid { origin: String, reason: String },
+    Invalid {
+        /// Where the weights came from (a file path or `<memory>`).
+        origin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The input does not suit the model (channels, size, noise argument);
+    /// the message says how.
     #[error("{0}")]
     Input(String),
+    /// The model lacks this operation (e.g. JVP or VJP).
     #[error("not supported yet: {0}")]
     Unsupported(String),
 }
 
+/// Result with [`ModelError`] as the default error.
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 /// The noise level of one denoiser call: an argument of every call, never

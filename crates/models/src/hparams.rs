@@ -43,17 +43,23 @@ pub enum Output {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConvChainHparams {
+    /// Channels of the input image.
     pub in_channels: usize,
+    /// Channels of the output.
     pub out_channels: usize,
     /// Channels of the first conv's output.
     pub width: usize,
     /// Number of convolutions.
     pub layers: usize,
+    /// Kernel size of each convolution (`layers` of them, square kernels).
     pub kernel_sizes: Vec<usize>,
     /// Whether the first conv is followed by a ReLU (not in local_probability's BF_CNN_RF).
     pub relu_first: bool,
+    /// The normalisation after each hidden convolution.
     pub norm: Norm,
+    /// Whether the convolutions have biases (false: bias-free).
     pub bias: bool,
+    /// What the network predicts.
     pub output: Output,
     /// `[low, H, V, D]` in, residual of `[H, V, D]` out (multi-scale parts).
     pub conditional_details: bool,
@@ -68,15 +74,23 @@ pub type DncnnHparams = ConvChainHparams;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RcnnHparams {
+    /// Channels of the input image.
     pub in_channels: usize,
+    /// Channels of the output.
     pub out_channels: usize,
+    /// Times the shared stage is applied (the checkpoint's `args.max_stage`, else 4).
     pub stages: usize,
+    /// Channels of the stage's hidden convolutions.
     pub width: usize,
     /// Hidden convolutions of the stage.
     pub depth: usize,
+    /// Kernel size of each convolution of the stage (`depth + 2` of them).
     pub kernel_sizes: Vec<usize>,
+    /// Whether the stage's convolutions other than the last have biases.
     pub bias: bool,
+    /// Whether the stage's last convolution has a bias (never, in the authors' RCNN).
     pub last_bias: bool,
+    /// What the network predicts.
     pub output: Output,
 }
 
@@ -84,11 +98,15 @@ pub struct RcnnHparams {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UnetSmallHparams {
+    /// Channels of the input image.
     pub in_channels: usize,
+    /// Channels of the output.
     pub out_channels: usize,
     /// Channels at full and half resolution.
     pub widths: [usize; 2],
+    /// Whether the convolutions have biases (false: bias-free).
     pub bias: bool,
+    /// What the network predicts.
     pub output: Output,
     /// Trained with `--residual`: the output is `y − conv9(...)`.
     pub residual_connection: bool,
@@ -98,14 +116,23 @@ pub struct UnetSmallHparams {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BfUnetHparams {
+    /// Channels of the input image.
     pub in_channels: usize,
+    /// Channels of the output.
     pub out_channels: usize,
+    /// Channels of the first encoder block.
     pub base_width: usize,
+    /// Encoder (and decoder) blocks, one per resolution.
     pub scales: usize,
+    /// Channels of each encoder block, `base_width · 2^b`.
     pub widths: Vec<usize>,
+    /// Channels of the middle block.
     pub mid_width: usize,
+    /// The normalisation after each convolution.
     pub norm: Norm,
+    /// Whether the convolutions have biases (false: bias-free).
     pub bias: bool,
+    /// What the network predicts.
     pub output: Output,
 }
 
@@ -125,18 +152,31 @@ pub struct EnergyUnetHparams {
     pub num_layers_decoder_block: Option<usize>,
     /// Channels per group of the group norms (`network_kwargs`, else 1).
     pub group_size: usize,
+    /// Channels of the input image.
     pub in_channels: usize,
+    /// Channels of the output.
     pub out_channels: usize,
+    /// Channels of the first encoder block (`widths[0]`).
     pub base_width: usize,
+    /// Encoder (and decoder) blocks, one per resolution.
     pub num_scales: usize,
+    /// Channels of each encoder block.
     pub widths: Vec<usize>,
+    /// Channels of the middle block.
     pub mid_width: usize,
+    /// Convolutions in each encoder block.
     pub encoder_layers: Vec<usize>,
+    /// Convolutions in the middle block.
     pub mid_layers: usize,
+    /// Convolutions in each decoder block.
     pub decoder_layers: Vec<usize>,
+    /// Width of the noise-level embedding.
     pub embedding_dim: usize,
+    /// Sinusoidal features of the noise level fed to the embedding (sines and cosines).
     pub fourier_features: usize,
+    /// Whether the convolutions have biases (false in every published checkpoint).
     pub bias: bool,
+    /// What the network predicts.
     pub output: Output,
     /// The checkpoint's `args.model` (`EnergyModel`, `DenoiserModel`), when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,7 +206,10 @@ impl EnergyUnetHparams {
 pub struct MultiscaleHparams {
     /// J, the number of Haar levels.
     pub levels: usize,
+    /// C, channels of the image (the low-pass part takes C, each detail part
+    /// 4C: `[low, H, V, D]`).
     pub channels: usize,
+    /// The parts by name (`low`, `scale0`, ...).
     pub parts: BTreeMap<String, MultiscalePart>,
 }
 
@@ -174,24 +217,35 @@ pub struct MultiscaleHparams {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MultiscalePart {
+    /// The part's architecture.
     pub arch: Arch,
+    /// The part's `prior.variant`.
     pub variant: String,
     /// The part's own `prior.hparams` (typed by `arch`, checked when the
     /// part is split off: [`Hparams::from_json`]).
     pub hparams: Json,
+    /// The part's `prior.source`.
     pub source: String,
+    /// The part's `prior.source_sha256`.
     pub source_sha256: String,
 }
 
 /// The hyper-parameters of any architecture.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Hparams {
+    /// Of a BF-CNN.
     Bfcnn(BfcnnHparams),
+    /// Of a DnCNN.
     Dncnn(DncnnHparams),
+    /// Of a multi-scale blob.
     Multiscale(MultiscaleHparams),
+    /// Of an RCNN.
     Rcnn(RcnnHparams),
+    /// Of the small UNet.
     UnetSmall(UnetSmallHparams),
+    /// Of the bias-free UNet.
     BfUnet(BfUnetHparams),
+    /// Of the energy (or denoiser) UNet.
     EnergyUnet(EnergyUnetHparams),
 }
 

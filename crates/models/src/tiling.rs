@@ -21,9 +21,13 @@ pub enum Apply {
 /// A planar `(C, H, W)` image (the layout of files and PyTorch).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Planar<'a> {
+    /// Channels.
     pub c: usize,
+    /// Height, pixels.
     pub h: usize,
+    /// Width, pixels.
     pub w: usize,
+    /// The values, `[c][h][w]` row-major (`c·h·w` of them).
     pub data: &'a [f32],
 }
 

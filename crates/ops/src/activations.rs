@@ -20,8 +20,12 @@ const fn kernel(entry: &'static str) -> Kernel {
         bindings: BINDINGS,
     }
 }
+/// `gelu`: y = x·Φ(x) (exact-erf GELU).
 pub const GELU: Kernel = kernel("gelu");
+/// `gelu_jvp`: y = t·GELU'(x) (the JVP and the VJP).
 pub const GELU_JVP: Kernel = kernel("gelu_jvp");
+/// `gelu_vjp_jvp`: the tangent of the VJP ū·GELU'(x) as x moves along x' and ū along u̇ (forward
+/// over reverse, for Hessian-vector products).
 pub const GELU_VJP_JVP: Kernel = Kernel {
     file: "activations.wgsl",
     source: ACTIVATIONS,
@@ -34,7 +38,9 @@ pub const GELU_VJP_JVP: Kernel = Kernel {
         Access::Read,
     ],
 };
+/// `silu`: y = x·σ(x).
 pub const SILU: Kernel = kernel("silu");
+/// `silu_jvp`: y = t·SiLU'(x) (the JVP and the VJP).
 pub const SILU_JVP: Kernel = kernel("silu_jvp");
 
 #[repr(C)]

@@ -9,18 +9,22 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 use crate::shaders::BATCH_NORM;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
+/// `bn_bf_sd`: `y = x / sd[c] · gamma[c]` (optionally ReLU).
 pub const BN_BF_SD: Kernel = Kernel {
     file: "batch_norm.wgsl",
     source: BATCH_NORM,
     entry: "bn_bf_sd",
     bindings: BINDINGS,
 };
+/// `bn_bf_var`: `y = x / (sqrt(var[c]) + 1e-5) · weight[c]` (optionally ReLU).
 pub const BN_BF_VAR: Kernel = Kernel {
     file: "batch_norm.wgsl",
     source: BATCH_NORM,
     entry: "bn_bf_var",
     bindings: BINDINGS,
 };
+/// `bn_standard`: `y = (x − mean[c]) / sqrt(var[c] + 1e-5) · weight[c] + bias[c]`
+/// (optionally ReLU).
 pub const BN_STANDARD: Kernel = Kernel {
     file: "batch_norm.wgsl",
     source: BATCH_NORM,
@@ -32,14 +36,28 @@ pub const BN_STANDARD: Kernel = Kernel {
 #[derive(Clone, Debug)]
 pub enum BatchNorm {
     /// `x / sd · gamma` (BF-CNN: `running_sd`, `gammas`).
-    BfSd { sd: Vec<f32>, gamma: Vec<f32> },
+    BfSd {
+        /// Standard deviation per channel (`running_sd`).
+        sd: Vec<f32>,
+        /// Scale per channel (`gammas`).
+        gamma: Vec<f32>,
+    },
     /// `x / (sqrt(var) + 1e-5) · weight` (bias-free DnCNN).
-    BfVar { var: Vec<f32>, weight: Vec<f32> },
+    BfVar {
+        /// Variance per channel (`running_var`).
+        var: Vec<f32>,
+        /// Scale per channel (`weight`).
+        weight: Vec<f32>,
+    },
     /// `(x − mean) / sqrt(var + 1e-5) · weight + bias` (PyTorch BatchNorm2d, eval).
     Standard {
+        /// Mean per channel (`running_mean`).
         mean: Vec<f32>,
+        /// Variance per channel (`running_var`).
         var: Vec<f32>,
+        /// Scale per channel (`weight`).
         weight: Vec<f32>,
+        /// Shift per channel (`bias`).
         bias: Vec<f32>,
     },
 }
@@ -54,6 +72,7 @@ struct Params {
 }
 
 impl BatchNorm {
+    /// Number of channels the statistics are for.
     pub fn channels(&self) -> usize {
         match self {
             BatchNorm::BfSd { sd, .. } => sd.len(),

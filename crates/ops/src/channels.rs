@@ -9,6 +9,8 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Tensor};
 
 use crate::shaders::CHANNELS;
 
+/// `copy_channels`: dst[px, dst_start + j] = src[px, src_start + j] for j < len (slices and
+/// concatenations).
 pub const COPY_CHANNELS: Kernel = Kernel {
     file: "channels.wgsl",
     source: CHANNELS,

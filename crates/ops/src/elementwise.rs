@@ -15,9 +15,13 @@ const fn kernel(entry: &'static str) -> Kernel {
         bindings: BINDINGS,
     }
 }
+/// `relu`: y = max(x, 0).
 pub const RELU: Kernel = kernel("relu");
+/// `relu_mask`: y = t where the primal ReLU output m > 0, else 0 (JVP and VJP of ReLU).
 pub const RELU_MASK: Kernel = kernel("relu_mask");
+/// `axpby`: y = alpha·a + beta·b.
 pub const AXPBY: Kernel = kernel("axpby");
+/// `affine_c`: `y = x·scale[c] + shift[c]` per channel c.
 pub const AFFINE_C: Kernel = kernel("affine_c");
 
 #[repr(C)]
@@ -61,7 +65,7 @@ pub fn relu(gpu: &Gpu, x: &Tensor) -> Tensor {
 /// `t` where `primal > 0`, else 0. `t` may hold several samples per primal
 /// sample (batched tangents): element i uses `primal[i % primal.numel()]`.
 pub fn relu_mask(gpu: &Gpu, t: &Tensor, primal: &Tensor) -> Result<Tensor> {
-    if t.numel() % primal.numel().max(1) != 0 {
+    if !t.numel().is_multiple_of(primal.numel().max(1)) {
         return Err(GpuError::Shape {
             op: "relu_mask",
             detail: format!("{t:?} vs {primal:?}"),

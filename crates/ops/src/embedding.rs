@@ -11,6 +11,7 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 use crate::shaders::EMBEDDING;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
+/// `sinusoid`: e[b, k] = cos(t_b·f_k), e[b, K + k] = sin(t_b·f_k) (and their t-derivatives).
 pub const SINUSOID: Kernel = Kernel {
     file: "embedding.wgsl",
     source: EMBEDDING,
@@ -53,11 +54,13 @@ pub fn dsm_frequencies(k: usize) -> Vec<f32> {
 
 /// A sinusoidal embedding with fixed frequencies on the GPU.
 pub struct Sinusoid {
+    /// The K frequencies f_k (the embedding has 2K features).
     pub freqs: Vec<f32>,
     freq: Tensor,
 }
 
 impl Sinusoid {
+    /// Uploads the frequencies `freqs`.
     pub fn new(gpu: &Gpu, freqs: &[f32]) -> Sinusoid {
         Sinusoid {
             freqs: freqs.to_vec(),

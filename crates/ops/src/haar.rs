@@ -25,12 +25,15 @@ use crate::channels::slice_channels;
 use crate::shaders::HAAR;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite];
+/// `analysis`: one level of the ½-scaled Haar transform, image → `[L, H, V, D]` (scaled by
+/// `p.scale`).
 pub const ANALYSIS: Kernel = Kernel {
     file: "haar.wgsl",
     source: HAAR,
     entry: "analysis",
     bindings: BINDINGS,
 };
+/// `synthesis`: its inverse, `[L, H, V, D]` → image (scaled by `p.scale`).
 pub const SYNTHESIS: Kernel = Kernel {
     file: "haar.wgsl",
     source: HAAR,
@@ -164,6 +167,7 @@ pub struct HaarPyramid {
 }
 
 impl HaarPyramid {
+    /// Number of levels J (the length of `details`).
     pub fn levels(&self) -> usize {
         self.details.len()
     }

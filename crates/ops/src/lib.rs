@@ -1,6 +1,6 @@
 //! prior's kernels: one WGSL file per op family in `shaders/`, a Rust
 //! launcher per op here (same name as the shader), and a plain-Rust CPU
-//! reference of each in [`reference`] (same name again), used by the op
+//! reference of each in [`reference`](mod@reference) (same name again), used by the op
 //! tests in `crates/ops/tests/<op>.rs`.
 //!
 //! All tensors are channels-last f32 ([`prior_gpu::Tensor`]). Launchers only

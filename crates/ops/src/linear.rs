@@ -8,12 +8,14 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 use crate::shaders::LINEAR as SRC;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite];
+/// `linear`: `y[b, o] = Σ_i W[o, i]·x[b, i]` (+ `bias[o]`).
 pub const LINEAR: Kernel = Kernel {
     file: "linear.wgsl",
     source: SRC,
     entry: "linear",
     bindings: BINDINGS,
 };
+/// `linear_t`: `y[b, i] = Σ_o W[o, i]·x[b, o]` (the VJP Wᵀ·x, no bias).
 pub const LINEAR_T: Kernel = Kernel {
     file: "linear.wgsl",
     source: SRC,
@@ -32,7 +34,9 @@ struct Params {
 
 /// A PyTorch `nn.Linear(in_features, out_features)` on the GPU.
 pub struct Linear {
+    /// Length of each input vector.
     pub in_features: usize,
+    /// Length of each output vector.
     pub out_features: usize,
     /// `(out, in)` row-major, as PyTorch stores it.
     weight: Tensor,
@@ -131,6 +135,8 @@ impl Linear {
     }
 }
 
+/// `sample_axpy`: `y[k] = x[k] + a[s]·v[k]` with a per-sample scalar `a[s]`
+/// (e.g. x̂ = y − t_s·∇U).
 pub const SAMPLE_AXPY: Kernel = Kernel {
     file: "linear.wgsl",
     source: SRC,

@@ -44,10 +44,16 @@ const fn kernel(entry: &'static str) -> Kernel {
         bindings: BINDINGS,
     }
 }
+/// `propose`: y' = y − ε·g + √(2ε)·z.
 pub const PROPOSE: Kernel = kernel("propose");
+/// `mh_partial`: per-sample partial sums of the Metropolis–Hastings correction (y − y' + ε·g')² −
+/// (y' − y + ε·g)².
 pub const MH_PARTIAL: Kernel = kernel("mh_partial");
+/// `accept`: per sample, accepts y' with probability min(1, α) and updates the state.
 pub const ACCEPT: Kernel = kernel("accept");
+/// `select`: y ← y', g ← g' where the sample accepted (in place).
 pub const SELECT: Kernel = kernel("select");
+/// `set_energy`: the state's U ← U(y, t) (at the start of each level).
 pub const SET_ENERGY: Kernel = kernel("set_energy");
 
 #[repr(C)]

@@ -15,6 +15,8 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 
 use crate::shaders::NOISE_ESTIMATE;
 
+/// `mad_select`: one 8-bit pass of the radix select of median(|d|) per image (four passes; the last
+/// writes t̂).
 pub const MAD_SELECT: Kernel = Kernel {
     file: "noise_estimate.wgsl",
     source: NOISE_ESTIMATE,

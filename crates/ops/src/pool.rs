@@ -11,12 +11,15 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 use crate::shaders::POOL;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite];
+/// `avg_pool2`: 2×2 average pooling, stride 2 (an odd last row/column is dropped).
 pub const AVG_POOL2: Kernel = Kernel {
     file: "pool.wgsl",
     source: POOL,
     entry: "avg_pool2",
     bindings: BINDINGS,
 };
+/// `upsample2`: y = scale · x of the coarse pixel (nearest 2× upsampling; scale ¼: the VJP of
+/// `avg_pool2`).
 pub const UPSAMPLE2: Kernel = Kernel {
     file: "pool.wgsl",
     source: POOL,

@@ -7,18 +7,21 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 use crate::shaders::REDUCE;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
+/// `sq_diff_partial`: partial sums of (a − b)², one per workgroup of 256.
 pub const SQ_DIFF_PARTIAL: Kernel = Kernel {
     file: "reduce.wgsl",
     source: REDUCE,
     entry: "sq_diff_partial",
     bindings: BINDINGS,
 };
+/// `dot_partial`: partial sums of a·b, one per workgroup of 256.
 pub const DOT_PARTIAL: Kernel = Kernel {
     file: "reduce.wgsl",
     source: REDUCE,
     entry: "dot_partial",
     bindings: BINDINGS,
 };
+/// `sum_final`: adds the partial sums into `y[0]`.
 pub const SUM_FINAL: Kernel = Kernel {
     file: "reduce.wgsl",
     source: REDUCE,
@@ -89,6 +92,7 @@ pub async fn psnr(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<f64> {
     Ok(10.0 * (1.0 / mse).log10())
 }
 
+/// `dot_per_sample`: `y[s] = Σ_i a[s, i]·b[s, i]`, one workgroup per sample.
 pub const DOT_PER_SAMPLE: Kernel = Kernel {
     file: "reduce.wgsl",
     source: REDUCE,

@@ -13,12 +13,14 @@ use crate::reference::rng::key;
 use crate::shaders::RNG;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite];
+/// `normal_fill`: y = z, standard normal values of the counter-based generator.
 pub const NORMAL_FILL: Kernel = Kernel {
     file: "rng.wgsl",
     source: RNG,
     entry: "normal_fill",
     bindings: BINDINGS,
 };
+/// `axpy_normal`: y = a + scale·z.
 pub const AXPY_NORMAL: Kernel = Kernel {
     file: "rng.wgsl",
     source: RNG,

@@ -59,7 +59,9 @@ pub enum Schedule {
 
 /// Sample status codes in the state.
 pub const RUNNING: f32 = 0.0;
+/// Status code of a sample that reached σ_L.
 pub const CONVERGED: f32 = 1.0;
+/// Status code of a sample whose level exceeded σ_max or is not finite.
 pub const DIVERGED: f32 = 2.0;
 
 const BINDINGS: &[Access] = &[
@@ -77,10 +79,16 @@ const fn kernel(entry: &'static str) -> Kernel {
         bindings: BINDINGS,
     }
 }
+/// `direction`: d = f + m ⊙ (y − f) − b (masking operators), d = f + M Mᵀ(y − f) − b, or d = f
+/// (synthesis).
 pub const DIRECTION: Kernel = kernel("direction");
+/// `sq_partial`: per-sample partial sums of d².
 pub const SQ_PARTIAL: Kernel = kernel("sq_partial");
+/// `coeffs`: per sample σ_t, γ_t, the status and the step coefficients of the update.
 pub const COEFFS: Kernel = kernel("coeffs");
+/// `update`: y ← y − h_eff·d + γ_eff·z.
 pub const UPDATE: Kernel = kernel("update");
+/// `variance`: the noise variance σ_next² given to the model at its next call.
 pub const VARIANCE: Kernel = kernel("variance");
 
 #[repr(C)]
@@ -109,9 +117,12 @@ struct Params {
 /// The scalars of iteration `t` (1-based).
 #[derive(Clone, Copy, Debug)]
 pub struct Step {
+    /// Iteration number, 1-based.
     pub t: u32,
     /// h_t = h₀ t / (1 + h₀ (t − 1)) (or a fixed step).
     pub h: f32,
+    /// β in (0, 1]: the noise level shrinks by the factor (1 − β·h_t) per
+    /// step (β = 1 injects no noise).
     pub beta: f32,
     /// σ_L: a sample whose σ_t ≤ σ_L converges (after this update).
     pub sigma_final: f32,

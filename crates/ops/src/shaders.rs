@@ -28,46 +28,69 @@ pub const ALL: &[(&str, &str)] = &[
     ("sampler.wgsl", SAMPLER),
 ];
 
+/// `activations.wgsl`: GELU and SiLU with their derivatives.
 pub const ACTIVATIONS: &str = include_str!("../../../shaders/activations.wgsl");
+/// `embedding.wgsl`: sinusoidal embedding of the noise variance.
 pub const EMBEDDING: &str = include_str!("../../../shaders/embedding.wgsl");
+/// `group_norm.wgsl`: noise-conditioned group normalisation of the energy UNet.
 pub const GROUP_NORM: &str = include_str!("../../../shaders/group_norm.wgsl");
+/// `linear.wgsl`: fully connected layers (and the per-sample axpy).
 pub const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
+/// `batch_norm.wgsl`: eval-mode batch normalisation, three conventions.
 pub const BATCH_NORM: &str = include_str!("../../../shaders/batch_norm.wgsl");
+/// `channels.wgsl`: channel slices and concatenations.
 pub const CHANNELS: &str = include_str!("../../../shaders/channels.wgsl");
 /// Parameter block, bindings and epilogue shared by every convolution kernel.
 pub const CONV_COMMON: &str = include_str!("../../../shaders/conv_common.wgsl");
+/// `conv2d.wgsl`: 2-D convolution, vec4, scalar and naive entries (with
+/// `conv_common.wgsl`).
 pub const CONV2D: &str = concat!(
     include_str!("../../../shaders/conv_common.wgsl"),
     include_str!("../../../shaders/conv2d.wgsl")
 );
+/// `conv2d_subgroup.wgsl`: the subgroup variant of the vectorised convolution (with
+/// `conv_common.wgsl`); compiled only on adapters with subgroups.
 pub const CONV2D_SUBGROUP: &str = concat!(
     include_str!("../../../shaders/conv_common.wgsl"),
     include_str!("../../../shaders/conv2d_subgroup.wgsl")
 );
+/// `conv_transpose2d.wgsl`: 2-D transposed convolution (with `conv_common.wgsl`).
 pub const CONV_TRANSPOSE2D: &str = concat!(
     include_str!("../../../shaders/conv_common.wgsl"),
     include_str!("../../../shaders/conv_transpose2d.wgsl")
 );
+/// `conv_transpose2d_subgroup.wgsl`: the subgroup variant of the transposed convolution (with
+/// `conv_common.wgsl`); compiled only on adapters with subgroups.
 pub const CONV_TRANSPOSE2D_SUBGROUP: &str = concat!(
     include_str!("../../../shaders/conv_common.wgsl"),
     include_str!("../../../shaders/conv_transpose2d_subgroup.wgsl")
 );
+/// `elementwise.wgsl`: ReLU, its mask, axpby and the per-channel affine map.
 pub const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
+/// `haar.wgsl`: one level of the orthonormal Haar transform and its inverse.
 pub const HAAR: &str = include_str!("../../../shaders/haar.wgsl");
+/// `measure.wgsl`: the measurement operators M and Mᵀ of the inverse problems.
 pub const MEASURE: &str = include_str!("../../../shaders/measure.wgsl");
+/// `noise_estimate.wgsl`: blind noise-variance estimate (median of the finest diagonal Haar
+/// details).
 pub const NOISE_ESTIMATE: &str = include_str!("../../../shaders/noise_estimate.wgsl");
+/// `pool.wgsl`: 2×2 average pooling and its adjoint.
 pub const POOL: &str = include_str!("../../../shaders/pool.wgsl");
+/// `reduce.wgsl`: sums, inner products and their per-sample forms.
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 /// The generator's functions, prepended to every shader that draws noise.
 pub const RNG_CORE: &str = include_str!("../../../shaders/rng_core.wgsl");
+/// `rng.wgsl`: Gaussian noise from the counter-based generator (with `rng_core.wgsl`).
 pub const RNG: &str = concat!(
     include_str!("../../../shaders/rng_core.wgsl"),
     include_str!("../../../shaders/rng.wgsl")
 );
+/// `sampler.wgsl`: the coarse-to-fine sampler's iteration (with `rng_core.wgsl`).
 pub const SAMPLER: &str = concat!(
     include_str!("../../../shaders/rng_core.wgsl"),
     include_str!("../../../shaders/sampler.wgsl")
 );
+/// `mala.wgsl`: the MALA step (with `rng_core.wgsl`).
 pub const MALA: &str = concat!(
     include_str!("../../../shaders/rng_core.wgsl"),
     include_str!("../../../shaders/mala.wgsl")

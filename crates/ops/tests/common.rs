@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use prior_gpu::Gpu;
 
+/// The test binary's one GPU (from the environment, opened on first use).
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
@@ -27,6 +28,7 @@ pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// Largest `|a[i] − b[i]|` (the slices must have the same length).
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()

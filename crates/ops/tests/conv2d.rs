@@ -10,20 +10,10 @@ use prior_gpu::Shape;
 use prior_ops::conv2d::{Conv2d, ConvVariant, Epilogue};
 use prior_ops::reference;
 
-fn check(
-    n: usize,
-    h: usize,
-    w: usize,
-    cin: usize,
-    cout: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    dil: usize,
-    seed: u64,
-) {
+/// Input of shape `s` (`cin = s.c`), `cout` outputs, `k × k` kernel.
+fn check(s: Shape, cout: usize, k: usize, stride: usize, pad: usize, dil: usize, seed: u64) {
     let gpu = gpu();
-    let s = Shape::new(n, h, w, cin);
+    let Shape { n, h, w, c: cin } = s;
     let x = rand_vec(s.numel(), seed);
     let wt = rand_vec(cout * cin * k * k, seed + 1);
     let conv = Conv2d::new(gpu, &wt, cout, cin, k, k, stride, pad, dil);
@@ -52,16 +42,16 @@ fn check(
 
 #[test]
 fn conv_matches_reference_on_odd_shapes() {
-    check(1, 7, 9, 1, 64, 3, 1, 1, 1, 1);
-    check(2, 13, 11, 3, 5, 3, 1, 1, 1, 2);
-    check(1, 37, 41, 64, 64, 3, 1, 1, 1, 3);
-    check(1, 10, 10, 64, 1, 3, 1, 1, 1, 4);
-    check(1, 9, 17, 4, 12, 1, 1, 0, 1, 5);
-    check(1, 11, 13, 8, 8, 5, 1, 2, 1, 6);
-    check(2, 12, 14, 8, 16, 3, 2, 1, 1, 7);
-    check(1, 15, 15, 4, 8, 2, 2, 0, 1, 8);
-    check(1, 17, 19, 8, 8, 3, 1, 2, 2, 9);
-    check(1, 16, 16, 2, 64, 3, 1, 1, 1, 10);
+    check(Shape::new(1, 7, 9, 1), 64, 3, 1, 1, 1, 1);
+    check(Shape::new(2, 13, 11, 3), 5, 3, 1, 1, 1, 2);
+    check(Shape::new(1, 37, 41, 64), 64, 3, 1, 1, 1, 3);
+    check(Shape::new(1, 10, 10, 64), 1, 3, 1, 1, 1, 4);
+    check(Shape::new(1, 9, 17, 4), 12, 1, 1, 0, 1, 5);
+    check(Shape::new(1, 11, 13, 8), 8, 5, 1, 2, 1, 6);
+    check(Shape::new(2, 12, 14, 8), 16, 3, 2, 1, 1, 7);
+    check(Shape::new(1, 15, 15, 4), 8, 2, 2, 0, 1, 8);
+    check(Shape::new(1, 17, 19, 8), 8, 3, 1, 2, 2, 9);
+    check(Shape::new(1, 16, 16, 2), 64, 3, 1, 1, 1, 10);
 }
 
 #[test]

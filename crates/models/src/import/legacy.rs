@@ -15,7 +15,11 @@ pub const MAGIC: i128 = 0x1950a86a20f9469cfc6c;
 /// The only legacy protocol version PyTorch ever wrote.
 pub const PROTOCOL_VERSION: i128 = 1001;
 
+/// A legacy (pre-zip) `torch.save` stream: magic number, protocol and
+/// system-info pickles, the object pickle, the storage keys, then the raw
+/// storages.
 pub struct LegacyCheckpoint<'a> {
+    /// The unpickled object (a state_dict or a training dict holding one).
     pub root: Value,
     bytes: &'a [u8],
     /// key → (byte offset of the data, element count, dtype)
@@ -41,6 +45,9 @@ pub fn has_magic(bytes: &[u8]) -> bool {
 }
 
 impl<'a> LegacyCheckpoint<'a> {
+    /// Parses the stream in `bytes` (`path` names it in errors): checks the
+    /// magic number and protocol, unpickles the object and locates each
+    /// storage of the key list that follows it, without copying any.
     pub fn open(bytes: &'a [u8], path: &Path) -> Result<Self, ImportError> {
         let magic = pickle::unpickle_in(bytes, 0, path, "the legacy stream's magic-number pickle")?;
         if magic.value.as_int() != Some(MAGIC) {

@@ -30,7 +30,10 @@ pub use detect::Detected;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckpointFormat {
     /// Zip `torch.save`; `prefix` is the folder holding `data.pkl` (e.g. `archive/`).
-    Zip { prefix: String },
+    Zip {
+        /// The folder of `data.pkl`, with its trailing `/`.
+        prefix: String,
+    },
     /// Legacy (pre-zip) `torch.save` stream.
     Legacy,
 }
@@ -38,6 +41,7 @@ pub enum CheckpointFormat {
 /// A checkpoint's state_dict and arguments, before architecture detection.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
+    /// The container it was read from.
     pub format: CheckpointFormat,
     /// Float32 tensors, names stripped of a leading `module.`.
     pub tensors: BTreeMap<String, TensorF32>,

@@ -31,17 +31,29 @@ pub const OPAQUE_CLASSES: &[&str] = &[
 /// Element type of a torch storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// `torch.float32` (`FloatStorage`).
     F32,
+    /// `torch.float64` (`DoubleStorage`).
     F64,
+    /// `torch.float16` (`HalfStorage`).
     F16,
+    /// `torch.bfloat16` (`BFloat16Storage`).
     BF16,
+    /// `torch.int64` (`LongStorage`).
     I64,
+    /// `torch.int32` (`IntStorage`).
     I32,
+    /// `torch.int16` (`ShortStorage`).
     I16,
+    /// `torch.int8` (`CharStorage`).
     I8,
+    /// `torch.uint8` (`ByteStorage`).
     U8,
+    /// `torch.bool` (`BoolStorage`).
     Bool,
+    /// `torch.complex64` (`ComplexFloatStorage`).
     C64,
+    /// `torch.complex128` (`ComplexDoubleStorage`).
     C128,
 }
 
@@ -106,6 +118,7 @@ impl DType {
 pub struct StorageRef {
     /// Key of the root storage: the zip entry `data/<key>` or the legacy key.
     pub key: String,
+    /// Element type (from the storage class).
     pub dtype: DType,
     /// Number of elements of the root storage.
     pub numel: usize,
@@ -119,14 +132,18 @@ pub struct StorageRef {
 /// A tensor as described by `_rebuild_tensor_v2`: a strided view of a storage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorRef {
+    /// The storage holding the values.
     pub storage: Rc<StorageRef>,
     /// Element offset inside the storage (or the storage view).
     pub offset: usize,
+    /// Size of each dimension.
     pub shape: Vec<usize>,
+    /// Stride of each dimension, in elements.
     pub stride: Vec<usize>,
 }
 
 impl TensorRef {
+    /// Number of elements (the product of `shape`).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
@@ -256,17 +273,24 @@ impl TensorRef {
 /// The interpreted globals.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Global {
+    /// `collections.OrderedDict`.
     OrderedDict,
+    /// `torch._utils._rebuild_tensor_v2`.
     RebuildTensorV2,
+    /// `torch._utils._rebuild_tensor`.
     RebuildTensor,
+    /// `torch._utils._rebuild_parameter`.
     RebuildParameter,
+    /// `torch.<X>Storage` of this element type.
     Storage(DType),
+    /// `argparse.Namespace`.
     Namespace,
     /// One of [`OPAQUE_CLASSES`], by qualified name.
     Opaque(String),
 }
 
 impl Global {
+    /// `module.name` of the global (as a pickle names it).
     pub fn qualified_name(&self) -> String {
         match self {
             Global::OrderedDict => "collections.OrderedDict".into(),
@@ -302,6 +326,7 @@ pub fn resolve_global(module: &str, name: &str) -> Option<Global> {
 /// A dict (or OrderedDict): insertion-ordered entries.
 #[derive(Debug, Default)]
 pub struct Dict {
+    /// `(key, value)` pairs in insertion order (a repeated key keeps its first place).
     pub entries: Vec<(Value, Value)>,
     str_index: HashMap<Rc<str>, usize>,
     /// Indices of the entries whose key is not a string (searched linearly;
@@ -314,6 +339,8 @@ pub struct Dict {
 pub const MAX_OTHER_KEYS: usize = 64;
 
 impl Dict {
+    /// Sets `key` to `value`: an existing equal key keeps its place and
+    /// takes the new value; a new key goes last.
     pub fn insert(&mut self, key: Value, value: Value) {
         if let Value::Str(s) = &key {
             if let Some(&i) = self.str_index.get(s) {
@@ -347,10 +374,12 @@ impl Dict {
         self.str_index.get(key).map(|&i| &self.entries[i].1)
     }
 
+    /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether the dict has no entries.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -360,6 +389,7 @@ impl Dict {
 /// training-statistics object.
 #[derive(Debug)]
 pub struct Object {
+    /// The class.
     pub class: Global,
     /// Arguments given to `NEWOBJ`/`REDUCE`.
     pub args: Vec<Value>,
@@ -370,21 +400,35 @@ pub struct Object {
 /// A value on the pickle machine's stack.
 #[derive(Debug, Clone)]
 pub enum Value {
+    /// `None`.
     None,
+    /// `True` or `False`.
     Bool(bool),
+    /// An integer that fits in 128 bits.
     Int(i128),
     /// An integer wider than 128 bits (two's complement, little-endian).
     BigInt(Rc<[u8]>),
+    /// A float.
     Float(f64),
+    /// A `str`.
     Str(Rc<str>),
+    /// A `bytes` (or `bytearray`).
     Bytes(Rc<[u8]>),
+    /// A tuple.
     Tuple(Rc<[Value]>),
+    /// A list (shared, mutable: pickles append to it after memoising).
     List(Rc<RefCell<Vec<Value>>>),
+    /// A dict or `OrderedDict`.
     Dict(Rc<RefCell<Dict>>),
+    /// A set or frozenset, as its elements.
     Set(Rc<RefCell<Vec<Value>>>),
+    /// An allowed global (a class or a function).
     Global(Rc<Global>),
+    /// A storage named by a persistent id.
     Storage(Rc<StorageRef>),
+    /// A tensor rebuilt by `_rebuild_tensor(_v2)`.
     Tensor(Rc<TensorRef>),
+    /// An instance built by `NEWOBJ`/`REDUCE` and `BUILD`.
     Object(Rc<RefCell<Object>>),
 }
 
@@ -433,6 +477,7 @@ impl Value {
         }
     }
 
+    /// The string, if this is a `str`.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -440,6 +485,7 @@ impl Value {
         }
     }
 
+    /// The integer, if this is an `int` within 128 bits or a `bool` (0 or 1).
     pub fn as_int(&self) -> Option<i128> {
         match self {
             Value::Int(i) => Some(*i),
@@ -606,6 +652,7 @@ fn python_float_repr(f: f64) -> String {
 
 /// The result of running one pickle program.
 pub struct Unpickled {
+    /// The value the program returned.
     pub value: Value,
     /// Byte offset just after the STOP opcode.
     pub end: usize,

@@ -21,10 +21,13 @@ use zip::ZipArchive;
 use super::pickle::{self, StorageRef, Value};
 use crate::error::ImportError;
 
+/// A zip `torch.save` archive: `<prefix>data.pkl` and one stored entry
+/// `<prefix>data/<key>` per storage.
 pub struct ZipCheckpoint<'a> {
     archive: ZipArchive<Cursor<&'a [u8]>>,
     /// Folder of `data.pkl` inside the archive, with its trailing `/`.
     pub prefix: String,
+    /// The unpickled `data.pkl` (a state_dict or a training dict holding one).
     pub root: Value,
     path: PathBuf,
     cache: HashMap<String, Rc<Vec<u8>>>,
