@@ -126,6 +126,10 @@ pub struct Gpu {
     pub(crate) submits: std::sync::atomic::AtomicU64,
     pub(crate) fault: FaultInjection,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    /// Shader modules by source (address and length of the `&'static str`):
+    /// each source is parsed and translated once, whatever number of entry
+    /// points and pipelines use it.
+    modules: Mutex<HashMap<(usize, usize), wgpu::ShaderModule>>,
     pub(crate) pool: Arc<Mutex<Pool>>,
     pub(crate) stream: Mutex<Stream>,
 }
@@ -276,6 +280,7 @@ impl Gpu {
             submits: std::sync::atomic::AtomicU64::new(0),
             fault: options.fault,
             pipelines: Mutex::new(HashMap::new()),
+            modules: Mutex::new(HashMap::new()),
             pool: Arc::new(Mutex::new(Pool::default())),
         })
     }
@@ -324,6 +329,28 @@ impl Gpu {
     /// at least `lanes` lanes. `PRIOR_NO_SUBGROUPS=1` turns subgroup kernels off.
     pub fn subgroups_at_least(&self, lanes: u32) -> bool {
         self.has_subgroups() && self.adapter.subgroup_min_size >= lanes && !self.no_subgroups
+    }
+
+    /// The shader module of `kernel.source`, created on first use (each
+    /// source once: several entry points and specialisations share it).
+    fn shader_module(&self, kernel: &Kernel) -> wgpu::ShaderModule {
+        let key = (kernel.source.as_ptr() as usize, kernel.source.len());
+        let mut modules = self.modules.lock().unwrap();
+        modules
+            .entry(key)
+            .or_insert_with(|| {
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(kernel.file),
+                        source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+                    })
+            })
+            .clone()
+    }
+
+    /// How many shader modules have been created (one per distinct source).
+    pub fn shader_modules(&self) -> usize {
+        self.modules.lock().unwrap().len()
     }
 
     /// The compiled pipeline of `kernel` with the given specialisation
@@ -382,12 +409,7 @@ impl Gpu {
                     bind_group_layouts: &[Some(&layout)],
                     immediate_size: 0,
                 });
-            let module = self
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(kernel.file),
-                    source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
-                });
+            let module = self.shader_module(kernel);
             let pipeline = self
                 .device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

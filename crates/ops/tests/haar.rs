@@ -223,3 +223,18 @@ fn bad_sizes_are_clear_errors() {
     // 12×20 does work with 2 levels.
     assert!(haar::haar_pyramid(gpu, &x, 2).is_ok());
 }
+
+/// Each shader source becomes one shader module, whatever number of its
+/// entry points run: haar.wgsl's `analysis` and `synthesis` share one.
+#[test]
+fn entry_points_of_one_file_share_one_shader_module() {
+    // A GPU of its own, so other tests' kernels do not change the count.
+    let gpu = pollster::block_on(prior_gpu::Gpu::from_env()).unwrap();
+    assert_eq!(gpu.shader_modules(), 0);
+    let s = Shape::new(1, 4, 4, 1);
+    let x = gpu.upload(s, &rand_vec(s.numel(), 7));
+    let a = haar::haar_analysis(&gpu, &x).unwrap();
+    let _ = haar::haar_synthesis(&gpu, &a).unwrap();
+    pollster::block_on(gpu.read(&a)).unwrap();
+    assert_eq!(gpu.shader_modules(), 1, "analysis + synthesis of haar.wgsl");
+}
