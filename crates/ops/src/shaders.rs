@@ -15,6 +15,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("conv_transpose2d_subgroup.wgsl", CONV_TRANSPOSE2D_SUBGROUP),
     ("elementwise.wgsl", ELEMENTWISE),
     ("embedding.wgsl", EMBEDDING),
+    ("fma_peak.wgsl", FMA_PEAK),
     ("group_norm.wgsl", GROUP_NORM),
     ("haar.wgsl", HAAR),
     ("linear.wgsl", LINEAR),
@@ -31,6 +32,8 @@ pub const ALL: &[(&str, &str)] = &[
 /// `activations.wgsl`: GELU and SiLU with their derivatives.
 pub const ACTIVATIONS: &str = include_str!("../../../shaders/activations.wgsl");
 /// `embedding.wgsl`: sinusoidal embedding of the noise variance.
+/// The FMA ceiling microkernel of `prior bench`.
+pub const FMA_PEAK: &str = include_str!("../../../shaders/fma_peak.wgsl");
 pub const EMBEDDING: &str = include_str!("../../../shaders/embedding.wgsl");
 /// `group_norm.wgsl`: noise-conditioned group normalisation of the energy UNet.
 pub const GROUP_NORM: &str = include_str!("../../../shaders/group_norm.wgsl");

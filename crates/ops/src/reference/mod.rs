@@ -16,6 +16,7 @@ pub mod linear;
 pub mod mala;
 pub mod measure;
 pub mod noise_estimate;
+pub mod peak;
 pub mod pool;
 pub mod reduce;
 pub mod rng;
