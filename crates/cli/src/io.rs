@@ -87,7 +87,11 @@ impl Image {
 /// A general `.npy` array converted to `f32`, in C (row-major) order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NpyArray {
+    /// The array's shape as its header gives it (any number of dims; `[]`
+    /// for a scalar).
     pub shape: Vec<usize>,
+    /// The values, `shape.iter().product()` of them, in C order (last axis
+    /// fastest).
     pub data: Vec<f32>,
 }
 
@@ -104,102 +108,191 @@ const OUTPUT_LIST: &str = "png, npy";
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum IoError {
+    /// The file (or input path) does not exist.
     #[error("{path}: file not found")]
-    NotFound { path: PathBuf },
+    NotFound {
+        /// The missing path.
+        path: PathBuf,
+    },
 
+    /// Reading the file or listing the directory failed for another reason
+    /// than its absence.
     #[error("{path}: cannot read: {source}")]
     Read {
+        /// The file or directory.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
 
+    /// Writing failed (missing directory, permissions, full disk, ...);
+    /// the target is left as it was.
     #[error("{path}: cannot write: {source}")]
     Write {
+        /// The target file.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
 
+    /// An extension outside [`INPUT_EXTENSIONS`] or [`OUTPUT_EXTENSIONS`].
     #[error("{path}: unsupported {role} file extension {ext:?} (supported: {supported})")]
     UnsupportedExtension {
+        /// The file.
         path: PathBuf,
         /// "input" or "output".
         role: &'static str,
+        /// The extension found, lower case (empty when there is none).
         ext: String,
+        /// The accepted extensions, comma-separated.
         supported: &'static str,
     },
 
+    /// The `image` crate could not decode the file, or its size exceeds
+    /// [`MAX_IMAGE_SIDE`] or [`MAX_IMAGE_ALLOC`].
     #[error("{path}: cannot decode image: {msg}")]
-    Decode { path: PathBuf, msg: String },
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's message.
+        msg: String,
+    },
 
     /// Content that is neither an image nor a `.npy` array.
     #[error("{path}: not an image or a .npy array: it is {found}")]
-    NotAnInput { path: PathBuf, found: String },
+    NotAnInput {
+        /// The file.
+        path: PathBuf,
+        /// What the content was recognised as (a noun phrase, e.g. a
+        /// PyTorch checkpoint).
+        found: String,
+    },
 
+    /// The PNG encoder failed, or the image is too large for PNG.
     #[error("{path}: cannot encode image: {msg}")]
-    Encode { path: PathBuf, msg: String },
+    Encode {
+        /// The target file.
+        path: PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
 
+    /// A `.npy` file whose magic, version, header length or header dict is
+    /// malformed, or whose shape's size overflows.
     #[error("{path}: bad .npy header: {msg}")]
-    BadNpyHeader { path: PathBuf, msg: String },
+    BadNpyHeader {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with the header.
+        msg: String,
+    },
 
+    /// A `.npy` dtype other than little- or big-endian float32/float64.
     #[error(
         "{path}: unsupported .npy dtype '{descr}' (supported: float32 '<f4' and float64 '<f8', \
          or their big-endian forms '>f4', '>f8')"
     )]
-    UnsupportedDtype { path: PathBuf, descr: String },
+    UnsupportedDtype {
+        /// The file.
+        path: PathBuf,
+        /// The header's `descr` (a structured dtype is shown as parsed).
+        descr: String,
+    },
 
+    /// A `.npy` file with fewer data bytes than its header's shape needs.
     #[error(
         "{path}: truncated .npy data: shape {shape:?} needs {expected} data bytes but the file \
          holds only {found}"
     )]
     TruncatedNpy {
+        /// The file.
         path: PathBuf,
+        /// The shape the header declares.
         shape: Vec<usize>,
+        /// Data bytes the shape and dtype need.
         expected: usize,
+        /// Data bytes after the header.
         found: usize,
     },
 
+    /// A `.npy` array whose number of dims the reader does not accept.
     #[error("{path}: wrong number of dimensions: array has shape {shape:?}, expected {expected}")]
     WrongDims {
+        /// The file.
         path: PathBuf,
+        /// The array's shape.
         shape: Vec<usize>,
+        /// The dims the reader accepts, in words.
         expected: &'static str,
     },
 
+    /// An array or image with no values (a zero dimension), or an empty
+    /// batch to write.
     #[error("{path}: empty array or image of shape {shape:?}")]
-    Empty { path: PathBuf, shape: Vec<usize> },
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// The shape (`[0]` for an empty batch).
+        shape: Vec<usize>,
+    },
 
+    /// An image to write as PNG with other than 1 or 3 channels.
     #[error(
         "{path}: cannot write a {channels}-channel image as {format} (it needs 1 channel for \
          gray or 3 for RGB)"
     )]
     UnsupportedChannels {
+        /// The target file.
         path: PathBuf,
+        /// The image's channel count.
         channels: usize,
+        /// The output format, e.g. `"PNG"`.
         format: &'static str,
     },
 
+    /// Data whose length is not the product of the shape it is written
+    /// with.
     #[error("{path}: data has {len} values but shape {shape:?} needs {expected}")]
     ShapeMismatch {
+        /// The target file.
         path: PathBuf,
+        /// The shape given.
         shape: Vec<usize>,
+        /// The number of values given.
         len: usize,
+        /// The number the shape needs (`usize::MAX` when the product
+        /// overflows).
         expected: usize,
     },
 
+    /// Images of one batch to write with different shapes.
     #[error("{path}: batch image {index} has shape {other:?} but image 0 has {first:?}")]
     BatchShape {
+        /// The target file.
         path: PathBuf,
+        /// The 0-based index of the first image whose shape differs.
         index: usize,
+        /// Image 0's `[c, h, w]`.
         first: [usize; 3],
+        /// Image `index`'s `[c, h, w]`.
         other: [usize; 3],
     },
 
+    /// An output path that names one of the inputs ([`ensure_not_input`]).
     #[error("{path}: refusing to write the output over input file {input}")]
-    OutputIsInput { path: PathBuf, input: PathBuf },
+    OutputIsInput {
+        /// The output path.
+        path: PathBuf,
+        /// The input it would overwrite.
+        input: PathBuf,
+    },
 
+    /// An input directory without a supported, non-hidden file.
     #[error("{path}: directory holds no supported input files ({supported})")]
     NoInputs {
+        /// The directory.
         path: PathBuf,
+        /// The accepted extensions, comma-separated.
         supported: &'static str,
     },
 }

@@ -47,14 +47,19 @@ pub struct ShardArgs {
 /// What `--shard` said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShardSpec {
+    /// `--shard I/N`: slice I of N, already checked by [`Shard::new`].
     Fixed(Shard),
+    /// `--shard auto`: I and N come from the scheduler's environment
+    /// (see [`ShardArgs::resolve`]).
     Auto,
 }
 
 /// Slice `index` of `count`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
+    /// The 0-based slice index, below `count`.
     pub index: usize,
+    /// The number of slices, at least 1.
     pub count: usize,
 }
 

@@ -43,6 +43,11 @@ pub struct CalibrateArgs {
     pub output: PathBuf,
 }
 
+/// Runs `prior calibrate`: checks that `--t` is positive and finite and that
+/// `-o` is a `.safetensors` path other than `-m`, estimates log Z on the GPU
+/// over the gathered images (all of one size; the first `--count`), and
+/// writes the model's weight blob with the calibration in its metadata
+/// (atomically). Every failure is returned as a message for the user.
 pub fn run(args: CalibrateArgs) -> Result<(), String> {
     if !(args.t > 0.0 && args.t.is_finite()) {
         return Err(format!(

@@ -92,6 +92,7 @@ pub struct JacobianArgs {
     /// Oversampling and power iterations of the randomized SVD (matrix free).
     #[arg(long, value_name = "P", default_value_t = 10)]
     pub oversample: usize,
+    /// Power iterations of the randomized SVD (matrix free).
     #[arg(long, value_name = "Q", default_value_t = 3)]
     pub power: usize,
     /// Tangents per GPU batch (capped by the adapter's buffer limit).

@@ -188,7 +188,11 @@ fn is_npy_batch(path: &std::path::Path) -> bool {
 
 /// One named input image.
 pub struct Named {
+    /// The file's path as given, with `#k` appended for the k-th image of
+    /// an idx file (k counted from 0 over the whole file, not the range) or
+    /// of an `(N, C, H, W)` `.npy` batch.
     pub name: String,
+    /// The image, `(C, H, W)` values as read (idx digits padded).
     pub image: Image,
 }
 
@@ -321,6 +325,12 @@ pub fn energies_at_zero(
     Ok(out)
 }
 
+/// Runs `prior logp`: for each image of this shard prints −log p in nats,
+/// bits/dim and dB/dim (with `--json` one record per image, appended to
+/// `--output` when given, skipping images it already holds), using log Z
+/// from `--log-z` or the blob's calibration (an error when there is
+/// neither), then writes the `--histogram` PNG. Every failure is returned
+/// as a message for the user.
 pub fn run(args: LogpArgs) -> Result<(), String> {
     let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
     let (model, _) = load_energy(&gpu, &args.model)?;

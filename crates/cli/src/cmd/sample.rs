@@ -62,9 +62,14 @@ pub struct SamplerFlags {
 /// `--schedule`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScheduleFlag {
+    /// Recursion for noise-conditioned models, measured for blind ones.
     Auto,
+    /// σ_t = ‖d_t‖/√N, measured from the denoiser's residual.
     Measured,
+    /// σ₁ = σ₀, σ_{t+1} = (1 − β h_t) σ_t.
     Recursion,
+    /// σ_t estimated blind from the iterate itself: median(|d|)/0.6745 over
+    /// its finest diagonal Haar details d (Donoho).
     Estimated,
 }
 
@@ -147,10 +152,13 @@ pub struct SampleArgs {
     /// --no-denoise; of the coarse-to-fine flags it uses only --seed).
     #[arg(long, value_enum, default_value_t = super::mala::Method::CoarseToFine)]
     pub method: super::mala::Method,
+    /// The coarse-to-fine sampler's flags.
     #[command(flatten)]
     pub sampler: SamplerFlags,
+    /// The flags of `--method mala`.
     #[command(flatten)]
     pub mala: super::mala::MalaFlags,
+    /// Output flags (`--samples`, `--trajectory`, `--plot`, `--json`, ...).
     #[command(flatten)]
     pub run: RunFlags,
     /// `--shard I/N`: draw only slice I of the --samples indices, written

@@ -62,6 +62,10 @@ struct Job {
     label: String,
 }
 
+/// Runs `prior score`: for each input of this shard writes ∇_yU(y, t) as
+/// `.npy`, and ∂U/∂t and the Tweedie estimate when asked. A directory run
+/// repeated with the same settings skips the inputs whose gradient is
+/// already written. Every failure is returned as a message for the user.
 pub fn run(args: ScoreArgs) -> Result<(), String> {
     if !args.t.is_finite() || args.t < 0.0 {
         return Err(format!(

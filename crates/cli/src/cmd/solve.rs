@@ -78,8 +78,10 @@ pub struct SolveArgs {
     /// Also write the naive reconstruction M x_c (the corrupted image).
     #[arg(long, value_name = "FILE")]
     pub save_input: Option<PathBuf>,
+    /// The sampler's flags (β defaults to 0.01 here).
     #[command(flatten)]
     pub sampler: SamplerFlags,
+    /// Output flags (`--samples`, `--trajectory`, `--plot`, `--json`, ...).
     #[command(flatten)]
     pub run: RunFlags,
     /// `--shard I/N`: draw only slice I of the --samples indices, written
