@@ -7,27 +7,21 @@
 mod common;
 use common::*;
 use prior_gpu::Shape;
-use prior_ops::conv2d::{Conv2d, ConvVariant, Epilogue};
+use prior_ops::conv2d::{Conv2d, ConvConfig, ConvVariant, Epilogue};
 use prior_ops::reference;
 
-fn check(
-    n: usize,
-    h: usize,
-    w: usize,
-    cin: usize,
-    cout: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    dil: usize,
-    seed: u64,
-) {
+/// `n × h × w` input, `[cin, cout, k, stride, pad, dilation]`.
+fn check(n: usize, h: usize, w: usize, [cin, cout, k, stride, pad, dil]: [usize; 6], seed: u64) {
     let gpu = gpu();
     let s = Shape::new(n, h, w, cin);
     let x = rand_vec(s.numel(), seed);
     let wt = rand_vec(cout * cin * k * k, seed + 1);
-    let conv = Conv2d::new(gpu, &wt, cout, cin, k, k, stride, pad, dil);
-    let (os, want) = reference::conv2d::conv2d(&x, s, &wt, None, cout, (k, k), stride, pad, dil);
+    let cfg = ConvConfig::new(cin, cout, k, k)
+        .stride(stride)
+        .pad(pad)
+        .dilation(dil);
+    let conv = Conv2d::new(gpu, &wt, cfg);
+    let (os, want) = reference::conv2d::conv2d(&x, s, &wt, None, cfg);
     let xt = gpu.upload(s, &x);
     for variant in [ConvVariant::Auto, ConvVariant::Plain, ConvVariant::Naive] {
         let y = conv
@@ -52,16 +46,16 @@ fn check(
 
 #[test]
 fn conv_matches_reference_on_odd_shapes() {
-    check(1, 7, 9, 1, 64, 3, 1, 1, 1, 1);
-    check(2, 13, 11, 3, 5, 3, 1, 1, 1, 2);
-    check(1, 37, 41, 64, 64, 3, 1, 1, 1, 3);
-    check(1, 10, 10, 64, 1, 3, 1, 1, 1, 4);
-    check(1, 9, 17, 4, 12, 1, 1, 0, 1, 5);
-    check(1, 11, 13, 8, 8, 5, 1, 2, 1, 6);
-    check(2, 12, 14, 8, 16, 3, 2, 1, 1, 7);
-    check(1, 15, 15, 4, 8, 2, 2, 0, 1, 8);
-    check(1, 17, 19, 8, 8, 3, 1, 2, 2, 9);
-    check(1, 16, 16, 2, 64, 3, 1, 1, 1, 10);
+    check(1, 7, 9, [1, 64, 3, 1, 1, 1], 1);
+    check(2, 13, 11, [3, 5, 3, 1, 1, 1], 2);
+    check(1, 37, 41, [64, 64, 3, 1, 1, 1], 3);
+    check(1, 10, 10, [64, 1, 3, 1, 1, 1], 4);
+    check(1, 9, 17, [4, 12, 1, 1, 0, 1], 5);
+    check(1, 11, 13, [8, 8, 5, 1, 2, 1], 6);
+    check(2, 12, 14, [8, 16, 3, 2, 1, 1], 7);
+    check(1, 15, 15, [4, 8, 2, 2, 0, 1], 8);
+    check(1, 17, 19, [8, 8, 3, 1, 2, 2], 9);
+    check(1, 16, 16, [2, 64, 3, 1, 1, 1], 10);
 }
 
 #[test]
@@ -74,9 +68,10 @@ fn conv_epilogue_affine_relu_mask() {
     let scale = rand_vec(cout, 13);
     let shift = rand_vec(cout, 14);
     let maskv = rand_vec(h * w * cout, 15);
-    let mut conv = Conv2d::same(gpu, &wt, cout, cin, 3, 1);
+    let cfg = ConvConfig::same(cin, cout, 3, 1);
+    let mut conv = Conv2d::new(gpu, &wt, cfg);
     conv.set_affine(gpu, Some(&scale), Some(&shift));
-    let (_, raw) = reference::conv2d::conv2d(&x, s, &wt, None, cout, (3, 3), 1, 1, 1);
+    let (_, raw) = reference::conv2d::conv2d(&x, s, &wt, None, cfg);
     let aff = reference::elementwise::affine_c(&raw, &scale, &shift);
     let want = reference::elementwise::relu_mask(&reference::elementwise::relu(&aff), &maskv);
     let mask = gpu.upload(Shape::new(1, h, w, cout), &maskv);
