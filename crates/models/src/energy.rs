@@ -477,10 +477,10 @@ impl EnergyUNet {
         tape: Option<&mut Tape>,
     ) -> Result<Tensor> {
         let h = l.op.forward(gpu, x)?;
-        let tape = tape.map(|t| {
+        let mut tape = tape;
+        if let Some(t) = tape.as_deref_mut() {
             t.in_hw.push(hw(x));
-            t
-        });
+        }
         let Some(norm) = &l.norm else { return Ok(h) };
         let (z, st) = norm.forward(gpu, &h, gain)?;
         let a = gelu(gpu, &z);

@@ -457,7 +457,7 @@ impl Conv2d {
             }
             ConvVariant::Auto | ConvVariant::Plain => {
                 let tiles = s.n * ho * wo.div_ceil(tp);
-                let kernel = if self.cin % 4 != 0 {
+                let kernel = if !self.cin.is_multiple_of(4) {
                     &CONV_SCALAR
                 } else if gpu.subgroups_at_least(8) && epi.variant != ConvVariant::Plain {
                     &CONV_VEC4_SUBGROUP
