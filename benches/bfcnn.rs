@@ -24,11 +24,7 @@ fn main() {
     let ckpt = paths::shared().join("checkpoints/universal_inverse_problem/BSD400_gray/model.pt");
     let blob = WeightBlob::load(&ckpt).expect("checkpoint");
     let model = ConvChain::from_blob(&gpu, &blob).expect("model");
-    let macs: u64 = model
-        .layers
-        .iter()
-        .map(|l| l.conv.macs(1, size, size))
-        .sum();
+    let macs: u64 = model.net.layers.iter().map(|l| l.macs(1, size, size)).sum();
     let flops = 2.0 * macs as f64;
     println!("adapter: {} ({})", gpu.adapter.name, gpu.adapter.backend);
     println!(

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use prior_gpu::{Gpu, Shape};
-use prior_ops::conv2d::{Conv2d, ConvVariant, Epilogue};
+use prior_ops::conv2d::{Conv2d, ConvConfig, ConvVariant, Epilogue};
 use prior_testkit::bench::{pytorch_conv_gflops, report_line, torch_device};
 
 fn main() {
@@ -26,7 +26,7 @@ fn main() {
     let w: Vec<f32> = (0..c * c * k * k)
         .map(|i| ((i % 17) as f32 - 8.0) * 0.01)
         .collect();
-    let conv = Conv2d::same(&gpu, &w, c, c, k, 1);
+    let conv = Conv2d::new(&gpu, &w, ConvConfig::same(c, c, k, 1));
     let flops = 2.0 * conv.macs(1, size, size) as f64;
     let mut results = Vec::new();
     let auto_name = if gpu.subgroups_at_least(8) {

@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use prior_gpu::{Gpu, Shape};
-use prior_ops::conv2d::{Conv2d, Epilogue};
+use prior_ops::conv2d::{Conv2d, ConvConfig, Epilogue};
 use prior_ops::conv_transpose2d::ConvTranspose2d;
 use prior_testkit::bench::{python_timing, report_line, torch_device};
 
@@ -71,14 +71,19 @@ fn main() {
         let w: Vec<f32> = (0..cin * cout * k * k)
             .map(|i| ((i % 17) as f32 - 8.0) * 0.01)
             .collect();
-        let t = ConvTranspose2d::new(&gpu, &w, cin, cout, k, k, stride, pad);
+        let cfg = ConvConfig::new(cin, cout, k, k).stride(stride).pad(pad);
+        let t = ConvTranspose2d::new(&gpu, &w, cfg);
         let flops = 2.0 * t.macs(1, size, size) as f64;
         let secs = time(|| {
             let y = t.forward(&gpu, &x, Epilogue::default()).unwrap();
             pollster::block_on(gpu.read(&y)).unwrap();
         });
         // The stride-1 conv with the same multiply-adds per call, for scale.
-        let eq = Conv2d::same(&gpu, &vec![0.01; cout * cin * 9], cout, cin, 3, 1);
+        let eq = Conv2d::new(
+            &gpu,
+            &vec![0.01; cout * cin * 9],
+            ConvConfig::same(cin, cout, 3, 1),
+        );
         let side = ((flops / 2.0 / (cin * cout * 9) as f64).sqrt()) as usize;
         let xe = gpu.upload(
             Shape::new(1, side, side, cin),

@@ -49,9 +49,10 @@ fn main() {
     let model = ConvChain::from_blob(&gpu, &blob).expect("model");
     let flops_per_jvp = 2.0
         * model
+            .net
             .layers
             .iter()
-            .map(|l| l.conv.macs(1, size, size))
+            .map(|l| l.macs(1, size, size))
             .sum::<u64>() as f64;
 
     // A noisy crop (σ = 25) of Set12/02, the same input on both sides (written to a temp .npy for Python).

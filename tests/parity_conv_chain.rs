@@ -101,7 +101,7 @@ fn bf_cnn_rf_conditional_network() {
         let case = Case::open(name);
         let blob = WeightBlob::load(case.checkpoint()).unwrap();
         let chain = ConvChain::from_blob(gpu(), &blob).unwrap();
-        assert!(chain.conditional_details);
+        assert!(chain.conditional_details());
         let input = case.npy("input");
         let (c, h, w) = (input.shape[0], input.shape[1], input.shape[2]);
         let x = gpu().upload(Shape::new(1, h, w, c), &chw_to_hwc(c, h, w, &input.data));

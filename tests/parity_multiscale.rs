@@ -132,7 +132,7 @@ fn check_cond(name: &str) {
     let case = Case::open(name);
     let blob = WeightBlob::load(case.checkpoint()).unwrap();
     let net = ConvChain::from_blob(gpu(), &blob).unwrap();
-    assert!(net.conditional_details);
+    assert!(net.conditional_details());
     let input = case.npy("input");
     let (c, h, w) = (input.shape[0], input.shape[1], input.shape[2]);
     let r = read_chw(

@@ -38,7 +38,7 @@
 //!   adjoint on such spectra (every Mᵀx is one).
 
 use prior_gpu::{Gpu, GpuError, Shape, Tensor};
-use prior_ops::measure::{self as kernels, Axis};
+use prior_ops::measure::{self as kernels, Axis, DftPass};
 use prior_ops::reference::rng;
 
 /// Noise stream of the random-pixel mask.
@@ -679,14 +679,17 @@ impl Measurement for Spectral {
     }
     fn mt(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
         check_image("spectral Mᵀ", x, self.dims)?;
-        let a = kernels::dft(gpu, x, false, Axis::W, false, false, &self.tw_w, None)?;
+        let pass = |axis, complex_in| DftPass {
+            axis,
+            complex_in,
+            inverse: false,
+            real_out: false,
+        };
+        let a = kernels::dft(gpu, x, pass(Axis::W, false), &self.tw_w, None)?;
         Ok(kernels::dft(
             gpu,
             &a,
-            true,
-            Axis::H,
-            false,
-            false,
+            pass(Axis::H, true),
             &self.tw_h,
             Some(&self.mask),
         )?)
@@ -694,14 +697,17 @@ impl Measurement for Spectral {
     fn m(&self, gpu: &Gpu, x_c: &Tensor) -> Result<Tensor> {
         let (h, w, c) = self.dims;
         check_image("spectral M", x_c, (h, w, 2 * c))?;
-        let a = kernels::dft(gpu, x_c, true, Axis::H, true, false, &self.tw_h, None)?;
+        let pass = |axis, real_out| DftPass {
+            axis,
+            complex_in: true,
+            inverse: true,
+            real_out,
+        };
+        let a = kernels::dft(gpu, x_c, pass(Axis::H, false), &self.tw_h, None)?;
         Ok(kernels::dft(
             gpu,
             &a,
-            true,
-            Axis::W,
-            true,
-            true,
+            pass(Axis::W, true),
             &self.tw_w,
             None,
         )?)

@@ -26,6 +26,7 @@ use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 use crate::hparams::Hparams;
 use crate::layers::{check_tangent, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig};
 
+/// The bias-free UNet denoiser on the GPU.
 pub struct BfUnet {
     /// Encoder blocks (2 convs each).
     encoder: Vec<Vec<ConvLayer>>,
@@ -50,6 +51,7 @@ struct Trace {
 }
 
 impl BfUnet {
+    /// Builds the model from a blob with `prior.arch = bf_unet`.
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<BfUnet> {
         let Hparams::BfUnet(hp) = blob.hparams()? else {
             return Err(invalid(blob, format!("not a {} blob", Arch::BfUnet)));
@@ -280,6 +282,7 @@ impl BfUnet {
         })
     }
 
+    /// Number of encoder blocks (each halves the size).
     pub fn scales(&self) -> usize {
         self.encoder.len()
     }

@@ -34,11 +34,9 @@
 use prior_gpu::{Gpu, Shape, Tensor};
 use prior_ops::activations::{gelu, gelu_jvp, gelu_vjp_jvp, silu, silu_jvp};
 use prior_ops::channels::{concat_channels, concat_channels_vjp};
-use prior_ops::conv2d::{Conv2d, Epilogue};
-use prior_ops::conv_transpose2d::ConvTranspose2d;
 use prior_ops::elementwise::axpby;
 use prior_ops::embedding::{dsm_frequencies, Sinusoid};
-use prior_ops::group_norm::{gains, GroupNorm, NormStats};
+use prior_ops::group_norm::{gains, Dual, GroupNorm, NormStats};
 use prior_ops::linear::{sample_axpy, Linear};
 use prior_ops::noise_estimate;
 use prior_ops::reduce::dot_per_sample;
@@ -46,6 +44,7 @@ use prior_ops::reduce::dot_per_sample;
 use crate::blob::{TensorF32, WeightBlob};
 use crate::denoiser::{Conditioning, Denoiser, ModelError, Noise, Result};
 use crate::hparams::Hparams;
+use crate::layers::{hw, Affine, ConvLayer, ConvLayerConfig};
 
 /// Metadata keys of a calibrated blob (written by `prior calibrate`).
 pub mod keys {
@@ -62,18 +61,13 @@ pub const EPS: f32 = 1e-5;
 /// Noise variance at which log Z is estimated (the authors' choice).
 pub const LOG_Z_T: f64 = 1e3;
 
-enum Op {
-    /// 3×3 stride-1 conv (forward) and its adjoint: the conv with flipped,
-    /// transposed weights.
-    Conv { fwd: Conv2d, adj: Conv2d },
-    /// 2×2 stride-2 conv and its adjoint, the transposed conv with the same weights.
-    Down { fwd: Conv2d, adj: ConvTranspose2d },
-    /// 2×2 stride-2 transposed conv and its adjoint, the strided conv with the same weights.
-    Up { fwd: ConvTranspose2d, adj: Conv2d },
-}
-
+/// One bias-free (transposed) convolution (3×3 stride 1, 2×2 stride-2
+/// down-sampling, or 2×2 stride-2 transposed up-sampling) and its
+/// normalisation. The convolution is linear, so its JVP is
+/// [`ConvLayer::linear`], its VJP [`ConvLayer::adjoint`], and the tangent
+/// of its VJP (forward over reverse) the adjoint of the tangent.
 struct Layer {
-    op: Op,
+    op: ConvLayer,
     /// `None` only for the network's last conv.
     norm: Option<GroupNorm>,
     cout: usize,
@@ -95,6 +89,8 @@ struct TanRec {
 /// Intermediate values of one forward pass.
 struct Tape {
     recs: Vec<Rec>,
+    /// The input size `(h, w)` of every layer, in forward order.
+    in_hw: Vec<(usize, usize)>,
     /// Channel counts of the decoder concatenations `[x, skip]`, per scale.
     cat: Vec<(usize, usize)>,
 }
@@ -142,8 +138,11 @@ pub struct EnergyUNet {
 /// A stored log-partition estimate.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LogZ {
+    /// log Z (nats) of the density at t = 0.
     pub log_z: f64,
+    /// The noise variance at which it was estimated.
     pub t: f64,
+    /// Number of noisy calibration images averaged.
     pub count: usize,
 }
 
@@ -252,54 +251,28 @@ impl Builder<'_> {
                     ),
                 ));
             }
-            let (a, b, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
-            let (op, cout) = if i == 0 && first_down {
-                if (kh, kw) != (2, 2) {
-                    return Err(invalid(
-                        self.blob,
-                        format!("network.{name}: expected the 2×2 stride-2 conv, found {kh}×{kw}"),
-                    ));
-                }
-                let fwd = Conv2d::new(self.gpu, &w.data, a, b, 2, 2, 2, 0, 1);
-                let adj = ConvTranspose2d::new(self.gpu, &w.data, a, b, 2, 2, 2, 0);
-                (Op::Down { fwd, adj }, a)
+            let shape = [w.shape[0], w.shape[1], w.shape[2], w.shape[3]];
+            let (cfg, expect) = if i == 0 && first_down {
+                let cfg = ConvLayerConfig::from_weight_shape(shape, false).stride(2);
+                (cfg, "the 2×2 stride-2 conv")
             } else if i == n - 1 && last_up {
-                if (kh, kw) != (2, 2) {
-                    return Err(invalid(
-                        self.blob,
-                        format!(
-                            "network.{name}: expected the 2×2 transposed conv, found {kh}×{kw}"
-                        ),
-                    ));
-                }
                 // ConvTranspose2d layout (in, out, kh, kw).
-                let fwd = ConvTranspose2d::new(self.gpu, &w.data, a, b, 2, 2, 2, 0);
-                let adj = Conv2d::new(self.gpu, &w.data, a, b, 2, 2, 2, 0, 1);
-                (Op::Up { fwd, adj }, b)
+                let cfg = ConvLayerConfig::from_weight_shape(shape, true).stride(2);
+                (cfg, "the 2×2 transposed conv")
             } else {
-                if (kh, kw) != (3, 3) {
-                    return Err(invalid(
-                        self.blob,
-                        format!("network.{name}: expected a 3×3 conv, found {kh}×{kw}"),
-                    ));
-                }
-                let (cout, cin) = (a, b);
-                let fwd = Conv2d::new(self.gpu, &w.data, cout, cin, 3, 3, 1, 1, 1);
-                // adjoint: weights (cin, cout, 3, 3) with the kernel flipped
-                let mut fl = vec![0.0f32; w.data.len()];
-                for co in 0..cout {
-                    for ci in 0..cin {
-                        for ky in 0..3 {
-                            for kx in 0..3 {
-                                fl[((ci * cout + co) * 3 + (2 - ky)) * 3 + (2 - kx)] =
-                                    w.data[((co * cin + ci) * 3 + ky) * 3 + kx];
-                            }
-                        }
-                    }
-                }
-                let adj = Conv2d::new(self.gpu, &fl, cin, cout, 3, 3, 1, 1, 1);
-                (Op::Conv { fwd, adj }, cout)
+                let cfg = ConvLayerConfig::from_weight_shape(shape, false).pad(1);
+                (cfg, "a 3×3 conv")
             };
+            let (kh, kw) = (shape[2], shape[3]);
+            let want = if cfg.conv.stride == 2 { 2 } else { 3 };
+            if (kh, kw) != (want, want) {
+                return Err(invalid(
+                    self.blob,
+                    format!("network.{name}: expected {expect}, found {kh}×{kw}"),
+                ));
+            }
+            let op = ConvLayer::new(self.gpu, &w.data, cfg, Affine::default())?;
+            let cout = op.out_channels();
             let norm = if i == n - 1 && last_plain {
                 None
             } else {
@@ -308,13 +281,6 @@ impl Builder<'_> {
             layers.push(Layer { op, norm, cout });
         }
         Ok(layers)
-    }
-}
-
-fn in_channels(op: &Op) -> usize {
-    match op {
-        Op::Conv { fwd, .. } | Op::Down { fwd, .. } => fwd.cin,
-        Op::Up { fwd, .. } => fwd.cin,
     }
 }
 
@@ -385,12 +351,12 @@ impl EnergyUNet {
         let mut c = channels;
         for (s, block) in enc.iter().enumerate() {
             for l in block {
-                if in_channels(&l.op) != c {
+                if l.op.in_channels() != c {
                     return Err(invalid(
                         blob,
                         format!(
                             "encoder.{s}: a layer takes {} channels, gets {c}",
-                            in_channels(&l.op)
+                            l.op.in_channels()
                         ),
                     ));
                 }
@@ -399,12 +365,12 @@ impl EnergyUNet {
         }
         let skips: Vec<usize> = enc.iter().map(|b| b.last().unwrap().cout).collect();
         for l in &mid {
-            if in_channels(&l.op) != c {
+            if l.op.in_channels() != c {
                 return Err(invalid(
                     blob,
                     format!(
                         "middle_block: a layer takes {} channels, gets {c}",
-                        in_channels(&l.op)
+                        l.op.in_channels()
                     ),
                 ));
             }
@@ -413,12 +379,12 @@ impl EnergyUNet {
         for s in (0..scales).rev() {
             c += skips[s];
             for l in &dec[s] {
-                if in_channels(&l.op) != c {
+                if l.op.in_channels() != c {
                     return Err(invalid(
                         blob,
                         format!(
                             "decoder.{s}: a layer takes {} channels, gets {c}",
-                            in_channels(&l.op)
+                            l.op.in_channels()
                         ),
                     ));
                 }
@@ -510,12 +476,11 @@ impl EnergyUNet {
         gain: &Tensor,
         tape: Option<&mut Tape>,
     ) -> Result<Tensor> {
-        let h = match &l.op {
-            Op::Conv { fwd, .. } | Op::Down { fwd, .. } => {
-                fwd.forward(gpu, x, Epilogue::default())?
-            }
-            Op::Up { fwd, .. } => fwd.forward(gpu, x, Epilogue::default())?,
-        };
+        let h = l.op.forward(gpu, x)?;
+        let mut tape = tape;
+        if let Some(t) = tape.as_deref_mut() {
+            t.in_hw.push(hw(x));
+        }
         let Some(norm) = &l.norm else { return Ok(h) };
         let (z, st) = norm.forward(gpu, &h, gain)?;
         let a = gelu(gpu, &z);
@@ -535,6 +500,7 @@ impl EnergyUNet {
     ) -> Result<(Tensor, Option<Tape>)> {
         let mut tape = keep.then(|| Tape {
             recs: Vec::new(),
+            in_hw: Vec::new(),
             cat: Vec::new(),
         });
         let mut x = y.clone();
@@ -573,6 +539,7 @@ impl EnergyUNet {
         tan: Option<(&[TanRec], &Tensor)>,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let mut recs = tape.recs.iter().rev();
+        let mut sizes = tape.in_hw.iter().rev();
         let mut trecs = tan.map(|(t, _)| t.iter().rev());
         let mut back =
             |l: &Layer, u: Tensor, ut: Option<Tensor>| -> Result<(Tensor, Option<Tensor>)> {
@@ -584,7 +551,15 @@ impl EnergyUNet {
                             (Some(tr), Some(ut)) => {
                                 let t = tr.next().expect("one tangent record per normalised layer");
                                 let zbt = gelu_vjp_jvp(gpu, &r.z, &t.z, &u, &ut)?;
-                                Some(norm.vjp_jvp(gpu, &zb, &zbt, &r.h, &t.h, &r.st, gain)?)
+                                let zb = Dual {
+                                    value: &zb,
+                                    tangent: &zbt,
+                                };
+                                let h = Dual {
+                                    value: &r.h,
+                                    tangent: &t.h,
+                                };
+                                Some(norm.vjp_jvp(gpu, zb, h, &r.st, gain)?)
                             }
                             _ => None,
                         };
@@ -592,14 +567,8 @@ impl EnergyUNet {
                     }
                     None => (u, ut),
                 };
-                let adj = |x: &Tensor| -> Result<Tensor> {
-                    Ok(match &l.op {
-                        Op::Conv { adj, .. } | Op::Up { adj, .. } => {
-                            adj.forward(gpu, x, Epilogue::default())?
-                        }
-                        Op::Down { adj, .. } => adj.forward(gpu, x, Epilogue::default())?,
-                    })
-                };
+                let in_hw = *sizes.next().expect("one input size per layer");
+                let adj = |x: &Tensor| -> Result<Tensor> { Ok(l.op.adjoint(gpu, x, in_hw)?) };
                 Ok((adj(&hb)?, hbt.as_ref().map(adj).transpose()?))
             };
         let mut u = (u.clone(), tan.map(|(_, ut)| ut.clone()));
@@ -667,15 +636,7 @@ impl EnergyUNet {
         let mut recs = tape.recs.iter();
         let mut out = Vec::new();
         let mut fwd = |l: &Layer, x: Option<Tensor>| -> Result<Tensor> {
-            let h = match x {
-                Some(x) => Some(match &l.op {
-                    Op::Conv { fwd, .. } | Op::Down { fwd, .. } => {
-                        fwd.forward(gpu, &x, Epilogue::default())?
-                    }
-                    Op::Up { fwd, .. } => fwd.forward(gpu, &x, Epilogue::default())?,
-                }),
-                None => None,
-            };
+            let h = x.map(|x| l.op.linear(gpu, &x)).transpose()?;
             match &l.norm {
                 Some(norm) => {
                     let r = recs.next().expect("one record per normalised layer");
@@ -834,12 +795,17 @@ impl EnergyUNet {
         Ok(sample_axpy(gpu, y, &neg, &g)?)
     }
 
+    /// Number of encoder (and decoder) scales, the middle block not counted.
     pub fn scales(&self) -> usize {
         self.scales
     }
+
+    /// Channels of the first encoder scale.
     pub fn base_width(&self) -> usize {
         self.base_width
     }
+
+    /// Channels per normalisation group.
     pub fn group_size(&self) -> usize {
         self.group_size
     }
@@ -919,9 +885,13 @@ impl Denoiser for EnergyUNet {
 /// A log-partition estimate with its Monte-Carlo standard error.
 #[derive(Clone, Copy, Debug)]
 pub struct Calibration {
+    /// The estimate of log Z (nats).
     pub log_z: f64,
+    /// Its Monte-Carlo standard error (nats).
     pub stderr: f64,
+    /// The noise variance of the estimate.
     pub t: f64,
+    /// Number of images averaged.
     pub count: usize,
 }
 

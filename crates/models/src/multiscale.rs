@@ -38,17 +38,17 @@ use prior_ops::haar::{
 
 use crate::arch::Arch;
 use crate::blob::{keys, WeightBlob};
-use crate::conv_chain::{ConvChain, Linearized, Output};
 use crate::denoiser::{Denoiser, ModelError, Noise, Result};
-use crate::hparams::{Hparams, MultiscaleHparams, MultiscalePart};
+use crate::hparams::{Hparams, MultiscaleHparams, MultiscalePart, Output};
+use crate::layers::{ChainLinearized, LayerChain};
 
 /// The multi-scale conditional model.
 pub struct MultiScale {
     /// Blind denoiser of the coarsest low-pass (`low_40x40`).
-    pub low: ConvChain,
+    pub low: LayerChain,
     /// `scales[j]`: the conditional residual of level j's details given the
     /// (denoised) coarser low-pass, input `[L, H, V, D]` (4C channels), output 3C.
-    pub scales: Vec<ConvChain>,
+    pub scales: Vec<LayerChain>,
     channels: usize,
     blob: WeightBlob,
     desc: String,
@@ -95,7 +95,7 @@ impl MultiScale {
                 "a multi-scale model needs at least one conditional level (rf*_scale_0)".into(),
             ));
         }
-        let low_net = ConvChain::from_blob(gpu, &low)?;
+        let low_net = LayerChain::from_blob(gpu, &low)?;
         let c = low_net.in_channels;
         if low_net.conditional_details
             || low_net.out_channels != c
@@ -108,7 +108,7 @@ impl MultiScale {
         }
         let mut nets = Vec::with_capacity(scales.len());
         for (j, b) in scales.iter().enumerate() {
-            let net = ConvChain::from_blob(gpu, b)?;
+            let net = LayerChain::from_blob(gpu, b)?;
             if !net.conditional_details
                 || net.in_channels != 4 * c
                 || net.out_channels != 3 * c
@@ -341,9 +341,9 @@ impl MultiScale {
 /// exactly (`prior_ops::haar`, `prior_ops::channels`).
 pub struct MultiScaleLinearized<'a> {
     model: &'a MultiScale,
-    low: Linearized<'a>,
+    low: ChainLinearized<'a>,
     /// `scales[j]` linearised at `[denoised low_{j+1}, noisy details_j]`.
-    scales: Vec<Linearized<'a>>,
+    scales: Vec<ChainLinearized<'a>>,
     /// x̂(y).
     pub output: Tensor,
     input: prior_gpu::Shape,
@@ -370,7 +370,7 @@ impl MultiScale {
         }
         let low_lin = self.low.linearize(gpu, &low)?;
         let mut low_d = sub(gpu, &low, low_lin.network_output())?;
-        let mut scales: Vec<Option<Linearized<'_>>> = (0..levels).map(|_| None).collect();
+        let mut scales: Vec<Option<ChainLinearized<'_>>> = (0..levels).map(|_| None).collect();
         for j in (0..levels).rev() {
             let inp = replace_channels(gpu, &coefs[j], 0, &low_d)?;
             let lin = self.scales[j].linearize(gpu, &inp)?;

@@ -17,6 +17,7 @@ use crate::layers::{
     bias, check_tangent, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig,
 };
 
+/// The recurrent CNN denoiser: one stack of conv layers applied `stages` times.
 pub struct Rcnn {
     /// first, hidden..., last.
     layers: Vec<ConvLayer>,
@@ -27,6 +28,7 @@ pub struct Rcnn {
 }
 
 impl Rcnn {
+    /// Builds the model from a blob with `prior.arch = rcnn`.
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<Rcnn> {
         let Hparams::Rcnn(hp) = blob.hparams()? else {
             return Err(invalid(blob, format!("not an {} blob", Arch::Rcnn)));

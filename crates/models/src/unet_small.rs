@@ -45,6 +45,7 @@ struct Trace {
 }
 
 impl UnetSmall {
+    /// Builds the model from a blob with `prior.arch = unet_small`.
     pub fn from_blob(gpu: &Gpu, blob: &WeightBlob) -> Result<UnetSmall> {
         let Hparams::UnetSmall(hp) = blob.hparams()? else {
             return Err(invalid(blob, format!("not a {} blob", Arch::UnetSmall)));

@@ -832,19 +832,21 @@ impl Pickle {
         self.global("collections", "OrderedDict").op(b')').op(b'R')
     }
     /// `_rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())`
-    /// with the persistent id `('storage', torch.<class>, key, 'cpu', numel[, view])`.
-    #[allow(clippy::too_many_arguments)]
+    /// with the persistent id of `storage`.
     fn tensor(
         &mut self,
-        class: &str,
-        key: &str,
-        numel: usize,
-        view: Option<(&str, usize, usize)>,
-        legacy: bool,
+        storage: Storage,
         offset: usize,
         shape: &[usize],
         stride: &[usize],
     ) -> &mut Self {
+        let Storage {
+            class,
+            key,
+            numel,
+            view,
+            legacy,
+        } = storage;
         self.global("torch._utils", "_rebuild_tensor_v2").op(b'(');
         self.op(b'(')
             .str("storage")
@@ -874,6 +876,17 @@ impl Pickle {
         self.op(b'.');
         std::mem::take(&mut self.0)
     }
+}
+
+/// The persistent id of a tensor's storage,
+/// `('storage', torch.<class>, key, 'cpu', numel[, view])`: `view` (key,
+/// offset, size) is written only in the `legacy` format.
+struct Storage<'a> {
+    class: &'a str,
+    key: &'a str,
+    numel: usize,
+    view: Option<(&'a str, usize, usize)>,
+    legacy: bool,
 }
 
 fn contiguous_stride(shape: &[usize]) -> Vec<usize> {
@@ -955,32 +968,56 @@ fn zip_views_with_offsets_and_strides_are_materialised_row_major() {
     p.ordered_dict().op(b'(');
     // A transposed view starting at element 2: a[i][j] = s[2 + i + 2j].
     p.str("module.a").tensor(
-        "FloatStorage",
-        "140234",
-        10,
-        None,
-        false,
+        Storage {
+            class: "FloatStorage",
+            key: "140234",
+            numel: 10,
+            view: None,
+            legacy: false,
+        },
         2,
         &[2, 3],
         &[1, 2],
     );
     // A contiguous slice with an offset.
-    p.str("module.b")
-        .tensor("FloatStorage", "140234", 10, None, false, 7, &[3], &[1]);
+    p.str("module.b").tensor(
+        Storage {
+            class: "FloatStorage",
+            key: "140234",
+            numel: 10,
+            view: None,
+            legacy: false,
+        },
+        7,
+        &[3],
+        &[1],
+    );
     // A broadcast (stride 0) dimension.
     p.str("module.c").tensor(
-        "FloatStorage",
-        "140234",
-        10,
-        None,
-        false,
+        Storage {
+            class: "FloatStorage",
+            key: "140234",
+            numel: 10,
+            view: None,
+            legacy: false,
+        },
         1,
         &[2, 2],
         &[0, 1],
     );
     // An int64 buffer: dropped.
-    p.str("module.n.num_batches_tracked")
-        .tensor("LongStorage", "9", 1, None, false, 0, &[], &[]);
+    p.str("module.n.num_batches_tracked").tensor(
+        Storage {
+            class: "LongStorage",
+            key: "9",
+            numel: 1,
+            view: None,
+            legacy: false,
+        },
+        0,
+        &[],
+        &[],
+    );
     p.op(b'u');
     let pkl = p.stop();
     let bytes = torch_zip(
@@ -1034,11 +1071,13 @@ fn tiny_legacy_bfcnn(view: bool) -> Vec<u8> {
             root.extend(&data);
             root.extend([-2.0f32; 3]);
             main.str(name).tensor(
-                "FloatStorage",
-                &key,
-                root.len(),
-                Some(("view0", 4, n)),
-                true,
+                Storage {
+                    class: "FloatStorage",
+                    key: &key,
+                    numel: root.len(),
+                    view: Some(("view0", 4, n)),
+                    legacy: true,
+                },
                 0,
                 shape,
                 &contiguous_stride(shape),
@@ -1046,11 +1085,13 @@ fn tiny_legacy_bfcnn(view: bool) -> Vec<u8> {
             storages.push((key, root.len() as u64, f32_bytes(&root)));
         } else {
             main.str(name).tensor(
-                "FloatStorage",
-                &key,
-                n,
-                None,
-                true,
+                Storage {
+                    class: "FloatStorage",
+                    key: &key,
+                    numel: n,
+                    view: None,
+                    legacy: true,
+                },
                 0,
                 shape,
                 &contiguous_stride(shape),
@@ -1161,11 +1202,13 @@ fn bf_unet_zip(b: usize) -> Vec<u8> {
         let n: usize = shape.iter().product();
         let key = i.to_string();
         p.str(&format!("module.{name}")).tensor(
-            "FloatStorage",
-            &key,
-            n,
-            None,
-            false,
+            Storage {
+                class: "FloatStorage",
+                key: &key,
+                numel: n,
+                view: None,
+                legacy: false,
+            },
             0,
             shape,
             &contiguous_stride(shape),
@@ -1282,11 +1325,13 @@ fn opaque_objects_are_refused_inside_the_state_dict() {
     let mut p = Pickle::new();
     p.ordered_dict().op(b'(');
     p.str("conv_layers.0.weight").tensor(
-        "FloatStorage",
-        "0",
-        4,
-        None,
-        false,
+        Storage {
+            class: "FloatStorage",
+            key: "0",
+            numel: 4,
+            view: None,
+            legacy: false,
+        },
         0,
         &[1, 1, 2, 2],
         &[4, 4, 2, 1],
@@ -1315,8 +1360,18 @@ fn wrong_storage_sizes_are_reported() {
     // Zip: the pickle says 4 floats, the entry holds 3.
     let mut p = Pickle::new();
     p.ordered_dict().op(b'(');
-    p.str("w")
-        .tensor("FloatStorage", "0", 4, None, false, 0, &[4], &[1]);
+    p.str("w").tensor(
+        Storage {
+            class: "FloatStorage",
+            key: "0",
+            numel: 4,
+            view: None,
+            legacy: false,
+        },
+        0,
+        &[4],
+        &[1],
+    );
     p.op(b'u');
     let bytes = torch_zip("archive", &p.stop(), &[("0", f32_bytes(&[1.0; 3]))]);
     let path = Path::new("short_storage.pt");
@@ -1328,8 +1383,18 @@ fn wrong_storage_sizes_are_reported() {
     // Zip: a view reaching past the end of its storage.
     let mut p = Pickle::new();
     p.ordered_dict().op(b'(');
-    p.str("w")
-        .tensor("FloatStorage", "0", 4, None, false, 2, &[3], &[1]);
+    p.str("w").tensor(
+        Storage {
+            class: "FloatStorage",
+            key: "0",
+            numel: 4,
+            view: None,
+            legacy: false,
+        },
+        2,
+        &[3],
+        &[1],
+    );
     p.op(b'u');
     let bytes = torch_zip("archive", &p.stop(), &[("0", f32_bytes(&[1.0; 4]))]);
     let err = read_checkpoint(&bytes, path).unwrap_err();
@@ -1348,8 +1413,18 @@ fn wrong_storage_sizes_are_reported() {
     // A float64 tensor in the state_dict.
     let mut p = Pickle::new();
     p.ordered_dict().op(b'(');
-    p.str("w")
-        .tensor("DoubleStorage", "0", 2, None, false, 0, &[2], &[1]);
+    p.str("w").tensor(
+        Storage {
+            class: "DoubleStorage",
+            key: "0",
+            numel: 2,
+            view: None,
+            legacy: false,
+        },
+        0,
+        &[2],
+        &[1],
+    );
     p.op(b'u');
     let bytes = torch_zip("archive", &p.stop(), &[("0", vec![0u8; 16])]);
     let err = read_checkpoint(&bytes, path).unwrap_err();
@@ -1361,8 +1436,18 @@ fn wrong_storage_sizes_are_reported() {
     // A missing storage entry.
     let mut p = Pickle::new();
     p.ordered_dict().op(b'(');
-    p.str("w")
-        .tensor("FloatStorage", "77", 2, None, false, 0, &[2], &[1]);
+    p.str("w").tensor(
+        Storage {
+            class: "FloatStorage",
+            key: "77",
+            numel: 2,
+            view: None,
+            legacy: false,
+        },
+        0,
+        &[2],
+        &[1],
+    );
     p.op(b'u');
     let bytes = torch_zip("archive", &p.stop(), &[]);
     let err = read_checkpoint(&bytes, path).unwrap_err();
@@ -1461,8 +1546,18 @@ fn truncated_and_random_files_get_clear_errors() {
 fn unknown_architectures_are_refused() {
     let mut p = Pickle::new();
     p.ordered_dict().op(b'(');
-    p.str("foo.weight")
-        .tensor("FloatStorage", "0", 4, None, false, 0, &[2, 2], &[2, 1]);
+    p.str("foo.weight").tensor(
+        Storage {
+            class: "FloatStorage",
+            key: "0",
+            numel: 4,
+            view: None,
+            legacy: false,
+        },
+        0,
+        &[2, 2],
+        &[2, 1],
+    );
     p.op(b'u');
     let bytes = torch_zip("archive", &p.stop(), &[("0", f32_bytes(&[1.0; 4]))]);
     let path = Path::new("mystery.pt");

@@ -14,24 +14,28 @@ const BINDINGS: &[Access] = &[
     Access::Read,
     Access::ReadWrite,
 ];
+/// The tiled kernel (4 input channels per load); `cin` a multiple of 4.
 pub const CONV_VEC4: Kernel = Kernel {
     file: "conv2d.wgsl",
     source: CONV2D,
     entry: "conv_vec4",
     bindings: BINDINGS,
 };
+/// The tiled kernel for any `cin`.
 pub const CONV_SCALAR: Kernel = Kernel {
     file: "conv2d.wgsl",
     source: CONV2D,
     entry: "conv_scalar",
     bindings: BINDINGS,
 };
+/// [`CONV_VEC4`] with subgroup operations (adapters with ≥ 8 lanes).
 pub const CONV_VEC4_SUBGROUP: Kernel = Kernel {
     file: "conv2d_subgroup.wgsl",
     source: crate::shaders::CONV2D_SUBGROUP,
     entry: "conv_vec4_subgroup",
     bindings: BINDINGS,
 };
+/// One output per invocation: the baseline of [`ConvVariant::Naive`].
 pub const CONV_NAIVE: Kernel = Kernel {
     file: "conv2d.wgsl",
     source: CONV2D,
@@ -117,10 +121,12 @@ pub(crate) fn epilogue_setup(
 /// the input channel count; `Naive` is the one-output-per-invocation baseline.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConvVariant {
+    /// The tiled kernel, with subgroup operations where the adapter has them.
     #[default]
     Auto,
     /// The tiled kernel without subgroup operations (what browsers get).
     Plain,
+    /// One output per invocation (a baseline for benchmarks and tests).
     Naive,
 }
 
@@ -128,12 +134,19 @@ pub enum ConvVariant {
 /// `[kh, kw, cin_p, cout_p]` (cin_p = cin rounded up to 4, cout_p = cout
 /// rounded up to 8, zero padded).
 pub struct Conv2d {
+    /// Input channels.
     pub cin: usize,
+    /// Output channels.
     pub cout: usize,
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
+    /// Stride.
     pub stride: usize,
+    /// Zero padding on every side.
     pub pad: usize,
+    /// Dilation.
     pub dilation: usize,
     weight: Tensor,
     /// `[scale(cout_p), shift(cout_p)]`
@@ -149,16 +162,19 @@ pub struct Conv2d {
 /// Fused output stage of a convolution.
 #[derive(Clone, Copy, Default)]
 pub struct Epilogue<'a> {
+    /// A ReLU after scale and shift.
     pub relu: bool,
     /// Keep outputs only where this tensor (same `h, w, c` as the output,
     /// any sample count dividing the batch) is > 0.
     pub mask: Option<&'a Tensor>,
     /// Skip scale/shift (linear tangent passes apply the scale, never the shift).
     pub no_shift: bool,
+    /// Which kernel runs the convolution.
     pub variant: ConvVariant,
 }
 
 impl Epilogue<'_> {
+    /// Just a ReLU.
     pub fn relu() -> Self {
         Epilogue {
             relu: true,
@@ -167,26 +183,106 @@ impl Epilogue<'_> {
     }
 }
 
+/// `n` rounded up to a multiple of `m`.
 pub fn round_up(n: usize, m: usize) -> usize {
     n.div_ceil(m) * m
 }
 
+/// The geometry of a convolution or transposed convolution (in the style of
+/// candle's `Conv2dConfig`): channel counts, kernel size, stride, padding and
+/// dilation. For a [`Conv2d`] `pad` is the zero padding on every side; for a
+/// [`crate::conv_transpose2d::ConvTranspose2d`] it is PyTorch's `padding`
+/// (the rows/columns cropped from each side of the full output).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvConfig {
+    /// Input channels.
+    pub cin: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride (both axes).
+    pub stride: usize,
+    /// Padding (both axes; see the type's doc).
+    pub pad: usize,
+    /// Dilation (both axes).
+    pub dilation: usize,
+}
+
+impl ConvConfig {
+    /// A `cin → cout` layer with a `kh × kw` kernel, stride 1, no padding,
+    /// dilation 1.
+    pub fn new(cin: usize, cout: usize, kh: usize, kw: usize) -> ConvConfig {
+        ConvConfig {
+            cin,
+            cout,
+            kh,
+            kw,
+            stride: 1,
+            pad: 0,
+            dilation: 1,
+        }
+    }
+
+    /// A stride-1 `k × k` convolution with 'same' padding
+    /// (`pad = dilation·(k−1)/2`, `k` odd).
+    pub fn same(cin: usize, cout: usize, k: usize, dilation: usize) -> ConvConfig {
+        ConvConfig {
+            pad: dilation * (k - 1) / 2,
+            dilation,
+            ..ConvConfig::new(cin, cout, k, k)
+        }
+    }
+
+    /// This geometry with stride `stride`.
+    pub fn stride(self, stride: usize) -> ConvConfig {
+        ConvConfig { stride, ..self }
+    }
+
+    /// This geometry with padding `pad`.
+    pub fn pad(self, pad: usize) -> ConvConfig {
+        ConvConfig { pad, ..self }
+    }
+
+    /// This geometry with dilation `dilation`.
+    pub fn dilation(self, dilation: usize) -> ConvConfig {
+        ConvConfig { dilation, ..self }
+    }
+
+    /// The same kernel read the other way round: `cin` and `cout` swapped
+    /// (stride, padding and dilation kept). The adjoint of a convolution is
+    /// the transposed convolution of this geometry and vice versa.
+    pub fn swapped(self) -> ConvConfig {
+        ConvConfig {
+            cin: self.cout,
+            cout: self.cin,
+            ..self
+        }
+    }
+
+    /// Number of weights, `cin·cout·kh·kw`.
+    pub fn weights(&self) -> usize {
+        self.cin * self.cout * self.kh * self.kw
+    }
+}
+
 impl Conv2d {
-    /// Builds a layer from PyTorch-layout weights `(cout, cin, kh, kw)`.
-    /// `pad` is the zero padding on every side.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        gpu: &Gpu,
-        oihw: &[f32],
-        cout: usize,
-        cin: usize,
-        kh: usize,
-        kw: usize,
-        stride: usize,
-        pad: usize,
-        dilation: usize,
-    ) -> Conv2d {
-        assert_eq!(oihw.len(), cout * cin * kh * kw, "conv weight size");
+    /// Builds a layer of geometry `cfg` from PyTorch-layout weights
+    /// `(cout, cin, kh, kw)`. Panics if `oihw` has the wrong length (callers
+    /// validate shapes read from files).
+    pub fn new(gpu: &Gpu, oihw: &[f32], cfg: ConvConfig) -> Conv2d {
+        let ConvConfig {
+            cin,
+            cout,
+            kh,
+            kw,
+            stride,
+            pad,
+            dilation,
+        } = cfg;
+        assert_eq!(oihw.len(), cfg.weights(), "conv weight size");
         let (cin_p, cout_p) = (round_up(cin, 4), round_up(cout, 8));
         let mut w = vec![0.0f32; kh * kw * cin_p * cout_p];
         for co in 0..cout {
@@ -218,26 +314,17 @@ impl Conv2d {
         }
     }
 
-    /// `same`-padded stride-1 layer (`pad = dilation·(k−1)/2`, odd k).
-    pub fn same(
-        gpu: &Gpu,
-        oihw: &[f32],
-        cout: usize,
-        cin: usize,
-        k: usize,
-        dilation: usize,
-    ) -> Conv2d {
-        Conv2d::new(
-            gpu,
-            oihw,
-            cout,
-            cin,
-            k,
-            k,
-            1,
-            dilation * (k - 1) / 2,
-            dilation,
-        )
+    /// The layer's geometry.
+    pub fn config(&self) -> ConvConfig {
+        ConvConfig {
+            cin: self.cin,
+            cout: self.cout,
+            kh: self.kh,
+            kw: self.kw,
+            stride: self.stride,
+            pad: self.pad,
+            dilation: self.dilation,
+        }
     }
 
     /// Sets the per-output-channel epilogue `v · scale + shift` (either optional).
@@ -292,16 +379,11 @@ impl Conv2d {
         Ok(Conv2d::new(
             gpu,
             &t,
-            cin,
-            cout,
-            kh,
-            kw,
-            1,
-            eh - self.pad,
-            self.dilation,
+            self.config().swapped().pad(eh - self.pad),
         ))
     }
 
+    /// Output size `(ho, wo)` for an `h × w` input.
     pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
         let eff_h = self.dilation * (self.kh - 1) + 1;
         let eff_w = self.dilation * (self.kw - 1) + 1;
@@ -375,7 +457,7 @@ impl Conv2d {
             }
             ConvVariant::Auto | ConvVariant::Plain => {
                 let tiles = s.n * ho * wo.div_ceil(tp);
-                let kernel = if self.cin % 4 != 0 {
+                let kernel = if !self.cin.is_multiple_of(4) {
                     &CONV_SCALAR
                 } else if gpu.subgroups_at_least(8) && epi.variant != ConvVariant::Plain {
                     &CONV_VEC4_SUBGROUP

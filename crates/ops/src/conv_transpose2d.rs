@@ -12,14 +12,19 @@
 //!   ([`ConvTranspose2d::adjoint`]);
 //! * the VJP of any `Conv2d` (strided or not) is the `ConvTranspose2d` built
 //!   from its `(cout, cin, kH, kW)` weights read as `(in, out, kH, kW)`
-//!   ([`ConvTranspose2d::adjoint_of`], [`conv2d_vjp`]), with the output size
-//!   set to the conv's input size (PyTorch's `output_padding`).
+//!   ([`ConvTranspose2d::adjoint_of`]), with the output size set to the
+//!   conv's input size (PyTorch's `output_padding`,
+//!   [`ConvTranspose2d::forward_sized`]).
 //!
 //! Being linear, both JVPs are the layers themselves without the shift.
+//! [`crate::layer::ConvLayer`] puts these pieces together into the one
+//! differentiable layer the models use.
 
 use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 
-use crate::conv2d::{epilogue_setup, round_up, Conv2d, ConvParams, ConvVariant, Epilogue};
+use crate::conv2d::{
+    epilogue_setup, round_up, Conv2d, ConvConfig, ConvParams, ConvVariant, Epilogue,
+};
 use crate::shaders::{CONV_TRANSPOSE2D, CONV_TRANSPOSE2D_SUBGROUP};
 
 const BINDINGS: &[Access] = &[
@@ -29,18 +34,21 @@ const BINDINGS: &[Access] = &[
     Access::Read,
     Access::ReadWrite,
 ];
+/// The tiled kernel (4 input channels per load); `cin` a multiple of 4.
 pub const CONVT_VEC4: Kernel = Kernel {
     file: "conv_transpose2d.wgsl",
     source: CONV_TRANSPOSE2D,
     entry: "convt_vec4",
     bindings: BINDINGS,
 };
+/// The tiled kernel for any `cin`.
 pub const CONVT_SCALAR: Kernel = Kernel {
     file: "conv_transpose2d.wgsl",
     source: CONV_TRANSPOSE2D,
     entry: "convt_scalar",
     bindings: BINDINGS,
 };
+/// [`CONVT_VEC4`] with subgroup operations, phase-major (≥ 8 lanes).
 pub const CONVT_VEC4_SUBGROUP: Kernel = Kernel {
     file: "conv_transpose2d_subgroup.wgsl",
     source: CONV_TRANSPOSE2D_SUBGROUP,
@@ -55,12 +63,19 @@ const TP: usize = 4;
 /// layout `[kh, kw, cin_p, cout_p]` (zero padded to cin_p = cin rounded up
 /// to 4, cout_p = cout rounded up to 8).
 pub struct ConvTranspose2d {
+    /// Input channels.
     pub cin: usize,
+    /// Output channels.
     pub cout: usize,
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
+    /// Stride.
     pub stride: usize,
+    /// PyTorch's `padding`: rows/columns cropped from each side of the output.
     pub pad: usize,
+    /// Dilation.
     pub dilation: usize,
     weight: Tensor,
     scale_shift: Tensor,
@@ -71,42 +86,22 @@ pub struct ConvTranspose2d {
 }
 
 impl ConvTranspose2d {
-    /// Builds a layer from PyTorch `ConvTranspose2d` weights `(cin, cout, kh, kw)`.
-    /// `pad` is PyTorch's `padding` (it crops `pad` rows/columns from each side
-    /// of the full transposed output). Panics if `iohw` has the wrong length
-    /// or `stride` is 0 (callers validate shapes read from files).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        gpu: &Gpu,
-        iohw: &[f32],
-        cin: usize,
-        cout: usize,
-        kh: usize,
-        kw: usize,
-        stride: usize,
-        pad: usize,
-    ) -> ConvTranspose2d {
-        Self::with_dilation(gpu, iohw, cin, cout, kh, kw, stride, pad, 1)
-    }
-
-    /// [`ConvTranspose2d::new`] with a dilation.
-    #[allow(clippy::too_many_arguments)]
-    pub fn with_dilation(
-        gpu: &Gpu,
-        iohw: &[f32],
-        cin: usize,
-        cout: usize,
-        kh: usize,
-        kw: usize,
-        stride: usize,
-        pad: usize,
-        dilation: usize,
-    ) -> ConvTranspose2d {
-        assert_eq!(
-            iohw.len(),
-            cin * cout * kh * kw,
-            "conv_transpose2d weight size"
-        );
+    /// Builds a layer of geometry `cfg` from PyTorch `ConvTranspose2d`
+    /// weights `(cin, cout, kh, kw)`. `cfg.pad` is PyTorch's `padding` (it
+    /// crops `pad` rows/columns from each side of the full transposed
+    /// output). Panics if `iohw` has the wrong length or the stride,
+    /// dilation or kernel is 0 (callers validate shapes read from files).
+    pub fn new(gpu: &Gpu, iohw: &[f32], cfg: ConvConfig) -> ConvTranspose2d {
+        let ConvConfig {
+            cin,
+            cout,
+            kh,
+            kw,
+            stride,
+            pad,
+            dilation,
+        } = cfg;
+        assert_eq!(iohw.len(), cfg.weights(), "conv_transpose2d weight size");
         assert!(
             stride >= 1 && dilation >= 1 && kh >= 1 && kw >= 1,
             "conv_transpose2d: zero stride/dilation/kernel"
@@ -139,12 +134,24 @@ impl ConvTranspose2d {
         }
     }
 
+    /// The layer's geometry.
+    pub fn config(&self) -> ConvConfig {
+        ConvConfig {
+            cin: self.cin,
+            cout: self.cout,
+            kh: self.kh,
+            kw: self.kw,
+            stride: self.stride,
+            pad: self.pad,
+            dilation: self.dilation,
+        }
+    }
+
     /// The adjoint (VJP) of the layer `x ↦ conv(x)·scale` (its shift
     /// dropped): a transposed convolution with the same weights, stride,
     /// padding and dilation, `conv.scale` (if any) folded into the weights,
     /// mapping `conv.cout` channels back to `conv.cin`. Use
-    /// [`ConvTranspose2d::forward_sized`] with the conv's input size (or
-    /// [`conv2d_vjp`]).
+    /// [`ConvTranspose2d::forward_sized`] with the conv's input size.
     pub fn adjoint_of(gpu: &Gpu, conv: &Conv2d) -> ConvTranspose2d {
         let per = conv.cin * conv.kh * conv.kw;
         let w: Vec<f32> = match &conv.scale {
@@ -156,33 +163,13 @@ impl ConvTranspose2d {
                 .collect(),
             None => conv.oihw.clone(),
         };
-        Self::with_dilation(
-            gpu,
-            &w,
-            conv.cout,
-            conv.cin,
-            conv.kh,
-            conv.kw,
-            conv.stride,
-            conv.pad,
-            conv.dilation,
-        )
+        Self::new(gpu, &w, conv.config().swapped())
     }
 
     /// The adjoint (VJP) of this layer: the convolution with the same weights
     /// read as `(cout, cin, kh, kw)`, mapping `self.cout` channels to `self.cin`.
     pub fn adjoint(&self, gpu: &Gpu) -> Conv2d {
-        Conv2d::new(
-            gpu,
-            &self.iohw,
-            self.cin,
-            self.cout,
-            self.kh,
-            self.kw,
-            self.stride,
-            self.pad,
-            self.dilation,
-        )
+        Conv2d::new(gpu, &self.iohw, self.config().swapped())
     }
 
     /// Sets the per-output-channel epilogue `v · scale + shift` (a bias is a shift).
@@ -340,44 +327,4 @@ impl ConvTranspose2d {
         );
         Ok(y)
     }
-
-    /// JVP: the layer is linear, so J·v is the layer without its shift
-    /// (bias); `mask` (the ReLU derivative of the primal output) is applied
-    /// when given.
-    pub fn jvp(&self, gpu: &Gpu, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        self.forward(
-            gpu,
-            v,
-            Epilogue {
-                mask,
-                no_shift: true,
-                ..Default::default()
-            },
-        )
-    }
-}
-
-/// VJP of `conv` at a cotangent `u` (`[k, ho, wo, cout]`) through its adjoint
-/// `adj` (from [`ConvTranspose2d::adjoint_of`]`(conv)`, built once): returns
-/// `[k, in_hw.0, in_hw.1, cin]`; `mask` (shape of the result, e.g. the ReLU
-/// derivative of the layer before) is applied when given. The conv's own
-/// scale (a folded normalisation) is included by `adjoint_of`; its shift
-/// (bias) has no derivative.
-pub fn conv2d_vjp(
-    gpu: &Gpu,
-    adj: &ConvTranspose2d,
-    u: &Tensor,
-    in_hw: (usize, usize),
-    mask: Option<&Tensor>,
-) -> Result<Tensor> {
-    adj.forward_sized(
-        gpu,
-        u,
-        in_hw,
-        Epilogue {
-            mask,
-            no_shift: true,
-            ..Default::default()
-        },
-    )
 }

@@ -49,16 +49,27 @@ const fn kernel(entry: &'static str) -> Kernel {
         bindings: BINDINGS,
     }
 }
+/// Computes every normalisation's per-sample gains from the conditioning.
 pub const GAINS: Kernel = kernel("gains");
+/// Forward statistics: partial sums per chunk of pixels.
 pub const CHUNK_FWD: Kernel = kernel("chunk_fwd");
+/// Forward statistics: merges the chunks of a group.
 pub const MERGE_FWD: Kernel = kernel("merge_fwd");
+/// Forward statistics: mean, variance and scale factor per group.
 pub const FINALIZE_FWD: Kernel = kernel("finalize_fwd");
+/// Applies the normalisation and gains.
 pub const APPLY_FWD: Kernel = kernel("apply_fwd");
+/// JVP/VJP: partial sums of the tangent terms per chunk.
 pub const CHUNK_TAN: Kernel = kernel("chunk_tan");
+/// JVP/VJP: merges the tangent chunks of a group.
 pub const MERGE_TAN: Kernel = kernel("merge_tan");
+/// JVP: per-group coefficients.
 pub const FINALIZE_JVP: Kernel = kernel("finalize_jvp");
+/// VJP: per-group coefficients.
 pub const FINALIZE_VJP: Kernel = kernel("finalize_vjp");
+/// JVP: applies the per-group coefficients.
 pub const APPLY_JVP: Kernel = kernel("apply_jvp");
+/// VJP: applies the per-group coefficients.
 pub const APPLY_VJP: Kernel = kernel("apply_vjp");
 /// The forward-over-reverse entries bind one more buffer: the primal tangent h'.
 const BINDINGS_2: &[Access] = &[
@@ -79,9 +90,13 @@ const fn kernel2(entry: &'static str) -> Kernel {
         bindings: BINDINGS_2,
     }
 }
+/// Forward over reverse: partial sums per chunk.
 pub const CHUNK_VJP_JVP: Kernel = kernel2("chunk_vjp_jvp");
+/// Forward over reverse: merges eight sums per group.
 pub const MERGE_SUM8: Kernel = kernel2("merge_sum8");
+/// Forward over reverse: per-group coefficients.
 pub const FINALIZE_VJP_JVP: Kernel = kernel2("finalize_vjp_jvp");
+/// Forward over reverse: applies the per-group coefficients.
 pub const APPLY_VJP_JVP: Kernel = kernel2("apply_vjp_jvp");
 
 #[repr(C)]
@@ -130,19 +145,42 @@ pub fn gains(gpu: &Gpu, w: &Tensor, lin: &Tensor, tangent: bool) -> Result<Tenso
     Ok(out)
 }
 
+/// A value with its tangent, as the forward-over-reverse derivatives
+/// ([`GroupNorm::vjp_jvp`], `reference::group_norm::vjp_jvp`) take them.
+#[derive(Debug)]
+pub struct Dual<'a, T: ?Sized> {
+    /// The value.
+    pub value: &'a T,
+    /// Its tangent (same shape).
+    pub tangent: &'a T,
+}
+
+impl<T: ?Sized> Clone for Dual<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: ?Sized> Copy for Dual<'_, T> {}
+
 /// One normalisation layer: `channels` channels in groups of `group_size`,
 /// reading its gains at `gain_offset` of the `[n, 1, 1, L]` gain tensor.
 #[derive(Clone, Copy, Debug)]
 pub struct GroupNorm {
+    /// Channels normalised.
     pub channels: usize,
+    /// Channels per group.
     pub group_size: usize,
+    /// Added to the variance.
     pub eps: f32,
+    /// Where this layer's gains start in the gain tensor's channels.
     pub gain_offset: usize,
 }
 
 /// Statistics of a forward pass, reused by the JVP and VJP at the same input:
 /// `[n·G, 4]` = (μ, v, fac, unused) per sample and group.
 pub struct NormStats {
+    /// `[n·G, 4]`: (μ, v, fac, unused) per sample and group.
     pub st: Tensor,
 }
 
@@ -153,6 +191,7 @@ fn chunking(pixels: usize) -> (usize, usize) {
 }
 
 impl GroupNorm {
+    /// A layer of `channels` channels in groups of `group_size`; refuses a group size that does not divide the channels.
     pub fn new(
         channels: usize,
         group_size: usize,
@@ -391,21 +430,21 @@ impl GroupNorm {
         Ok(xb)
     }
 
-    /// Forward over reverse at input `h`: the tangent of [`GroupNorm::vjp`]'s
-    /// `x̄(z̄, h)` when `z̄` moves along `zbt` and `h` along `ht` (gains
-    /// constant). Linear in (`zbt`, `ht`) jointly; `vjp_jvp(z̄, 0, h, ht)` is
-    /// the second-order term alone and `vjp_jvp(z̄, z̄', h, 0) = vjp(z̄')`.
-    #[allow(clippy::too_many_arguments)]
+    /// Forward over reverse at input `h.value`: the tangent of
+    /// [`GroupNorm::vjp`]'s `x̄(z̄, h)` when `z̄` moves along `zb.tangent` and
+    /// `h` along `h.tangent` (gains constant). Linear in the two tangents
+    /// jointly; with `zb.tangent = 0` it is the second-order term alone, and
+    /// with `h.tangent = 0` it is `vjp(zb.tangent)`.
     pub fn vjp_jvp(
         &self,
         gpu: &Gpu,
-        zb: &Tensor,
-        zbt: &Tensor,
-        h: &Tensor,
-        ht: &Tensor,
+        zb: Dual<Tensor>,
+        h: Dual<Tensor>,
         stats: &NormStats,
         gain: &Tensor,
     ) -> Result<Tensor> {
+        let (zb, zbt) = (zb.value, zb.tangent);
+        let (h, ht) = (h.value, h.tangent);
         let s = h.shape();
         for (what, t) in [
             ("cotangent", zb),

@@ -1,36 +1,40 @@
-//! [`ConvLayer`]: one differentiable convolution layer — a convolution or a
-//! transposed convolution (`shaders/conv2d.wgsl`, `shaders/conv_transpose2d.wgsl`)
-//! with its folded epilogue (per-channel scale, bias) and optional ReLU, its
-//! JVP and its VJP. The adjoint operator is built once, at construction:
-//! - stride-1 conv with a kernel that fits its padding: the flipped,
-//!   in/out-swapped conv of [`Conv2d::input_gradient_layer`] (the ReLU masks
-//!   of the output fused into one launch by [`ConvVjp`]);
+//! [`ConvLayer`]: the one differentiable convolution layer of every model — a
+//! convolution or a transposed convolution (`shaders/conv2d.wgsl`,
+//! `shaders/conv_transpose2d.wgsl`) with its folded epilogue (per-channel
+//! scale, bias) and optional ReLU, its JVP and its VJP. The adjoint operator
+//! is built once, on the first VJP, and reused for every cotangent batch:
+//! - stride-1 conv with a square kernel that fits its padding: the flipped,
+//!   in/out-swapped conv of [`Conv2d::input_gradient_layer`];
 //! - strided (or over-padded) conv: the transposed conv of the same weights;
 //! - transposed conv: the strided conv of the same weights.
+//!
+//! A VJP can fuse the ReLU derivative of the layer that produced its input
+//! ([`VjpAt::in_mask`]) into the adjoint's launch, so a chain of ReLU layers
+//! takes one launch per layer backwards. The layer is linear before its
+//! ReLU, so second-order (forward-over-reverse) passes need nothing more:
+//! the tangent of [`ConvLayer::adjoint`]`(u)` along `u'` is
+//! [`ConvLayer::adjoint`]`(u')`.
 //!
 //! Tangent batches follow `crate::autodiff`: `k` tangents for ONE primal
 //! sample, masks broadcast over them. CPU references:
 //! `reference::conv2d`, `reference::conv_transpose2d`.
 
+use std::sync::OnceLock;
+
 use prior_gpu::{Gpu, GpuError, Result, Tensor};
 
-use crate::autodiff::ConvVjp;
-use crate::conv2d::{Conv2d, Epilogue};
+use crate::conv2d::{Conv2d, ConvConfig, Epilogue};
 use crate::conv_transpose2d::ConvTranspose2d;
 use crate::elementwise;
 
-/// The geometry of a [`ConvLayer`].
+/// The configuration of a [`ConvLayer`]: its geometry, whether it is a
+/// transposed convolution, and whether a ReLU follows. (The bias and a
+/// folded scale are the layer's [`Affine`].)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvLayerConfig {
-    pub cin: usize,
-    pub cout: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: usize,
-    /// Zero padding of a conv; the cropping of a transposed conv (PyTorch's `padding`).
-    pub pad: usize,
-    /// Conv only (transposed layers have dilation 1).
-    pub dilation: usize,
+    /// Channels, kernel, stride, padding (a transposed conv's cropping) and
+    /// dilation (1 for a transposed layer).
+    pub conv: ConvConfig,
     /// A transposed convolution (weights `(cin, cout, kh, kw)`), else a
     /// convolution (weights `(cout, cin, kh, kw)`).
     pub transposed: bool,
@@ -42,13 +46,7 @@ impl ConvLayerConfig {
     /// A stride-1 `k × k` convolution with 'same' padding (`k` odd).
     pub fn same(cin: usize, cout: usize, k: usize, dilation: usize) -> ConvLayerConfig {
         ConvLayerConfig {
-            cin,
-            cout,
-            kh: k,
-            kw: k,
-            stride: 1,
-            pad: dilation * (k / 2),
-            dilation,
+            conv: ConvConfig::same(cin, cout, k, dilation),
             transposed: false,
             relu: false,
         }
@@ -60,27 +58,37 @@ impl ConvLayerConfig {
         let [a, b, kh, kw] = shape;
         let (cin, cout) = if transposed { (a, b) } else { (b, a) };
         ConvLayerConfig {
-            cin,
-            cout,
-            kh,
-            kw,
-            stride: 1,
-            pad: 0,
-            dilation: 1,
+            conv: ConvConfig::new(cin, cout, kh, kw),
             transposed,
             relu: false,
         }
     }
 
+    /// This configuration with stride `stride`.
     pub fn stride(self, stride: usize) -> Self {
-        ConvLayerConfig { stride, ..self }
+        ConvLayerConfig {
+            conv: self.conv.stride(stride),
+            ..self
+        }
     }
+
+    /// This configuration with padding (cropping, if transposed) `pad`.
     pub fn pad(self, pad: usize) -> Self {
-        ConvLayerConfig { pad, ..self }
+        ConvLayerConfig {
+            conv: self.conv.pad(pad),
+            ..self
+        }
     }
+
+    /// This configuration with dilation `dilation`.
     pub fn dilation(self, dilation: usize) -> Self {
-        ConvLayerConfig { dilation, ..self }
+        ConvLayerConfig {
+            conv: self.conv.dilation(dilation),
+            ..self
+        }
     }
+
+    /// This configuration with (or without) a ReLU.
     pub fn relu(self, relu: bool) -> Self {
         ConvLayerConfig { relu, ..self }
     }
@@ -98,14 +106,32 @@ pub struct Affine<'a> {
 
 /// The forward operator of a [`ConvLayer`].
 pub enum Op {
+    /// A convolution.
     Conv(Conv2d),
+    /// A transposed convolution.
     Transposed(ConvTranspose2d),
+}
+
+/// What a VJP reads besides the cotangent ([`ConvLayer::vjp_at`]).
+#[derive(Clone, Copy, Debug)]
+pub struct VjpAt<'a> {
+    /// The layer's primal output (post-ReLU), whose positivity is the ReLU
+    /// derivative applied to the cotangent first. Ignored by a layer without
+    /// ReLU; `None` when the cotangent has had it applied already (a chain
+    /// fuses it into the next layer's VJP as that layer's `in_mask`).
+    pub out: Option<&'a Tensor>,
+    /// The layer's input size `(h, w)` (a strided conv's floor division
+    /// loses it).
+    pub in_hw: (usize, usize),
+    /// The primal input, when a ReLU produced it: its positivity (the VJP of
+    /// that ReLU) masks the result in the adjoint's own launch.
+    pub in_mask: Option<&'a Tensor>,
 }
 
 /// The adjoint operator of a [`ConvLayer`] (its VJP without the ReLU mask).
 enum Back {
     /// Stride-1 conv: the flipped-kernel conv.
-    Stride1(ConvVjp),
+    Stride1(Conv2d),
     /// Strided conv: a transposed conv.
     Transposed(ConvTranspose2d),
     /// Transposed conv: a strided conv.
@@ -113,16 +139,18 @@ enum Back {
 }
 
 /// One (transposed) convolution with its epilogue, optional ReLU, and its
-/// adjoint built once for VJPs.
+/// adjoint (built once, on the first VJP).
 pub struct ConvLayer {
+    /// The forward operator (with the epilogue's scale and shift).
     pub op: Op,
+    /// Whether a ReLU follows the epilogue.
     pub relu: bool,
-    back: Back,
+    back: OnceLock<Back>,
 }
 
 impl ConvLayer {
     /// A layer from PyTorch weights (`(cout, cin, kh, kw)` for a conv,
-    /// `(cin, cout, kh, kw)` for a transposed conv) of geometry `cfg`.
+    /// `(cin, cout, kh, kw)` for a transposed conv) of configuration `cfg`.
     pub fn new(
         gpu: &Gpu,
         weights: &[f32],
@@ -130,56 +158,66 @@ impl ConvLayer {
         affine: Affine,
     ) -> Result<ConvLayer> {
         let ConvLayerConfig {
+            conv: geo,
+            transposed,
+            relu,
+        } = cfg;
+        let ConvConfig {
             cin,
             cout,
             kh,
             kw,
             stride,
-            pad,
             dilation,
-            transposed,
-            relu,
-        } = cfg;
-        if weights.len() != cin * cout * kh * kw {
-            return Err(GpuError::Shape {
-                op: "conv_layer",
-                detail: format!(
-                    "{} weights for a {cin}→{cout} {kh}×{kw} layer",
-                    weights.len()
-                ),
-            });
+            ..
+        } = geo;
+        let err = |detail: String| GpuError::Shape {
+            op: "conv_layer",
+            detail,
+        };
+        if weights.len() != geo.weights() {
+            return Err(err(format!(
+                "{} weights for a {cin}→{cout} {kh}×{kw} layer",
+                weights.len()
+            )));
         }
-        if transposed {
-            if dilation != 1 || affine.scale.is_some() {
-                return Err(GpuError::Shape {
-                    op: "conv_layer",
-                    detail: "a transposed layer takes no dilation and no scale".into(),
-                });
+        if stride == 0 || dilation == 0 || kh == 0 || kw == 0 {
+            return Err(err(format!(
+                "zero stride, dilation or kernel size in {geo:?}"
+            )));
+        }
+        for (what, v) in [("scale", affine.scale), ("shift", affine.shift)] {
+            if let Some(v) = v {
+                if v.len() != cout {
+                    return Err(err(format!(
+                        "{} {what} values for {cout} channels",
+                        v.len()
+                    )));
+                }
             }
-            let mut t = ConvTranspose2d::new(gpu, weights, cin, cout, kh, kw, stride, pad);
+        }
+        let op = if transposed {
+            if dilation != 1 || affine.scale.is_some() {
+                return Err(err(
+                    "a transposed layer takes no dilation and no scale".into()
+                ));
+            }
+            let mut t = ConvTranspose2d::new(gpu, weights, geo);
             if affine.shift.is_some() {
                 t.set_affine(gpu, None, affine.shift);
             }
-            let back = Back::Conv(t.adjoint(gpu));
-            return Ok(ConvLayer {
-                op: Op::Transposed(t),
-                relu,
-                back,
-            });
-        }
-        let mut conv = Conv2d::new(gpu, weights, cout, cin, kh, kw, stride, pad, dilation);
-        if affine.scale.is_some() || affine.shift.is_some() {
-            conv.set_affine(gpu, affine.scale, affine.shift);
-        }
-        let back = if stride == 1 && kh == kw && pad <= dilation * (kh - 1) {
-            Back::Stride1(ConvVjp::new(gpu, &conv)?)
+            Op::Transposed(t)
         } else {
-            Back::Transposed(ConvTranspose2d::adjoint_of(gpu, &conv))
+            let mut conv = Conv2d::new(gpu, weights, geo);
+            if affine.scale.is_some() || affine.shift.is_some() {
+                conv.set_affine(gpu, affine.scale, affine.shift);
+            }
+            Op::Conv(conv)
         };
         Ok(ConvLayer {
-            op: Op::Conv(conv),
+            op,
             relu,
-            back,
+            back: OnceLock::new(),
         })
     }
 
@@ -199,42 +237,31 @@ impl ConvLayer {
         for c in 0..channels {
             w[(c * channels + c) * kh * kw] = 1.0;
         }
-        if pad {
-            let cfg = ConvLayerConfig::from_weight_shape([channels, channels, kh, kw], true);
-            ConvLayer::new(gpu, &w, cfg, Affine::default())
-        } else {
-            // A crop: its adjoint is the zero-padding transposed conv (the
-            // kernel is larger than its padding, so not the stride-1 path).
-            let conv = Conv2d::new(gpu, &w, channels, channels, kh, kw, 1, 0, 1);
-            let back = Back::Transposed(ConvTranspose2d::adjoint_of(gpu, &conv));
-            Ok(ConvLayer {
-                op: Op::Conv(conv),
-                relu: false,
-                back,
-            })
+        let cfg = ConvLayerConfig::from_weight_shape([channels, channels, kh, kw], pad);
+        ConvLayer::new(gpu, &w, cfg, Affine::default())
+    }
+
+    /// The layer's geometry.
+    pub fn config(&self) -> ConvConfig {
+        match &self.op {
+            Op::Conv(c) => c.config(),
+            Op::Transposed(t) => t.config(),
         }
     }
 
+    /// Input channels.
     pub fn in_channels(&self) -> usize {
-        match &self.op {
-            Op::Conv(c) => c.cin,
-            Op::Transposed(t) => t.cin,
-        }
+        self.config().cin
     }
 
+    /// Output channels.
     pub fn out_channels(&self) -> usize {
-        match &self.op {
-            Op::Conv(c) => c.cout,
-            Op::Transposed(t) => t.cout,
-        }
+        self.config().cout
     }
 
     /// Number of weights (biases and folded scales not included).
     pub fn weights(&self) -> usize {
-        match &self.op {
-            Op::Conv(c) => c.oihw.len(),
-            Op::Transposed(t) => t.iohw.len(),
-        }
+        self.config().weights()
     }
 
     /// How far (in input pixels) an output pixel reaches: `dilation·(k−1)/2`
@@ -246,31 +273,83 @@ impl ConvLayer {
         }
     }
 
-    /// The layer with its bias/scale and ReLU.
-    pub fn forward(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
-        let epi = Epilogue {
-            relu: self.relu,
-            ..Default::default()
-        };
+    /// Multiply-adds of one forward call on an `h × w` input with `n` samples.
+    pub fn macs(&self, n: usize, h: usize, w: usize) -> u64 {
+        match &self.op {
+            Op::Conv(c) => c.macs(n, h, w),
+            Op::Transposed(t) => t.macs(n, h, w),
+        }
+    }
+
+    fn run(&self, gpu: &Gpu, x: &Tensor, epi: Epilogue) -> Result<Tensor> {
         match &self.op {
             Op::Conv(c) => c.forward(gpu, x, epi),
             Op::Transposed(t) => t.forward(gpu, x, epi),
         }
     }
 
+    /// The layer with its bias/scale and ReLU.
+    pub fn forward(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
+        let epi = Epilogue {
+            relu: self.relu,
+            ..Default::default()
+        };
+        self.run(gpu, x, epi)
+    }
+
+    /// The linear part `t ↦ conv(t)·scale` (no shift, no ReLU) on tangents
+    /// `t` (`[k, ..]`): the JVP of the layer before its ReLU.
+    pub fn linear(&self, gpu: &Gpu, t: &Tensor) -> Result<Tensor> {
+        let epi = Epilogue {
+            no_shift: true,
+            ..Default::default()
+        };
+        self.run(gpu, t, epi)
+    }
+
     /// J·t for tangents `t` (`[k, ..]`) at the primal whose output (after
-    /// ReLU) was `out` (`[1, ..]`): the linear part (scale, no shift), masked
-    /// by `out > 0` when the layer has a ReLU.
+    /// ReLU) was `out` (`[1, ..]`): the linear part, masked by `out > 0` in
+    /// the same launch when the layer has a ReLU.
     pub fn jvp(&self, gpu: &Gpu, t: &Tensor, out: &Tensor) -> Result<Tensor> {
         let epi = Epilogue {
             mask: self.relu.then_some(out),
             no_shift: true,
             ..Default::default()
         };
-        match &self.op {
-            Op::Conv(c) => c.forward(gpu, t, epi),
-            Op::Transposed(t_) => t_.forward(gpu, t, epi),
-        }
+        self.run(gpu, t, epi)
+    }
+
+    /// The adjoint of the linear part (built on first use), mapping output
+    /// cotangents to input cotangents.
+    fn back(&self, gpu: &Gpu) -> &Back {
+        self.back.get_or_init(|| match &self.op {
+            Op::Transposed(t) => Back::Conv(t.adjoint(gpu)),
+            Op::Conv(c) => {
+                let square = c.kh == c.kw;
+                if c.stride == 1 && square && c.pad <= c.dilation * (c.kh - 1) {
+                    Back::Stride1(
+                        c.input_gradient_layer(gpu)
+                            .expect("stride-1, square, padding ≤ dilation·(k−1)"),
+                    )
+                } else {
+                    Back::Transposed(ConvTranspose2d::adjoint_of(gpu, c))
+                }
+            }
+        })
+    }
+
+    /// Jᵀ·u of the linear part `x ↦ conv(x)·scale` for cotangents `u`
+    /// (`[k, ..]`) of its output; `in_hw` the layer's input size. No mask.
+    pub fn adjoint(&self, gpu: &Gpu, u: &Tensor, in_hw: (usize, usize)) -> Result<Tensor> {
+        self.vjp_at(
+            gpu,
+            u,
+            VjpAt {
+                out: None,
+                in_hw,
+                in_mask: None,
+            },
+        )
     }
 
     /// Jᵀ·u for cotangents `u` of the output (`[k, ..]`), `out` as in
@@ -282,34 +361,46 @@ impl ConvLayer {
         out: &Tensor,
         in_hw: (usize, usize),
     ) -> Result<Tensor> {
-        let mask = |u: &Tensor| -> Result<Option<Tensor>> {
-            if self.relu {
-                elementwise::relu_mask(gpu, u, out).map(Some)
-            } else {
-                Ok(None)
+        self.vjp_at(
+            gpu,
+            u,
+            VjpAt {
+                out: Some(out),
+                in_hw,
+                in_mask: None,
+            },
+        )
+    }
+
+    /// Jᵀ·u for cotangents `u` of the output (`[k, ..]`) with the ReLU
+    /// derivative of the output (`at.out`, layers with a ReLU) applied
+    /// first, when given, and the ReLU derivative of the input
+    /// (`at.in_mask`) fused into the adjoint's launch, when given.
+    pub fn vjp_at(&self, gpu: &Gpu, u: &Tensor, at: VjpAt) -> Result<Tensor> {
+        let masked;
+        let u = match at.out {
+            Some(out) if self.relu => {
+                masked = elementwise::relu_mask(gpu, u, out)?;
+                &masked
             }
+            _ => u,
         };
-        match &self.back {
-            Back::Stride1(v) => v.apply(gpu, u, self.relu.then_some(out), None),
-            Back::Transposed(t) => {
-                let masked = mask(u)?;
-                t.forward_sized(
-                    gpu,
-                    masked.as_ref().unwrap_or(u),
-                    in_hw,
-                    Epilogue::default(),
-                )
-            }
+        let epi = Epilogue {
+            mask: at.in_mask,
+            ..Default::default()
+        };
+        match self.back(gpu) {
+            Back::Stride1(g) => g.forward(gpu, u, epi),
+            Back::Transposed(t) => t.forward_sized(gpu, u, at.in_hw, epi),
             Back::Conv(c) => {
-                let masked = mask(u)?;
-                let r = c.forward(gpu, masked.as_ref().unwrap_or(u), Epilogue::default())?;
+                let r = c.forward(gpu, u, epi)?;
                 let (h, w) = (r.shape().h, r.shape().w);
-                if (h, w) != in_hw {
+                if (h, w) != at.in_hw {
                     return Err(GpuError::Shape {
                         op: "conv_layer_vjp",
                         detail: format!(
                             "transposed-conv VJP gives {h}×{w}, the input was {}×{}",
-                            in_hw.0, in_hw.1
+                            at.in_hw.0, at.in_hw.1
                         ),
                     });
                 }

@@ -18,11 +18,17 @@ const fn kernel(entry: &'static str) -> Kernel {
         bindings: BINDINGS,
     }
 }
+/// Multiplies by a per-pixel mask.
 pub const MASK_MUL: Kernel = kernel("mask_mul");
+/// s×s block averaging.
 pub const BLOCK_DOWN: Kernel = kernel("block_down");
+/// The transpose of [`BLOCK_DOWN`].
 pub const BLOCK_UP: Kernel = kernel("block_up");
+/// A dense mat-vec product per sample.
 pub const MATVEC: Kernel = kernel("matvec");
+/// The transposed mat-vec product per sample.
 pub const MATVEC_T: Kernel = kernel("matvec_t");
+/// One DFT pass along an axis.
 pub const DFT: Kernel = kernel("dft");
 
 #[repr(C)]
@@ -169,27 +175,45 @@ pub fn matvec_t(gpu: &Gpu, a: &Tensor, rows: usize, cols: usize, x: &Tensor) -> 
 /// Which axis a [`dft`] pass transforms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Axis {
+    /// Along the rows' index (height).
     H,
+    /// Along the columns' index (width).
     W,
 }
 
-/// One pass of an orthonormal DFT along `axis` (scale 1/√L, `inverse`:
-/// e^{+2πi kj/L}). `x` is real `[n, h, w, C]` (`complex_in = false`) or
-/// complex `[n, h, w, 2C]` (interleaved re, im); the result is complex
-/// `[n, h, w, 2C]`, or its real part `[n, h, w, C]` when `real_out`.
-/// `twiddles` = [`twiddles`]`(L)` uploaded; `mask` (`[1, h, w, 1]`)
-/// multiplies the output when given.
-#[allow(clippy::too_many_arguments)]
+/// What one DFT pass ([`dft`]) does: the axis, the direction, and whether
+/// its input is complex and its output real.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DftPass {
+    /// The axis transformed.
+    pub axis: Axis,
+    /// The input is complex `[.., 2C]` (interleaved re, im), else real `[.., C]`.
+    pub complex_in: bool,
+    /// The inverse transform (e^{+2πi kj/L}), else the forward one.
+    pub inverse: bool,
+    /// Keep only the real part of the result (`[.., C]`).
+    pub real_out: bool,
+}
+
+/// One pass of an orthonormal DFT along `pass.axis` (scale 1/√L,
+/// `pass.inverse`: e^{+2πi kj/L}). `x` is real `[n, h, w, C]`
+/// (`complex_in = false`) or complex `[n, h, w, 2C]` (interleaved re, im);
+/// the result is complex `[n, h, w, 2C]`, or its real part `[n, h, w, C]`
+/// when `real_out`. `twiddles` = [`twiddles`]`(L)` uploaded; `mask`
+/// (`[1, h, w, 1]`) multiplies the output when given.
 pub fn dft(
     gpu: &Gpu,
     x: &Tensor,
-    complex_in: bool,
-    axis: Axis,
-    inverse: bool,
-    real_out: bool,
+    pass: DftPass,
     twiddles: &Tensor,
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
+    let DftPass {
+        axis,
+        complex_in,
+        inverse,
+        real_out,
+    } = pass;
     let sh = x.shape();
     let c = if complex_in {
         if !sh.c.is_multiple_of(2) {

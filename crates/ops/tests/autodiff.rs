@@ -12,9 +12,10 @@
 mod common;
 use common::*;
 use prior_gpu::{Gpu, Shape, Tensor};
-use prior_ops::autodiff::{self, ConvVjp};
+use prior_ops::autodiff;
 use prior_ops::batch_norm::BatchNorm;
-use prior_ops::conv2d::{Conv2d, Epilogue};
+use prior_ops::conv2d::{Conv2d, ConvConfig, Epilogue};
+use prior_ops::layer::{Affine, ConvLayer, ConvLayerConfig, Op, VjpAt};
 use prior_ops::reference;
 
 fn read(gpu: &Gpu, t: &Tensor) -> Vec<f32> {
@@ -29,9 +30,9 @@ fn norm(a: &[f32]) -> f64 {
     dot(a, a).sqrt()
 }
 
-/// One conv layer (with scale, shift and ReLU), `k` tangents for one primal.
-#[allow(clippy::too_many_arguments)]
-fn check_conv(
+/// A `cin → cout` `k × k` stride-1 conv layer with padding `pad` and
+/// dilation `dil`, on an `h × w` input.
+struct Case {
     h: usize,
     w: usize,
     cin: usize,
@@ -39,9 +40,19 @@ fn check_conv(
     k: usize,
     pad: usize,
     dil: usize,
-    ntan: usize,
-    seed: u64,
-) {
+}
+
+/// One conv layer (with scale, shift and ReLU), `ntan` tangents for one primal.
+fn check_conv(case: Case, ntan: usize, seed: u64) {
+    let Case {
+        h,
+        w,
+        cin,
+        cout,
+        k,
+        pad,
+        dil,
+    } = case;
     let gpu = gpu();
     let s1 = Shape::new(1, h, w, cin);
     let st = Shape::new(ntan, h, w, cin);
@@ -51,33 +62,36 @@ fn check_conv(
         .collect();
     let scale: Vec<f32> = rand_vec(cout, seed + 1);
     let shift = rand_vec(cout, seed + 2);
-    let mut conv = Conv2d::new(gpu, &wt, cout, cin, k, k, 1, pad, dil);
-    conv.set_affine(gpu, Some(&scale), Some(&shift));
+    let geo = ConvConfig::new(cin, cout, k, k).pad(pad).dilation(dil);
+    let cfg = ConvLayerConfig {
+        conv: geo,
+        transposed: false,
+        relu: true,
+    };
+    let affine = Affine {
+        scale: Some(&scale),
+        shift: Some(&shift),
+    };
+    let layer = ConvLayer::new(gpu, &wt, cfg, affine).unwrap();
     let x = rand_vec(s1.numel(), seed + 3);
     let xt = gpu.upload(s1, &x);
-    let primal = conv.forward(gpu, &xt, Epilogue::relu()).unwrap();
+    let primal = layer.forward(gpu, &xt).unwrap();
     let pm = read(gpu, &primal);
     let os = primal.shape();
     let v = rand_vec(st.numel(), seed + 4);
     let vt = gpu.upload(st, &v);
     let tag = format!("{h}x{w} {cin}->{cout} k{k} p{pad} d{dil} n{ntan}");
+    let cref = reference::autodiff::ConvRef {
+        w: &wt,
+        cfg: geo,
+        scale: Some(&scale),
+    };
 
     // JVP against the reference.
-    let jv = autodiff::conv2d_jvp(gpu, &conv, &vt, Some(&primal)).unwrap();
+    let jv = layer.jvp(gpu, &vt, &primal).unwrap();
     assert_eq!(jv.shape(), Shape::new(ntan, os.h, os.w, cout), "{tag}");
     let jv = read(gpu, &jv);
-    let (_, want) = reference::autodiff::conv2d_jvp(
-        &v,
-        st,
-        &wt,
-        Some(&scale),
-        cout,
-        (k, k),
-        1,
-        pad,
-        dil,
-        Some(&pm),
-    );
+    let (_, want) = reference::autodiff::conv2d_jvp(&v, st, cref, Some(&pm));
     let e = max_abs_diff(&jv, &want);
     assert!(e < 2e-4, "{tag}: jvp err {e}");
 
@@ -85,22 +99,10 @@ fn check_conv(
     let so = Shape::new(ntan, os.h, os.w, cout);
     let u = rand_vec(so.numel(), seed + 5);
     let ut = gpu.upload(so, &u);
-    let vjp = ConvVjp::new(gpu, &conv).unwrap();
-    let jtu = vjp.apply(gpu, &ut, Some(&primal), None).unwrap();
+    let jtu = layer.vjp(gpu, &ut, &primal, (h, w)).unwrap();
     assert_eq!(jtu.shape(), st, "{tag}");
     let jtu = read(gpu, &jtu);
-    let want = reference::autodiff::conv2d_vjp(
-        &u,
-        st,
-        &wt,
-        Some(&scale),
-        cout,
-        (k, k),
-        1,
-        pad,
-        dil,
-        Some(&pm),
-    );
+    let want = reference::autodiff::conv2d_vjp(&u, st, cref, Some(&pm));
     let e = max_abs_diff(&jtu, &want);
     assert!(e < 2e-4, "{tag}: vjp err {e}");
 
@@ -119,10 +121,12 @@ fn check_conv(
 
     // The fused input mask equals a separate relu_mask after the transposed conv.
     let in_mask = gpu.upload(s1, &rand_vec(s1.numel(), seed + 6));
-    let fused = read(
-        gpu,
-        &vjp.apply(gpu, &ut, Some(&primal), Some(&in_mask)).unwrap(),
-    );
+    let at = VjpAt {
+        out: Some(&primal),
+        in_hw: (h, w),
+        in_mask: Some(&in_mask),
+    };
+    let fused = read(gpu, &layer.vjp_at(gpu, &ut, at).unwrap());
     let separate = reference::elementwise::relu_mask(&jtu, &read(gpu, &in_mask));
     assert_eq!(fused, separate, "{tag}: fused input mask");
 
@@ -130,18 +134,8 @@ fn check_conv(
     let eps = 1e-3f32;
     let xp: Vec<f32> = x.iter().zip(&v).map(|(a, d)| a + eps * d).collect();
     let xm: Vec<f32> = x.iter().zip(&v).map(|(a, d)| a - eps * d).collect();
-    let fp = read(
-        gpu,
-        &conv
-            .forward(gpu, &gpu.upload(s1, &xp), Epilogue::relu())
-            .unwrap(),
-    );
-    let fm = read(
-        gpu,
-        &conv
-            .forward(gpu, &gpu.upload(s1, &xm), Epilogue::relu())
-            .unwrap(),
-    );
+    let fp = read(gpu, &layer.forward(gpu, &gpu.upload(s1, &xp)).unwrap());
+    let fm = read(gpu, &layer.forward(gpu, &gpu.upload(s1, &xm)).unwrap());
     let fd: Vec<f32> = fp
         .iter()
         .zip(&fm)
@@ -150,11 +144,11 @@ fn check_conv(
     // Skip the outputs whose pre-activation the ±ε step can push across the
     // ReLU kink (|pre| ≤ ε·|linear tangent|): there the difference quotient
     // is not the derivative.
+    let Op::Conv(conv) = &layer.op else {
+        unreachable!("a conv layer")
+    };
     let pre = read(gpu, &conv.forward(gpu, &xt, Epilogue::default()).unwrap());
-    let lin = read(
-        gpu,
-        &autodiff::conv2d_jvp(gpu, &conv, &gpu.upload(s1, &v[..ni]), None).unwrap(),
-    );
+    let lin = read(gpu, &layer.linear(gpu, &gpu.upload(s1, &v[..ni])).unwrap());
     let keep: Vec<bool> = pre
         .iter()
         .zip(&lin)
@@ -175,21 +169,107 @@ fn check_conv(
 
 #[test]
 fn conv_jvp_vjp_match_reference_on_odd_shapes() {
-    check_conv(7, 9, 1, 64, 3, 1, 1, 3, 1);
-    check_conv(13, 11, 64, 1, 3, 1, 1, 5, 2);
-    check_conv(9, 10, 64, 64, 3, 1, 1, 2, 3);
-    check_conv(11, 13, 3, 5, 5, 2, 1, 4, 4);
-    check_conv(9, 17, 4, 12, 1, 0, 1, 3, 5);
-    check_conv(17, 19, 8, 8, 3, 2, 2, 2, 6);
+    check_conv(
+        Case {
+            h: 7,
+            w: 9,
+            cin: 1,
+            cout: 64,
+            k: 3,
+            pad: 1,
+            dil: 1,
+        },
+        3,
+        1,
+    );
+    check_conv(
+        Case {
+            h: 13,
+            w: 11,
+            cin: 64,
+            cout: 1,
+            k: 3,
+            pad: 1,
+            dil: 1,
+        },
+        5,
+        2,
+    );
+    check_conv(
+        Case {
+            h: 9,
+            w: 10,
+            cin: 64,
+            cout: 64,
+            k: 3,
+            pad: 1,
+            dil: 1,
+        },
+        2,
+        3,
+    );
+    check_conv(
+        Case {
+            h: 11,
+            w: 13,
+            cin: 3,
+            cout: 5,
+            k: 5,
+            pad: 2,
+            dil: 1,
+        },
+        4,
+        4,
+    );
+    check_conv(
+        Case {
+            h: 9,
+            w: 17,
+            cin: 4,
+            cout: 12,
+            k: 1,
+            pad: 0,
+            dil: 1,
+        },
+        3,
+        5,
+    );
+    check_conv(
+        Case {
+            h: 17,
+            w: 19,
+            cin: 8,
+            cout: 8,
+            k: 3,
+            pad: 2,
+            dil: 2,
+        },
+        2,
+        6,
+    );
     // "valid" padding (pad 0 with k 3): the VJP pads by 2.
-    check_conv(10, 12, 4, 8, 3, 0, 1, 3, 7);
+    check_conv(
+        Case {
+            h: 10,
+            w: 12,
+            cin: 4,
+            cout: 8,
+            k: 3,
+            pad: 0,
+            dil: 1,
+        },
+        3,
+        7,
+    );
 }
 
 #[test]
 fn conv_vjp_refuses_strided_layers() {
     let gpu = gpu();
-    let conv = Conv2d::new(gpu, &rand_vec(8 * 4 * 9, 1), 8, 4, 3, 3, 2, 1, 1);
-    let e = ConvVjp::new(gpu, &conv)
+    let cfg = ConvConfig::new(4, 8, 3, 3).stride(2).pad(1);
+    let conv = Conv2d::new(gpu, &rand_vec(8 * 4 * 9, 1), cfg);
+    let e = conv
+        .input_gradient_layer(gpu)
         .err()
         .expect("stride 2 must be refused")
         .to_string();

@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 use prior_gpu::Shape;
-use prior_ops::conv2d::{Conv2d, ConvVariant, Epilogue};
+use prior_ops::conv2d::{Conv2d, ConvConfig, ConvVariant, Epilogue};
 use prior_ops::reference;
 
 /// Input of shape `s` (`cin = s.c`), `cout` outputs, `k × k` kernel.
@@ -16,8 +16,12 @@ fn check(s: Shape, cout: usize, k: usize, stride: usize, pad: usize, dil: usize,
     let Shape { n, h, w, c: cin } = s;
     let x = rand_vec(s.numel(), seed);
     let wt = rand_vec(cout * cin * k * k, seed + 1);
-    let conv = Conv2d::new(gpu, &wt, cout, cin, k, k, stride, pad, dil);
-    let (os, want) = reference::conv2d::conv2d(&x, s, &wt, None, cout, (k, k), stride, pad, dil);
+    let cfg = ConvConfig::new(cin, cout, k, k)
+        .stride(stride)
+        .pad(pad)
+        .dilation(dil);
+    let conv = Conv2d::new(gpu, &wt, cfg);
+    let (os, want) = reference::conv2d::conv2d(&x, s, &wt, None, cfg);
     let xt = gpu.upload(s, &x);
     for variant in [ConvVariant::Auto, ConvVariant::Plain, ConvVariant::Naive] {
         let y = conv
@@ -64,9 +68,10 @@ fn conv_epilogue_affine_relu_mask() {
     let scale = rand_vec(cout, 13);
     let shift = rand_vec(cout, 14);
     let maskv = rand_vec(h * w * cout, 15);
-    let mut conv = Conv2d::same(gpu, &wt, cout, cin, 3, 1);
+    let cfg = ConvConfig::same(cin, cout, 3, 1);
+    let mut conv = Conv2d::new(gpu, &wt, cfg);
     conv.set_affine(gpu, Some(&scale), Some(&shift));
-    let (_, raw) = reference::conv2d::conv2d(&x, s, &wt, None, cout, (3, 3), 1, 1, 1);
+    let (_, raw) = reference::conv2d::conv2d(&x, s, &wt, None, cfg);
     let aff = reference::elementwise::affine_c(&raw, &scale, &shift);
     let want = reference::elementwise::relu_mask(&reference::elementwise::relu(&aff), &maskv);
     let mask = gpu.upload(Shape::new(1, h, w, cout), &maskv);

@@ -12,21 +12,17 @@
 mod common;
 use common::*;
 use prior_gpu::Shape;
-use prior_ops::conv2d::{Conv2d, ConvVariant, Epilogue};
-use prior_ops::conv_transpose2d::{conv2d_vjp, ConvTranspose2d};
+use prior_ops::conv2d::{Conv2d, ConvConfig, ConvVariant, Epilogue};
+use prior_ops::conv_transpose2d::ConvTranspose2d;
 use prior_ops::reference;
 
-#[allow(clippy::too_many_arguments)]
+/// `n × h × w` input, `[cin, cout, k, stride, pad, dilation]`, `extra`
+/// output rows/columns (`output_padding`).
 fn check(
     n: usize,
     h: usize,
     w: usize,
-    cin: usize,
-    cout: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    dil: usize,
+    [cin, cout, k, stride, pad, dil]: [usize; 6],
     extra: usize,
     seed: u64,
 ) {
@@ -34,21 +30,14 @@ fn check(
     let s = Shape::new(n, h, w, cin);
     let x = rand_vec(s.numel(), seed);
     let wt = rand_vec(cin * cout * k * k, seed + 1);
-    let layer = ConvTranspose2d::with_dilation(gpu, &wt, cin, cout, k, k, stride, pad, dil);
+    let cfg = ConvConfig::new(cin, cout, k, k)
+        .stride(stride)
+        .pad(pad)
+        .dilation(dil);
+    let layer = ConvTranspose2d::new(gpu, &wt, cfg);
     let (dh, dw) = layer.out_size(h, w).unwrap();
     let out = (dh + extra, dw + extra);
-    let (os, want) = reference::conv_transpose2d::conv_transpose2d(
-        &x,
-        s,
-        &wt,
-        None,
-        cout,
-        (k, k),
-        stride,
-        pad,
-        dil,
-        out,
-    );
+    let (os, want) = reference::conv_transpose2d::conv_transpose2d(&x, s, &wt, None, cfg, out);
     let xt = gpu.upload(s, &x);
     for variant in [ConvVariant::Auto, ConvVariant::Plain] {
         let epi = Epilogue {
@@ -70,19 +59,19 @@ fn check(
 #[test]
 fn conv_transpose_matches_reference_on_odd_shapes() {
     // 2×2 stride 2 (bias-free UNet, energy UNet up-sampling).
-    check(1, 5, 7, 16, 8, 2, 2, 0, 1, 0, 1);
-    check(2, 3, 9, 64, 32, 2, 2, 0, 1, 0, 2);
-    check(1, 6, 5, 3, 5, 2, 2, 0, 1, 0, 3);
+    check(1, 5, 7, [16, 8, 2, 2, 0, 1], 0, 1);
+    check(2, 3, 9, [64, 32, 2, 2, 0, 1], 0, 2);
+    check(1, 6, 5, [3, 5, 2, 2, 0, 1], 0, 3);
     // 4×4 stride 2 padding 1 (small UNet conv7).
-    check(1, 19, 21, 64, 64, 4, 2, 1, 1, 0, 4);
-    check(2, 4, 7, 1, 3, 4, 2, 1, 1, 0, 5);
-    check(1, 6, 11, 12, 13, 4, 2, 1, 1, 0, 6);
+    check(1, 19, 21, [64, 64, 4, 2, 1, 1], 0, 4);
+    check(2, 4, 7, [1, 3, 4, 2, 1, 1], 0, 5);
+    check(1, 6, 11, [12, 13, 4, 2, 1, 1], 0, 6);
     // Other strides, kernels, dilation, output_padding.
-    check(1, 9, 10, 4, 8, 3, 1, 1, 1, 0, 7);
-    check(1, 5, 6, 8, 9, 3, 3, 1, 1, 0, 8);
-    check(1, 7, 8, 4, 4, 3, 1, 2, 2, 0, 9);
-    check(1, 7, 9, 8, 8, 3, 2, 1, 1, 1, 10);
-    check(1, 5, 7, 3, 2, 5, 3, 2, 1, 2, 11);
+    check(1, 9, 10, [4, 8, 3, 1, 1, 1], 0, 7);
+    check(1, 5, 6, [8, 9, 3, 3, 1, 1], 0, 8);
+    check(1, 7, 8, [4, 4, 3, 1, 2, 2], 0, 9);
+    check(1, 7, 9, [8, 8, 3, 2, 1, 1], 1, 10);
+    check(1, 5, 7, [3, 2, 5, 3, 2, 1], 2, 11);
 }
 
 #[test]
@@ -93,23 +82,14 @@ fn conv_transpose_bias_relu_mask_and_errors() {
     let x = rand_vec(s.numel(), 21);
     let wt = rand_vec(cin * cout * 16, 22);
     let bias = rand_vec(cout, 23);
-    let mut layer = ConvTranspose2d::new(gpu, &wt, cin, cout, 4, 4, 2, 1);
+    let cfg = ConvConfig::new(cin, cout, 4, 4).stride(2).pad(1);
+    let mut layer = ConvTranspose2d::new(gpu, &wt, cfg);
     layer.set_affine(gpu, None, Some(&bias));
     let (ho, wo) = layer.out_size(h, w).unwrap();
     assert_eq!((ho, wo), (2 * h, 2 * w));
     let maskv = rand_vec(ho * wo * cout, 24);
-    let (_, raw) = reference::conv_transpose2d::conv_transpose2d(
-        &x,
-        s,
-        &wt,
-        Some(&bias),
-        cout,
-        (4, 4),
-        2,
-        1,
-        1,
-        (ho, wo),
-    );
+    let (_, raw) =
+        reference::conv_transpose2d::conv_transpose2d(&x, s, &wt, Some(&bias), cfg, (ho, wo));
     let want = reference::elementwise::relu_mask(&reference::elementwise::relu(&raw), &maskv);
     let mask = gpu.upload(Shape::new(1, ho, wo, cout), &maskv);
     let xt = gpu.upload(s, &x);
@@ -129,20 +109,13 @@ fn conv_transpose_bias_relu_mask_and_errors() {
         let got = pollster::block_on(gpu.read(&y)).unwrap();
         assert!(max_abs_diff(&got, &want) < 1e-4, "{variant:?}");
     }
-    // JVP: no bias.
-    let (_, lin) = reference::conv_transpose2d::conv_transpose2d(
-        &x,
-        s,
-        &wt,
-        None,
-        cout,
-        (4, 4),
-        2,
-        1,
-        1,
-        (ho, wo),
-    );
-    let j = pollster::block_on(gpu.read(&layer.jvp(gpu, &xt, None).unwrap())).unwrap();
+    // The linear part (a JVP): no bias.
+    let (_, lin) = reference::conv_transpose2d::conv_transpose2d(&x, s, &wt, None, cfg, (ho, wo));
+    let no_shift = Epilogue {
+        no_shift: true,
+        ..Default::default()
+    };
+    let j = pollster::block_on(gpu.read(&layer.forward(gpu, &xt, no_shift).unwrap())).unwrap();
     assert!(max_abs_diff(&j, &lin) < 1e-4);
     // Clear errors, no panics.
     let bad = gpu.upload(Shape::new(1, h, w, 3), &rand_vec(h * w * 3, 1));
@@ -176,7 +149,7 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
 
 /// ⟨conv(x), u⟩ = ⟨x, convT(u)⟩ for strided convs (sizes where the floor
 /// division drops rows, so the adjoint needs `output_padding`), through
-/// `ConvTranspose2d::adjoint_of` / `conv2d_vjp`; and ⟨convT(x), u⟩ =
+/// `ConvTranspose2d::adjoint_of` and `forward_sized`; and ⟨convT(x), u⟩ =
 /// ⟨x, conv(u)⟩ through `ConvTranspose2d::adjoint`.
 #[test]
 fn transposed_and_strided_convs_are_adjoint() {
@@ -195,7 +168,15 @@ fn transposed_and_strided_convs_are_adjoint() {
     {
         let seed = 100 + 10 * i as u64;
         let wt = rand_vec(cout * cin * k * k, seed);
-        let conv = Conv2d::new(gpu, &wt, cout, cin, k, k, stride, pad, dil);
+        let cfg = ConvConfig::new(cin, cout, k, k)
+            .stride(stride)
+            .pad(pad)
+            .dilation(dil);
+        let conv = Conv2d::new(gpu, &wt, cfg);
+        let vjp = |adj: &ConvTranspose2d, u: &prior_gpu::Tensor| {
+            adj.forward_sized(gpu, u, (h, w), Epilogue::default())
+                .unwrap()
+        };
         let (ho, wo) = conv.out_size(h, w);
         let x = rand_vec(2 * h * w * cin, seed + 1);
         let u = rand_vec(2 * ho * wo * cout, seed + 2);
@@ -205,7 +186,7 @@ fn transposed_and_strided_convs_are_adjoint() {
             pollster::block_on(gpu.read(&conv.forward(gpu, &xt, Epilogue::default()).unwrap()))
                 .unwrap();
         let adj = ConvTranspose2d::adjoint_of(gpu, &conv);
-        let vt = conv2d_vjp(gpu, &adj, &ut, (h, w), None).unwrap();
+        let vt = vjp(&adj, &ut);
         assert_eq!(vt.shape(), Shape::new(2, h, w, cin));
         let v = pollster::block_on(gpu.read(&vt)).unwrap();
         let (l, r) = (dot(&cx, &u), dot(&x, &v));
@@ -216,7 +197,7 @@ fn transposed_and_strided_convs_are_adjoint() {
         // Scaled conv (a folded normalisation, plus a shift the VJP ignores):
         // the scale goes into the adjoint's weights.
         let scale = rand_vec(cout, seed + 3);
-        let mut sconv = Conv2d::new(gpu, &wt, cout, cin, k, k, stride, pad, dil);
+        let mut sconv = Conv2d::new(gpu, &wt, cfg);
         sconv.set_affine(gpu, Some(&scale), Some(&rand_vec(cout, seed + 4)));
         let sadj = ConvTranspose2d::adjoint_of(gpu, &sconv);
         let su: Vec<f32> = u
@@ -224,16 +205,12 @@ fn transposed_and_strided_convs_are_adjoint() {
             .enumerate()
             .map(|(j, v)| v * scale[j % cout])
             .collect();
-        let sv = pollster::block_on(gpu.read(&conv2d_vjp(gpu, &sadj, &ut, (h, w), None).unwrap()))
-            .unwrap();
-        let vs = pollster::block_on(
-            gpu.read(&conv2d_vjp(gpu, &adj, &gpu.upload(ut.shape(), &su), (h, w), None).unwrap()),
-        )
-        .unwrap();
+        let sv = pollster::block_on(gpu.read(&vjp(&sadj, &ut))).unwrap();
+        let vs = pollster::block_on(gpu.read(&vjp(&adj, &gpu.upload(ut.shape(), &su)))).unwrap();
         assert!(max_abs_diff(&sv, &vs) < 1e-4);
 
         // The other direction: the conv is the adjoint of the transposed conv.
-        let t = ConvTranspose2d::with_dilation(gpu, &wt, cout, cin, k, k, stride, pad, dil);
+        let t = ConvTranspose2d::new(gpu, &wt, cfg.swapped());
         let back = t.adjoint(gpu);
         let tu = pollster::block_on(
             gpu.read(

@@ -6,8 +6,8 @@
 mod common;
 use common::*;
 use prior_gpu::Shape;
-use prior_ops::conv2d::{Conv2d, ConvVariant, Epilogue};
-use prior_ops::conv_transpose2d::{conv2d_vjp, ConvTranspose2d};
+use prior_ops::conv2d::{Conv2d, ConvConfig, ConvVariant, Epilogue};
+use prior_ops::conv_transpose2d::ConvTranspose2d;
 use prior_ops::reference;
 
 fn check(h: usize, w: usize, cin: usize, cout: usize, dil: usize, seed: u64) {
@@ -15,9 +15,10 @@ fn check(h: usize, w: usize, cin: usize, cout: usize, dil: usize, seed: u64) {
     let s = Shape::new(1, h, w, cin);
     let x = rand_vec(s.numel(), seed);
     let wt = rand_vec(cout * cin * 9, seed + 1);
-    let conv = Conv2d::same(gpu, &wt, cout, cin, 3, dil);
+    let cfg = ConvConfig::same(cin, cout, 3, dil);
+    let conv = Conv2d::new(gpu, &wt, cfg);
     assert_eq!(conv.pad, dil);
-    let (os, want) = reference::conv2d::conv2d(&x, s, &wt, None, cout, (3, 3), 1, dil, dil);
+    let (os, want) = reference::conv2d::conv2d(&x, s, &wt, None, cfg);
     assert_eq!((os.h, os.w), (h, w));
     let xt = gpu.upload(s, &x);
     for variant in [ConvVariant::Auto, ConvVariant::Naive] {
@@ -42,7 +43,10 @@ fn check(h: usize, w: usize, cin: usize, cout: usize, dil: usize, seed: u64) {
     let u = rand_vec(os.numel(), seed + 2);
     let adj = ConvTranspose2d::adjoint_of(gpu, &conv);
     let v = pollster::block_on(
-        gpu.read(&conv2d_vjp(gpu, &adj, &gpu.upload(os, &u), (h, w), None).unwrap()),
+        gpu.read(
+            &adj.forward_sized(gpu, &gpu.upload(os, &u), (h, w), Epilogue::default())
+                .unwrap(),
+        ),
     )
     .unwrap();
     let l: f64 = want

@@ -8,8 +8,12 @@
 mod common;
 use common::*;
 use prior_gpu::Shape;
-use prior_ops::group_norm::{gains, GroupNorm};
+use prior_ops::group_norm::{gains, Dual, GroupNorm};
 use prior_ops::reference::group_norm as cpu;
+
+fn dual<'a>(value: &'a [f32], tangent: &'a [f32]) -> Dual<'a, [f32]> {
+    Dual { value, tangent }
+}
 
 const EPS: f32 = 1e-5;
 
@@ -208,21 +212,25 @@ fn vjp_jvp_matches_reference_and_finite_differences() {
         let got = rd(&norm
             .vjp_jvp(
                 gpu,
-                &gpu.upload(s, &zb),
-                &gpu.upload(s, &zbt),
-                &xg,
-                &gpu.upload(s, &xt),
+                Dual {
+                    value: &gpu.upload(s, &zb),
+                    tangent: &gpu.upload(s, &zbt),
+                },
+                Dual {
+                    value: &xg,
+                    tangent: &gpu.upload(s, &xt),
+                },
                 &st,
                 &g,
             )
             .unwrap());
-        let want = cpu::vjp_jvp(&x, &xt, &zb, &zbt, s, gs, EPS, &gain);
+        let want = cpu::vjp_jvp(dual(&x, &xt), dual(&zb, &zbt), s, gs, EPS, &gain);
         let e = rel_err(&got, &want);
         assert!(e < 2e-5, "vjp_jvp {s} gs{gs}: {e}");
         // with x' = 0 it is the VJP of z̄'
         let zero = vec![0.0f32; s.numel()];
         let e = rel_err(
-            &cpu::vjp_jvp(&x, &zero, &zb, &zbt, s, gs, EPS, &gain),
+            &cpu::vjp_jvp(dual(&x, &zero), dual(&zb, &zbt), s, gs, EPS, &gain),
             &cpu::vjp(&x, &zbt, s, gs, EPS, &gain),
         );
         assert!(e < 1e-12, "vjp_jvp(x' = 0) = vjp(z̄'): {e}");

@@ -3,7 +3,8 @@
 //! transposed convs, the odd-size pad and crop), on two tangents at once:
 //! - the JVP of a bias-free layer at x applied to x gives the forward
 //!   output (ReLU layers are positively homogeneous: J(x)·x = f(x));
-//! - the VJP is the adjoint of the JVP: ⟨u, J v⟩ = ⟨Jᵀ u, v⟩.
+//! - the VJP is the adjoint of the JVP: ⟨u, J v⟩ = ⟨Jᵀ u, v⟩;
+//! - the input ReLU mask fused into the VJP equals a separate mask.
 //!
 //! Tolerance: outputs are sums of ≤ 576 products of values in [-1, 1] in
 //! f32 → 1e-4 absolute; inner products over ~10³–10⁴ terms → 1e-4 relative.
@@ -11,7 +12,7 @@
 mod common;
 use common::*;
 use prior_gpu::Shape;
-use prior_ops::layer::{Affine, ConvLayer, ConvLayerConfig};
+use prior_ops::layer::{Affine, ConvLayer, ConvLayerConfig, VjpAt};
 
 fn read(t: &prior_gpu::Tensor) -> Vec<f32> {
     pollster::block_on(gpu().read(t)).unwrap()
@@ -41,6 +42,18 @@ fn check(name: &str, layer: &ConvLayer, h: usize, w: usize, homogeneous: bool, s
     let jv = read(&layer.jvp(gpu, &v, &out).unwrap());
     let jtu = layer.vjp(gpu, &u, &out, (h, w)).unwrap();
     assert_eq!(jtu.shape(), vs, "{name}: VJP shape");
+    // The ReLU derivative of the input fused into the adjoint's launch
+    // equals a separate mask after it.
+    let ms = Shape::new(1, h, w, cin);
+    let in_mask = gpu.upload(ms, &rand_vec(ms.numel(), seed + 3));
+    let at = VjpAt {
+        out: Some(&out),
+        in_hw: (h, w),
+        in_mask: Some(&in_mask),
+    };
+    let fused = read(&layer.vjp_at(gpu, &u, at).unwrap());
+    let separate = prior_ops::reference::elementwise::relu_mask(&read(&jtu), &read(&in_mask));
+    assert_eq!(fused, separate, "{name}: fused input mask");
     let (lhs, rhs) = (dot(&read(&u), &jv), dot(&read(&jtu), &read(&v)));
     let rel = (lhs - rhs).abs() / lhs.abs().max(rhs.abs()).max(1e-3);
     assert!(
@@ -156,6 +169,14 @@ fn every_layer_kind_has_a_consistent_jvp_and_vjp() {
         true,
         18,
     );
+    check(
+        "crop 1x1",
+        &ConvLayer::pad_or_crop(gpu, 3, 1, 1, false).unwrap(),
+        8,
+        6,
+        true,
+        19,
+    );
 }
 
 #[test]
@@ -169,8 +190,7 @@ fn bad_configs_are_refused() {
     assert!(err.contains("10 weights"), "{err}");
     let cfg = ConvLayerConfig {
         transposed: true,
-        dilation: 2,
-        ..ConvLayerConfig::same(2, 3, 3, 1)
+        ..ConvLayerConfig::same(2, 3, 3, 1).dilation(2)
     };
     let err = ConvLayer::new(gpu, &[0.0; 54], cfg, Affine::default())
         .err()

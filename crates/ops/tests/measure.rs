@@ -4,7 +4,7 @@
 
 mod common;
 use common::{gpu, max_abs_diff, rand_vec};
-use prior_ops::measure::{self, Axis};
+use prior_ops::measure::{self, Axis, DftPass};
 use prior_ops::reference::measure as cpu;
 use prior_ops::Shape;
 
@@ -92,32 +92,41 @@ fn dft_passes_match_cpu() {
         g.upload(Shape::new(n, h, w, 2 * c), &xc),
     );
     // real in along W, forward
-    let y = measure::dft(g, &tx, false, Axis::W, false, false, &tw_w, None).unwrap();
-    assert!(
-        max_abs_diff(
-            &read(&y),
-            &cpu::dft(&x, (n, h, w, c), false, false, false, false, None)
-        ) <= 1e-5
-    );
+    let p = DftPass {
+        axis: Axis::W,
+        complex_in: false,
+        inverse: false,
+        real_out: false,
+    };
+    let y = measure::dft(g, &tx, p, &tw_w, None).unwrap();
+    assert!(max_abs_diff(&read(&y), &cpu::dft(&x, (n, h, w, c), p, None)) <= 1e-5);
     // complex along H, forward, masked
-    let y = measure::dft(g, &txc, true, Axis::H, false, false, &tw_h, Some(&tm)).unwrap();
-    assert!(
-        max_abs_diff(
-            &read(&y),
-            &cpu::dft(&xc, (n, h, w, c), true, true, false, false, Some(&mask))
-        ) <= 1e-5
-    );
+    let p = DftPass {
+        axis: Axis::H,
+        complex_in: true,
+        inverse: false,
+        real_out: false,
+    };
+    let y = measure::dft(g, &txc, p, &tw_h, Some(&tm)).unwrap();
+    assert!(max_abs_diff(&read(&y), &cpu::dft(&xc, (n, h, w, c), p, Some(&mask))) <= 1e-5);
     // complex along W, inverse, real part
-    let y = measure::dft(g, &txc, true, Axis::W, true, true, &tw_w, None).unwrap();
+    let p = DftPass {
+        axis: Axis::W,
+        complex_in: true,
+        inverse: true,
+        real_out: true,
+    };
+    let y = measure::dft(g, &txc, p, &tw_w, None).unwrap();
     assert_eq!(y.shape(), Shape::new(n, h, w, c));
+    assert!(max_abs_diff(&read(&y), &cpu::dft(&xc, (n, h, w, c), p, None)) <= 1e-5);
+    let p = DftPass {
+        axis: Axis::H,
+        complex_in: false,
+        inverse: false,
+        real_out: false,
+    };
     assert!(
-        max_abs_diff(
-            &read(&y),
-            &cpu::dft(&xc, (n, h, w, c), true, false, true, true, None)
-        ) <= 1e-5
-    );
-    assert!(
-        measure::dft(g, &tx, false, Axis::H, false, false, &tw_w, None).is_err(),
+        measure::dft(g, &tx, p, &tw_w, None).is_err(),
         "wrong twiddles"
     );
 }

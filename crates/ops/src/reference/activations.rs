@@ -67,12 +67,14 @@ pub fn normal_cdf(x: f64) -> f64 {
     }
 }
 
+/// Exact GELU, `x·Φ(x)`.
 pub fn gelu(x: &[f32]) -> Vec<f32> {
     x.iter()
         .map(|&v| (v as f64 * normal_cdf(v as f64)) as f32)
         .collect()
 }
 
+/// JVP (and VJP) of GELU at `x` on tangents `t`: `t·(Φ(x) + x·φ(x))`.
 pub fn gelu_jvp(x: &[f32], t: &[f32]) -> Vec<f32> {
     x.iter()
         .zip(t)
@@ -101,12 +103,14 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// SiLU, `x·σ(x)`.
 pub fn silu(x: &[f32]) -> Vec<f32> {
     x.iter()
         .map(|&v| (v as f64 * sigmoid(v as f64)) as f32)
         .collect()
 }
 
+/// JVP of SiLU at `x` on tangents `t`.
 pub fn silu_jvp(x: &[f32], t: &[f32]) -> Vec<f32> {
     x.iter()
         .zip(t)

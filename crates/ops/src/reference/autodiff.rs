@@ -11,24 +11,28 @@
 use prior_gpu::Shape;
 
 use crate::batch_norm::BatchNorm;
+use crate::conv2d::ConvConfig;
 
-/// `mask?(conv(t)·scale)`: the JVP of `x ↦ relu?(conv(x)·scale + shift)` at a
-/// primal whose post-ReLU output is `mask` (`[mask_n, ho, wo, cout]`); the
-/// shift (and bias) drop out of the tangent.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_jvp(
-    t: &[f32],
-    s: Shape,
-    w: &[f32],
-    scale: Option<&[f32]>,
-    cout: usize,
-    k: (usize, usize),
-    stride: usize,
-    pad: usize,
-    dil: usize,
-    mask: Option<&[f32]>,
-) -> (Shape, Vec<f32>) {
-    let (os, y) = super::conv2d::conv2d(t, s, w, None, cout, k, stride, pad, dil);
+/// A convolution layer `x ↦ relu?(conv(x)·scale + shift)` as the
+/// derivative references see it: weights `(cout, cin, kh, kw)`, geometry,
+/// and the per-channel scale (the shift has no derivative).
+#[derive(Clone, Copy, Debug)]
+pub struct ConvRef<'a> {
+    /// PyTorch-layout weights `(cout, cin, kh, kw)`.
+    pub w: &'a [f32],
+    /// Channels, kernel, stride, padding, dilation.
+    pub cfg: ConvConfig,
+    /// The folded normalisation's scale, if any.
+    pub scale: Option<&'a [f32]>,
+}
+
+/// `mask?(conv(t)·scale)`: the JVP of the layer at a primal whose post-ReLU
+/// output is `mask` (`[mask_n, ho, wo, cout]`); the shift (and bias) drop
+/// out of the tangent.
+pub fn conv2d_jvp(t: &[f32], s: Shape, layer: ConvRef, mask: Option<&[f32]>) -> (Shape, Vec<f32>) {
+    let ConvRef { w, cfg, scale } = layer;
+    let cout = cfg.cout;
+    let (os, y) = super::conv2d::conv2d(t, s, w, None, cfg);
     let mut y = match scale {
         Some(sc) => y
             .iter()
@@ -43,24 +47,26 @@ pub fn conv2d_jvp(
     (os, y)
 }
 
-/// The VJP of `x ↦ relu?(conv(x)·scale + shift)`: `u` (`[n, ho, wo, cout]`)
-/// is the cotangent of the layer's output; `out_mask` is the primal post-ReLU
-/// output (ReLU VJP, applied to `u` first) and `in_shape` the input's shape.
-/// Returns the cotangent of the input.
-#[allow(clippy::too_many_arguments)]
+/// The VJP of the layer: `u` (`[n, ho, wo, cout]`) is the cotangent of its
+/// output; `out_mask` is the primal post-ReLU output (ReLU VJP, applied to
+/// `u` first) and `in_shape` the input's shape. Returns the cotangent of
+/// the input.
 pub fn conv2d_vjp(
     u: &[f32],
     in_shape: Shape,
-    w: &[f32],
-    scale: Option<&[f32]>,
-    cout: usize,
-    k: (usize, usize),
-    stride: usize,
-    pad: usize,
-    dil: usize,
+    layer: ConvRef,
     out_mask: Option<&[f32]>,
 ) -> Vec<f32> {
-    let (kh, kw) = k;
+    let ConvRef { w, cfg, scale } = layer;
+    let ConvConfig {
+        cout,
+        kh,
+        kw,
+        stride,
+        pad,
+        dilation: dil,
+        ..
+    } = cfg;
     let s = in_shape;
     let ho = (s.h + 2 * pad - dil * (kh - 1) - 1) / stride + 1;
     let wo = (s.w + 2 * pad - dil * (kw - 1) - 1) / stride + 1;

@@ -2,6 +2,7 @@
 
 use crate::batch_norm::BatchNorm;
 
+/// The normalisation `bn` of channels-last `x`, with a ReLU when `relu`.
 pub fn batch_norm(bn: &BatchNorm, x: &[f32], relu: bool) -> Vec<f32> {
     let c = bn.channels();
     x.iter()

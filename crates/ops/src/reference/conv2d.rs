@@ -2,21 +2,28 @@
 
 use prior_gpu::Shape;
 
-/// Convolution of channels-last `x` with PyTorch-layout weights
-/// `(cout, cin, kh, kw)`, optional bias, stride, zero padding and dilation.
-#[allow(clippy::too_many_arguments)]
+use crate::conv2d::ConvConfig;
+
+/// Convolution of channels-last `x` (`s`, with `s.c == cfg.cin`) with
+/// PyTorch-layout weights `(cout, cin, kh, kw)` of geometry `cfg` (stride,
+/// zero padding, dilation) and an optional bias.
 pub fn conv2d(
     x: &[f32],
     s: Shape,
     w: &[f32],
     bias: Option<&[f32]>,
-    cout: usize,
-    k: (usize, usize),
-    stride: usize,
-    pad: usize,
-    dil: usize,
+    cfg: ConvConfig,
 ) -> (Shape, Vec<f32>) {
-    let (kh, kw) = k;
+    let ConvConfig {
+        cin,
+        cout,
+        kh,
+        kw,
+        stride,
+        pad,
+        dilation: dil,
+    } = cfg;
+    assert_eq!(s.c, cin, "input channels");
     let ho = (s.h + 2 * pad - dil * (kh - 1) - 1) / stride + 1;
     let wo = (s.w + 2 * pad - dil * (kw - 1) - 1) / stride + 1;
     let os = Shape::new(s.n, ho, wo, cout);

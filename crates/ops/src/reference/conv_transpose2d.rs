@@ -4,24 +4,30 @@
 
 use prior_gpu::Shape;
 
-/// Transposed convolution of channels-last `x` with PyTorch-layout weights
-/// `(cin, cout, kh, kw)`, optional bias, stride, padding, dilation, into an
-/// `out_hw` output (PyTorch's size `(h−1)·s − 2p + d·(k−1) + 1` plus any
-/// `output_padding`).
-#[allow(clippy::too_many_arguments)]
+use crate::conv2d::ConvConfig;
+
+/// Transposed convolution of channels-last `x` (`s`, with `s.c == cfg.cin`)
+/// with PyTorch-layout weights `(cin, cout, kh, kw)` of geometry `cfg`
+/// (stride, padding, dilation) and an optional bias, into an `out_hw` output
+/// (PyTorch's size `(h−1)·s − 2p + d·(k−1) + 1` plus any `output_padding`).
 pub fn conv_transpose2d(
     x: &[f32],
     s: Shape,
     w: &[f32],
     bias: Option<&[f32]>,
-    cout: usize,
-    k: (usize, usize),
-    stride: usize,
-    pad: usize,
-    dil: usize,
+    cfg: ConvConfig,
     out_hw: (usize, usize),
 ) -> (Shape, Vec<f32>) {
-    let (kh, kw) = k;
+    let ConvConfig {
+        cin,
+        cout,
+        kh,
+        kw,
+        stride,
+        pad,
+        dilation: dil,
+    } = cfg;
+    assert_eq!(s.c, cin, "input channels");
     let (ho, wo) = out_hw;
     let os = Shape::new(s.n, ho, wo, cout);
     let mut acc = vec![0.0f64; os.numel()];

@@ -1,9 +1,11 @@
 //! CPU references of the element-wise kernels.
 
+/// `max(x, 0)`.
 pub fn relu(x: &[f32]) -> Vec<f32> {
     x.iter().map(|v| v.max(0.0)).collect()
 }
 
+/// `t` where `primal > 0` (broadcast over samples), else 0.
 pub fn relu_mask(t: &[f32], primal: &[f32]) -> Vec<f32> {
     t.iter()
         .enumerate()
@@ -17,10 +19,12 @@ pub fn relu_mask(t: &[f32], primal: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// `alpha·a + beta·b`.
 pub fn axpby(alpha: f32, a: &[f32], beta: f32, b: &[f32]) -> Vec<f32> {
     a.iter().zip(b).map(|(x, y)| alpha * x + beta * y).collect()
 }
 
+/// `x·scale + shift` per channel (channels-last).
 pub fn affine_c(x: &[f32], scale: &[f32], shift: &[f32]) -> Vec<f32> {
     let c = scale.len();
     x.iter()

@@ -1,6 +1,7 @@
 //! CPU reference of `embedding` (f64 trigonometry on the f32 argument `t·f`,
 //! the product rounded to f32 as PyTorch and the shader do).
 
+/// `[cos(t·f), sin(t·f)]` per sample, or its derivative in `t` when `derivative`.
 pub fn sinusoid(t: &[f32], freqs: &[f32], derivative: bool) -> Vec<f32> {
     let k = freqs.len();
     let mut y = vec![0.0; t.len() * 2 * k];

@@ -4,6 +4,8 @@
 
 use prior_gpu::Shape;
 
+use crate::group_norm::Dual;
+
 struct Stats {
     mu: Vec<f64>,
     v: Vec<f64>,
@@ -150,19 +152,18 @@ pub fn vjp_f64(x: &[f64], zb: &[f64], s: Shape, gs: usize, eps: f64, gain: &[f64
 }
 
 /// Forward over reverse: the tangent of [`vjp`]'s `x̄(zb, x)` when the
-/// cotangent moves along `zbt` and the input along `xt` (gains constant),
-/// differentiated by hand term by term (f64).
+/// cotangent moves along `zb.tangent` and the input along `x.tangent` (gains
+/// constant), differentiated by hand term by term (f64).
 pub fn vjp_jvp(
-    x: &[f32],
-    xt: &[f32],
-    zb: &[f32],
-    zbt: &[f32],
+    x: Dual<[f32]>,
+    zb: Dual<[f32]>,
     s: Shape,
     gs: usize,
     eps: f32,
     gain: &[f32],
 ) -> Vec<f32> {
-    let (x, xt, zb, zbt, gain) = (f64v(x), f64v(xt), f64v(zb), f64v(zbt), f64v(gain));
+    let (x, xt) = (f64v(x.value), f64v(x.tangent));
+    let (zb, zbt, gain) = (f64v(zb.value), f64v(zb.tangent), f64v(gain));
     let eps = eps as f64;
     let st = stats(&x, s, gs, eps);
     let g = s.c / gs;

@@ -60,18 +60,22 @@ pub fn synthesis_scaled(coefs: &[f32], s: Shape, scale: f32) -> (Shape, Vec<f32>
     (os, y)
 }
 
+/// One level of the Haar analysis of `x`.
 pub fn haar_analysis(x: &[f32], s: Shape) -> (Shape, Vec<f32>) {
     analysis_scaled(x, s, 1.0)
 }
 
+/// One level of the Haar synthesis (the inverse of the analysis).
 pub fn haar_synthesis(coefs: &[f32], s: Shape) -> (Shape, Vec<f32>) {
     synthesis_scaled(coefs, s, 1.0)
 }
 
+/// The VJP of the analysis.
 pub fn haar_analysis_vjp(u: &[f32], s: Shape) -> (Shape, Vec<f32>) {
     synthesis_scaled(u, s, 0.25)
 }
 
+/// The VJP of the synthesis.
 pub fn haar_synthesis_vjp(u: &[f32], s: Shape) -> (Shape, Vec<f32>) {
     analysis_scaled(u, s, 4.0)
 }

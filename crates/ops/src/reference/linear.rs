@@ -1,5 +1,6 @@
 //! CPU reference of `linear` (f64 accumulation): `W` is `(out, in)` row-major.
 
+/// `W·x + bias` per sample (`x` is `[n, inp]`, the result `[n, out]`).
 pub fn linear(
     x: &[f32],
     n: usize,

@@ -1,5 +1,7 @@
 //! CPU references of the measurement kernels (`crate::measure`), channels-last.
 
+use crate::measure::{Axis, DftPass};
+
 /// `x ⊙ m` (m broadcast by modulo).
 pub fn mask_mul(x: &[f32], m: &[f32]) -> Vec<f32> {
     x.iter()
@@ -75,16 +77,19 @@ pub fn matvec_t(a: &[f32], rows: usize, cols: usize, x: &[f32]) -> Vec<f32> {
 
 /// One orthonormal DFT pass (see `crate::measure::dft`), in f64.
 /// `shape` = (n, h, w, C) logical channels; `x` real (C) or complex (2C).
-#[allow(clippy::too_many_arguments)]
 pub fn dft(
     x: &[f32],
     (n, h, w, c): (usize, usize, usize, usize),
-    complex_in: bool,
-    along_h: bool,
-    inverse: bool,
-    real_out: bool,
+    pass: DftPass,
     mask: Option<&[f32]>,
 ) -> Vec<f32> {
+    let DftPass {
+        axis,
+        complex_in,
+        inverse,
+        real_out,
+    } = pass;
+    let along_h = axis == Axis::H;
     let cin = if complex_in { 2 * c } else { c };
     let cout = if real_out { c } else { 2 * c };
     let len = if along_h { h } else { w };

@@ -1,5 +1,6 @@
 //! CPU references of the reductions (f64 accumulation).
 
+/// Σ (a − b)².
 pub fn sum_sq_diff(a: &[f32], b: &[f32]) -> f64 {
     a.iter()
         .zip(b)
@@ -7,10 +8,12 @@ pub fn sum_sq_diff(a: &[f32], b: &[f32]) -> f64 {
         .sum()
 }
 
+/// Σ a·b.
 pub fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
 }
 
+/// PSNR in dB of `a` against `b` (peak 1).
 pub fn psnr(a: &[f32], b: &[f32]) -> f64 {
     10.0 * (a.len() as f64 / sum_sq_diff(a, b)).log10()
 }
