@@ -31,9 +31,9 @@ pub const ALL: &[(&str, &str)] = &[
 
 /// `activations.wgsl`: GELU and SiLU with their derivatives.
 pub const ACTIVATIONS: &str = include_str!("../../../shaders/activations.wgsl");
-/// `embedding.wgsl`: sinusoidal embedding of the noise variance.
-/// The FMA ceiling microkernel of `prior bench`.
+/// `fma_peak.wgsl`: the FMA ceiling microkernel of `prior bench`.
 pub const FMA_PEAK: &str = include_str!("../../../shaders/fma_peak.wgsl");
+/// `embedding.wgsl`: sinusoidal embedding of the noise variance.
 pub const EMBEDDING: &str = include_str!("../../../shaders/embedding.wgsl");
 /// `group_norm.wgsl`: noise-conditioned group normalisation of the energy UNet.
 pub const GROUP_NORM: &str = include_str!("../../../shaders/group_norm.wgsl");
