@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every bench on a lent GPU machine, against PyTorch CUDA in the same run.
+# `prior bench` and every bench on a lent GPU machine, against PyTorch CUDA in
+# the same run.
 #
 #   benches/device.sh prepare   here: build the bench binaries (release), strip
 #                               and gzip them into .device/bin/, copy the data
@@ -47,11 +48,16 @@ for line in sys.stdin:
     for f in checkpoints/universal_inverse_problem/BSD400_gray/model.pt \
              checkpoints/universal_inverse_problem/BSD300_color/model.pt \
              checkpoints/dual_score_matching/mnist32_gray_tiny/model.pth.tar \
+             checkpoints/bias_free_denoising/dncnn/bias_free/0-100.pt \
+             checkpoints/bias_free_denoising/rcnn/bias_free/0-100.pt \
+             checkpoints/bias_free_denoising/unet/bias_free/0-100.pt \
              images/color/Set14/flowers.png images/mnist/t10k-images-idx3-ubyte.gz; do
         mkdir -p ".device/shared/$(dirname "$f")"
         cp "$S/$f" ".device/shared/$f"
     done
     mkdir -p .device/shared/images/gray && cp -r "$S/images/gray/Set12" .device/shared/images/gray/
+    mkdir -p .device/shared/checkpoints/local_probability_models
+    cp -r "$S/checkpoints/local_probability_models/multi_scale_160_rf9" .device/shared/checkpoints/local_probability_models/
     if ! ls .gl/*.deb >/dev/null 2>&1; then
         mkdir -p .gl /tmp/amd64/partial
         local o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
@@ -83,6 +89,10 @@ run() {
         echo
         echo "== prior devices"
         /tmp/prior-bin/prior devices 2>&1 | grep -v XDG_RUNTIME_DIR
+        echo
+        echo "== prior bench (FMA ceiling, conv variants, every architecture at 256x256)"
+        timeout "$limit" /tmp/prior-bin/prior bench --size 256 --checkpoints .device/shared/checkpoints 2>&1 | grep -v XDG_RUNTIME_DIR
+        timeout "$limit" /tmp/prior-bin/prior bench --size 256 --json --checkpoints .device/shared/checkpoints >"$out/prior_bench.json" 2>/dev/null
         for b in $BENCHES; do
             echo
             echo "== $b"

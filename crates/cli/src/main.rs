@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// List the GPU adapters (name, backend, type, driver, limits, features).
     Devices(cmd::devices::DevicesArgs),
+    /// Measure this adapter: an FMA ceiling, each convolution variant's GFLOP/s and every architecture's time.
+    Bench(cmd::bench::BenchArgs),
     /// Describe a weight file: architecture, parameters, receptive field, source, hparams.
     Info(cmd::info::InfoArgs),
     /// Jacobian of a denoiser at a noisy image: singular values/vectors, effective dimensionality vs σ, adaptive filters.
@@ -47,6 +49,7 @@ fn main() {
     let cli = Cli::parse();
     let result: Result<(), String> = match cli.command {
         Command::Devices(args) => cmd::devices::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
         Command::Info(args) => cmd::info::run(args),
         Command::Jacobian(args) => cmd::jacobian::run(args),
         Command::Denoise(args) => cmd::denoise::run(args),

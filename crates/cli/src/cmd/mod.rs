@@ -1,4 +1,5 @@
 //! One module per `prior` subcommand: its clap arguments and its `run`.
+pub mod bench;
 pub mod calibrate;
 pub mod denoise;
 pub mod devices;

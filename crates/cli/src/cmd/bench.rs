@@ -1,0 +1,342 @@
+//! `prior bench`: how fast prior is on this adapter. Measures an FMA
+//! ceiling with a WGSL microkernel (`shaders/fma_peak.wgsl`), the GFLOP/s
+//! of each convolution variant prior has for the shapes its models use, and
+//! the whole-model time of each architecture whose checkpoint is in
+//! `--checkpoints`, each next to the fraction of the ceiling it reaches.
+//!
+//! Times are wall-clock from submission to the readback of the result (one
+//! readback per call, as a model call does), the best of `--reps` after one
+//! warm-up call that also compiles the pipelines.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use prior_gpu::{Gpu, Shape, Tensor};
+use prior_models::Noise;
+use prior_ops::conv2d::{ConvConfig, ConvVariant, Epilogue};
+use prior_ops::conv_transpose2d::ConvTranspose2d;
+use prior_ops::Conv2d;
+use serde_json::json;
+
+/// `prior bench` arguments.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Image side (pixels) of the convolution shapes and of the whole-model runs.
+    #[arg(long, default_value_t = 128)]
+    pub size: usize,
+    /// Timed repetitions per measurement (the best is reported), after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Folder of the checkpoints (`../shared/checkpoints` layout); architectures whose file is missing are skipped.
+    #[arg(long, default_value = "../shared/checkpoints")]
+    pub checkpoints: PathBuf,
+    /// Only the ceiling and the convolutions (no whole models).
+    #[arg(long)]
+    pub no_models: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Best wall-clock seconds of `reps` calls of `f`, after a warm-up. Each
+/// call ends by reading back one number (the output's squared norm, reduced
+/// on the GPU), so the time covers the work, not the transfer of the output.
+fn time_best(
+    gpu: &Gpu,
+    reps: usize,
+    mut f: impl FnMut() -> Result<Tensor, String>,
+) -> Result<f64, String> {
+    let mut run = || -> Result<f64, String> {
+        let t = Instant::now();
+        let out = f()?;
+        let norm = prior_ops::reduce::dot(gpu, &out, &out).map_err(|e| e.to_string())?;
+        pollster::block_on(gpu.read(&norm)).map_err(|e| e.to_string())?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    run()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..reps.max(1) {
+        best = best.min(run()?);
+    }
+    Ok(best)
+}
+
+/// The FMA ceiling: GFLOP/s of the microkernel, sized to run ≥ 0.2 s.
+fn ceiling(gpu: &Gpu, reps: usize) -> Result<(f64, f64), String> {
+    let invocations: u32 = 1 << 16;
+    let mut iters: u32 = 64;
+    loop {
+        let t = time_best(gpu, 0, || {
+            prior_ops::peak::fma_peak(gpu, invocations, iters).map_err(|e| e.to_string())
+        })?;
+        if t >= 0.2 || iters >= 1 << 20 {
+            break;
+        }
+        iters = (iters as f64 * (0.25 / t.max(1e-4)).clamp(2.0, 16.0)) as u32;
+    }
+    let t = time_best(gpu, reps, || {
+        prior_ops::peak::fma_peak(gpu, invocations, iters).map_err(|e| e.to_string())
+    })?;
+    let flops = prior_ops::peak::FLOPS_PER_ROUND as f64 * iters as f64 * invocations as f64;
+    Ok((flops / t / 1e9, t))
+}
+
+struct Row {
+    what: String,
+    gflop: f64,
+    seconds: f64,
+}
+
+fn weights(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect()
+}
+
+/// GFLOP/s of the convolution shapes prior's models use, per variant.
+fn convolutions(gpu: &Gpu, size: usize, reps: usize) -> Result<Vec<Row>, String> {
+    let c = 64;
+    let x = gpu.upload(Shape::new(1, size, size, c), &vec![0.5; size * size * c]);
+    let mut rows = Vec::new();
+    let auto = if gpu.subgroups_at_least(8) {
+        "tiled + subgroups"
+    } else {
+        "tiled"
+    };
+    let mut variants = vec![(auto, ConvVariant::Auto)];
+    if gpu.subgroups_at_least(8) {
+        variants.push(("tiled, no subgroups", ConvVariant::Plain));
+    }
+    variants.push(("naive, 1 output/invocation", ConvVariant::Naive));
+    let shapes: [(&str, ConvConfig); 3] = [
+        ("3x3 64->64", ConvConfig::same(c, c, 3, 1)),
+        ("1x1 64->64", ConvConfig::same(c, c, 1, 1)),
+        ("2x2 stride 2 64->64", ConvConfig::new(c, c, 2, 2).stride(2)),
+    ];
+    for (shape, cfg) in shapes {
+        let conv = Conv2d::new(gpu, &weights(cfg.weights()), cfg);
+        let flops = 2.0 * conv.macs(1, size, size) as f64;
+        for (name, variant) in &variants {
+            let t = time_best(gpu, reps, || {
+                conv.forward(
+                    gpu,
+                    &x,
+                    Epilogue {
+                        variant: *variant,
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| e.to_string())
+            })?;
+            rows.push(Row {
+                what: format!("conv {shape} on {size}x{size}, {name}"),
+                gflop: flops / 1e9,
+                seconds: t,
+            });
+        }
+    }
+    // The UNets' upsampling: a 2×2 stride-2 transposed convolution.
+    let h = size / 2;
+    let xh = gpu.upload(Shape::new(1, h, h, c), &vec![0.5; h * h * c]);
+    let up = ConvTranspose2d::new(
+        gpu,
+        &weights(c * c * 4),
+        ConvConfig::new(c, c, 2, 2).stride(2),
+    );
+    let flops = 2.0 * up.macs(1, h, h) as f64;
+    let t = time_best(gpu, reps, || {
+        up.forward(gpu, &xh, Epilogue::default())
+            .map_err(|e| e.to_string())
+    })?;
+    rows.push(Row {
+        what: format!("transposed conv 2x2 stride 2 64->64, {h}x{h} -> {size}x{size}"),
+        gflop: flops / 1e9,
+        seconds: t,
+    });
+    Ok(rows)
+}
+
+/// The architectures and the checkpoint each is timed with.
+const MODELS: &[(&str, &str, usize)] = &[
+    (
+        "BF-CNN",
+        "universal_inverse_problem/BSD400_gray/model.pt",
+        1,
+    ),
+    (
+        "DnCNN (bias-free)",
+        "bias_free_denoising/dncnn/bias_free/0-100.pt",
+        1,
+    ),
+    (
+        "RCNN (bias-free)",
+        "bias_free_denoising/rcnn/bias_free/0-100.pt",
+        1,
+    ),
+    (
+        "small UNet (bias-free)",
+        "bias_free_denoising/unet/bias_free/0-100.pt",
+        1,
+    ),
+    (
+        "multi-scale (160, rf9)",
+        "local_probability_models/multi_scale_160_rf9",
+        1,
+    ),
+    (
+        "energy UNet (MNIST fixture, 16 × 32x32)",
+        "dual_score_matching/mnist32_gray_tiny/model.pth.tar",
+        16,
+    ),
+];
+
+struct ModelRow {
+    arch: String,
+    input: String,
+    seconds: Option<f64>,
+    /// 2 · parameters · pixels: the flops of a single-resolution conv chain
+    /// (exact up to the borders for BF-CNN and DnCNN); none for the others.
+    gflop_estimate: Option<f64>,
+    skipped: Option<String>,
+}
+
+fn models(gpu: &Gpu, dir: &Path, size: usize, reps: usize) -> Vec<ModelRow> {
+    let mut rows = Vec::new();
+    for &(arch, rel, batch) in MODELS {
+        let path = dir.join(rel);
+        let mut row = ModelRow {
+            arch: arch.to_string(),
+            input: String::new(),
+            seconds: None,
+            gflop_estimate: None,
+            skipped: None,
+        };
+        if !path.exists() {
+            row.skipped = Some(format!("{} not found", path.display()));
+            rows.push(row);
+            continue;
+        }
+        let model = match prior_models::load_path(gpu, &path) {
+            Ok(m) => m,
+            Err(e) => {
+                row.skipped = Some(format!("cannot load {}: {e}", path.display()));
+                rows.push(row);
+                continue;
+            }
+        };
+        let side = if batch > 1 { 32 } else { size };
+        let m = model.size_multiple().max(1);
+        let side = side.div_ceil(m) * m;
+        let s = Shape::new(batch, side, side, model.channels());
+        row.input = format!("{batch} x {side}x{side}x{}", model.channels());
+        let y = gpu.upload(s, &vec![0.5; s.numel()]);
+        let t = gpu.upload(Shape::new(batch, 1, 1, 1), &vec![0.01; batch]);
+        let timed = time_best(gpu, reps, || {
+            model
+                .denoise(gpu, &y, Noise::Variance(&t))
+                .map_err(|e| e.to_string())
+        });
+        match timed {
+            Ok(secs) => row.seconds = Some(secs),
+            Err(e) => row.skipped = Some(e),
+        }
+        if arch.starts_with("BF-CNN") || arch.starts_with("DnCNN") {
+            row.gflop_estimate = Some(2.0 * model.parameters() as f64 * s.numel() as f64 / 1e9);
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// Runs `prior bench`.
+pub fn run(args: BenchArgs) -> Result<(), String> {
+    if args.size < 8 || args.size > 4096 {
+        return Err(format!("--size {}: must be in 8..=4096", args.size));
+    }
+    let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
+    let a = &gpu.adapter;
+    if !args.json {
+        println!(
+            "adapter: {} ({}, {}, driver {})",
+            a.name, a.backend, a.device_type, a.driver
+        );
+    }
+    let (peak, peak_s) = ceiling(&gpu, args.reps)?;
+    if !args.json {
+        println!(
+            "FMA ceiling (shaders/fma_peak.wgsl): {peak:.1} GFLOP/s ({:.3} s)",
+            peak_s
+        );
+        println!(
+            "{:<64} {:>9} {:>10} {:>9} {:>8}",
+            "convolution", "GFLOP", "ms", "GFLOP/s", "ceiling"
+        );
+    }
+    let convs = convolutions(&gpu, args.size, args.reps)?;
+    if !args.json {
+        for r in &convs {
+            let gf = r.gflop / r.seconds;
+            println!(
+                "{:<64} {:>9.3} {:>10.2} {:>9.1} {:>7.1}%",
+                r.what,
+                r.gflop,
+                r.seconds * 1e3,
+                gf,
+                100.0 * gf / peak
+            );
+        }
+    }
+    let model_rows = if args.no_models {
+        Vec::new()
+    } else {
+        models(&gpu, &args.checkpoints, args.size, args.reps)
+    };
+    if !args.json && !model_rows.is_empty() {
+        println!(
+            "{:<42} {:>20} {:>10} {:>9} {:>8}",
+            "model (denoise call)", "input", "ms", "GFLOP/s", "ceiling"
+        );
+        for r in &model_rows {
+            match (r.seconds, &r.skipped) {
+                (Some(s), _) => {
+                    let (gf, frac) = match r.gflop_estimate {
+                        Some(g) => (
+                            format!("{:.1}", g / s),
+                            format!("{:.1}%", 100.0 * g / s / peak),
+                        ),
+                        None => ("-".into(), "-".into()),
+                    };
+                    println!(
+                        "{:<42} {:>20} {:>10.1} {:>9} {:>8}",
+                        r.arch,
+                        r.input,
+                        s * 1e3,
+                        gf,
+                        frac
+                    );
+                }
+                (None, Some(why)) => println!("{:<42} skipped: {why}", r.arch),
+                (None, None) => {}
+            }
+        }
+        println!(
+            "(GFLOP/s of whole models: 2·parameters·pixels, for the single-resolution chains only)"
+        );
+    }
+    if args.json {
+        let v = json!({
+            "adapter": {"name": a.name, "backend": a.backend, "device_type": a.device_type, "driver": a.driver, "subgroups": a.subgroups},
+            "fma_ceiling_gflops": peak,
+            "convolutions": convs.iter().map(|r| json!({
+                "what": r.what, "gflop": r.gflop, "seconds": r.seconds,
+                "gflops": r.gflop / r.seconds, "fraction_of_ceiling": r.gflop / r.seconds / peak,
+            })).collect::<Vec<_>>(),
+            "models": model_rows.iter().map(|r| json!({
+                "architecture": r.arch, "input": r.input, "seconds": r.seconds,
+                "gflops_estimate": r.gflop_estimate.zip(r.seconds).map(|(g, s)| g / s),
+                "fraction_of_ceiling": r.gflop_estimate.zip(r.seconds).map(|(g, s)| g / s / peak),
+                "skipped": r.skipped,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{v}");
+    }
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! `prior bench --json` on this adapter (lavapipe in CI): the ceiling and
+//! each convolution's fraction of it are measured and plausible, and one
+//! architecture is timed from its checkpoint. Asserts values, not speed.
+
+use std::process::Command;
+
+const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/checkpoints");
+
+#[test]
+fn bench_json_reports_ceiling_fractions_and_models() {
+    let o = Command::new(env!("CARGO_BIN_EXE_prior"))
+        .args([
+            "bench",
+            "--json",
+            "--size",
+            "32",
+            "--reps",
+            "1",
+            "--checkpoints",
+            SHARED,
+        ])
+        .output()
+        .expect("cannot run prior");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "prior bench failed: {}{stdout}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    let peak = v["fma_ceiling_gflops"].as_f64().unwrap();
+    assert!(peak > 0.1 && peak.is_finite(), "ceiling {peak}");
+    let convs = v["convolutions"].as_array().unwrap();
+    // 3 shapes × (2 or 3 variants) + the transposed conv.
+    assert!(convs.len() >= 7, "{} convolution rows", convs.len());
+    for c in convs {
+        let f = c["fraction_of_ceiling"].as_f64().unwrap();
+        // A convolution moves memory the ceiling loop does not: below it,
+        // allowing timing noise on a loaded machine.
+        assert!(f > 0.0 && f < 1.5, "{}: fraction {f}", c["what"]);
+        assert!(c["gflop"].as_f64().unwrap() > 0.0);
+    }
+    let models = v["models"].as_array().unwrap();
+    let bfcnn = models
+        .iter()
+        .find(|m| m["architecture"] == "BF-CNN")
+        .expect("a BF-CNN row");
+    assert!(bfcnn["skipped"].is_null(), "{bfcnn}");
+    assert!(bfcnn["seconds"].as_f64().unwrap() > 0.0);
+    assert!(bfcnn["fraction_of_ceiling"].as_f64().unwrap() > 0.0);
+    assert_eq!(models.len(), 6);
+}
+
+#[test]
+fn bench_refuses_a_silly_size() {
+    let o = Command::new(env!("CARGO_BIN_EXE_prior"))
+        .args(["bench", "--size", "3", "--no-models"])
+        .output()
+        .expect("cannot run prior");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--size 3"));
+}
