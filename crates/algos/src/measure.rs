@@ -126,6 +126,18 @@ pub enum Task {
         /// p, measurements per image value.
         fraction: f64,
     },
+    /// Any linear measurement: the rows of an n × N matrix (N = C·H·W, each
+    /// row in flat (C, H, W) order, row-major `rows[k·N + i]`), made
+    /// orthonormal on the way in ([`orthonormalize_rows`]) so that M Mᵀ is
+    /// the orthogonal projection onto their span.
+    Matrix {
+        /// The n × N values, row-major.
+        rows: Vec<f64>,
+        /// n, the number of rows (measurements).
+        count: usize,
+        /// Where they came from (a file name), for [`Measurement::describe`].
+        source: String,
+    },
     /// Keep the low DFT frequencies (fraction p, the authors' layout).
     Spectral {
         /// p, fraction of the frequencies kept.
@@ -135,7 +147,7 @@ pub enum Task {
 
 impl Task {
     /// Short name of the task (`synthesis`, `inpaint`, `pixels`, `superres`,
-    /// `cs`, `spectral`), as the CLI and file names use it.
+    /// `cs`, `matrix`, `spectral`), as the CLI and file names use it.
     pub fn name(&self) -> &'static str {
         match self {
             Task::Synthesis => "synthesis",
@@ -143,6 +155,7 @@ impl Task {
             Task::Pixels { .. } => "pixels",
             Task::SuperRes { .. } => "superres",
             Task::RandomBasis { .. } => "cs",
+            Task::Matrix { .. } => "matrix",
             Task::Spectral { .. } => "spectral",
         }
     }
@@ -253,8 +266,13 @@ pub fn build(
         }
         Task::RandomBasis { fraction } => {
             check_fraction("cs", *fraction)?;
-            Box::new(RandomBasis::new(gpu, dims, *fraction, seed)?)
+            Box::new(DenseBasis::random(gpu, dims, *fraction, seed)?)
         }
+        Task::Matrix {
+            rows,
+            count,
+            source,
+        } => Box::new(DenseBasis::from_rows(gpu, dims, rows, *count, source)?),
         Task::Spectral { fraction } => {
             check_fraction("spectral", *fraction)?;
             Box::new(Spectral::new(gpu, dims, *fraction)?)
@@ -400,26 +418,27 @@ impl Measurement for BlockSuperRes {
     }
 }
 
-/// Random orthonormal basis (compressive sensing).
-pub struct RandomBasis {
+/// A dense orthonormal basis of m vectors in N = h·w·c dimensions: the
+/// random basis of compressive sensing ([`Task::RandomBasis`]) or the rows
+/// of a matrix from a file ([`Task::Matrix`]).
+pub struct DenseBasis {
     dims: (usize, usize, usize),
     /// U (N × m), rows in channels-last pixel order.
     u: Tensor,
     m: usize,
-    seed: u64,
-    fraction: f64,
+    what: String,
 }
 
-impl RandomBasis {
+impl DenseBasis {
     /// ⌊`fraction`·N⌋ orthonormal vectors in N = h·w·c dimensions, drawn from
     /// our generator under `seed` (`dims` = `(h, w, c)`); refused when the
     /// dense basis would exceed the adapter's buffer limit.
-    pub fn new(
+    pub fn random(
         gpu: &Gpu,
         dims: (usize, usize, usize),
         fraction: f64,
         seed: u64,
-    ) -> Result<RandomBasis> {
+    ) -> Result<DenseBasis> {
         let (h, w, c) = dims;
         let n = h * w * c;
         let m = (fraction * n as f64).floor() as usize;
@@ -428,15 +447,68 @@ impl RandomBasis {
                 "cs: fraction {fraction} of {n} values is no measurement"
             ));
         }
+        Self::check_size(gpu, "cs", n, m)?;
+        let q = random_orthonormal(n, m, seed);
+        Ok(Self::upload(
+            gpu,
+            dims,
+            &q,
+            m,
+            format!("random orthonormal basis p={fraction} ({m} of {n} dimensions, seed {seed})"),
+        ))
+    }
+
+    /// The `count` rows of `rows` (row-major, each in flat (C, H, W) order
+    /// of `dims`), orthonormalised with [`orthonormalize_rows`].
+    pub fn from_rows(
+        gpu: &Gpu,
+        dims: (usize, usize, usize),
+        rows: &[f64],
+        count: usize,
+        source: &str,
+    ) -> Result<DenseBasis> {
+        let (h, w, c) = dims;
+        let n = h * w * c;
+        if count == 0 || rows.len() != count * n {
+            return invalid(format!(
+                "matrix {source}: {} values for {count} rows; the image is {h}x{w}x{c}, so each row needs N = C·H·W = {n} values",
+                rows.len()
+            ));
+        }
+        if count > n {
+            return invalid(format!(
+                "matrix {source}: {count} rows in {n} dimensions cannot be independent (at most {n})"
+            ));
+        }
+        Self::check_size(gpu, "matrix", n, count)?;
+        let q = orthonormalize_rows(rows, count, n)
+            .map_err(|e| MeasureError::Invalid(format!("matrix {source}: {e}")))?;
+        Ok(Self::upload(
+            gpu,
+            dims,
+            &q,
+            count,
+            format!("matrix {source} ({count} of {n} dimensions)"),
+        ))
+    }
+
+    fn check_size(gpu: &Gpu, task: &str, n: usize, m: usize) -> Result<()> {
         let bytes = (n * m) as u64 * 4;
         if bytes > gpu.max_buffer_bytes || (n * m) as u64 >= u32::MAX as u64 {
             return invalid(format!(
-                "cs: the dense {n}x{m} basis needs {:.0} MiB, over this adapter's {:.0} MiB buffer limit; use a smaller crop",
+                "{task}: the dense {n}x{m} basis needs {:.0} MiB, over this adapter's {:.0} MiB buffer limit; use a smaller crop",
                 bytes as f64 / 1048576.0,
                 gpu.max_buffer_bytes as f64 / 1048576.0
             ));
         }
-        let q = random_orthonormal(n, m, seed);
+        Ok(())
+    }
+
+    /// Uploads orthonormal vectors given column-major (vector k at
+    /// `q[k·N..(k+1)·N]`, flat (C, H, W) order).
+    fn upload(gpu: &Gpu, dims: (usize, usize, usize), q: &[f64], m: usize, what: String) -> Self {
+        let (h, w, c) = dims;
+        let n = h * w * c;
         // Row j of the GPU matrix is channels-last value j = flat (C,H,W) index i.
         let mut u = vec![0.0f32; n * m];
         for j in 0..n {
@@ -446,26 +518,77 @@ impl RandomBasis {
                 u[j * m + k] = q[k * n + i] as f32;
             }
         }
-        Ok(RandomBasis {
+        DenseBasis {
             dims,
             u: gpu.upload(Shape::vector(n * m), &u),
             m,
-            seed,
-            fraction,
-        })
+            what,
+        }
     }
 }
 
-impl Measurement for RandomBasis {
+/// max |M Mᵀ − I| of `count` rows of length `n` (row-major): 0 for
+/// orthonormal rows.
+pub fn orthonormality_error(rows: &[f64], count: usize, n: usize) -> f64 {
+    let mut worst = 0.0f64;
+    for a in 0..count {
+        let ra = &rows[a * n..(a + 1) * n];
+        for b in 0..=a {
+            let rb = &rows[b * n..(b + 1) * n];
+            let d: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+            let want = if a == b { 1.0 } else { 0.0 };
+            worst = worst.max((d - want).abs());
+        }
+    }
+    worst
+}
+
+/// Orthonormal rows spanning the same space as the `count` rows of length
+/// `n` (row-major), in f64: Gram–Schmidt, each row projected out twice
+/// ("twice is enough": orthonormal to rounding even for nearly dependent
+/// rows); row k keeps the direction of its component orthogonal to rows
+/// 0..k, so orthonormal rows come back unchanged up to rounding. A row whose
+/// remaining part is below 1e-9 of its norm (or not finite) is an error
+/// naming it.
+pub fn orthonormalize_rows(
+    rows: &[f64],
+    count: usize,
+    n: usize,
+) -> std::result::Result<Vec<f64>, String> {
+    assert_eq!(rows.len(), count * n);
+    let mut q = rows.to_vec();
+    for k in 0..count {
+        let (done, rest) = q.split_at_mut(k * n);
+        let row = &mut rest[..n];
+        let norm0 = row.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if !norm0.is_finite() {
+            return Err(format!("row {k} has a value that is not finite"));
+        }
+        for _ in 0..2 {
+            for j in 0..k {
+                let qj = &done[j * n..(j + 1) * n];
+                let d: f64 = row.iter().zip(qj).map(|(x, y)| x * y).sum();
+                for (x, y) in row.iter_mut().zip(qj) {
+                    *x -= d * y;
+                }
+            }
+        }
+        let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm0 == 0.0 || norm <= 1e-9 * norm0 {
+            return Err(format!(
+                "row {k} is zero or a linear combination of the rows before it (rank-deficient matrix)"
+            ));
+        }
+        for x in row.iter_mut() {
+            *x /= norm;
+        }
+    }
+    Ok(q)
+}
+
+impl Measurement for DenseBasis {
     fn describe(&self) -> String {
-        let (h, w, c) = self.dims;
-        format!(
-            "random orthonormal basis p={} ({} of {} dimensions, seed {})",
-            self.fraction,
-            self.m,
-            h * w * c,
-            self.seed
-        )
+        self.what.clone()
     }
     fn image_shape(&self) -> (usize, usize, usize) {
         self.dims

@@ -128,6 +128,21 @@ fn every_operator_is_an_orthogonal_projection() {
     }
     let op = measure::build(g, &Task::SuperRes { factor: 4 }, (16, 12, 1), 0).unwrap();
     check_operator(op.as_ref(), 1e-5);
+    // A matrix from a file: 30 non-orthonormal rows on a 3-channel image,
+    // orthonormalised on the way in.
+    let (h, w, c) = (5, 7, 3);
+    let n = h * w * c;
+    let rows: Vec<f64> = (0..30 * n)
+        .map(|i| ((i * 7919 % 104729) as f64 / 104729.0) - 0.3)
+        .collect();
+    let task = Task::Matrix {
+        rows,
+        count: 30,
+        source: "test".into(),
+    };
+    let op = measure::build(g, &task, (h, w, c), 0).unwrap();
+    assert_eq!(op.dimensions(), 30);
+    check_operator(op.as_ref(), 1e-5);
 }
 
 #[test]
@@ -273,4 +288,50 @@ fn bad_tasks_are_clear_errors() {
     let op = measure::build(g, &Task::SuperRes { factor: 2 }, (4, 4, 1), 0).unwrap();
     let wrong = g.upload(Shape::new(1, 4, 6, 1), &[0.0; 24]);
     assert!(op.mt(g, &wrong).is_err());
+}
+
+/// `orthonormalize_rows`: orthonormal rows out (to f64 rounding), the same
+/// span (every input row is its own projection onto the output rows), an
+/// orthonormal input returned unchanged, and a dependent row refused by name.
+#[test]
+fn orthonormalize_rows_keeps_the_span() {
+    use prior_algos::measure::{orthonormality_error, orthonormalize_rows, random_orthonormal};
+    let (count, n) = (7, 40);
+    let rows: Vec<f64> = (0..count * n)
+        .map(|i| ((i * 7919 % 104729) as f64 / 104729.0 - 0.5) * (1.0 + (i / n) as f64))
+        .collect();
+    assert!(orthonormality_error(&rows, count, n) > 0.1);
+    let q = orthonormalize_rows(&rows, count, n).unwrap();
+    assert!(orthonormality_error(&q, count, n) < 1e-12);
+    for r in rows.chunks(n) {
+        let mut proj = vec![0.0f64; n];
+        for qk in q.chunks(n) {
+            let d: f64 = r.iter().zip(qk).map(|(a, b)| a * b).sum();
+            for (p, b) in proj.iter_mut().zip(qk) {
+                *p += d * b;
+            }
+        }
+        let err = r
+            .iter()
+            .zip(&proj)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 1e-12, "a row left the span: {err}");
+    }
+    // An orthonormal input (columns of the random basis) comes back as is.
+    let o = random_orthonormal(n, count, 3);
+    let back = orthonormalize_rows(&o, count, n).unwrap();
+    let moved = o
+        .iter()
+        .zip(&back)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(moved < 1e-12, "orthonormal rows moved by {moved}");
+    // Row 2 = row 0 + row 1.
+    let mut dep = rows[..3 * n].to_vec();
+    for i in 0..n {
+        dep[2 * n + i] = dep[i] + dep[n + i];
+    }
+    let e = orthonormalize_rows(&dep, 3, n).unwrap_err();
+    assert!(e.contains("row 2"), "{e}");
 }

@@ -276,3 +276,88 @@ fn sample_dispatches_to_the_multiscale_synthesis() {
     ]));
     assert!(e.contains("multiple"), "{e}");
 }
+
+/// `solve matrix`: identity rows of the known pixels, scaled by 2 (so not
+/// orthonormal: a warning, then QR gives back the identity rows), span the
+/// same measurements as inpainting that hole, so both runs give the same
+/// result (same noise; the dense operator sums exact zeros). Bad matrices
+/// are clear errors naming the file.
+#[test]
+fn solve_matrix_equals_inpaint_with_the_same_mask() {
+    let d = scratch("matrix");
+    let clean = test_image(&d);
+    let (t, l, hh, ww) = (4usize, 5usize, 6usize, 7usize);
+    let hole = |p: usize| (t..t + hh).contains(&(p / 16)) && (l..l + ww).contains(&(p % 16));
+    let known: Vec<usize> = (0..256).filter(|&p| !hole(p)).collect();
+    let mut rows = vec![0.0f32; known.len() * 256];
+    for (k, &p) in known.iter().enumerate() {
+        rows[k * 256 + p] = 2.0;
+    }
+    let m = d.join("m.npy");
+    io::write_npy(&m, &[known.len(), 256], &rows).unwrap();
+    let model = model("BSD400_gray");
+    let run = |task: &[&str], out: &Path| {
+        let mut args = vec!["solve"];
+        args.extend(task);
+        args.extend([
+            "-m",
+            &model,
+            "-i",
+            &clean,
+            "-o",
+            out.to_str().unwrap(),
+            "--max-iters",
+            "4",
+            "--json",
+        ]);
+        prior(&args)
+    };
+    let (a, b) = (d.join("matrix.npy"), d.join("inpaint.npy"));
+    let om = run(&["matrix", "--matrix", m.to_str().unwrap()], &a);
+    assert!(
+        String::from_utf8_lossy(&om.stderr).contains("not orthonormal"),
+        "{}",
+        String::from_utf8_lossy(&om.stderr)
+    );
+    let jm = json(&om);
+    assert_eq!(jm["task"], "matrix");
+    let rect = format!("{t},{l},{hh},{ww}");
+    let ji = json(&run(&["inpaint", "--rect", &rect], &b));
+    let (xa, xb) = (io::read_npy(&a).unwrap(), io::read_npy(&b).unwrap());
+    let diff = xa
+        .data
+        .iter()
+        .zip(&xb.data)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "matrix vs inpaint: max |diff| {diff}");
+    let (pm, pi) = (jm["psnr"].as_f64().unwrap(), ji["psnr"].as_f64().unwrap());
+    assert!((pm - pi).abs() < 0.01, "psnr {pm} vs {pi}");
+
+    // Errors: wrong D, a dependent row, a missing --matrix, --matrix elsewhere.
+    let bad = d.join("bad.npy");
+    io::write_npy(&bad, &[2, 255], &vec![1.0; 510]).unwrap();
+    let e = err(&run(&["matrix", "--matrix", bad.to_str().unwrap()], &a));
+    assert!(e.contains("bad.npy") && e.contains("256"), "{e}");
+    let mut dep = vec![0.0f32; 3 * 256];
+    dep[0] = 1.0;
+    dep[256 + 1] = 1.0;
+    dep[512] = 1.0;
+    dep[512 + 1] = 1.0;
+    io::write_npy(&bad, &[3, 256], &dep).unwrap();
+    let e = err(&run(&["matrix", "--matrix", bad.to_str().unwrap()], &a));
+    assert!(e.contains("row 2") && e.contains("rank"), "{e}");
+    let e = err(&run(&["matrix"], &a));
+    assert!(e.contains("--matrix"), "{e}");
+    let e = err(&run(
+        &[
+            "pixels",
+            "--fraction",
+            "0.5",
+            "--matrix",
+            m.to_str().unwrap(),
+        ],
+        &a,
+    ));
+    assert!(e.contains("--matrix does not apply"), "{e}");
+}

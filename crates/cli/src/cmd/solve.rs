@@ -7,7 +7,8 @@
 //! Tasks: `inpaint --rect TOP,LEFT,HEIGHT,WIDTH | --mask MASK.png` (mask:
 //! white = known, black = missing), `pixels --fraction P`, `superres
 //! --factor S`, `cs --fraction P` (random orthonormal basis), `spectral
-//! --fraction P`. The random tasks draw their operator from `--seed`.
+//! --fraction P`, `matrix --matrix M.npy` (any n × C·H·W measurement
+//! matrix, orthonormalised). The random tasks draw their operator from `--seed`.
 //! With a clean input, the JSON line reports `psnr_input` (the naive
 //! reconstruction M x_c against the clean image) and `psnr` (the result).
 
@@ -37,6 +38,8 @@ pub enum TaskName {
     Cs,
     /// Spectral super-resolution: keep the lowest DFT frequencies (--fraction).
     Spectral,
+    /// Any linear measurement: the rows of --matrix M.npy (n × C·H·W).
+    Matrix,
 }
 
 /// Arguments of `prior solve`.
@@ -70,6 +73,12 @@ pub struct SolveArgs {
     /// measurements).
     #[arg(long)]
     pub factor: Option<usize>,
+    /// matrix: an n × D `.npy` (float32 or float64; a 1-D array is one row),
+    /// D = C·H·W of the input, each row in (C, H, W) order (for a gray
+    /// image: the pixels in row-major order). Rows that are not
+    /// orthonormal are orthonormalised (QR), with a warning.
+    #[arg(long, value_name = "M.npy")]
+    pub matrix: Option<PathBuf>,
     /// The input holds the measurements, not a clean image: for superres
     /// the low-resolution image (block means), for inpaint the corrupted
     /// image (its missing area is ignored). No PSNR is reported.
@@ -108,9 +117,12 @@ fn parse_rect(s: &str) -> Result<(usize, usize, usize, usize), String> {
 }
 
 /// Builds the task from the flags, checking that only its own flags are given.
-fn task_of(args: &SolveArgs, (h, w, _c): (usize, usize, usize)) -> Result<Task, String> {
+fn task_of(args: &SolveArgs, (h, w, c): (usize, usize, usize)) -> Result<Task, String> {
     let name = format!("{:?}", args.task).to_lowercase();
     let extra = |flag: &str| Err(format!("{flag} does not apply to `{name}`"));
+    if args.matrix.is_some() && args.task != TaskName::Matrix {
+        return extra("--matrix");
+    }
     let need_fraction = || {
         args.fraction
             .ok_or_else(|| format!("`{name}` needs --fraction P"))
@@ -171,6 +183,19 @@ fn task_of(args: &SolveArgs, (h, w, _c): (usize, usize, usize)) -> Result<Task, 
                 _ => Task::Spectral { fraction: p },
             })
         }
+        TaskName::Matrix => {
+            if args.rect.is_some() || args.mask.is_some() {
+                return extra("--rect/--mask");
+            }
+            if args.fraction.is_some() {
+                return extra("--fraction");
+            }
+            if args.factor.is_some() {
+                return extra("--factor");
+            }
+            let path = args.matrix.as_ref().ok_or("matrix needs --matrix M.npy")?;
+            matrix_task(path, (h, w, c))
+        }
         TaskName::Superres => {
             if args.rect.is_some() || args.mask.is_some() {
                 return extra("--rect/--mask");
@@ -185,6 +210,59 @@ fn task_of(args: &SolveArgs, (h, w, _c): (usize, usize, usize)) -> Result<Task, 
             Ok(Task::SuperRes { factor: s })
         }
     }
+}
+
+/// Reads `--matrix`: an n × D array whose D must be the image's C·H·W;
+/// warns when its rows are not orthonormal (they are orthonormalised by
+/// [`measure::DenseBasis::from_rows`]).
+fn matrix_task(path: &std::path::Path, (h, w, c): (usize, usize, usize)) -> Result<Task, String> {
+    let arr = io::read_npy(path).map_err(|e| e.to_string())?;
+    let d = h * w * c;
+    let (n, cols) = match arr.shape[..] {
+        [cols] => (1, cols),
+        [n, cols] => (n, cols),
+        _ => {
+            return Err(format!(
+                "{}: a measurement matrix must be 2-D (n × {d}), got shape {:?}",
+                path.display(),
+                arr.shape
+            ))
+        }
+    };
+    if cols != d {
+        return Err(format!(
+            "{}: {n}×{cols} matrix, but the image is {h}x{w}x{c}: each row needs D = C·H·W = {d} values",
+            path.display()
+        ));
+    }
+    if n == 0 || n > d {
+        return Err(format!(
+            "{}: {n} rows: need between 1 and D = {d} measurements",
+            path.display()
+        ));
+    }
+    if let Some(i) = arr.data.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "{}: value {i} (row {}, column {}) is not finite",
+            path.display(),
+            i / d,
+            i % d
+        ));
+    }
+    let rows: Vec<f64> = arr.data.iter().map(|&v| v as f64).collect();
+    let err = measure::orthonormality_error(&rows, n, d);
+    // float32 storage of orthonormal rows: |M Mᵀ − I| ~ 1e-7·√D.
+    if err > 1e-4 {
+        eprintln!(
+            "warning: {}: the rows are not orthonormal (max |M Mᵀ − I| = {err:.2e}); using an orthonormal basis of their span (QR), so M Mᵀ is a projection",
+            path.display()
+        );
+    }
+    Ok(Task::Matrix {
+        rows,
+        count: n,
+        source: path.display().to_string(),
+    })
 }
 
 /// Runs `prior solve`.
