@@ -147,6 +147,10 @@ pub(crate) struct Pipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
     pub n_storage: usize,
+    /// The shader's parameter-struct size, checked at every launch
+    /// (feature `reflect`).
+    #[cfg(feature = "reflect")]
+    pub params_size: Option<u32>,
 }
 
 fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
@@ -364,8 +368,15 @@ impl Gpu {
             file: kernel.file,
             entry: kernel.entry,
             source_ptr: kernel.source.as_ptr() as usize,
+            bindings: kernel.bindings,
             constants: constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
         };
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return p.clone();
+        }
+        // Checked without holding the cache lock: a mismatch panics.
+        #[cfg(feature = "reflect")]
+        let reflected = crate::reflect::check(kernel);
         let mut cache = self.pipelines.lock().unwrap();
         if let Some(p) = cache.get(&key) {
             return p.clone();
@@ -441,6 +452,8 @@ impl Gpu {
             pipeline,
             layout,
             n_storage,
+            #[cfg(feature = "reflect")]
+            params_size: reflected.params_size,
         });
         // A pipeline that failed to compile is not cached: the error is
         // reported by the next read, and a retry compiles it again.

@@ -31,5 +31,6 @@ pub(crate) struct PipelineKey {
     pub file: &'static str,
     pub entry: &'static str,
     pub source_ptr: usize,
+    pub bindings: &'static [Access],
     pub constants: Vec<(&'static str, u64)>,
 }

@@ -18,6 +18,8 @@ mod context;
 mod error;
 mod fault;
 mod kernel;
+#[cfg(feature = "reflect")]
+mod reflect;
 mod stream;
 mod tensor;
 
@@ -25,6 +27,8 @@ pub use context::{AdapterSummary, Gpu, GpuOptions};
 pub use error::{GpuError, Result};
 pub use fault::FaultInjection;
 pub use kernel::{Access, Kernel};
+#[cfg(feature = "reflect")]
+pub use reflect::unused_bindings;
 pub use tensor::{Shape, Tensor};
 pub use wgpu;
 

@@ -175,6 +175,17 @@ impl Gpu {
         }
         let pipeline = self.pipeline(kernel, constants);
         debug_assert_eq!(pipeline.n_storage, buffers.len());
+        #[cfg(feature = "reflect")]
+        if let Some(size) = pipeline.params_size {
+            assert_eq!(
+                params.len(),
+                size as usize,
+                "{}:{}: the launcher passes {} parameter bytes, the shader's uniform struct has {size}",
+                kernel.file,
+                kernel.entry,
+                params.len()
+            );
+        }
         let mut s = self.stream.lock().unwrap();
         let offset = s.params.len().next_multiple_of(s.align as usize);
         s.params.resize(offset, 0);
