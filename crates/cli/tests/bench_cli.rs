@@ -60,3 +60,43 @@ fn bench_refuses_a_silly_size() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--size 3"));
 }
+
+/// `--profile`: the per-kernel GPU-time table after a denoise (lavapipe has
+/// timestamp queries; an adapter without them gets a clear error instead).
+#[test]
+fn denoise_profile_prints_kernel_times() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-cli-profile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("d.png");
+    let o = Command::new(env!("CARGO_BIN_EXE_prior"))
+        .args([
+            "denoise",
+            "-m",
+            &format!("{SHARED}/universal_inverse_problem/BSD400_gray/model.pt"),
+            "-i",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/images/gray/Set12/04.png"
+            ),
+            "--add-noise",
+            "25",
+            "-o",
+            out.to_str().unwrap(),
+            "--profile",
+        ])
+        .output()
+        .expect("cannot run prior");
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success() {
+        assert!(err.contains("no timestamp queries"), "{err}");
+        return;
+    }
+    assert!(err.contains("GPU time per kernel"), "{err}");
+    // 20 conv layers: the conv kernels are there, with their call counts.
+    let conv_calls: u64 = err
+        .lines()
+        .filter(|l| l.starts_with("conv2d"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(conv_calls, 20, "{err}");
+}

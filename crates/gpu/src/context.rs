@@ -130,6 +130,8 @@ pub struct Gpu {
     /// each source is parsed and translated once, whatever number of entry
     /// points and pipelines use it.
     modules: Mutex<HashMap<(usize, usize), wgpu::ShaderModule>>,
+    /// Per-kernel timing, when on ([`Gpu::start_profiling`]).
+    pub(crate) profiler: Mutex<Option<crate::profile::Profiler>>,
     pub(crate) pool: Arc<Mutex<Pool>>,
     pub(crate) stream: Mutex<Stream>,
 }
@@ -285,6 +287,7 @@ impl Gpu {
             fault: options.fault,
             pipelines: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),
+            profiler: Mutex::new(None),
             pool: Arc::new(Mutex::new(Pool::default())),
         })
     }

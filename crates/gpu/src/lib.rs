@@ -18,6 +18,7 @@ mod context;
 mod error;
 mod fault;
 mod kernel;
+mod profile;
 #[cfg(feature = "reflect")]
 mod reflect;
 mod stream;
@@ -27,6 +28,7 @@ pub use context::{AdapterSummary, Gpu, GpuOptions};
 pub use error::{GpuError, Result};
 pub use fault::FaultInjection;
 pub use kernel::{Access, Kernel};
+pub use profile::KernelTime;
 #[cfg(feature = "reflect")]
 pub use reflect::unused_bindings;
 pub use tensor::{Shape, Tensor};

@@ -262,14 +262,34 @@ impl Gpu {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("prior"),
             });
+        // Profiling (`Gpu::start_profiling`): each dispatch gets a pass of
+        // its own with timestamps at its start and end, resolved into a
+        // readback buffer at the end of the submission.
+        let profiled = self.profiler.lock().unwrap().is_some();
+        let timing = profiled.then(|| {
+            let n = commands
+                .iter()
+                .filter(|c| matches!(c, Command::Dispatch { .. }))
+                .count()
+                .min(crate::profile::MAX_PER_SUBMISSION);
+            crate::profile::Timing::new(&self.device, n)
+        });
+        let mut timed: Vec<String> = Vec::new();
         let mut i = 0;
         while i < commands.len() {
             match &commands[i] {
                 Command::Dispatch { .. } => {
+                    let slot = timing
+                        .as_ref()
+                        .filter(|t| timed.len() < t.capacity())
+                        .map(|_| timed.len());
+                    let writes = slot.and_then(|k| timing.as_ref().map(|t| t.writes(k)));
+                    let one_per_pass = timing.is_some();
                     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: None,
-                        timestamp_writes: None,
+                        timestamp_writes: writes,
                     });
+                    let first = i;
                     while let Some(Command::Dispatch {
                         pipeline,
                         buffers,
@@ -277,6 +297,12 @@ impl Gpu {
                         groups,
                     }) = commands.get(i)
                     {
+                        if one_per_pass && i > first {
+                            break;
+                        }
+                        if slot.is_some() {
+                            timed.push(pipeline.name.clone());
+                        }
                         let key = (
                             pipeline.id,
                             buffers.iter().map(|b| b.id).collect::<Vec<_>>(),
@@ -326,6 +352,12 @@ impl Gpu {
                     enc.clear_buffer(&buf.buffer, 0, None);
                     i += 1;
                 }
+            }
+        }
+        if let Some(t) = timing {
+            let pending = t.resolve(&mut enc, timed);
+            if let Some(p) = self.profiler.lock().unwrap().as_mut() {
+                p.pending.push(pending);
             }
         }
         s.dispatches_since_flush = 0;

@@ -383,7 +383,7 @@ impl Gpu {
 
 /// A one-shot channel whose receiver is a future (map_async's callback is
 /// the sender; on the web the browser's event loop drives it).
-fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
+pub(crate) fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
     let slot = Arc::new(Mutex::new(Slot {
         value: None,
         waker: None,
@@ -394,10 +394,10 @@ struct Slot<T> {
     value: Option<T>,
     waker: Option<std::task::Waker>,
 }
-struct Sender<T>(Arc<Mutex<Slot<T>>>);
-struct Receiver<T>(Arc<Mutex<Slot<T>>>);
+pub(crate) struct Sender<T>(Arc<Mutex<Slot<T>>>);
+pub(crate) struct Receiver<T>(Arc<Mutex<Slot<T>>>);
 impl<T> Sender<T> {
-    fn send(self, v: T) {
+    pub(crate) fn send(self, v: T) {
         let mut s = self.0.lock().unwrap();
         s.value = Some(v);
         if let Some(w) = s.waker.take() {

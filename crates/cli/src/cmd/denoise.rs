@@ -79,6 +79,10 @@ pub struct DenoiseArgs {
     /// Print one JSON object per image on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Print the GPU time of each kernel at the end (timestamp queries; an
+    /// error on adapters without them).
+    #[arg(long)]
+    pub profile: bool,
     /// Output format in directory mode (default png). For a single output
     /// file the format is `-o`'s extension.
     #[arg(long, value_enum)]
@@ -131,6 +135,7 @@ pub fn run(args: DenoiseArgs) -> Result<(), String> {
     }
 
     let mut gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
+    super::profile::start(&gpu, args.profile)?;
     let model = prior_models::load_path(&gpu, &args.model)
         .map_err(|e| format!("cannot load the model: {e}"))?;
     // A weight the GPU refused would otherwise surface at the first image.
@@ -195,6 +200,7 @@ pub fn run(args: DenoiseArgs) -> Result<(), String> {
             );
         }
     }
+    super::profile::report(&gpu);
     Ok(())
 }
 

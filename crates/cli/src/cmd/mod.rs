@@ -8,6 +8,7 @@ pub mod jacobian;
 pub mod logp;
 pub mod mala;
 pub mod plot;
+pub mod profile;
 pub mod sample;
 pub mod score;
 pub mod solve;

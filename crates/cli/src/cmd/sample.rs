@@ -129,6 +129,10 @@ pub struct RunFlags {
     /// Print one JSON line with the results instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Print the GPU time of each kernel at the end (timestamp queries; an
+    /// error on adapters without them).
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// Arguments of `prior sample`.
@@ -498,6 +502,8 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
         return Err("--samples must be at least 1".into());
     }
     let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
+    super::profile::start(&gpu, args.run.profile)?;
+    let _profile = super::profile::Guard(&gpu);
     if args.method == super::mala::Method::Mala {
         return super::mala::run(&gpu, &args, h, w);
     }

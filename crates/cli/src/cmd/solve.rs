@@ -277,6 +277,8 @@ pub fn run(args: SolveArgs) -> Result<(), String> {
     io::ensure_not_input(&args.output, &[&args.input]).map_err(|e| e.to_string())?;
     let input = io::read_input(&args.input).map_err(|e| e.to_string())?;
     let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
+    super::profile::start(&gpu, args.run.profile)?;
+    let _profile = super::profile::Guard(&gpu);
     let model = load_model(&gpu, &args.model)?;
     if input.c != model.channels() {
         return Err(format!(
