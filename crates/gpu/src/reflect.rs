@@ -36,24 +36,27 @@ type Parsed = (naga::Module, naga::valid::ModuleInfo);
 /// Parsed sources by (address, length) of the `&'static str`.
 type Cache = Mutex<HashMap<(usize, usize), std::sync::Arc<Parsed>>>;
 
-fn parsed(kernel: &Kernel) -> std::sync::Arc<Parsed> {
+/// The parsed and validated source of `kernel`, or `None` when it does not
+/// parse or validate: then there is nothing to check here, and creating the
+/// pipeline reports the shader's error as a GPU fault naming the kernel
+/// (`tests/faults.rs`), as without this feature.
+fn parsed(kernel: &Kernel) -> Option<std::sync::Arc<Parsed>> {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let key = (kernel.source.as_ptr() as usize, kernel.source.len());
     let mut cache = CACHE.get_or_init(Default::default).lock().unwrap();
-    cache
-        .entry(key)
-        .or_insert_with(|| {
-            let module = naga::front::wgsl::parse_str(kernel.source)
-                .unwrap_or_else(|e| panic!("{}: {}", kernel.file, e.emit_to_string(kernel.source)));
-            let info = naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::all(),
-            )
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{}: {}", kernel.file, e.emit_to_string(kernel.source)));
-            std::sync::Arc::new((module, info))
-        })
-        .clone()
+    if let Some(p) = cache.get(&key) {
+        return Some(p.clone());
+    }
+    let module = naga::front::wgsl::parse_str(kernel.source).ok()?;
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .ok()?;
+    let p = std::sync::Arc::new((module, info));
+    cache.insert(key, p.clone());
+    Some(p)
 }
 
 fn unused_log() -> &'static Mutex<Vec<String>> {
@@ -72,7 +75,9 @@ pub fn unused_bindings() -> Vec<String> {
 
 /// Checks `kernel` against its WGSL; panics on a mismatch.
 pub(crate) fn check(kernel: &Kernel) -> Reflected {
-    let p = parsed(kernel);
+    let Some(p) = parsed(kernel) else {
+        return Reflected { params_size: None };
+    };
     let (module, info) = (&p.0, &p.1);
     let name = format!("{}:{}", kernel.file, kernel.entry);
     let (index, ep) = module
