@@ -149,6 +149,9 @@ pub(crate) struct Pipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
     pub n_storage: usize,
+    /// Per storage binding: whether this entry point uses it (only those
+    /// are in its layout and bind group).
+    pub bound: Vec<bool>,
     /// The shader's parameter-struct size, checked at every launch
     /// (feature `reflect`).
     #[cfg(feature = "reflect")]
@@ -377,9 +380,13 @@ impl Gpu {
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return p.clone();
         }
-        // Checked without holding the cache lock: a mismatch panics.
-        #[cfg(feature = "reflect")]
+        // Reflected without holding the cache lock (with feature `reflect`
+        // a mismatch panics).
         let reflected = crate::reflect::check(kernel);
+        let bound = reflected
+            .used
+            .clone()
+            .unwrap_or_else(|| vec![true; kernel.bindings.len()]);
         let mut cache = self.pipelines.lock().unwrap();
         if let Some(p) = cache.get(&key) {
             return p.clone();
@@ -396,6 +403,10 @@ impl Gpu {
             count: None,
         }];
         for (i, a) in kernel.bindings.iter().enumerate() {
+            if !bound[i] {
+                // Not used by this entry point: not in its layout, nothing bound.
+                continue;
+            }
             entries.push(wgpu::BindGroupLayoutEntry {
                 binding: i as u32 + 1,
                 visibility: wgpu::ShaderStages::COMPUTE,
@@ -455,6 +466,7 @@ impl Gpu {
             pipeline,
             layout,
             n_storage,
+            bound,
             #[cfg(feature = "reflect")]
             params_size: reflected.params_size,
         });

@@ -19,7 +19,6 @@ mod error;
 mod fault;
 mod kernel;
 mod profile;
-#[cfg(feature = "reflect")]
 mod reflect;
 mod stream;
 mod tensor;
@@ -29,7 +28,6 @@ pub use error::{GpuError, Result};
 pub use fault::FaultInjection;
 pub use kernel::{Access, Kernel};
 pub use profile::KernelTime;
-#[cfg(feature = "reflect")]
 pub use reflect::unused_bindings;
 pub use tensor::{Shape, Tensor};
 pub use wgpu;

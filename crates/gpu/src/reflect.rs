@@ -1,8 +1,14 @@
-//! Kernel metadata checked against the WGSL by naga reflection (feature
-//! `reflect`, which every test build of the workspace turns on), the way
-//! vello checks its shaders: when a pipeline is first created, the kernel's
+//! Kernel metadata read from the WGSL by naga reflection, the way vello
+//! checks its shaders. When a pipeline is first created, the kernel's
 //! source is parsed (once per source) and its entry point's use of each
-//! binding compared with what the launcher declares in [`Kernel`]:
+//! binding read: the pipeline's layout holds only the storage bindings that
+//! entry point uses, and nothing is bound to the others (the kernels of one
+//! file share a binding list in their launchers; each entry point gets the
+//! layout it uses). Not on wasm32 (the parser would more than double the
+//! bundle): there every pipeline binds its launcher's whole list, as a
+//! reflection failure does. With feature `reflect` (which every test build of the
+//! workspace turns on) the use is also compared with what the launcher
+//! declares in [`Kernel`]:
 //!
 //! - every binding the entry point uses is in group 0; binding 0 is the
 //!   `var<uniform>` parameter block, bindings 1..=n are `var<storage>`
@@ -19,27 +25,40 @@
 //! A mismatch is a bug in prior, not bad input: it panics naming the file,
 //! the entry point and the binding.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-use crate::kernel::{Access, Kernel};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::kernel::Access;
+use crate::kernel::Kernel;
 
 /// What reflection found for one entry point.
 #[derive(Clone, Debug)]
 pub(crate) struct Reflected {
+    /// Per declared storage binding (1..=n): whether the entry point uses it
+    /// (`None`: the source could not be reflected; bind everything).
+    pub used: Option<Vec<bool>>,
     /// Size in bytes of the uniform parameter struct, when the entry point
     /// uses binding 0.
+    #[cfg_attr(
+        not(feature = "reflect"),
+        allow(dead_code, reason = "checked at launch with feature reflect only")
+    )]
     pub params_size: Option<u32>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 type Parsed = (naga::Module, naga::valid::ModuleInfo);
 /// Parsed sources by (address, length) of the `&'static str`.
+#[cfg(not(target_arch = "wasm32"))]
 type Cache = Mutex<HashMap<(usize, usize), std::sync::Arc<Parsed>>>;
 
 /// The parsed and validated source of `kernel`, or `None` when it does not
 /// parse or validate: then there is nothing to check here, and creating the
 /// pipeline reports the shader's error as a GPU fault naming the kernel
 /// (`tests/faults.rs`), as without this feature.
+#[cfg(not(target_arch = "wasm32"))]
 fn parsed(kernel: &Kernel) -> Option<std::sync::Arc<Parsed>> {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let key = (kernel.source.as_ptr() as usize, kernel.source.len());
@@ -73,44 +92,71 @@ pub fn unused_bindings() -> Vec<String> {
     v
 }
 
-/// Checks `kernel` against its WGSL; panics on a mismatch.
+/// On wasm32 nothing is reflected: every declared binding is bound.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn check(_kernel: &Kernel) -> Reflected {
+    Reflected {
+        used: None,
+        params_size: None,
+    }
+}
+
+/// Reflects `kernel`'s entry point; with feature `reflect`, checks it
+/// against the launcher's declaration and panics on a mismatch.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn check(kernel: &Kernel) -> Reflected {
     let Some(p) = parsed(kernel) else {
-        return Reflected { params_size: None };
+        return Reflected {
+            used: None,
+            params_size: None,
+        };
     };
+    let strict = cfg!(feature = "reflect");
     let (module, info) = (&p.0, &p.1);
     let name = format!("{}:{}", kernel.file, kernel.entry);
-    let (index, ep) = module
+    let Some((index, ep)) = module
         .entry_points
         .iter()
         .enumerate()
         .find(|(_, e)| e.name == kernel.entry)
-        .unwrap_or_else(|| panic!("{name}: no such entry point in the shader"));
+    else {
+        // Without the feature, pipeline creation reports it.
+        assert!(!strict, "{name}: no such entry point in the shader");
+        return Reflected {
+            used: None,
+            params_size: None,
+        };
+    };
     assert!(
-        ep.stage == naga::ShaderStage::Compute,
+        !strict || ep.stage == naga::ShaderStage::Compute,
         "{name}: not a compute entry point"
     );
     let uses = info.get_entry_point(index);
     let mut layouter = naga::proc::Layouter::default();
-    layouter
-        .update(module.to_ctx())
-        .unwrap_or_else(|e| panic!("{name}: layout: {e:?}"));
+    if layouter.update(module.to_ctx()).is_err() {
+        return Reflected {
+            used: None,
+            params_size: None,
+        };
+    }
     let mut params_size = None;
     let mut seen = vec![false; kernel.bindings.len()];
+    let mut used_slots = vec![false; kernel.bindings.len()];
     for (handle, var) in module.global_variables.iter() {
         let Some(rb) = var.binding else { continue };
         let used = !uses[handle].is_empty();
         if rb.group != 0 {
             assert!(
-                !used,
+                !strict || !used,
                 "{name}: uses group {} binding {}; prior binds group 0 only",
-                rb.group, rb.binding
+                rb.group,
+                rb.binding
             );
             continue;
         }
         if rb.binding == 0 {
             assert!(
-                matches!(var.space, naga::AddressSpace::Uniform),
+                !strict || matches!(var.space, naga::AddressSpace::Uniform),
                 "{name}: binding 0 must be the var<uniform> parameter block"
             );
             if used {
@@ -122,25 +168,29 @@ pub(crate) fn check(kernel: &Kernel) -> Reflected {
         let declared = kernel.bindings.get(slot);
         let access = match var.space {
             naga::AddressSpace::Storage { access } => access,
-            other => panic!(
-                "{name}: binding {} is {other:?}; prior binds storage buffers at 1..",
-                rb.binding
-            ),
+            other => {
+                assert!(
+                    !strict,
+                    "{name}: binding {} is {other:?}; prior binds storage buffers at 1..",
+                    rb.binding
+                );
+                naga::StorageAccess::all()
+            }
         };
         let shader_rw = access.contains(naga::StorageAccess::STORE);
         match declared {
             None => assert!(
-                !used,
+                !strict || !used,
                 "{name}: uses binding {} but the launcher declares only {} storage buffer(s)",
                 rb.binding,
                 kernel.bindings.len()
             ),
             Some(a) => {
                 seen[slot] = true;
+                used_slots[slot] = used;
                 let launcher_rw = *a == Access::ReadWrite;
-                assert_eq!(
-                    shader_rw,
-                    launcher_rw,
+                assert!(
+                    !strict || shader_rw == launcher_rw,
                     "{name}: binding {} is {} in the shader, the launcher declares {a:?}",
                     rb.binding,
                     if shader_rw { "read_write" } else { "read" }
@@ -155,11 +205,15 @@ pub(crate) fn check(kernel: &Kernel) -> Reflected {
         }
     }
     if let Some(slot) = seen.iter().position(|s| !s) {
-        panic!(
+        assert!(
+            !strict,
             "{name}: the launcher declares binding {} ({:?}), the shader has none",
             slot + 1,
             kernel.bindings[slot]
         );
     }
-    Reflected { params_size }
+    Reflected {
+        used: Some(used_slots),
+        params_size,
+    }
 }

@@ -318,6 +318,9 @@ impl Gpu {
                                 }),
                             }];
                             for (j, b) in buffers.iter().enumerate() {
+                                if !pipeline.bound[j] {
+                                    continue;
+                                }
                                 entries.push(wgpu::BindGroupEntry {
                                     binding: j as u32 + 1,
                                     resource: b.buffer.as_entire_binding(),
