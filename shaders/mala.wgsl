@@ -49,18 +49,11 @@ struct Params {
 const STATE: u32 = 4u;
 
 fn counter(j: u32) -> u32 {
-    let c = j % p.c;
-    let pix = j / p.c;
-    let x = pix % p.w;
-    let r = pix / p.w;
-    let row = r % p.h;
-    let s = r / p.h;
-    let hw = p.h * p.w;
-    return s * (hw * p.c) + c * hw + row * p.w + x;
+    return noise_counter(j, p.h, p.w, p.c);
 }
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 64u;
+    return flat_index(gid, nwg);
 }
 
 fn uniform01(key: u32, i: u32) -> f32 {

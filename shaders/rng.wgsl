@@ -28,21 +28,14 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-// mix(), ln_acc(), cos_acc(), normal(): rng_core.wgsl, prepended by crates/ops/src/shaders.rs.
+// mix(), ln_acc(), cos_acc(), normal(), noise_counter(), flat_index(): rng_core.wgsl, prepended by crates/ops/src/shaders.rs.
 // Counter of channels-last element j.
 fn counter(j: u32) -> u32 {
-    let c = j % p.c;
-    let pix = j / p.c;
-    let x = pix % p.w;
-    let r = pix / p.w;
-    let row = r % p.h;
-    let s = r / p.h;
-    let hw = p.h * p.w;
-    return p.offset + s * (hw * p.c) + c * hw + row * p.w + x;
+    return p.offset + noise_counter(j, p.h, p.w, p.c);
 }
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 64u;
+    return flat_index(gid, nwg);
 }
 
 @compute @workgroup_size(64)

@@ -74,3 +74,23 @@ fn normal(key: u32, i: u32) -> f32 {
     let u2 = f32(c0 >> 8u) * 5.9604645e-8;
     return sqrt(-2.0 * ln_acc(u1)) * cos_acc(6.2831855 * u2);
 }
+
+// Noise counter of channels-last element j of an n × h × w × c batch: its
+// flat (C, H, W) index within sample s, s·h·w·c + ch·h·w + row·w + x, so a
+// draw depends on the image's layout-free position only (rng.wgsl,
+// sampler.wgsl and mala.wgsl add their batch offset).
+fn noise_counter(j: u32, h: u32, w: u32, c: u32) -> u32 {
+    let ch = j % c;
+    let pix = j / c;
+    let x = pix % w;
+    let r = pix / w;
+    let row = r % h;
+    let s = r / h;
+    let hw = h * w;
+    return s * (hw * c) + ch * hw + row * w + x;
+}
+
+// Flat invocation index of a 64-wide kernel dispatched as groups_flat(n).
+fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 64u;
+}

@@ -426,6 +426,8 @@ pub struct DenseBasis {
     /// U (N × m), rows in channels-last pixel order.
     u: Tensor,
     m: usize,
+    /// `cs` or `matrix`, for error messages.
+    task: &'static str,
     what: String,
 }
 
@@ -453,7 +455,7 @@ impl DenseBasis {
             gpu,
             dims,
             &q,
-            m,
+            (m, "cs"),
             format!("random orthonormal basis p={fraction} ({m} of {n} dimensions, seed {seed})"),
         ))
     }
@@ -487,7 +489,7 @@ impl DenseBasis {
             gpu,
             dims,
             &q,
-            count,
+            (count, "matrix"),
             format!("matrix {source} ({count} of {n} dimensions)"),
         ))
     }
@@ -506,7 +508,13 @@ impl DenseBasis {
 
     /// Uploads orthonormal vectors given column-major (vector k at
     /// `q[k·N..(k+1)·N]`, flat (C, H, W) order).
-    fn upload(gpu: &Gpu, dims: (usize, usize, usize), q: &[f64], m: usize, what: String) -> Self {
+    fn upload(
+        gpu: &Gpu,
+        dims: (usize, usize, usize),
+        q: &[f64],
+        (m, task): (usize, &'static str),
+        what: String,
+    ) -> Self {
         let (h, w, c) = dims;
         let n = h * w * c;
         // Row j of the GPU matrix is channels-last value j = flat (C,H,W) index i.
@@ -522,6 +530,7 @@ impl DenseBasis {
             dims,
             u: gpu.upload(Shape::vector(n * m), &u),
             m,
+            task,
             what,
         }
     }
@@ -600,14 +609,15 @@ impl Measurement for DenseBasis {
         Shape::new(n, 1, 1, self.m)
     }
     fn mt(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
-        check_image("cs Mᵀ", x, self.dims)?;
+        check_image(&format!("{} Mᵀ", self.task), x, self.dims)?;
         let (h, w, c) = self.dims;
         Ok(kernels::matvec_t(gpu, &self.u, h * w * c, self.m, x)?)
     }
     fn m(&self, gpu: &Gpu, x_c: &Tensor) -> Result<Tensor> {
         if x_c.shape().h != 1 || x_c.shape().w != 1 || x_c.shape().c != self.m {
             return invalid(format!(
-                "cs M: expected measurements [n, 1, 1, {}], got {}",
+                "{} M: expected measurements [n, 1, 1, {}], got {}",
+                self.task,
                 self.m,
                 x_c.shape()
             ));
