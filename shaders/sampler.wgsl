@@ -51,9 +51,9 @@ struct Params {
     // Counter of this batch's first element: sample s of the batch draws
     // the noise of sample (first_sample + s) of one big run.
     offset: u32,
-    pad0: u32,
-    pad1: u32,
-    pad2: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

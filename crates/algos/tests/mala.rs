@@ -12,7 +12,7 @@
 use std::sync::OnceLock;
 
 use prior_algos::mala::{run, Energy, MalaError, MalaParams};
-use prior_gpu::{Access, Gpu, Kernel, Shape, Tensor};
+use prior_gpu::{Access, Dispatch, Gpu, Kernel, Shape, Tensor};
 use prior_models::ModelError;
 use prior_ops::elementwise::{axpby, sub};
 use prior_ops::linear::sample_axpy;
@@ -39,6 +39,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x < p.n) { out[gid.x] = 1.0 / (p.s2 + t[gid.x]); }
 }
 ";
+/// The Rust twin of `P`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct P {
+    n: u32,
+    s2: f32,
+    _a: u32,
+    _b: u32,
+}
+prior_gpu::uniform!(P { n, s2, _a, _b });
+
 const PRECISION: Kernel = Kernel {
     file: "test_precision.wgsl",
     source: PRECISION_WGSL,
@@ -76,11 +87,13 @@ impl Energy for Gaussian {
     ) -> Result<(Tensor, Tensor), ModelError> {
         let n = t.numel();
         let w = gpu.empty(Shape::new(n, 1, 1, 1));
-        let p: Vec<u8> = [n as u32, self.s2.to_bits(), 0, 0]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        gpu.launch(&PRECISION, &[], &p, &[t, &w], [n.div_ceil(64) as u32, 1, 1]);
+        let p = P {
+            n: n as u32,
+            s2: self.s2,
+            _a: 0,
+            _b: 0,
+        };
+        gpu.launch(&PRECISION, &[], &p, &[t, &w], Dispatch::flat(n as u32, 64));
         let diff = sub(gpu, y, &self.mu)?;
         let grad = sample_axpy(gpu, &self.zeros, &w, &diff)?;
         let dot = dot_per_sample(gpu, &diff, &grad)?;

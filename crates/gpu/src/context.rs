@@ -152,10 +152,10 @@ pub(crate) struct Pipeline {
     /// Per storage binding: whether this entry point uses it (only those
     /// are in its layout and bind group).
     pub bound: Vec<bool>,
-    /// The shader's parameter-struct size, checked at every launch
-    /// (feature `reflect`).
+    /// What reflection found (parameter struct, workgroup size), checked
+    /// at every launch (feature `reflect`).
     #[cfg(feature = "reflect")]
-    pub params_size: Option<u32>,
+    pub reflected: crate::reflect::Reflected,
 }
 
 fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
@@ -468,7 +468,7 @@ impl Gpu {
             n_storage,
             bound,
             #[cfg(feature = "reflect")]
-            params_size: reflected.params_size,
+            reflected,
         });
         // A pipeline that failed to compile is not cached: the error is
         // reported by the next read, and a retry compiles it again.

@@ -34,3 +34,63 @@ pub(crate) struct PipelineKey {
     pub bindings: &'static [Access],
     pub constants: Vec<(&'static str, u64)>,
 }
+
+/// The Rust twin of a WGSL uniform parameter struct: its bytes are the
+/// kernel's uniform block (binding 0). Implement it with [`uniform!`]
+/// (`crate::uniform`), which lists the fields; with feature `reflect` every
+/// launch compares the names, byte offsets and total size with the
+/// shader's struct (`crates/gpu/src/reflect.rs`).
+pub trait Uniform: bytemuck::Pod {
+    /// `(name, byte offset)` of each field, in declaration order.
+    const FIELDS: &'static [(&'static str, usize)];
+}
+
+/// Implements [`Uniform`] for a `#[repr(C)]` `Pod` struct from its field
+/// names: `prior_gpu::uniform!(Params { n, alpha });`. Every field of the
+/// struct must be listed, in order (reflection compares the list with the
+/// WGSL struct's members, and the total size with the struct's size).
+#[macro_export]
+macro_rules! uniform {
+    ($t:ty { $($f:ident),* $(,)? }) => {
+        impl $crate::Uniform for $t {
+            const FIELDS: &'static [(&'static str, usize)] =
+                &[$((stringify!($f), ::core::mem::offset_of!($t, $f))),*];
+        }
+    };
+}
+
+/// The workgroup grid of one launch and the workgroup size its arithmetic
+/// assumes (checked against the entry point's `@workgroup_size` by
+/// reflection with feature `reflect`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dispatch {
+    /// Workgroup counts.
+    pub groups: [u32; 3],
+    /// The `@workgroup_size` the counts were computed for.
+    pub workgroup: [u32; 3],
+}
+
+impl Dispatch {
+    /// `n` invocations of a `width`-wide 1-D workgroup, folded as
+    /// `gid.x + gid.y · width · num_workgroups.x` past 65535 groups
+    /// ([`crate::groups_1d`]).
+    pub fn flat(n: u32, width: u32) -> Dispatch {
+        Dispatch {
+            groups: crate::groups_1d(n, width),
+            workgroup: [width, 1, 1],
+        }
+    }
+
+    /// Explicit workgroup counts computed for workgroups of `workgroup`.
+    pub fn groups(groups: [u32; 3], workgroup: [u32; 3]) -> Dispatch {
+        Dispatch { groups, workgroup }
+    }
+}
+
+/// Raw words, with no named fields: reflection then finds every named
+/// member of the shader's struct missing, so this only launches kernels
+/// whose parameter struct holds padding alone or that cannot be reflected
+/// (the invalid shader of `tests/faults.rs`).
+impl<const N: usize> Uniform for [u32; N] {
+    const FIELDS: &'static [(&'static str, usize)] = &[];
+}

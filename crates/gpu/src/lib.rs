@@ -26,7 +26,7 @@ mod tensor;
 pub use context::{AdapterSummary, Gpu, GpuOptions};
 pub use error::{GpuError, Result};
 pub use fault::FaultInjection;
-pub use kernel::{Access, Kernel};
+pub use kernel::{Access, Dispatch, Kernel, Uniform};
 pub use profile::KernelTime;
 pub use reflect::unused_bindings;
 pub use tensor::{Shape, Tensor};

@@ -17,9 +17,12 @@
 //! - every binding the launcher declares exists in the shader with that
 //!   type and access (a binding the entry point does not use is recorded
 //!   in [`unused_bindings`]);
-//! - at every launch, the parameter bytes the launcher passes are exactly the
-//!   size of the shader's uniform struct (the Rust `Params` twin of each
-//!   WGSL `Params`, by size);
+//! - at every launch, the launcher's Rust parameter struct (its
+//!   [`crate::Uniform`] twin of the WGSL struct) has the shader's size and
+//!   the same fields, by name and byte offset, in the same order (padding,
+//!   named `_…` on both sides, is covered by the size);
+//! - at every launch, the workgroup size the launcher's dispatch arithmetic
+//!   assumes ([`crate::Dispatch`]) is the entry point's `@workgroup_size`;
 //! - the entry point exists and is a compute entry point.
 //!
 //! A mismatch is a bug in prior, not bad input: it panics naming the file,
@@ -39,13 +42,93 @@ pub(crate) struct Reflected {
     /// Per declared storage binding (1..=n): whether the entry point uses it
     /// (`None`: the source could not be reflected; bind everything).
     pub used: Option<Vec<bool>>,
-    /// Size in bytes of the uniform parameter struct, when the entry point
-    /// uses binding 0.
+    /// The uniform parameter struct, when the entry point uses binding 0.
     #[cfg_attr(
         not(feature = "reflect"),
         allow(dead_code, reason = "checked at launch with feature reflect only")
     )]
-    pub params_size: Option<u32>,
+    pub params: Option<UniformLayout>,
+    /// The entry point's `@workgroup_size` (`None` when it is set by
+    /// override constants).
+    #[cfg_attr(
+        not(feature = "reflect"),
+        allow(dead_code, reason = "checked at launch with feature reflect only")
+    )]
+    pub workgroup: Option<[u32; 3]>,
+}
+
+impl Reflected {
+    /// Nothing known: bind everything, check nothing.
+    fn unknown() -> Reflected {
+        Reflected {
+            used: None,
+            params: None,
+            workgroup: None,
+        }
+    }
+}
+
+/// A WGSL uniform struct's layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct UniformLayout {
+    /// Name of the struct type.
+    #[cfg_attr(
+        not(feature = "reflect"),
+        allow(dead_code, reason = "checked at launch with feature reflect only")
+    )]
+    pub name: String,
+    /// Size in bytes.
+    pub size: u32,
+    /// `(name, byte offset)` of each member.
+    #[cfg_attr(
+        not(feature = "reflect"),
+        allow(dead_code, reason = "checked at launch with feature reflect only")
+    )]
+    pub fields: Vec<(String, u32)>,
+}
+
+/// Compares the launch's parameter struct and dispatch with what the shader
+/// declares; panics on a mismatch (a bug in prior).
+#[cfg(feature = "reflect")]
+pub(crate) fn check_launch<P: crate::Uniform>(
+    name: &str,
+    reflected: &Reflected,
+    dispatch: &crate::Dispatch,
+) {
+    if let Some(l) = &reflected.params {
+        let rust = std::any::type_name::<P>();
+        let bytes = std::mem::size_of::<P>();
+        assert_eq!(
+            bytes, l.size as usize,
+            "{name}: the launcher's {rust} has {bytes} bytes, the shader's struct {} has {}",
+            l.name, l.size
+        );
+        // Padding (names starting with `_`) carries nothing: it is left to
+        // the size check, as Rust pads with arrays where WGSL cannot.
+        let fields: Vec<(&str, u32)> = P::FIELDS
+            .iter()
+            .filter(|(n, _)| !n.starts_with('_'))
+            .map(|(n, o)| (*n, *o as u32))
+            .collect();
+        let wgsl: Vec<(&str, u32)> = l
+            .fields
+            .iter()
+            .filter(|(n, _)| !n.starts_with('_'))
+            .map(|(n, o)| (n.as_str(), *o))
+            .collect();
+        assert_eq!(
+            fields, wgsl,
+            "{name}: the fields (name, byte offset) of the launcher's {rust} differ from the shader's struct {}",
+            l.name
+        );
+    }
+    if let Some(wg) = reflected.workgroup {
+        assert_eq!(
+            dispatch.workgroup, wg,
+            "{name}: the dispatch is computed for workgroups of {:?}, the entry point's @workgroup_size is {wg:?}",
+            dispatch.workgroup
+        );
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -95,10 +178,7 @@ pub fn unused_bindings() -> Vec<String> {
 /// On wasm32 nothing is reflected: every declared binding is bound.
 #[cfg(target_arch = "wasm32")]
 pub(crate) fn check(_kernel: &Kernel) -> Reflected {
-    Reflected {
-        used: None,
-        params_size: None,
-    }
+    Reflected::unknown()
 }
 
 /// Reflects `kernel`'s entry point; with feature `reflect`, checks it
@@ -106,10 +186,7 @@ pub(crate) fn check(_kernel: &Kernel) -> Reflected {
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn check(kernel: &Kernel) -> Reflected {
     let Some(p) = parsed(kernel) else {
-        return Reflected {
-            used: None,
-            params_size: None,
-        };
+        return Reflected::unknown();
     };
     let strict = cfg!(feature = "reflect");
     let (module, info) = (&p.0, &p.1);
@@ -122,10 +199,7 @@ pub(crate) fn check(kernel: &Kernel) -> Reflected {
     else {
         // Without the feature, pipeline creation reports it.
         assert!(!strict, "{name}: no such entry point in the shader");
-        return Reflected {
-            used: None,
-            params_size: None,
-        };
+        return Reflected::unknown();
     };
     assert!(
         !strict || ep.stage == naga::ShaderStage::Compute,
@@ -134,12 +208,9 @@ pub(crate) fn check(kernel: &Kernel) -> Reflected {
     let uses = info.get_entry_point(index);
     let mut layouter = naga::proc::Layouter::default();
     if layouter.update(module.to_ctx()).is_err() {
-        return Reflected {
-            used: None,
-            params_size: None,
-        };
+        return Reflected::unknown();
     }
-    let mut params_size = None;
+    let mut params = None;
     let mut seen = vec![false; kernel.bindings.len()];
     let mut used_slots = vec![false; kernel.bindings.len()];
     for (handle, var) in module.global_variables.iter() {
@@ -160,7 +231,19 @@ pub(crate) fn check(kernel: &Kernel) -> Reflected {
                 "{name}: binding 0 must be the var<uniform> parameter block"
             );
             if used {
-                params_size = Some(layouter[var.ty].size);
+                let ty = &module.types[var.ty];
+                let fields = match &ty.inner {
+                    naga::TypeInner::Struct { members, .. } => members
+                        .iter()
+                        .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                params = Some(UniformLayout {
+                    name: ty.name.clone().unwrap_or_default(),
+                    size: layouter[var.ty].size,
+                    fields,
+                });
             }
             continue;
         }
@@ -212,8 +295,14 @@ pub(crate) fn check(kernel: &Kernel) -> Reflected {
             kernel.bindings[slot]
         );
     }
+    let workgroup = ep
+        .workgroup_size_overrides
+        .as_ref()
+        .is_none_or(|o| o.iter().all(Option::is_none))
+        .then_some(ep.workgroup_size);
     Reflected {
         used: Some(used_slots),
-        params_size,
+        params,
+        workgroup,
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::context::{Gpu, Pipeline};
 use crate::fault::{Faults, Op};
-use crate::kernel::Kernel;
+use crate::kernel::{Dispatch, Kernel, Uniform};
 use crate::tensor::{RawBuffer, Tensor};
 
 /// Size of the uniform window each launch sees (its parameter block must fit).
@@ -149,16 +149,18 @@ impl Stream {
 
 impl Gpu {
     /// Appends one kernel launch to the stream. `params` is the kernel's
-    /// uniform block (at most 256 bytes); `buffers` are its storage bindings
-    /// in order; `groups` the workgroup counts.
-    pub fn launch(
+    /// uniform block (its [`Uniform`] twin of the WGSL struct, at most 256
+    /// bytes); `buffers` are its storage bindings in order; `dispatch` the
+    /// workgroup counts and the workgroup size they assume.
+    pub fn launch<P: Uniform>(
         &self,
         kernel: &Kernel,
         constants: &[(&'static str, f64)],
-        params: &[u8],
+        params: &P,
         buffers: &[&Tensor],
-        groups: [u32; 3],
+        dispatch: Dispatch,
     ) {
+        let params = bytemuck::bytes_of(params);
         assert!(
             params.len() as u64 <= PARAM_WINDOW,
             "{}: parameter block over 256 bytes",
@@ -170,22 +172,14 @@ impl Gpu {
             "{}: wrong number of buffers",
             kernel.entry
         );
+        let groups = dispatch.groups;
         if groups.contains(&0) {
             return;
         }
         let pipeline = self.pipeline(kernel, constants);
         debug_assert_eq!(pipeline.n_storage, buffers.len());
         #[cfg(feature = "reflect")]
-        if let Some(size) = pipeline.params_size {
-            assert_eq!(
-                params.len(),
-                size as usize,
-                "{}:{}: the launcher passes {} parameter bytes, the shader's uniform struct has {size}",
-                kernel.file,
-                kernel.entry,
-                params.len()
-            );
-        }
+        crate::reflect::check_launch::<P>(&pipeline.name, &pipeline.reflected, &dispatch);
         let mut s = self.stream.lock().unwrap();
         let offset = s.params.len().next_multiple_of(s.align as usize);
         s.params.resize(offset, 0);

@@ -5,7 +5,7 @@
 //! validation error the same `Gpu` keeps working.
 
 use pollster::block_on;
-use prior_gpu::{Access, FaultInjection, Gpu, GpuError, GpuOptions, Kernel, Shape};
+use prior_gpu::{Access, Dispatch, FaultInjection, Gpu, GpuError, GpuOptions, Kernel, Shape};
 
 fn gpu_with(fault: FaultInjection) -> Gpu {
     block_on(Gpu::new(GpuOptions {
@@ -85,7 +85,7 @@ fn a_shader_that_does_not_validate_is_an_error_naming_the_kernel() {
     };
     let gpu = gpu_with(FaultInjection::default());
     let y = gpu.zeros(Shape::vector(64));
-    gpu.launch(&BAD, &[], &[0u8; 16], &[&y], [1, 1, 1]);
+    gpu.launch(&BAD, &[], &[0u32; 4], &[&y], Dispatch::flat(64, 64));
     let err = block_on(gpu.read(&y)).expect_err("the kernel does not compile");
     let msg = err.to_string();
     assert!(

@@ -49,6 +49,7 @@ struct Params {
     len: u32,
     _p: [u32; 3],
 }
+prior_gpu::uniform!(Params { len, _p });
 
 fn unary(gpu: &Gpu, k: &Kernel, x: &Tensor) -> Tensor {
     let y = gpu.empty(x.shape());
@@ -56,13 +57,7 @@ fn unary(gpu: &Gpu, k: &Kernel, x: &Tensor) -> Tensor {
         len: x.numel() as u32,
         _p: [0; 3],
     };
-    gpu.launch(
-        k,
-        &[],
-        bytemuck::bytes_of(&p),
-        &[x, x, &y],
-        crate::groups_flat(x.numel()),
-    );
+    gpu.launch(k, &[], &p, &[x, x, &y], crate::groups_flat(x.numel()));
     y
 }
 
@@ -78,13 +73,7 @@ fn derivative(gpu: &Gpu, k: &Kernel, op: &'static str, x: &Tensor, t: &Tensor) -
         len: x.numel() as u32,
         _p: [0; 3],
     };
-    gpu.launch(
-        k,
-        &[],
-        bytemuck::bytes_of(&p),
-        &[x, t, &y],
-        crate::groups_flat(x.numel()),
-    );
+    gpu.launch(k, &[], &p, &[x, t, &y], crate::groups_flat(x.numel()));
     Ok(y)
 }
 
@@ -126,7 +115,7 @@ pub fn gelu_vjp_jvp(
     gpu.launch(
         &GELU_VJP_JVP,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[x, xt, &y, ub, ut],
         crate::groups_flat(x.numel()),
     );

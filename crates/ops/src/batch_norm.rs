@@ -70,6 +70,12 @@ struct Params {
     relu: u32,
     _pad: u32,
 }
+prior_gpu::uniform!(Params {
+    len,
+    channels,
+    relu,
+    _pad
+});
 
 impl BatchNorm {
     /// Number of channels the statistics are for.
@@ -152,7 +158,7 @@ impl BatchNorm {
         gpu.launch(
             &kernel,
             &[],
-            bytemuck::bytes_of(&p),
+            &p,
             &[x, &s, &y],
             crate::groups_flat(x.numel()),
         );

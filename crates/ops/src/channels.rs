@@ -29,6 +29,15 @@ struct Params {
     dst_start: u32,
     _p: [u32; 2],
 }
+prior_gpu::uniform!(Params {
+    count,
+    len,
+    src_c,
+    src_start,
+    dst_c,
+    dst_start,
+    _p
+});
 
 /// `dst[.., dst_start + j] = src[.., src_start + j]` for `j < len` (same n, h, w; checked by callers).
 fn copy(gpu: &Gpu, src: &Tensor, src_start: usize, dst: &Tensor, dst_start: usize, len: usize) {
@@ -49,7 +58,7 @@ fn copy(gpu: &Gpu, src: &Tensor, src_start: usize, dst: &Tensor, dst_start: usiz
     gpu.launch(
         &COPY_CHANNELS,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[src, dst],
         crate::groups_flat(count),
     );

@@ -75,6 +75,28 @@ pub(crate) struct ConvParams {
     pub _p0: u32,
     pub _p1: u32,
 }
+prior_gpu::uniform!(ConvParams {
+    n,
+    h,
+    w,
+    cin,
+    ho,
+    wo,
+    cout,
+    kh,
+    kw,
+    stride,
+    pad,
+    dil,
+    flags,
+    mask_n,
+    tiles_w,
+    cout_p,
+    hh,
+    phase_groups,
+    _p0,
+    _p1
+});
 
 /// The epilogue flags, the mask sample count and the tensor bound as the
 /// mask (the caller's mask, or a small placeholder) of a convolution of an
@@ -453,7 +475,7 @@ impl Conv2d {
         match epi.variant {
             ConvVariant::Naive => {
                 let groups = crate::groups_flat(out_shape.numel());
-                gpu.launch(&CONV_NAIVE, &[], bytemuck::bytes_of(&params), &bufs, groups);
+                gpu.launch(&CONV_NAIVE, &[], &params, &bufs, groups);
             }
             ConvVariant::Auto | ConvVariant::Plain => {
                 let tiles = s.n * ho * wo.div_ceil(tp);
@@ -473,7 +495,8 @@ impl Conv2d {
                         adapter: gpu.adapter.name.clone(),
                     });
                 }
-                gpu.launch(kernel, &[], bytemuck::bytes_of(&params), &bufs, groups);
+                let dispatch = prior_gpu::Dispatch::groups(groups, [64, 1, 1]);
+                gpu.launch(kernel, &[], &params, &bufs, dispatch);
             }
         }
         Ok(y)

@@ -321,9 +321,9 @@ impl ConvTranspose2d {
         gpu.launch(
             kernel,
             &[],
-            bytemuck::bytes_of(&params),
+            &params,
             &[x, &self.weight, &self.scale_shift, &mask, &y],
-            groups,
+            prior_gpu::Dispatch::groups(groups, [64, 1, 1]),
         );
         Ok(y)
     }

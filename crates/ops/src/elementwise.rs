@@ -34,15 +34,17 @@ struct Params {
     alpha: f32,
     beta: f32,
 }
+prior_gpu::uniform!(Params {
+    len,
+    channels,
+    mask_len,
+    _pad,
+    alpha,
+    beta
+});
 
 fn run(gpu: &Gpu, k: &Kernel, p: Params, a: &Tensor, b: &Tensor, y: &Tensor) {
-    gpu.launch(
-        k,
-        &[],
-        bytemuck::bytes_of(&p),
-        &[a, b, y],
-        crate::groups_flat(p.len as usize),
-    );
+    gpu.launch(k, &[], &p, &[a, b, y], crate::groups_flat(p.len as usize));
 }
 
 /// `max(x, 0)`.

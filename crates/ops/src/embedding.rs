@@ -27,6 +27,12 @@ struct Params {
     derivative: u32,
     _p: u32,
 }
+prior_gpu::uniform!(Params {
+    n,
+    k,
+    derivative,
+    _p
+});
 
 /// The frequencies of the released energy models, `exp(−linspace(ln 1, ln 100, k))`
 /// rounded to f32 as PyTorch computes them in float32 (`torch.linspace` takes
@@ -87,7 +93,7 @@ impl Sinusoid {
         gpu.launch(
             &SINUSOID,
             &[],
-            bytemuck::bytes_of(&p),
+            &p,
             &[t, &self.freq, &y],
             crate::groups_flat(s.n * k),
         );

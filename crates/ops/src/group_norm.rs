@@ -115,6 +115,20 @@ struct Params {
     chunk_px: u32,
     _p: u32,
 }
+prior_gpu::uniform!(Params {
+    n,
+    hw,
+    c,
+    gs,
+    groups,
+    flags,
+    gain_off,
+    gain_len,
+    eps,
+    chunks,
+    chunk_px,
+    _p
+});
 
 /// `w[j]·(1 + lin[b, j])` (or `w[j]·lin[b, j]` when `tangent`: the tangent
 /// of the gains for a tangent `lin` of the conditioning outputs). `w` holds
@@ -138,7 +152,7 @@ pub fn gains(gpu: &Gpu, w: &Tensor, lin: &Tensor, tangent: bool) -> Result<Tenso
     gpu.launch(
         &GAINS,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[w, w, w, w, w, lin, &out],
         crate::groups_flat(s.n * l),
     );
@@ -261,7 +275,7 @@ impl GroupNorm {
         let p = self.params(s, gain, 0)?;
         let ng = s.n * self.groups();
         let st = gpu.empty(Shape::vector(4 * ng));
-        let pb = bytemuck::bytes_of(&p);
+        let pb = &p;
         let nk = ng * p.chunks as usize;
         let part = gpu.empty(Shape::vector(2 * nk));
         gpu.launch(
@@ -323,7 +337,7 @@ impl GroupNorm {
             flags |= 2;
         }
         let p = self.params(s, gain, flags)?;
-        let pb = bytemuck::bytes_of(&p);
+        let pb = &p;
         let ng = s.n * self.groups();
         let st = &stats.st;
         let st2 = gpu.empty(Shape::vector(4 * ng));
@@ -341,7 +355,7 @@ impl GroupNorm {
                 gpu.launch(
                     &CHUNK_TAN,
                     &[],
-                    bytemuck::bytes_of(&ps),
+                    &ps,
                     &[t, h, st, st, gain, gain, &part],
                     crate::groups_flat(nk),
                 );
@@ -392,7 +406,7 @@ impl GroupNorm {
             });
         }
         let p = self.params(s, gain, 1)?;
-        let pb = bytemuck::bytes_of(&p);
+        let pb = &p;
         let ng = s.n * self.groups();
         let st = &stats.st;
         let st2 = gpu.empty(Shape::vector(4 * ng));
@@ -459,7 +473,7 @@ impl GroupNorm {
             }
         }
         let p = self.params(s, gain, 0)?;
-        let pb = bytemuck::bytes_of(&p);
+        let pb = &p;
         let ng = s.n * self.groups();
         let st = &stats.st;
         let nk = ng * p.chunks as usize;

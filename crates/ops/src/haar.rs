@@ -51,6 +51,14 @@ struct Params {
     scale: f32,
     _p: [u32; 3],
 }
+prior_gpu::uniform!(Params {
+    len,
+    h2,
+    w2,
+    c,
+    scale,
+    _p
+});
 
 fn analysis_scaled(gpu: &Gpu, op: &'static str, x: &Tensor, scale: f32) -> Result<Tensor> {
     let s = x.shape();
@@ -75,13 +83,7 @@ fn analysis_scaled(gpu: &Gpu, op: &'static str, x: &Tensor, scale: f32) -> Resul
             scale,
             _p: [0; 3],
         };
-        gpu.launch(
-            &ANALYSIS,
-            &[],
-            bytemuck::bytes_of(&p),
-            &[x, &y],
-            crate::groups_flat(len),
-        );
+        gpu.launch(&ANALYSIS, &[], &p, &[x, &y], crate::groups_flat(len));
     }
     Ok(y)
 }
@@ -111,13 +113,7 @@ fn synthesis_scaled(gpu: &Gpu, op: &'static str, coefs: &Tensor, scale: f32) -> 
             scale,
             _p: [0; 3],
         };
-        gpu.launch(
-            &SYNTHESIS,
-            &[],
-            bytemuck::bytes_of(&p),
-            &[coefs, &y],
-            crate::groups_flat(len),
-        );
+        gpu.launch(&SYNTHESIS, &[], &p, &[coefs, &y], crate::groups_flat(len));
     }
     Ok(y)
 }

@@ -35,6 +35,6 @@ pub use prior_gpu::{Gpu, GpuError, Result, Shape, Tensor};
 
 /// Workgroup counts for `n` invocations of a 64-wide kernel that folds its
 /// index as `gid.x + gid.y · 64 · num_workgroups.x`.
-pub(crate) fn groups_flat(n: usize) -> [u32; 3] {
-    prior_gpu::groups_1d(n as u32, 64)
+pub(crate) fn groups_flat(n: usize) -> prior_gpu::Dispatch {
+    prior_gpu::Dispatch::flat(n as u32, 64)
 }

@@ -31,6 +31,12 @@ struct Params {
     cols: u32,
     flags: u32,
 }
+prior_gpu::uniform!(Params {
+    n,
+    rows,
+    cols,
+    flags
+});
 
 /// A PyTorch `nn.Linear(in_features, out_features)` on the GPU.
 pub struct Linear {
@@ -97,7 +103,7 @@ impl Linear {
         gpu.launch(
             &LINEAR,
             &[],
-            bytemuck::bytes_of(&p),
+            &p,
             &[x, &self.weight, b, &y],
             crate::groups_flat(n * self.out_features),
         );
@@ -127,7 +133,7 @@ impl Linear {
         gpu.launch(
             &LINEAR_T,
             &[],
-            bytemuck::bytes_of(&p),
+            &p,
             &[u, &self.weight, &self.weight, &y],
             crate::groups_flat(n * self.in_features),
         );
@@ -164,7 +170,7 @@ pub fn sample_axpy(gpu: &Gpu, x: &Tensor, a: &Tensor, v: &Tensor) -> Result<Tens
     gpu.launch(
         &SAMPLE_AXPY,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[x, a, v, &y],
         crate::groups_flat(s.numel()),
     );

@@ -70,6 +70,18 @@ struct Params {
     eps: f32,
     _p: [u32; 3],
 }
+prior_gpu::uniform!(Params {
+    len,
+    per_sample,
+    n,
+    groups,
+    h,
+    w,
+    c,
+    key,
+    eps,
+    _p
+});
 
 fn base(shape: Shape) -> Params {
     Params {
@@ -142,7 +154,7 @@ pub fn propose(gpu: &Gpu, y: &Tensor, g: &Tensor, eps: f32, key: u32) -> Result<
     gpu.launch(
         &PROPOSE,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[y, g, &r, &r, &out, &w],
         crate::groups_flat(shape.numel()),
     );
@@ -204,16 +216,16 @@ pub fn accept(gpu: &Gpu, pair: &Pair<'_>, state: &Tensor, eps: f32, key: u32) ->
     gpu.launch(
         &MH_PARTIAL,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[pair.y, pair.y_prop, pair.g, pair.g_prop, &partials, &w],
-        [groups, shape.n as u32, 1],
+        prior_gpu::Dispatch::groups([groups, shape.n as u32, 1], [256, 1, 1]),
     );
     gpu.launch(
         &ACCEPT,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[&partials, pair.u_prop, &r, &r, state, &w],
-        [shape.n as u32, 1, 1],
+        prior_gpu::Dispatch::groups([shape.n as u32, 1, 1], [256, 1, 1]),
     );
     Ok(())
 }
@@ -241,7 +253,7 @@ pub fn select(
     gpu.launch(
         &SELECT,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[state, y_prop, g_prop, &r, y, g],
         crate::groups_flat(shape.numel()),
     );
@@ -267,9 +279,9 @@ pub fn set_energy(gpu: &Gpu, state: &Tensor, energy: &Tensor) -> Result<()> {
     gpu.launch(
         &SET_ENERGY,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[energy, &r, &r, &r, state, &w],
-        [n.div_ceil(64) as u32, 1, 1],
+        prior_gpu::Dispatch::flat(n as u32, 64),
     );
     Ok(())
 }

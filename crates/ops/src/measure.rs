@@ -51,6 +51,24 @@ struct Params {
     sign: f32,
     scale: f32,
 }
+prior_gpu::uniform!(Params {
+    len,
+    n,
+    h,
+    w,
+    c,
+    s,
+    rows,
+    cols,
+    m_len,
+    axis,
+    in_complex,
+    out_real,
+    use_mask,
+    _p0,
+    sign,
+    scale
+});
 
 fn err(op: &'static str, detail: String) -> GpuError {
     GpuError::Shape { op, detail }
@@ -60,7 +78,7 @@ fn launch(gpu: &Gpu, k: &Kernel, p: Params, bufs: [&Tensor; 3], y: &Tensor, invo
     gpu.launch(
         k,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[bufs[0], bufs[1], bufs[2], y],
         crate::groups_flat(invocations),
     );

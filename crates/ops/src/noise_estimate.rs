@@ -34,6 +34,14 @@ struct Params {
     pass_index: u32,
     _p: [u32; 3],
 }
+prior_gpu::uniform!(Params {
+    n,
+    h,
+    w,
+    c,
+    pass_index,
+    _p
+});
 
 /// The estimated noise variance t̂ of each image of `y` (`[n, h, w, c]`), as
 /// an `[n, 1, 1, 1]` tensor; odd trailing rows/columns are ignored, and an
@@ -63,9 +71,9 @@ pub fn noise_variance(gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
         gpu.launch(
             &MAD_SELECT,
             &[],
-            bytemuck::bytes_of(&p),
+            &p,
             &[y, &state, &out],
-            [s.n as u32, 1, 1],
+            prior_gpu::Dispatch::groups([s.n as u32, 1, 1], [256, 1, 1]),
         );
     }
     Ok(out)

@@ -36,6 +36,12 @@ struct Params {
     a: f32,
     b: f32,
 }
+prior_gpu::uniform!(Params {
+    iters,
+    invocations,
+    a,
+    b
+});
 
 /// Runs the ceiling loop: `invocations` threads × `iters` rounds; returns
 /// their outputs (`[invocations, 1, 1, 1]`) without reading them back.
@@ -56,7 +62,7 @@ pub fn fma_peak(gpu: &Gpu, invocations: u32, iters: u32) -> Result<Tensor> {
     gpu.launch(
         &FMA_PEAK,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[&out],
         crate::groups_flat(invocations as usize),
     );

@@ -39,6 +39,16 @@ struct Params {
     scale: f32,
     _pad: u32,
 }
+prior_gpu::uniform!(Params {
+    n,
+    h,
+    w,
+    c,
+    ho,
+    wo,
+    scale,
+    _pad
+});
 
 /// 2×2 average pooling, stride 2: `[n, h, w, c]` → `[n, ⌊h/2⌋, ⌊w/2⌋, c]`.
 pub fn avg_pool2(gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
@@ -64,7 +74,7 @@ pub fn avg_pool2(gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
     gpu.launch(
         &AVG_POOL2,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[x, &y],
         crate::groups_flat(os.numel()),
     );
@@ -99,7 +109,7 @@ pub fn upsample2(gpu: &Gpu, x: &Tensor, out_hw: (usize, usize), scale: f32) -> R
     gpu.launch(
         &UPSAMPLE2,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[x, &y],
         crate::groups_flat(os.numel()),
     );

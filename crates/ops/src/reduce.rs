@@ -36,6 +36,7 @@ struct Params {
     groups: u32,
     _p: [u32; 2],
 }
+prior_gpu::uniform!(Params { len, groups, _p });
 
 fn two_pass(gpu: &Gpu, partial: &Kernel, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.numel() != b.numel() {
@@ -54,9 +55,9 @@ fn two_pass(gpu: &Gpu, partial: &Kernel, a: &Tensor, b: &Tensor) -> Result<Tenso
     gpu.launch(
         partial,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[a, b, &partials],
-        [groups, 1, 1],
+        prior_gpu::Dispatch::groups([groups, 1, 1], [256, 1, 1]),
     );
     let out = gpu.empty(Shape::vector(1));
     let p = Params {
@@ -67,9 +68,9 @@ fn two_pass(gpu: &Gpu, partial: &Kernel, a: &Tensor, b: &Tensor) -> Result<Tenso
     gpu.launch(
         &SUM_FINAL,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[&partials, &partials, &out],
-        [1, 1, 1],
+        prior_gpu::Dispatch::groups([1, 1, 1], [256, 1, 1]),
     );
     Ok(out)
 }
@@ -125,9 +126,9 @@ pub fn dot_per_sample(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     gpu.launch(
         &DOT_PER_SAMPLE,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[a, b, &out],
-        groups,
+        prior_gpu::Dispatch::groups(groups, [256, 1, 1]),
     );
     Ok(out)
 }

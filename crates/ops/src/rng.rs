@@ -40,6 +40,16 @@ struct Params {
     a_len: u32,
     scale: f32,
 }
+prior_gpu::uniform!(Params {
+    len,
+    key,
+    offset,
+    h,
+    w,
+    c,
+    a_len,
+    scale
+});
 
 fn params(
     shape: Shape,
@@ -79,7 +89,7 @@ pub fn normal(gpu: &Gpu, shape: Shape, seed: u64, stream: u32, offset: u32) -> R
     gpu.launch(
         &NORMAL_FILL,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[&unused, &y],
         crate::groups_flat(shape.numel()),
     );
@@ -108,7 +118,7 @@ pub fn axpy_normal(
     gpu.launch(
         &AXPY_NORMAL,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[a, &y],
         crate::groups_flat(shape.numel()),
     );

@@ -111,8 +111,28 @@ struct Params {
     sigma_final: f32,
     sigma_max: f32,
     offset: u32,
-    pad: [u32; 3],
+    _p: [u32; 3],
 }
+prior_gpu::uniform!(Params {
+    len,
+    per_sample,
+    n,
+    groups,
+    h,
+    w,
+    c,
+    key,
+    m_len,
+    b_len,
+    mode,
+    t,
+    h_t,
+    beta,
+    sigma_final,
+    sigma_max,
+    offset,
+    _p
+});
 
 /// The scalars of iteration `t` (1-based).
 #[derive(Clone, Copy, Debug)]
@@ -193,7 +213,7 @@ pub fn direction_mask(
     gpu.launch(
         &DIRECTION,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[f, y, mask, b, &d],
         crate::groups_flat(shape.numel()),
     );
@@ -220,7 +240,7 @@ pub fn direction_general(gpu: &Gpu, f: &Tensor, pu: &Tensor, b: &Tensor) -> Resu
     gpu.launch(
         &DIRECTION,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[f, pu, &s, b, &d],
         crate::groups_flat(shape.numel()),
     );
@@ -256,9 +276,9 @@ pub fn variance(gpu: &Gpu, state: &Tensor) -> Result<Tensor> {
     gpu.launch(
         &VARIANCE,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[state, &s, &s, &s, &out],
-        [n.div_ceil(64) as u32, 1, 1],
+        prior_gpu::Dispatch::flat(n as u32, 64),
     );
     Ok(out)
 }
@@ -313,9 +333,9 @@ pub fn coefficients_with(
     gpu.launch(
         &SQ_PARTIAL,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[d, &s, &s, &s, &partials],
-        [groups, shape.n as u32, 1],
+        prior_gpu::Dispatch::groups([groups, shape.n as u32, 1], [256, 1, 1]),
     );
     let est = match (step.schedule, estimated) {
         (Schedule::Estimated, Some(t)) if t.numel() == shape.n => t,
@@ -330,9 +350,9 @@ pub fn coefficients_with(
     gpu.launch(
         &COEFFS,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[&partials, est, &s, &s, state],
-        [shape.n as u32, 1, 1],
+        prior_gpu::Dispatch::groups([shape.n as u32, 1, 1], [256, 1, 1]),
     );
     Ok(())
 }
@@ -376,7 +396,7 @@ pub fn update_from(
     gpu.launch(
         &UPDATE,
         &[],
-        bytemuck::bytes_of(&p),
+        &p,
         &[d, state, &s, &s, y],
         crate::groups_flat(shape.numel()),
     );

@@ -1,20 +1,85 @@
 //! Kernel metadata checked against the WGSL (`prior_gpu`'s `reflect`
-//! feature, on in every test build): a launcher whose bindings or
-//! parameter size disagree with its shader fails at once, naming the
-//! kernel and the binding, instead of a wgpu validation dump or a silent
-//! misread. The real kernels pass the same check in every other test.
+//! feature, on in every test build): a launcher whose bindings, parameter
+//! struct (size, field names and offsets) or dispatch workgroup size
+//! disagree with its shader fails at once, naming the kernel and what
+//! differs, instead of a wgpu validation dump or a silent misread. The real
+//! kernels pass the same check in every other test.
 
 mod common;
 use common::*;
-use prior_gpu::{Access, Kernel, Shape};
+use prior_gpu::{Access, Dispatch, Kernel, Shape, Uniform};
 
-fn launch(kernel: &Kernel, params: &[u8], buffers: usize) {
+/// The Rust twin of haar.wgsl's `Params` (8 words).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct HaarParams {
+    len: u32,
+    h2: u32,
+    w2: u32,
+    c: u32,
+    scale: f32,
+    _p: [u32; 3],
+}
+prior_gpu::uniform!(HaarParams {
+    len,
+    h2,
+    w2,
+    c,
+    scale,
+    _p
+});
+
+/// The same words with two fields swapped.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Swapped {
+    len: u32,
+    w2: u32,
+    h2: u32,
+    c: u32,
+    scale: f32,
+    _p: [u32; 3],
+}
+prior_gpu::uniform!(Swapped {
+    len,
+    w2,
+    h2,
+    c,
+    scale,
+    _p
+});
+
+/// Four words short.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Short {
+    len: u32,
+    h2: u32,
+    w2: u32,
+    c: u32,
+}
+prior_gpu::uniform!(Short { len, h2, w2, c });
+
+fn zeroed<P: Uniform>() -> P {
+    bytemuck::Zeroable::zeroed()
+}
+
+fn launch_with<P: Uniform>(kernel: &Kernel, params: P, buffers: usize, dispatch: Dispatch) {
     let gpu = gpu();
     let t: Vec<_> = (0..buffers)
         .map(|_| gpu.zeros(Shape::new(1, 4, 4, 1)))
         .collect();
     let refs: Vec<_> = t.iter().collect();
-    gpu.launch(kernel, &[], params, &refs, [1, 1, 1]);
+    gpu.launch(kernel, &[], &params, &refs, dispatch);
+}
+
+fn launch(kernel: &Kernel, buffers: usize) {
+    launch_with(
+        kernel,
+        zeroed::<HaarParams>(),
+        buffers,
+        Dispatch::flat(1, 64),
+    );
 }
 
 fn panic_message(f: impl FnOnce() + std::panic::UnwindSafe) -> String {
@@ -33,7 +98,7 @@ fn a_wrong_access_is_caught() {
         bindings: &[Access::ReadWrite, Access::ReadWrite],
         ..HAAR
     };
-    let m = panic_message(|| launch(&k, &[0; 32], 2));
+    let m = panic_message(|| launch(&k, 2));
     assert!(
         m.contains("haar.wgsl:analysis") && m.contains("binding 1 is read in the shader"),
         "{m}"
@@ -46,7 +111,7 @@ fn a_missing_binding_is_caught() {
         bindings: &[Access::Read],
         ..HAAR
     };
-    let m = panic_message(|| launch(&k, &[0; 32], 1));
+    let m = panic_message(|| launch(&k, 1));
     assert!(m.contains("uses binding 2"), "{m}");
 }
 
@@ -56,16 +121,41 @@ fn an_extra_binding_is_caught() {
         bindings: &[Access::Read, Access::ReadWrite, Access::Read],
         ..HAAR
     };
-    let m = panic_message(|| launch(&k, &[0; 32], 3));
+    let m = panic_message(|| launch(&k, 3));
     assert!(m.contains("declares binding 3"), "{m}");
+}
+
+#[test]
+fn the_right_declaration_passes() {
+    launch(&HAAR, 2);
 }
 
 #[test]
 fn a_wrong_parameter_size_is_caught() {
     // haar's Params is 8 words (32 bytes).
-    let m = panic_message(|| launch(&HAAR, &[0; 16], 2));
+    let m = panic_message(|| launch_with(&HAAR, zeroed::<Short>(), 2, Dispatch::flat(1, 64)));
     assert!(
-        m.contains("16 parameter bytes") && m.contains("has 32"),
+        m.contains("haar.wgsl:analysis") && m.contains("has 16 bytes") && m.contains("has 32"),
+        "{m}"
+    );
+}
+
+#[test]
+fn swapped_parameter_fields_are_caught() {
+    let m = panic_message(|| launch_with(&HAAR, zeroed::<Swapped>(), 2, Dispatch::flat(1, 64)));
+    assert!(
+        m.contains("haar.wgsl:analysis") && m.contains("fields") && m.contains("Swapped"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_dispatch_for_another_workgroup_size_is_caught() {
+    // analysis is @workgroup_size(64); a dispatch computed for 256 lanes
+    // would leave three quarters of the image untouched.
+    let m = panic_message(|| launch_with(&HAAR, zeroed::<HaarParams>(), 2, Dispatch::flat(1, 256)));
+    assert!(
+        m.contains("haar.wgsl:analysis") && m.contains("[256, 1, 1]") && m.contains("[64, 1, 1]"),
         "{m}"
     );
 }
@@ -76,6 +166,6 @@ fn a_wrong_entry_point_is_caught() {
         entry: "analysys",
         ..HAAR
     };
-    let m = panic_message(|| launch(&k, &[0; 32], 2));
+    let m = panic_message(|| launch(&k, 2));
     assert!(m.contains("no such entry point"), "{m}");
 }
