@@ -762,16 +762,44 @@ pub async fn tune(
         });
     }
     if new {
-        let id = adapter_key(gpu);
-        let text = {
-            let st = STATE.lock().unwrap();
-            cache_text(&id, st.choices.get(&id).unwrap_or(&HashMap::new()))
-        };
-        if let Err(e) = store.save(&id, &text) {
-            report.warnings.push(e);
-        }
+        report.warnings.extend(save(gpu, store));
     }
     Ok(report)
+}
+
+/// Saves this adapter's table to `store`; the error, if any, as a warning.
+fn save(gpu: &Gpu, store: &dyn TuneStore) -> Option<String> {
+    let id = adapter_key(gpu);
+    let text = {
+        let st = STATE.lock().unwrap();
+        cache_text(&id, st.choices.get(&id).unwrap_or(&HashMap::new()))
+    };
+    store.save(&id, &text).err()
+}
+
+/// The choice for `key` from timings measured by the caller (`prior bench`
+/// times every variant anyway): the timings of `mode`'s candidates picked
+/// as [`tune`] picks, held for `Auto` and saved to `store` (with a warning
+/// when that fails). `Off` keeps [`ConvVariant::Fixed`] and saves nothing.
+pub fn decide(
+    gpu: &Gpu,
+    key: ConvKey,
+    timings: &[Timing],
+    mode: TuneMode,
+    store: &dyn TuneStore,
+) -> (ConvVariant, Vec<String>) {
+    if mode == TuneMode::Off {
+        return (ConvVariant::Fixed, Vec::new());
+    }
+    let allowed = candidates(gpu, &key, mode);
+    let eligible: Vec<Timing> = timings
+        .iter()
+        .filter(|t| allowed.contains(&t.variant))
+        .copied()
+        .collect();
+    let v = pick(&eligible);
+    set_choice(gpu, key, v);
+    (v, save(gpu, store).into_iter().collect())
 }
 
 /// [`tune`] on the shapes `Auto` forwards have met without a choice.
