@@ -8,14 +8,14 @@
 // cout_p], y [n, ho, wo, cout]); the transposed form's geometry is that of
 // conv_transpose2d.wgsl (gather form, one stride phase per dispatch layer).
 //
-// Each workgroup computes an output tile of BM = 4·WG_M pixels × BN = 4·WG_N
+// Each workgroup computes an output tile of BM = 4·WG_M pixels × BN = 8·WG_N
 // channels. Per tap it walks the input channels in slabs of BK = 16: the
 // workgroup stages the slab's input values (BK × BM, gathered with zero
 // padding) and weights (BK × BN, vec4 loads along cout) in workgroup memory,
-// then each invocation accumulates a 4 × 4 register tile (4 pixels, strided
-// by WG_M, × one vec4 of 4 consecutive channels): 16 FMAs per 4 scalar and
-// 1 vec4 workgroup-memory reads. Input loads are vec4 (4 channels) when cin
-// is a multiple of 4, scalar otherwise.
+// then each invocation accumulates a 4 × 8 register tile (4 consecutive
+// pixels × 8 consecutive channels, 8 vec4 accumulators): per k, one vec4 of
+// pixels and two vec4 of weights from workgroup memory for 32 FMAs. Input
+// loads are vec4 (4 channels) when cin is a multiple of 4, scalar otherwise.
 //
 // Conv: the dispatch is [ceil(n·ho·wo / BM), ceil(cout / BN), 1] and
 //   iy = oy·s + ky·d − pad.
@@ -33,19 +33,21 @@
 // bindings, flags).
 
 const TM: u32 = 4u;
-const TN: u32 = 4u;
+const TN: u32 = 8u;
 const BK: u32 = 16u;
 const BM: u32 = WG_M * TM;
 const BN: u32 = WG_N * TN;
+const BN4: u32 = BN / 4u;
 const WG: u32 = WG_M * WG_N;
 // Invocations per input pixel of the slab, and the 4-channel groups each loads.
 const LOADERS: u32 = WG / BM;
 const QUADS_PER: u32 = (BK / 4u) / LOADERS;
 const FLAG_TRANSPOSED: u32 = 16u;
 
-// Input slab: a_s[k·BM + pixel]; weight slab: b_s[k·WG_N + channel quad].
-var<workgroup> a_s: array<f32, BK * BM>;
-var<workgroup> b_s: array<vec4<f32>, BK * WG_N>;
+// Input slab: a_s[k·WG_M + pixel / 4][pixel % 4]; weight slab:
+// b_s[k·BN4 + channel quad].
+var<workgroup> a_s: array<vec4<f32>, BK * WG_M>;
+var<workgroup> b_s: array<vec4<f32>, BK * BN4>;
 
 fn xs(i: u32) -> f32 {
     return x4[i / 4u][i % 4u];
@@ -125,13 +127,17 @@ fn conv_tiled(@builtin(local_invocation_index) lidx: u32, @builtin(workgroup_id)
     let lb = ml / (gw * gh);
     let l_ok = ml < m_total;
 
-    // This invocation's register tile: pixels m0 + tm + i·WG_M, channels co0 + 4·tn.
+    // This invocation's register tile: pixels m0 + 4·tm + i, channels co0 + 8·tn + j.
     let tn = lidx % WG_N;
     let tm = lidx / WG_N;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
 
     for (var ky = 0u; ky < p.kh; ky++) {
         let my = tap_map(transposed, ky, py);
@@ -149,26 +155,33 @@ fn conv_tiled(@builtin(local_invocation_index) lidx: u32, @builtin(workgroup_id)
                     let k4 = 4u * (lq + j * LOADERS);
                     var v = vec4<f32>(0.0);
                     if (inside && ci0 + k4 < p.cin) { v = load_quad(xbase, ci0 + k4); }
-                    a_s[k4 * BM + lm] = v.x;
-                    a_s[(k4 + 1u) * BM + lm] = v.y;
-                    a_s[(k4 + 2u) * BM + lm] = v.z;
-                    a_s[(k4 + 3u) * BM + lm] = v.w;
+                    let at = k4 * WG_M + lm / 4u;
+                    let c = lm % 4u;
+                    a_s[at][c] = v.x;
+                    a_s[at + WG_M][c] = v.y;
+                    a_s[at + 2u * WG_M][c] = v.z;
+                    a_s[at + 3u * WG_M][c] = v.w;
                 }
-                for (var i = lidx; i < BK * WG_N; i += WG) {
-                    let ci = ci0 + i / WG_N;
-                    let cq = co0 / 4u + i % WG_N;
+                for (var i = lidx; i < BK * BN4; i += WG) {
+                    let ci = ci0 + i / BN4;
+                    let cq = co0 / 4u + i % BN4;
                     var wv = vec4<f32>(0.0);
                     if (ci < p.cin && cq < cout4) { wv = wt[(wrow + ci) * cout4 + cq]; }
                     b_s[i] = wv;
                 }
                 workgroupBarrier();
                 for (var k = 0u; k < BK; k++) {
-                    let bv = b_s[k * WG_N + tn];
-                    let a = k * BM + tm;
-                    acc0 += a_s[a] * bv;
-                    acc1 += a_s[a + WG_M] * bv;
-                    acc2 += a_s[a + 2u * WG_M] * bv;
-                    acc3 += a_s[a + 3u * WG_M] * bv;
+                    let av = a_s[k * WG_M + tm];
+                    let b0 = b_s[k * BN4 + 2u * tn];
+                    let b1 = b_s[k * BN4 + 2u * tn + 1u];
+                    acc0 += av.x * b0;
+                    acc1 += av.y * b0;
+                    acc2 += av.z * b0;
+                    acc3 += av.w * b0;
+                    acc4 += av.x * b1;
+                    acc5 += av.y * b1;
+                    acc6 += av.z * b1;
+                    acc7 += av.w * b1;
                 }
                 workgroupBarrier();
             }
@@ -176,7 +189,7 @@ fn conv_tiled(@builtin(local_invocation_index) lidx: u32, @builtin(workgroup_id)
     }
 
     for (var i = 0u; i < TM; i++) {
-        let m = m0 + tm + i * WG_M;
+        let m = m0 + TM * tm + i;
         if (m >= m_total) { break; }
         var oy = (m / gw) % gh;
         var ox = m % gw;
@@ -185,10 +198,12 @@ fn conv_tiled(@builtin(local_invocation_index) lidx: u32, @builtin(workgroup_id)
             ox = px + p.stride * ox;
             if (oy >= p.ho || ox >= p.wo) { continue; }
         }
-        var acc = acc0;
-        if (i == 1u) { acc = acc1; }
-        if (i == 2u) { acc = acc2; }
-        if (i == 3u) { acc = acc3; }
-        store4(m / (gw * gh), oy, ox, co0 + TN * tn, acc);
+        var lo = acc0;
+        var hi = acc4;
+        if (i == 1u) { lo = acc1; hi = acc5; }
+        if (i == 2u) { lo = acc2; hi = acc6; }
+        if (i == 3u) { lo = acc3; hi = acc7; }
+        store4(m / (gw * gh), oy, ox, co0 + TN * tn, lo);
+        store4(m / (gw * gh), oy, ox, co0 + TN * tn + 4u, hi);
     }
 }

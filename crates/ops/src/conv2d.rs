@@ -7,8 +7,8 @@
 //! invocation, weights from storage, shared across lanes with
 //! `subgroupBroadcast` where the adapter has subgroups) are the fixed
 //! default; the GPU-shaped implicit GEMM of `conv2d_tiled.wgsl` (output
-//! tiles staged through workgroup memory, 4 × 4 register tiles, vec4 loads,
-//! no subgroups) comes in three tile shapes ([`Tile`]). [`ConvVariant::Auto`]
+//! tiles staged through workgroup memory, 4 × 8 register tiles, vec4 loads,
+//! no subgroups) comes in four tile shapes ([`Tile`]). [`ConvVariant::Auto`]
 //! runs what [`crate::tune`] chose for the layer shape on this adapter, or
 //! the fixed default when nothing was tuned.
 
@@ -50,6 +50,13 @@ pub const CONV_VEC4_SUBGROUP: Kernel = Kernel {
 pub const CONV_TILED_64X64: Kernel = Kernel {
     file: "conv2d_tiled.wgsl",
     source: crate::shaders::CONV2D_TILED_64X64,
+    entry: "conv_tiled",
+    bindings: BINDINGS,
+};
+/// [`CONV_TILED_64X64`] with 128-pixel × 64-channel tiles.
+pub const CONV_TILED_128X64: Kernel = Kernel {
+    file: "conv2d_tiled.wgsl (128x64)",
+    source: crate::shaders::CONV2D_TILED_128X64,
     entry: "conv_tiled",
     bindings: BINDINGS,
 };
@@ -173,24 +180,27 @@ pub enum ConvVariant {
 }
 
 /// The output tile of one workgroup of `conv2d_tiled.wgsl` (each invocation
-/// computes 4 pixels × 4 channels).
+/// computes 4 pixels × 8 channels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tile {
-    /// 64 pixels × 64 channels, 256 invocations.
+    /// 128 pixels × 64 channels, 256 invocations.
+    T128x64,
+    /// 64 pixels × 64 channels, 128 invocations.
     T64x64,
-    /// 64 pixels × 32 channels, 128 invocations.
+    /// 64 pixels × 32 channels, 64 invocations.
     T64x32,
-    /// 32 pixels × 32 channels, 64 invocations.
+    /// 32 pixels × 32 channels, 32 invocations.
     T32x32,
 }
 
 impl Tile {
     /// Every tile shape.
-    pub const ALL: [Tile; 3] = [Tile::T64x64, Tile::T64x32, Tile::T32x32];
+    pub const ALL: [Tile; 4] = [Tile::T128x64, Tile::T64x64, Tile::T64x32, Tile::T32x32];
 
     /// `(pixels, channels)` of the tile.
     pub fn size(self) -> (usize, usize) {
         match self {
+            Tile::T128x64 => (128, 64),
             Tile::T64x64 => (64, 64),
             Tile::T64x32 => (64, 32),
             Tile::T32x32 => (32, 32),
@@ -199,6 +209,7 @@ impl Tile {
 
     fn kernel(self) -> &'static Kernel {
         match self {
+            Tile::T128x64 => &CONV_TILED_128X64,
             Tile::T64x64 => &CONV_TILED_64X64,
             Tile::T64x32 => &CONV_TILED_64X32,
             Tile::T32x32 => &CONV_TILED_32X32,
@@ -215,6 +226,7 @@ impl ConvVariant {
             ConvVariant::Fixed => "fixed",
             ConvVariant::Plain => "plain",
             ConvVariant::Naive => "naive",
+            ConvVariant::Tiled(Tile::T128x64) => "tiled128x64",
             ConvVariant::Tiled(Tile::T64x64) => "tiled64x64",
             ConvVariant::Tiled(Tile::T64x32) => "tiled64x32",
             ConvVariant::Tiled(Tile::T32x32) => "tiled32x32",
@@ -228,6 +240,7 @@ impl ConvVariant {
             ConvVariant::Fixed,
             ConvVariant::Plain,
             ConvVariant::Naive,
+            ConvVariant::Tiled(Tile::T128x64),
             ConvVariant::Tiled(Tile::T64x64),
             ConvVariant::Tiled(Tile::T64x32),
             ConvVariant::Tiled(Tile::T32x32),

@@ -68,7 +68,7 @@ macro_rules! conv_tiled {
             $wg_m,
             " x ",
             $wg_n,
-            " invocations, 4x4 outputs each\nconst WG_M: u32 = ",
+            " invocations, 4 pixels x 8 channels each\nconst WG_M: u32 = ",
             $wg_m,
             "u;\nconst WG_N: u32 = ",
             $wg_n,
@@ -78,17 +78,20 @@ macro_rules! conv_tiled {
         )
     };
 }
-/// `conv2d_tiled.wgsl` with 64 × 64 output tiles (16 × 16 invocations):
+/// `conv2d_tiled.wgsl` with 64 × 64 output tiles (16 × 8 invocations):
 /// the workgroup-memory, register-tiled convolution for GPUs.
-pub const CONV2D_TILED_64X64: &str = conv_tiled!(16, 16);
-/// `conv2d_tiled.wgsl` with 64 pixels × 32 channels (16 × 8 invocations).
-pub const CONV2D_TILED_64X32: &str = conv_tiled!(16, 8);
-/// `conv2d_tiled.wgsl` with 32 × 32 output tiles (8 × 8 invocations).
-pub const CONV2D_TILED_32X32: &str = conv_tiled!(8, 8);
+pub const CONV2D_TILED_64X64: &str = conv_tiled!(16, 8);
+/// `conv2d_tiled.wgsl` with 128 pixels × 64 channels (32 × 8 invocations).
+pub const CONV2D_TILED_128X64: &str = conv_tiled!(32, 8);
+/// `conv2d_tiled.wgsl` with 64 pixels × 32 channels (16 × 4 invocations).
+pub const CONV2D_TILED_64X32: &str = conv_tiled!(16, 4);
+/// `conv2d_tiled.wgsl` with 32 × 32 output tiles (8 × 4 invocations).
+pub const CONV2D_TILED_32X32: &str = conv_tiled!(8, 4);
 /// The specialisations prior compiles besides those of [`ALL`] (the other
 /// tile shapes of `conv2d_tiled.wgsl`), by a name naming file and variant;
 /// the naga and backend tests check them as they check [`ALL`].
 pub const SPECIALISED: &[(&str, &str)] = &[
+    ("conv2d_tiled.wgsl (128x64)", CONV2D_TILED_128X64),
     ("conv2d_tiled.wgsl (64x32)", CONV2D_TILED_64X32),
     ("conv2d_tiled.wgsl (32x32)", CONV2D_TILED_32X32),
 ];

@@ -10,7 +10,7 @@
 //!
 //! Tuning (`PRIOR_TUNE`, default `quick`, see `prior_ops::tune`): for each
 //! conv shape the table shows every variant (the fixed lavapipe-shaped
-//! kernel, its no-subgroup form, the three tile shapes of
+//! kernel, its no-subgroup form, the four tile shapes of
 //! `conv2d_tiled.wgsl`, the naive baseline) and the tuner's choice: the one
 //! held in the user's cache for this adapter, else the pick from the
 //! bench's own timings (saved to the cache). Before timing a model, one
