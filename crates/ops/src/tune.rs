@@ -22,12 +22,14 @@
 //! time the kernel alone, but they are a [`Gpu`]-wide mode of
 //! `crates/gpu/src/profile.rs` that a user's `--profile` owns.)
 //!
-//! **Modes** (`PRIOR_TUNE`, [`TuneMode::from_env`]): `off` runs today's fixed
-//! choice and never times or reads the cache; `quick` (the default) times
-//! the fixed kernel and two tile shapes, 3 rounds; `full` every variant
-//! except the naive baseline, 7 rounds. Library calls never tune by
-//! themselves, so tests that do not call this module run the fixed kernels
-//! and stay deterministic.
+//! **Modes** (`PRIOR_TUNE`, [`TuneMode::for_adapter`]): `off` runs today's
+//! fixed choice and never times or reads the cache; `quick` times the fixed
+//! kernel and two tile shapes, 3 rounds; `full` every variant except the
+//! naive baseline, 7 rounds. Unset, it is `quick` on GPUs and `off` on CPU
+//! adapters (lavapipe, SwiftShader: the fixed kernels are the fastest there,
+//! measured), see [`TuneMode::default_for`]. Library calls never tune by
+//! themselves either, so tests that do not call this module run the fixed
+//! kernels and stay deterministic.
 //!
 //! **Cache.** Native builds use [`DiskStore`]: one text file per adapter in
 //! `$PRIOR_CACHE_DIR`, else `$XDG_CACHE_HOME/prior`, else `~/.cache/prior`
@@ -67,8 +69,29 @@ pub enum TuneMode {
 }
 
 impl TuneMode {
-    /// The mode when `PRIOR_TUNE` is unset.
+    /// The mode on a GPU when `PRIOR_TUNE` is unset.
     pub const DEFAULT: TuneMode = TuneMode::Quick;
+
+    /// The mode when `PRIOR_TUNE` is unset: [`TuneMode::DEFAULT`] on GPUs,
+    /// `Off` on CPU adapters (lavapipe, SwiftShader), where the fixed
+    /// kernels were designed and measured fastest (the tiled ones 1.5–6×
+    /// slower on lavapipe, 1–1.6× on SwiftShader): no run there pays for
+    /// timing, and the test suite, which runs there, stays deterministic.
+    pub fn default_for(gpu: &Gpu) -> TuneMode {
+        if gpu.adapter.device_type == "Cpu" {
+            TuneMode::Off
+        } else {
+            TuneMode::DEFAULT
+        }
+    }
+
+    /// `PRIOR_TUNE` when set, else [`TuneMode::default_for`] this adapter.
+    pub fn for_adapter(gpu: &Gpu) -> std::result::Result<TuneMode, String> {
+        match std::env::var("PRIOR_TUNE") {
+            Ok(s) if !s.trim().is_empty() => TuneMode::parse(&s),
+            _ => Ok(TuneMode::default_for(gpu)),
+        }
+    }
 
     /// `off`, `quick` or `full`.
     pub fn parse(s: &str) -> std::result::Result<TuneMode, String> {
@@ -77,14 +100,6 @@ impl TuneMode {
             "quick" => Ok(TuneMode::Quick),
             "full" => Ok(TuneMode::Full),
             other => Err(format!("PRIOR_TUNE={other}: expected off, quick or full")),
-        }
-    }
-
-    /// The mode of `PRIOR_TUNE` ([`TuneMode::DEFAULT`] when unset or empty).
-    pub fn from_env() -> std::result::Result<TuneMode, String> {
-        match std::env::var("PRIOR_TUNE") {
-            Ok(s) if !s.trim().is_empty() => TuneMode::parse(&s),
-            _ => Ok(TuneMode::DEFAULT),
         }
     }
 
@@ -377,6 +392,17 @@ pub trait TuneStore {
     fn save(&self, key: &str, text: &str) -> std::result::Result<(), String>;
     /// Where it is, for messages.
     fn describe(&self, key: &str) -> String;
+}
+
+/// The user's cache ([`DiskStore::from_env`]) on native builds, else (no
+/// cache folder known, or wasm32, where the caller brings its own store)
+/// [`NoStore`].
+pub fn default_store() -> Box<dyn TuneStore> {
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(d) = DiskStore::from_env() {
+        return Box::new(d);
+    }
+    Box::new(NoStore)
 }
 
 /// A store that keeps nothing (choices live for the process only).

@@ -24,7 +24,7 @@ use prior_gpu::{Gpu, Shape, Tensor};
 use prior_models::Noise;
 use prior_ops::conv2d::{ConvConfig, ConvVariant, Epilogue, Tile};
 use prior_ops::conv_transpose2d::ConvTranspose2d;
-use prior_ops::tune::{self, ConvKey, DiskStore, NoStore, TuneMode, TuneStore};
+use prior_ops::tune::{self, ConvKey, TuneMode};
 use prior_ops::Conv2d;
 use serde_json::json;
 
@@ -145,11 +145,8 @@ struct ConvTable {
 /// GFLOP/s of the convolution shapes prior's models use, per variant, and
 /// the tuner's choice for each (from the cache, else from these timings).
 fn convolutions(gpu: &Gpu, size: usize, reps: usize, mode: TuneMode) -> Result<ConvTable, String> {
-    let store = DiskStore::from_env();
-    let store: &dyn TuneStore = match &store {
-        Some(s) => s,
-        None => &NoStore,
-    };
+    let store = tune::default_store();
+    let store = store.as_ref();
     let mut warnings = if mode == TuneMode::Off {
         Vec::new()
     } else {
@@ -357,13 +354,10 @@ fn models(gpu: &Gpu, dir: &Path, size: usize, reps: usize, mode: TuneMode) -> Ve
         if mode != TuneMode::Off {
             // One call records the model's conv shapes; tune those the cache lacks.
             let tuned = call().and_then(|_| {
-                let store = DiskStore::from_env();
-                let store: &dyn TuneStore = match &store {
-                    Some(s) => s,
-                    None => &NoStore,
-                };
                 let cfg = tune::TuneConfig::new(mode);
-                pollster::block_on(tune::tune_seen(gpu, cfg, store)).map_err(|e| e.to_string())
+                let store = tune::default_store();
+                pollster::block_on(tune::tune_seen(gpu, cfg, store.as_ref()))
+                    .map_err(|e| e.to_string())
             });
             match tuned {
                 Ok(r) => r.warnings.iter().for_each(|w| eprintln!("warning: {w}")),
@@ -387,13 +381,44 @@ fn models(gpu: &Gpu, dir: &Path, size: usize, reps: usize, mode: TuneMode) -> Ve
     rows
 }
 
+/// The tuning mode of this adapter (`PRIOR_TUNE`, else the adapter's
+/// default), with the user's cached choices loaded so `Auto` convolutions
+/// run them; a corrupt cache is reported on stderr and ignored. Commands
+/// call it once their GPU is open (`denoise`, `sample`).
+pub fn tune_begin(gpu: &Gpu) -> Result<TuneMode, String> {
+    let mode = TuneMode::for_adapter(gpu)?;
+    if mode != TuneMode::Off {
+        let store = tune::default_store();
+        for w in tune::load_store(gpu, store.as_ref()) {
+            eprintln!("warning: {w}");
+        }
+    }
+    Ok(mode)
+}
+
+/// Tunes the conv shapes the calls so far met without a cached choice
+/// (nothing when `mode` is off or every shape is cached) and saves them;
+/// `prior denoise` calls it after its first image. A failure is a warning:
+/// the fixed kernels keep running.
+pub fn tune_seen_now(gpu: &Gpu, mode: TuneMode) {
+    if mode == TuneMode::Off || tune::seen(gpu).is_empty() {
+        return;
+    }
+    let store = tune::default_store();
+    let cfg = tune::TuneConfig::new(mode);
+    match pollster::block_on(tune::tune_seen(gpu, cfg, store.as_ref())) {
+        Ok(r) => r.warnings.iter().for_each(|w| eprintln!("warning: {w}")),
+        Err(e) => eprintln!("warning: tuning the convolutions failed ({e}); the fixed kernels run"),
+    }
+}
+
 /// Runs `prior bench`.
 pub fn run(args: BenchArgs) -> Result<(), String> {
     if args.size < 8 || args.size > 4096 {
         return Err(format!("--size {}: must be in 8..=4096", args.size));
     }
-    let mode = TuneMode::from_env()?;
     let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
+    let mode = TuneMode::for_adapter(&gpu)?;
     let a = &gpu.adapter;
     if !args.json {
         println!(
