@@ -8,7 +8,12 @@ const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/check
 
 #[test]
 fn bench_json_reports_ceiling_fractions_and_models() {
+    // The tuner's cache goes to a folder of the test's own, not the user's.
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-cli-tune-cache");
+    let _ = std::fs::remove_dir_all(&cache);
     let o = Command::new(env!("CARGO_BIN_EXE_prior"))
+        .env("PRIOR_CACHE_DIR", &cache)
+        .env("PRIOR_TUNE", "quick")
         .args([
             "bench",
             "--json",
@@ -31,8 +36,25 @@ fn bench_json_reports_ceiling_fractions_and_models() {
     let peak = v["fma_ceiling_gflops"].as_f64().unwrap();
     assert!(peak > 0.1 && peak.is_finite(), "ceiling {peak}");
     let convs = v["convolutions"].as_array().unwrap();
-    // 3 shapes × (2 or 3 variants) + the transposed conv.
-    assert!(convs.len() >= 7, "{} convolution rows", convs.len());
+    // 4 conv shapes × (5 or 6 variants) + 2 transposed × (4 or 5).
+    assert!(
+        convs.len() >= 4 * 5 + 2 * 4,
+        "{} convolution rows",
+        convs.len()
+    );
+    for v in ["fixed", "tiled64x64", "tiled64x32", "tiled32x32", "naive"] {
+        assert!(convs.iter().any(|c| c["variant"] == v), "no {v} row");
+    }
+    // The tuner's pick per shape, timed now (the cache folder was empty),
+    // one of the variants, and saved to the cache.
+    let tuned = v["tuned"].as_array().unwrap();
+    assert_eq!(tuned.len(), 6);
+    for t in tuned {
+        assert_eq!(t["source"], "timed", "{t}");
+        let choice = t["choice"].as_str().unwrap();
+        assert!(convs.iter().any(|c| c["variant"] == choice), "{t}");
+    }
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
     for c in convs {
         let f = c["fraction_of_ceiling"].as_f64().unwrap();
         // A convolution moves memory the ceiling loop does not: below it,

@@ -1,6 +1,16 @@
 //! 2-D convolution (`shaders/conv2d.wgsl`): any kernel size, stride,
 //! dilation, zero padding, optional bias, and a fused epilogue (per-channel
 //! scale and shift, ReLU, and a ReLU-derivative mask for JVP/VJP passes).
+//!
+//! Kernel variants ([`ConvVariant`]): the lavapipe-shaped kernels of
+//! `conv2d.wgsl` / `conv2d_subgroup.wgsl` (4 pixels × 8 channels per
+//! invocation, weights from storage, shared across lanes with
+//! `subgroupBroadcast` where the adapter has subgroups) are the fixed
+//! default; the GPU-shaped implicit GEMM of `conv2d_tiled.wgsl` (output
+//! tiles staged through workgroup memory, 4 × 8 register tiles, vec4 loads,
+//! no subgroups) comes in four tile shapes ([`Tile`]). [`ConvVariant::Auto`]
+//! runs what [`crate::tune`] chose for the layer shape on this adapter, or
+//! the fixed default when nothing was tuned.
 
 use bytemuck::{Pod, Zeroable};
 use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
@@ -35,6 +45,35 @@ pub const CONV_VEC4_SUBGROUP: Kernel = Kernel {
     entry: "conv_vec4_subgroup",
     bindings: BINDINGS,
 };
+/// The tiled implicit GEMM of `conv2d_tiled.wgsl`, 64 × 64 output tiles
+/// (convolution and, with flag 16, transposed convolution).
+pub const CONV_TILED_64X64: Kernel = Kernel {
+    file: "conv2d_tiled.wgsl",
+    source: crate::shaders::CONV2D_TILED_64X64,
+    entry: "conv_tiled",
+    bindings: BINDINGS,
+};
+/// [`CONV_TILED_64X64`] with 128-pixel × 64-channel tiles.
+pub const CONV_TILED_128X64: Kernel = Kernel {
+    file: "conv2d_tiled.wgsl (128x64)",
+    source: crate::shaders::CONV2D_TILED_128X64,
+    entry: "conv_tiled",
+    bindings: BINDINGS,
+};
+/// [`CONV_TILED_64X64`] with 64-pixel × 32-channel tiles.
+pub const CONV_TILED_64X32: Kernel = Kernel {
+    file: "conv2d_tiled.wgsl (64x32)",
+    source: crate::shaders::CONV2D_TILED_64X32,
+    entry: "conv_tiled",
+    bindings: BINDINGS,
+};
+/// [`CONV_TILED_64X64`] with 32 × 32 output tiles.
+pub const CONV_TILED_32X32: Kernel = Kernel {
+    file: "conv2d_tiled.wgsl (32x32)",
+    source: crate::shaders::CONV2D_TILED_32X32,
+    entry: "conv_tiled",
+    bindings: BINDINGS,
+};
 /// One output per invocation: the baseline of [`ConvVariant::Naive`].
 pub const CONV_NAIVE: Kernel = Kernel {
     file: "conv2d.wgsl",
@@ -47,6 +86,8 @@ const FLAG_SCALE: u32 = 1;
 const FLAG_SHIFT: u32 = 2;
 const FLAG_RELU: u32 = 4;
 const FLAG_MASK: u32 = 8;
+/// `conv2d_tiled.wgsl`: the launch is a transposed convolution.
+pub(crate) const FLAG_TRANSPOSED: u32 = 16;
 
 /// The uniform block of every convolution kernel (`shaders/conv_common.wgsl`).
 #[repr(C)]
@@ -139,17 +180,124 @@ pub(crate) fn epilogue_setup(
     }
 }
 
-/// Which kernel runs a convolution. `Auto` picks the tiled kernel that fits
-/// the input channel count; `Naive` is the one-output-per-invocation baseline.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Which kernel runs a convolution. `Auto` runs the tuner's choice for the
+/// layer shape ([`crate::tune`]) or, when nothing was tuned, `Fixed`: the
+/// lavapipe-shaped kernel that fits the input channel count, with subgroups
+/// where the adapter has them. `Naive` is the one-output-per-invocation
+/// baseline (a transposed convolution runs `Plain` for it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ConvVariant {
-    /// The tiled kernel, with subgroup operations where the adapter has them.
+    /// The tuned choice, else [`ConvVariant::Fixed`].
     #[default]
     Auto,
-    /// The tiled kernel without subgroup operations (what browsers get).
+    /// The fixed default (what `PRIOR_TUNE=off` runs): `conv2d.wgsl`'s
+    /// 4-pixel × 8-channel kernel, its subgroup form on adapters with ≥ 8 lanes.
+    Fixed,
+    /// The fixed kernel without subgroup operations (what browsers get).
     Plain,
     /// One output per invocation (a baseline for benchmarks and tests).
     Naive,
+    /// The workgroup-memory tiled implicit GEMM of `conv2d_tiled.wgsl`.
+    Tiled(Tile),
+}
+
+/// The output tile of one workgroup of `conv2d_tiled.wgsl` (each invocation
+/// computes 4 pixels × 8 channels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tile {
+    /// 128 pixels × 64 channels, 256 invocations.
+    T128x64,
+    /// 64 pixels × 64 channels, 128 invocations.
+    T64x64,
+    /// 64 pixels × 32 channels, 64 invocations.
+    T64x32,
+    /// 32 pixels × 32 channels, 32 invocations.
+    T32x32,
+}
+
+impl Tile {
+    /// Every tile shape.
+    pub const ALL: [Tile; 4] = [Tile::T128x64, Tile::T64x64, Tile::T64x32, Tile::T32x32];
+
+    /// `(pixels, channels)` of the tile.
+    pub fn size(self) -> (usize, usize) {
+        match self {
+            Tile::T128x64 => (128, 64),
+            Tile::T64x64 => (64, 64),
+            Tile::T64x32 => (64, 32),
+            Tile::T32x32 => (32, 32),
+        }
+    }
+
+    fn kernel(self) -> &'static Kernel {
+        match self {
+            Tile::T128x64 => &CONV_TILED_128X64,
+            Tile::T64x64 => &CONV_TILED_64X64,
+            Tile::T64x32 => &CONV_TILED_64X32,
+            Tile::T32x32 => &CONV_TILED_32X32,
+        }
+    }
+}
+
+impl ConvVariant {
+    /// A short stable name (`fixed`, `plain`, `naive`, `tiled64x64`, ...),
+    /// as the tuner's cache and `prior bench` write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvVariant::Auto => "auto",
+            ConvVariant::Fixed => "fixed",
+            ConvVariant::Plain => "plain",
+            ConvVariant::Naive => "naive",
+            ConvVariant::Tiled(Tile::T128x64) => "tiled128x64",
+            ConvVariant::Tiled(Tile::T64x64) => "tiled64x64",
+            ConvVariant::Tiled(Tile::T64x32) => "tiled64x32",
+            ConvVariant::Tiled(Tile::T32x32) => "tiled32x32",
+        }
+    }
+
+    /// The variant of [`ConvVariant::name`].
+    pub fn from_name(s: &str) -> Option<ConvVariant> {
+        [
+            ConvVariant::Auto,
+            ConvVariant::Fixed,
+            ConvVariant::Plain,
+            ConvVariant::Naive,
+            ConvVariant::Tiled(Tile::T128x64),
+            ConvVariant::Tiled(Tile::T64x64),
+            ConvVariant::Tiled(Tile::T64x32),
+            ConvVariant::Tiled(Tile::T32x32),
+        ]
+        .into_iter()
+        .find(|v| v.name() == s)
+    }
+}
+
+/// Launches `conv2d_tiled.wgsl` with tile `tile` over `m` output pixels (per
+/// phase) and `layers` dispatch layers (the stride phases of a transposed
+/// conv, else 1); false (nothing launched) when the grid exceeds the
+/// adapter's workgroup limit, so the caller falls back to the fixed kernel.
+pub(crate) fn launch_tiled(
+    gpu: &Gpu,
+    tile: Tile,
+    params: &ConvParams,
+    bufs: &[&Tensor],
+    (m, layers): (usize, usize),
+) -> bool {
+    let (bm, bn) = tile.size();
+    let groups = [
+        m.div_ceil(bm) as u32,
+        (params.cout as usize).div_ceil(bn) as u32,
+        layers as u32,
+    ];
+    let max = gpu.limits.max_compute_workgroups_per_dimension;
+    if m.div_ceil(bm) > max as usize || groups[2] > max {
+        return false;
+    }
+    // Each invocation computes 4 pixels × 8 channels of the tile.
+    let lanes = (bm / 4 * (bn / 8)) as u32;
+    let dispatch = prior_gpu::Dispatch::groups(groups, [lanes, 1, 1]);
+    gpu.launch(tile.kernel(), &[], params, bufs, dispatch);
+    true
 }
 
 /// A convolution layer with its weights on the GPU, in the kernel's layout
@@ -215,7 +363,7 @@ pub fn round_up(n: usize, m: usize) -> usize {
 /// dilation. For a [`Conv2d`] `pad` is the zero padding on every side; for a
 /// [`crate::conv_transpose2d::ConvTranspose2d`] it is PyTorch's `padding`
 /// (the rows/columns cropped from each side of the full output).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvConfig {
     /// Input channels.
     pub cin: usize,
@@ -472,16 +620,24 @@ impl Conv2d {
             ..ConvParams::zeroed()
         };
         let bufs = [x, &self.weight, &self.scale_shift, &mask, &y];
-        match epi.variant {
+        let variant = match epi.variant {
+            ConvVariant::Auto => {
+                crate::tune::choice(gpu, &crate::tune::ConvKey::conv(self.config(), s))
+            }
+            v => v,
+        };
+        match variant {
             ConvVariant::Naive => {
                 let groups = crate::groups_flat(out_shape.numel());
                 gpu.launch(&CONV_NAIVE, &[], &params, &bufs, groups);
             }
-            ConvVariant::Auto | ConvVariant::Plain => {
+            ConvVariant::Tiled(tile)
+                if launch_tiled(gpu, tile, &params, &bufs, (s.n * ho * wo, 1)) => {}
+            _ => {
                 let tiles = s.n * ho * wo.div_ceil(tp);
                 let kernel = if !self.cin.is_multiple_of(4) {
                     &CONV_SCALAR
-                } else if gpu.subgroups_at_least(8) && epi.variant != ConvVariant::Plain {
+                } else if gpu.subgroups_at_least(8) && variant != ConvVariant::Plain {
                     &CONV_VEC4_SUBGROUP
                 } else {
                     &CONV_VEC4

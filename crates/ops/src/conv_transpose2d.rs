@@ -3,7 +3,10 @@
 //! when [`Epilogue::variant`] is [`ConvVariant::Auto`]), PyTorch's
 //! `ConvTranspose2d` without groups: any kernel size, stride, padding and
 //! dilation, optional bias, and the fused [`Epilogue`] of [`Conv2d`]
-//! (per-channel scale/shift, ReLU, ReLU-derivative mask).
+//! (per-channel scale/shift, ReLU, ReLU-derivative mask). The GPU-shaped
+//! tiled variants ([`ConvVariant::Tiled`]) run `conv2d_tiled.wgsl` in its
+//! transposed mode, one stride phase per dispatch layer; `Auto` runs the
+//! tuner's choice ([`crate::tune`]) when there is one.
 //!
 //! Transposed and strided convolutions are each other's adjoints with the
 //! same weight array:
@@ -23,7 +26,8 @@
 use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 
 use crate::conv2d::{
-    epilogue_setup, round_up, Conv2d, ConvConfig, ConvParams, ConvVariant, Epilogue,
+    epilogue_setup, launch_tiled, round_up, Conv2d, ConvConfig, ConvParams, ConvVariant, Epilogue,
+    FLAG_TRANSPOSED,
 };
 use crate::shaders::{CONV_TRANSPOSE2D, CONV_TRANSPOSE2D_SUBGROUP};
 
@@ -292,9 +296,30 @@ impl ConvTranspose2d {
             _p0: 0,
             _p1: 0,
         };
+        let variant = match epi.variant {
+            ConvVariant::Auto => crate::tune::choice(
+                gpu,
+                &crate::tune::ConvKey::transposed(self.config(), s, (ho, wo)),
+            ),
+            v => v,
+        };
+        let bufs = [x, &self.weight, &self.scale_shift, &mask, &y];
+        if let ConvVariant::Tiled(tile) = variant {
+            // hh × wh pixels per stride phase (p.hh, p.tiles_w of the shader).
+            let (hh, wh) = (ho.div_ceil(self.stride), wo.div_ceil(self.stride));
+            let tiled = ConvParams {
+                flags: params.flags | FLAG_TRANSPOSED,
+                tiles_w: wh as u32,
+                ..params
+            };
+            let phases = self.stride * self.stride;
+            if launch_tiled(gpu, tile, &tiled, &bufs, (s.n * hh * wh, phases)) {
+                return Ok(y);
+            }
+        }
         let subgroup = self.cin.is_multiple_of(4)
             && gpu.subgroups_at_least(8)
-            && epi.variant == ConvVariant::Auto;
+            && matches!(variant, ConvVariant::Fixed | ConvVariant::Tiled(_));
         let (kernel, groups) = if subgroup {
             // Phase-major order: every workgroup lies within one output phase.
             let per_phase = s.n * ho.div_ceil(self.stride) * tiles_w;
@@ -322,7 +347,7 @@ impl ConvTranspose2d {
             kernel,
             &[],
             &params,
-            &[x, &self.weight, &self.scale_shift, &mask, &y],
+            &bufs,
             prior_gpu::Dispatch::groups(groups, [64, 1, 1]),
         );
         Ok(y)

@@ -29,6 +29,7 @@ pub mod reference;
 pub mod rng;
 pub mod sampler;
 pub mod shaders;
+pub mod tune;
 
 pub use conv2d::{Conv2d, ConvVariant, Epilogue};
 pub use prior_gpu::{Gpu, GpuError, Result, Shape, Tensor};

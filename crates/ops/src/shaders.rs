@@ -2,8 +2,9 @@
 
 /// Every shader file, by name, as compiled (validated by naga in
 /// `tests/shaders.rs`): `rng.wgsl`, `sampler.wgsl` and `mala.wgsl` come with
-/// `rng_core.wgsl` prepended, the four conv shaders with
-/// `conv_common.wgsl`.
+/// `rng_core.wgsl` prepended, the five conv shaders with
+/// `conv_common.wgsl` (`conv2d_tiled.wgsl` as its 64 × 64 variant, the other
+/// tile shapes in [`SPECIALISED`]).
 pub const ALL: &[(&str, &str)] = &[
     ("activations.wgsl", ACTIVATIONS),
     ("batch_norm.wgsl", BATCH_NORM),
@@ -11,6 +12,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("conv2d.wgsl", CONV2D),
     ("conv_common.wgsl", CONV_COMMON),
     ("conv2d_subgroup.wgsl", CONV2D_SUBGROUP),
+    ("conv2d_tiled.wgsl", CONV2D_TILED_64X64),
     ("conv_transpose2d.wgsl", CONV_TRANSPOSE2D),
     ("conv_transpose2d_subgroup.wgsl", CONV_TRANSPOSE2D_SUBGROUP),
     ("elementwise.wgsl", ELEMENTWISE),
@@ -57,6 +59,42 @@ pub const CONV2D_SUBGROUP: &str = concat!(
     include_str!("../../../shaders/conv_common.wgsl"),
     include_str!("../../../shaders/conv2d_subgroup.wgsl")
 );
+/// The tile-shape header of a `conv2d_tiled.wgsl` variant (WGSL has no
+/// templates: each variant is its own module, the header prepended).
+macro_rules! conv_tiled {
+    ($wg_m:literal, $wg_n:literal) => {
+        concat!(
+            "// conv2d_tiled.wgsl variant: ",
+            $wg_m,
+            " x ",
+            $wg_n,
+            " invocations, 4 pixels x 8 channels each\nconst WG_M: u32 = ",
+            $wg_m,
+            "u;\nconst WG_N: u32 = ",
+            $wg_n,
+            "u;\n",
+            include_str!("../../../shaders/conv_common.wgsl"),
+            include_str!("../../../shaders/conv2d_tiled.wgsl")
+        )
+    };
+}
+/// `conv2d_tiled.wgsl` with 64 × 64 output tiles (16 × 8 invocations):
+/// the workgroup-memory, register-tiled convolution for GPUs.
+pub const CONV2D_TILED_64X64: &str = conv_tiled!(16, 8);
+/// `conv2d_tiled.wgsl` with 128 pixels × 64 channels (32 × 8 invocations).
+pub const CONV2D_TILED_128X64: &str = conv_tiled!(32, 8);
+/// `conv2d_tiled.wgsl` with 64 pixels × 32 channels (16 × 4 invocations).
+pub const CONV2D_TILED_64X32: &str = conv_tiled!(16, 4);
+/// `conv2d_tiled.wgsl` with 32 × 32 output tiles (8 × 4 invocations).
+pub const CONV2D_TILED_32X32: &str = conv_tiled!(8, 4);
+/// The specialisations prior compiles besides those of [`ALL`] (the other
+/// tile shapes of `conv2d_tiled.wgsl`), by a name naming file and variant;
+/// the naga and backend tests check them as they check [`ALL`].
+pub const SPECIALISED: &[(&str, &str)] = &[
+    ("conv2d_tiled.wgsl (128x64)", CONV2D_TILED_128X64),
+    ("conv2d_tiled.wgsl (64x32)", CONV2D_TILED_64X32),
+    ("conv2d_tiled.wgsl (32x32)", CONV2D_TILED_32X32),
+];
 /// `conv_transpose2d.wgsl`: 2-D transposed convolution (with `conv_common.wgsl`).
 pub const CONV_TRANSPOSE2D: &str = concat!(
     include_str!("../../../shaders/conv_common.wgsl"),

@@ -1,7 +1,8 @@
 //! Every backend compiles every shader: each module of
-//! `prior_ops::shaders::ALL`, and each of its compute entry points (prior
-//! specialises kernels by entry point and by file, not by `override`
-//! constants: no shader declares one), is translated by naga's SPIR-V
+//! `prior_ops::shaders::ALL` and of `prior_ops::shaders::SPECIALISED` (the
+//! other tile shapes of `conv2d_tiled.wgsl`), and each of its compute entry
+//! points (prior specialises kernels by entry point and by generated module,
+//! not by `override` constants: no shader declares one), is translated by naga's SPIR-V
 //! (Vulkan), MSL (Metal), HLSL (DX12) and GLSL ES 3.10 (wgpu's GL backend)
 //! writers, after validation with exactly the capabilities that backend
 //! supports. So a Metal or DX12 user never meets a kernel that fails to
@@ -161,7 +162,8 @@ fn gles(module: &Module, info: &ModuleInfo, entry: &str) -> Result<usize, String
 fn every_shader_translates_for_vulkan_metal_dx12_and_gl() {
     let mut failures = Vec::new();
     let mut translated = 0;
-    for (name, src) in prior_ops::shaders::ALL {
+    let specialised = prior_ops::shaders::SPECIALISED;
+    for (name, src) in prior_ops::shaders::ALL.iter().chain(specialised) {
         let module = parse(name, src);
         let entries = compute_entries(&module);
         if entries.is_empty() {

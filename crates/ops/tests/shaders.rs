@@ -1,9 +1,11 @@
-//! Every shader in `shaders/` parses and validates with naga, and every
+//! Every shader in `shaders/` parses and validates with naga (with each
+//! generated specialisation of `prior_ops::shaders::SPECIALISED`), and every
 //! `.wgsl` file in the folder is registered in `prior_ops::shaders::ALL`.
 
 #[test]
 fn every_shader_validates_with_naga() {
-    for (name, src) in prior_ops::shaders::ALL {
+    let all = prior_ops::shaders::ALL.iter();
+    for (name, src) in all.chain(prior_ops::shaders::SPECIALISED) {
         let module = naga::front::wgsl::parse_str(src)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
         let mut v = naga::valid::Validator::new(

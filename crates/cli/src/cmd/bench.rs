@@ -7,14 +7,24 @@
 //! Times are wall-clock from submission to the readback of the result (one
 //! readback per call, as a model call does), the best of `--reps` after one
 //! warm-up call that also compiles the pipelines.
+//!
+//! Tuning (`PRIOR_TUNE`, default `quick`, see `prior_ops::tune`): for each
+//! conv shape the table shows every variant (the fixed lavapipe-shaped
+//! kernel, its no-subgroup form, the four tile shapes of
+//! `conv2d_tiled.wgsl`, the naive baseline) and the tuner's choice: the one
+//! held in the user's cache for this adapter, else the pick from the
+//! bench's own timings (saved to the cache). Before timing a model, one
+//! call records its conv shapes and `tune_seen` tunes those the cache
+//! lacks, so the model rows run the tuned kernels.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use prior_gpu::{Gpu, Shape, Tensor};
 use prior_models::Noise;
-use prior_ops::conv2d::{ConvConfig, ConvVariant, Epilogue};
+use prior_ops::conv2d::{ConvConfig, ConvVariant, Epilogue, Tile};
 use prior_ops::conv_transpose2d::ConvTranspose2d;
+use prior_ops::tune::{self, ConvKey, TuneMode};
 use prior_ops::Conv2d;
 use serde_json::json;
 
@@ -83,75 +93,182 @@ fn ceiling(gpu: &Gpu, reps: usize) -> Result<(f64, f64), String> {
 
 struct Row {
     what: String,
+    /// The layer shape (`shape` of the table).
+    shape: String,
+    /// [`ConvVariant::name`].
+    variant: &'static str,
     gflop: f64,
     seconds: f64,
+}
+
+/// What the tuner holds for one conv shape after the bench.
+struct TunedRow {
+    shape: String,
+    key: String,
+    choice: &'static str,
+    /// `cache` (held from an earlier run), `timed` (picked from this
+    /// bench's timings), or `off` (`PRIOR_TUNE=off`: the fixed default).
+    source: &'static str,
 }
 
 fn weights(n: usize) -> Vec<f32> {
     (0..n).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect()
 }
 
-/// GFLOP/s of the convolution shapes prior's models use, per variant.
-fn convolutions(gpu: &Gpu, size: usize, reps: usize) -> Result<Vec<Row>, String> {
-    let c = 64;
-    let x = gpu.upload(Shape::new(1, size, size, c), &vec![0.5; size * size * c]);
-    let mut rows = Vec::new();
-    let auto = if gpu.subgroups_at_least(8) {
-        "tiled + subgroups"
-    } else {
-        "tiled"
-    };
-    let mut variants = vec![(auto, ConvVariant::Auto)];
-    if gpu.subgroups_at_least(8) {
-        variants.push(("tiled, no subgroups", ConvVariant::Plain));
+/// A short description of each variant, for the table.
+fn describe(gpu: &Gpu, v: ConvVariant) -> String {
+    match v {
+        ConvVariant::Fixed if gpu.subgroups_at_least(8) => {
+            "fixed (4x8/invocation, subgroups)".into()
+        }
+        ConvVariant::Fixed => "fixed (4x8/invocation)".into(),
+        ConvVariant::Plain => "fixed, no subgroups".into(),
+        ConvVariant::Naive => "naive, 1 output/invocation".into(),
+        ConvVariant::Tiled(t) => {
+            let (m, n) = t.size();
+            format!("tiled {m}px x {n}ch, workgroup memory")
+        }
+        ConvVariant::Auto => "auto".into(),
     }
-    variants.push(("naive, 1 output/invocation", ConvVariant::Naive));
-    let shapes: [(&str, ConvConfig); 3] = [
-        ("3x3 64->64", ConvConfig::same(c, c, 3, 1)),
-        ("1x1 64->64", ConvConfig::same(c, c, 1, 1)),
-        ("2x2 stride 2 64->64", ConvConfig::new(c, c, 2, 2).stride(2)),
+}
+
+/// One conv shape's launch, by variant.
+type RunConv<'a> = Box<dyn Fn(ConvVariant) -> Result<Tensor, String> + 'a>;
+
+/// The rows of [`convolutions`]: per variant, the tuner's choices, warnings.
+struct ConvTable {
+    rows: Vec<Row>,
+    tuned: Vec<TunedRow>,
+    warnings: Vec<String>,
+}
+
+/// GFLOP/s of the convolution shapes prior's models use, per variant, and
+/// the tuner's choice for each (from the cache, else from these timings).
+fn convolutions(gpu: &Gpu, size: usize, reps: usize, mode: TuneMode) -> Result<ConvTable, String> {
+    let store = tune::default_store();
+    let store = store.as_ref();
+    let mut warnings = if mode == TuneMode::Off {
+        Vec::new()
+    } else {
+        tune::load_store(gpu, store)
+    };
+    let mut rows = Vec::new();
+    let mut tuned = Vec::new();
+    let mut variants = vec![ConvVariant::Fixed];
+    if gpu.subgroups_at_least(8) {
+        variants.push(ConvVariant::Plain);
+    }
+    variants.extend(Tile::ALL.map(ConvVariant::Tiled));
+    let h = size / 2;
+    // (name, geometry, transposed, input side)
+    let shapes: [(&str, ConvConfig, bool, usize); 6] = [
+        ("3x3 64->64", ConvConfig::same(64, 64, 3, 1), false, size),
+        ("1x1 64->64", ConvConfig::same(64, 64, 1, 1), false, size),
+        (
+            "3x3 stride 2 32->64",
+            ConvConfig::new(32, 64, 3, 3).stride(2).pad(1),
+            false,
+            size,
+        ),
+        (
+            "2x2 stride 2 64->64",
+            ConvConfig::new(64, 64, 2, 2).stride(2),
+            false,
+            size,
+        ),
+        (
+            "convT 2x2 stride 2 64->64",
+            ConvConfig::new(64, 64, 2, 2).stride(2),
+            true,
+            h,
+        ),
+        (
+            "convT 4x4 stride 2 pad 1 64->64",
+            ConvConfig::new(64, 64, 4, 4).stride(2).pad(1),
+            true,
+            h,
+        ),
     ];
-    for (shape, cfg) in shapes {
-        let conv = Conv2d::new(gpu, &weights(cfg.weights()), cfg);
-        let flops = 2.0 * conv.macs(1, size, size) as f64;
-        for (name, variant) in &variants {
-            let t = time_best(gpu, reps, || {
-                conv.forward(
+    for (shape, cfg, transposed, side) in shapes {
+        let s = Shape::new(1, side, side, cfg.cin);
+        let x = gpu.upload(s, &vec![0.5; s.numel()]);
+        let w = weights(cfg.weights());
+        let (key, flops, run): (ConvKey, f64, RunConv) = if transposed {
+            let up = ConvTranspose2d::new(gpu, &w, cfg);
+            let out = up
+                .out_size(side, side)
+                .ok_or_else(|| format!("{shape} on {side}x{side}: empty output"))?;
+            let flops = 2.0 * up.macs(1, side, side) as f64;
+            let x = x.clone();
+            let run = Box::new(move |variant| {
+                up.forward(
                     gpu,
                     &x,
                     Epilogue {
-                        variant: *variant,
+                        variant,
                         ..Default::default()
                     },
                 )
                 .map_err(|e| e.to_string())
-            })?;
+            });
+            (ConvKey::transposed(cfg, s, out), flops, run)
+        } else {
+            let conv = Conv2d::new(gpu, &w, cfg);
+            let flops = 2.0 * conv.macs(1, side, side) as f64;
+            let x = x.clone();
+            let run = Box::new(move |variant| {
+                conv.forward(
+                    gpu,
+                    &x,
+                    Epilogue {
+                        variant,
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| e.to_string())
+            });
+            (ConvKey::conv(cfg, s), flops, run)
+        };
+        let mut list = variants.clone();
+        if !transposed {
+            list.push(ConvVariant::Naive);
+        }
+        let mut timings = Vec::new();
+        for variant in list {
+            let t = time_best(gpu, reps, || run(variant))?;
+            timings.push(tune::Timing {
+                variant,
+                seconds: t,
+            });
             rows.push(Row {
-                what: format!("conv {shape} on {size}x{size}, {name}"),
+                what: format!("{shape} on {side}x{side}, {}", describe(gpu, variant)),
+                shape: shape.to_string(),
+                variant: variant.name(),
                 gflop: flops / 1e9,
                 seconds: t,
             });
         }
+        let (choice, source) = match (mode, tune::chosen(gpu, &key)) {
+            (TuneMode::Off, _) => (ConvVariant::Fixed, "off"),
+            (_, Some(v)) => (v, "cache"),
+            (_, None) => {
+                let (v, w) = tune::decide(gpu, key, &timings, mode, store);
+                warnings.extend(w);
+                (v, "timed")
+            }
+        };
+        tuned.push(TunedRow {
+            shape: format!("{shape} on {side}x{side}"),
+            key: key.text(),
+            choice: choice.name(),
+            source,
+        });
     }
-    // The UNets' upsampling: a 2×2 stride-2 transposed convolution.
-    let h = size / 2;
-    let xh = gpu.upload(Shape::new(1, h, h, c), &vec![0.5; h * h * c]);
-    let up = ConvTranspose2d::new(
-        gpu,
-        &weights(c * c * 4),
-        ConvConfig::new(c, c, 2, 2).stride(2),
-    );
-    let flops = 2.0 * up.macs(1, h, h) as f64;
-    let t = time_best(gpu, reps, || {
-        up.forward(gpu, &xh, Epilogue::default())
-            .map_err(|e| e.to_string())
-    })?;
-    rows.push(Row {
-        what: format!("transposed conv 2x2 stride 2 64->64, {h}x{h} -> {size}x{size}"),
-        gflop: flops / 1e9,
-        seconds: t,
-    });
-    Ok(rows)
+    Ok(ConvTable {
+        rows,
+        tuned,
+        warnings,
+    })
 }
 
 /// The architectures and the checkpoint each is timed with.
@@ -198,7 +315,7 @@ struct ModelRow {
     skipped: Option<String>,
 }
 
-fn models(gpu: &Gpu, dir: &Path, size: usize, reps: usize) -> Vec<ModelRow> {
+fn models(gpu: &Gpu, dir: &Path, size: usize, reps: usize, mode: TuneMode) -> Vec<ModelRow> {
     let mut rows = Vec::new();
     for &(arch, rel, batch) in MODELS {
         let path = dir.join(rel);
@@ -229,11 +346,29 @@ fn models(gpu: &Gpu, dir: &Path, size: usize, reps: usize) -> Vec<ModelRow> {
         row.input = format!("{batch} x {side}x{side}x{}", model.channels());
         let y = gpu.upload(s, &vec![0.5; s.numel()]);
         let t = gpu.upload(Shape::new(batch, 1, 1, 1), &vec![0.01; batch]);
-        let timed = time_best(gpu, reps, || {
+        let call = || {
             model
                 .denoise(gpu, &y, Noise::Variance(&t))
                 .map_err(|e| e.to_string())
-        });
+        };
+        if mode != TuneMode::Off {
+            // One call records the model's conv shapes; tune those the cache lacks.
+            let tuned = call().and_then(|_| {
+                let cfg = tune::TuneConfig::new(mode);
+                let store = tune::default_store();
+                pollster::block_on(tune::tune_seen(gpu, cfg, store.as_ref()))
+                    .map_err(|e| e.to_string())
+            });
+            match tuned {
+                Ok(r) => r.warnings.iter().for_each(|w| eprintln!("warning: {w}")),
+                Err(e) => {
+                    row.skipped = Some(e);
+                    rows.push(row);
+                    continue;
+                }
+            }
+        }
+        let timed = time_best(gpu, reps, call);
         match timed {
             Ok(secs) => row.seconds = Some(secs),
             Err(e) => row.skipped = Some(e),
@@ -246,12 +381,44 @@ fn models(gpu: &Gpu, dir: &Path, size: usize, reps: usize) -> Vec<ModelRow> {
     rows
 }
 
+/// The tuning mode of this adapter (`PRIOR_TUNE`, else the adapter's
+/// default), with the user's cached choices loaded so `Auto` convolutions
+/// run them; a corrupt cache is reported on stderr and ignored. Commands
+/// call it once their GPU is open (`denoise`, `sample`).
+pub fn tune_begin(gpu: &Gpu) -> Result<TuneMode, String> {
+    let mode = TuneMode::for_adapter(gpu)?;
+    if mode != TuneMode::Off {
+        let store = tune::default_store();
+        for w in tune::load_store(gpu, store.as_ref()) {
+            eprintln!("warning: {w}");
+        }
+    }
+    Ok(mode)
+}
+
+/// Tunes the conv shapes the calls so far met without a cached choice
+/// (nothing when `mode` is off or every shape is cached) and saves them;
+/// `prior denoise` calls it after its first image. A failure is a warning:
+/// the fixed kernels keep running.
+pub fn tune_seen_now(gpu: &Gpu, mode: TuneMode) {
+    if mode == TuneMode::Off || tune::seen(gpu).is_empty() {
+        return;
+    }
+    let store = tune::default_store();
+    let cfg = tune::TuneConfig::new(mode);
+    match pollster::block_on(tune::tune_seen(gpu, cfg, store.as_ref())) {
+        Ok(r) => r.warnings.iter().for_each(|w| eprintln!("warning: {w}")),
+        Err(e) => eprintln!("warning: tuning the convolutions failed ({e}); the fixed kernels run"),
+    }
+}
+
 /// Runs `prior bench`.
 pub fn run(args: BenchArgs) -> Result<(), String> {
     if args.size < 8 || args.size > 4096 {
         return Err(format!("--size {}: must be in 8..=4096", args.size));
     }
     let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
+    let mode = TuneMode::for_adapter(&gpu)?;
     let a = &gpu.adapter;
     if !args.json {
         println!(
@@ -270,7 +437,14 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             "convolution", "GFLOP", "ms", "GFLOP/s", "ceiling"
         );
     }
-    let convs = convolutions(&gpu, args.size, args.reps)?;
+    let ConvTable {
+        rows: convs,
+        tuned,
+        warnings,
+    } = convolutions(&gpu, args.size, args.reps, mode)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     if !args.json {
         for r in &convs {
             let gf = r.gflop / r.seconds;
@@ -283,11 +457,15 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                 100.0 * gf / peak
             );
         }
+        println!("tuner (PRIOR_TUNE={mode:?}; Auto runs this choice on this adapter):");
+        for t in &tuned {
+            println!("  {:<46} {:<12} ({})", t.shape, t.choice, t.source);
+        }
     }
     let model_rows = if args.no_models {
         Vec::new()
     } else {
-        models(&gpu, &args.checkpoints, args.size, args.reps)
+        models(&gpu, &args.checkpoints, args.size, args.reps, mode)
     };
     if !args.json && !model_rows.is_empty() {
         println!(
@@ -325,8 +503,13 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         let v = json!({
             "adapter": {"name": a.name, "backend": a.backend, "device_type": a.device_type, "driver": a.driver, "subgroups": a.subgroups},
             "fma_ceiling_gflops": peak,
+            "tune_mode": format!("{mode:?}").to_lowercase(),
+            "tuned": tuned.iter().map(|t| json!({
+                "shape": t.shape, "key": t.key, "choice": t.choice, "source": t.source,
+            })).collect::<Vec<_>>(),
             "convolutions": convs.iter().map(|r| json!({
-                "what": r.what, "gflop": r.gflop, "seconds": r.seconds,
+                "what": r.what, "shape": r.shape, "variant": r.variant,
+                "gflop": r.gflop, "seconds": r.seconds,
                 "gflops": r.gflop / r.seconds, "fraction_of_ceiling": r.gflop / r.seconds / peak,
             })).collect::<Vec<_>>(),
             "models": model_rows.iter().map(|r| json!({

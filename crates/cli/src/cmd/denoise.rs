@@ -141,6 +141,8 @@ pub fn run(args: DenoiseArgs) -> Result<(), String> {
     // A weight the GPU refused would otherwise surface at the first image.
     pollster::block_on(gpu.check("uploading the model"))
         .map_err(|e| format!("cannot load the model: {e}"))?;
+    // Cached conv choices now; shapes without one tuned after the first image.
+    let tune_mode = super::bench::tune_begin(&gpu)?;
 
     let bar = if dir_mode {
         let pb = indicatif::ProgressBar::new(todo.len() as u64);
@@ -180,6 +182,7 @@ pub fn run(args: DenoiseArgs) -> Result<(), String> {
         if let Some(pb) = &bar {
             pb.inc(1);
         }
+        super::bench::tune_seen_now(&gpu, tune_mode);
     }
     if let Some(pb) = bar {
         pb.finish_and_clear();

@@ -504,6 +504,8 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
     let gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
     super::profile::start(&gpu, args.run.profile)?;
     let _profile = super::profile::Guard(&gpu);
+    // The conv choices cached by earlier runs (`prior bench`, `prior denoise`).
+    super::bench::tune_begin(&gpu)?;
     if args.method == super::mala::Method::Mala {
         return super::mala::run(&gpu, &args, h, w);
     }
