@@ -412,7 +412,7 @@ async function jacobianRun(signal, pixel = null) {
   const model = await mainModel();
   if (!jac.img) jac.img = centreCrop(await mainImage(model.channels, null), Number($("jc-crop").value));
   const opts = { addNoise: Number($("jc-sigma").value), topK: Number($("jc-k").value), vectors: true, signal };
-  if (params.has("shots")) Object.assign(opts, { probes: 4, oversample: 2, power: 1 }); // SwiftShader: keep it small
+  if (params.has("shots")) Object.assign(opts, { probes: 4, oversample: 2, power: 0 }); // SwiftShader: keep it small
   if (pixel) Object.assign(opts, { pixels: `${pixel[0]},${pixel[1]}`, probes: 2, topK: 1, oversample: 1, power: 0, vectors: false });
   const r = await model.jacobian(jac.img, opts);
   draw($("jc-image"), { ...jac.img, data: r.input });
