@@ -390,7 +390,8 @@ impl Model {
     /// sampler, measuring the clean `image` (`{c, h, w, data}`). Tasks and
     /// their options: `inpaint` (`rect: "T,L,H,W"` or `[t, l, h, w]`, or
     /// `mask`: `{c, h, w, data}` with 1 = known), `pixels` / `cs` /
-    /// `spectral` (`fraction`), `superres` (`factor`). Sampler options as
+    /// `spectral` (`fraction`), `superres` (`factor`), `matrix` (`matrix`:
+    /// n × C·H·W rows, row-major). Sampler options as
     /// [`Model::sample`] (β 0.01, as `prior solve`). The result adds
     /// `operator`, `measurements`, `psnr_input`, `psnr` and `input` (the
     /// naive reconstruction M x_c, planar).
@@ -450,6 +451,53 @@ impl Model {
             Ok(r)
         })
     }
+}
+
+/// `matrix`: the n × D measurement rows (D = C·H·W, each row in (C, H, W)
+/// order), a Float32Array, Float64Array or array of numbers, checked as
+/// `prior solve matrix --matrix` checks its `.npy` (rows that are not
+/// orthonormal are orthonormalised by the library).
+fn matrix_task(o: &Options, (h, w, c): (usize, usize, usize)) -> Result<Task, JsValue> {
+    let v = o
+        .get("matrix")
+        .ok_or_else(|| js::error("matrix needs matrix: the n × C·H·W rows"))?;
+    let rows: Vec<f64> = if v.is_instance_of::<js_sys::Float32Array>() {
+        js_sys::Float32Array::from(v)
+            .to_vec()
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    } else if v.is_instance_of::<js_sys::Float64Array>() {
+        js_sys::Float64Array::from(v).to_vec()
+    } else if js_sys::Array::is_array(&v) {
+        js_sys::Array::from(&v)
+            .iter()
+            .map(|x| x.as_f64().unwrap_or(f64::NAN))
+            .collect()
+    } else {
+        return Err(js::error(
+            "option matrix: expected a Float32Array, Float64Array or array of numbers",
+        ));
+    };
+    let d = h * w * c;
+    if rows.is_empty() || !rows.len().is_multiple_of(d) || rows.len() / d > d {
+        return Err(js::error(format!(
+            "option matrix: {} values, but the image is {h}x{w}x{c}: need n rows of D = C·H·W = {d} values, 1 ≤ n ≤ {d}",
+            rows.len()
+        )));
+    }
+    if let Some(i) = rows.iter().position(|v| !v.is_finite()) {
+        return Err(js::error(format!(
+            "option matrix: value {i} (row {}, column {}) is not finite",
+            i / d,
+            i % d
+        )));
+    }
+    Ok(Task::Matrix {
+        count: rows.len() / d,
+        rows,
+        source: "the matrix option".into(),
+    })
 }
 
 /// The task and its options, as `prior solve`'s `task_of` (the flags of
@@ -550,8 +598,16 @@ fn task_of(name: &str, o: &Options, (h, w, c): (usize, usize, usize)) -> Result<
             let _ = c;
             Ok(Task::SuperRes { factor: s })
         }
+        "matrix" => {
+            for k in ["rect", "mask", "fraction", "factor"] {
+                if has(k) {
+                    return extra(k);
+                }
+            }
+            matrix_task(o, (h, w, c))
+        }
         other => Err(js::error(format!(
-            "solve: unknown task {other:?} (inpaint, pixels, superres, cs, spectral)"
+            "solve: unknown task {other:?} (inpaint, pixels, superres, cs, spectral, matrix)"
         ))),
     }
 }

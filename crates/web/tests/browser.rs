@@ -301,6 +301,11 @@ fn parity_with_native_in_headless_chromium() {
     w("mask28.npy", &[28, 28], &mask28);
     w("input32.npy", &[32, 32], &input32);
     w("low8.npy", &[8, 8], &low8);
+    // 100 rows of a measurement matrix (not orthonormal: the library's QR runs).
+    let matrix: Vec<f32> = (0..100 * 784)
+        .map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * (1.0 + (i % 7) as f32))
+        .collect();
+    w("matrix.npy", &[100, 784], &matrix);
     let mask_png = dir.join("mask28.png");
     prior_cli::io::write_output(
         &mask_png,
@@ -348,6 +353,23 @@ fn parity_with_native_in_headless_chromium() {
         &p("inpaint.npy"),
     ]);
     let inpaint = native::npy(&tmp.join("inpaint.npy"));
+    native::prior(&[
+        "solve",
+        "matrix",
+        "-m",
+        &m,
+        "-i",
+        &in28,
+        "--matrix",
+        &dir.join("matrix.npy").display().to_string(),
+        "--seed",
+        "1",
+        "--max-iters",
+        "2",
+        "-o",
+        &p("matrix.npy"),
+    ]);
+    let matrix_out = native::npy(&tmp.join("matrix.npy"));
     native::prior(&[
         "logp",
         "-m",
@@ -466,6 +488,13 @@ fn parity_with_native_in_headless_chromium() {
     let d = max_abs(&floats(&r["inpaint"]["data"], "inpaint"), &inpaint);
     eprintln!("inpaint: max |browser - CLI| = {d:e}");
     assert!(d <= 1e-3, "inpaint: {d:e} > 1e-3");
+
+    // A measurement matrix, 2 iterations: the QR runs in f64 (SIMD natively,
+    // scalar in wasm), bound 1e-3 as the sampler's.
+    let d = max_abs(&floats(&r["matrix"]["data"], "matrix"), &matrix_out);
+    eprintln!("matrix: max |browser - CLI| = {d:e}");
+    assert!(d <= 1e-3, "matrix: {d:e} > 1e-3");
+    assert_eq!(r["matrix"]["measurements"], 100);
 
     // A Jacobian row (one VJP): one network's rounding, bound 1e-4.
     let d = max_abs(&floats(&r["jacobian"]["row"], "row"), &row);

@@ -49,6 +49,12 @@ try {
     mnist.solve("inpaint", image, { mask: { c: 1, h: 28, w: 28, data: mask.data }, seed: 1, maxIters: 5 }));
   out.inpaint = { data: arr(inp.data), psnr: inp.psnr, psnr_input: inp.psnr_input, task: inp.task, iterations: inp.iterations };
 
+  // Any measurement matrix (100 × 784 rows, orthonormalised by the library's QR).
+  const mat = await npy("matrix.npy");
+  const [mt] = await time("solve matrix, 2 iterations", () =>
+    mnist.solve("matrix", image, { matrix: mat.data, seed: 1, maxIters: 2 }));
+  out.matrix = { data: arr(mt.data), measurements: mt.measurements };
+
   // Adaptive filter at one pixel (a row of J by VJP).
   const [jac] = await time("jacobian", () =>
     mnist.jacobian(image, { pixels: "14,14", topK: 1, probes: 1, oversample: 0, power: 0 }));
