@@ -40,8 +40,6 @@
 //! iteration number), so the two samplers never share noise, and a seed
 //! reproduces a run bit for bit on one adapter.
 
-use std::time::Instant;
-
 use prior_gpu::{Gpu, GpuError, Shape, Tensor};
 use prior_models::energy::EnergyUNet;
 use prior_models::ModelError;
@@ -181,6 +179,12 @@ pub enum MalaError {
     /// A GPU error.
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    /// The callback asked to stop ([`crate::control::Flow`]) after this level.
+    #[error("mala: cancelled after level {level}")]
+    Cancelled {
+        /// The last level run (0-based).
+        level: usize,
+    },
     /// U(y, t) of a chain is not finite: the chain cannot move.
     #[error("mala: sample {sample} has energy {energy} at level {level} (t = {t}); try a smaller --step-scale")]
     NotFinite {
@@ -228,8 +232,9 @@ pub struct MalaRun {
 
 /// Runs annealed MALA on a batch of `shape.n` chains of `shape.h × shape.w
 /// × shape.c` images. `callback` sees each level's report when the level
-/// ends (after its one readback).
-pub async fn run<E, C>(
+/// ends (after its one readback); when it returns `ControlFlow::Break` the
+/// run ends with [`MalaError::Cancelled`].
+pub async fn run<E, C, R>(
     gpu: &Gpu,
     energy: &E,
     shape: Shape,
@@ -238,14 +243,15 @@ pub async fn run<E, C>(
 ) -> Result<MalaRun, MalaError>
 where
     E: Energy + ?Sized,
-    C: FnMut(&LevelReport),
+    C: FnMut(&LevelReport) -> R,
+    R: crate::control::Flow,
 {
     params.check()?;
     if shape.numel() == 0 {
         return Err(MalaError::Invalid(format!("empty batch {shape}")));
     }
     gpu.check_fits("mala batch", shape)?;
-    let start = Instant::now();
+    let start = crate::control::Clock::start();
     let n = shape.n;
     let one = Shape::new(1, shape.h, shape.w, shape.c);
     let mean = gpu.upload(one, &vec![0.5; one.numel()]);
@@ -320,7 +326,9 @@ where
             mean_acceptance,
             energy: energies,
         };
-        callback(&report);
+        if crate::control::Flow::flow(callback(&report)).is_break() {
+            return Err(MalaError::Cancelled { level: l });
+        }
         levels.push(report);
         if let Some(target) = params.target_acceptance {
             scale *= (1.5 * (mean_acceptance - target)).exp().clamp(0.5, 2.0);
@@ -340,7 +348,7 @@ where
         y,
         levels,
         evaluations,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: start.seconds(),
     })
 }
 

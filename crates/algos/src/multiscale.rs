@@ -35,6 +35,7 @@ use prior_ops::channels::concat_channels;
 use prior_ops::elementwise::axpby;
 use prior_ops::haar::haar_synthesis;
 
+use crate::control::Flow;
 use crate::sampler::{self, Progress, SamplerError, SamplerParams};
 
 /// One sampler run of a multi-scale synthesis.
@@ -84,7 +85,7 @@ fn level_params(params: &SamplerParams, factor: f32, seed_slot: u64) -> SamplerP
 /// Samples the level-j details `[n, h, w, 3C]` given the level-(j+1)
 /// low-pass `low` (`[n, h, w, C]`), and returns the reconstructed level-j
 /// image `[n, 2h, 2w, C]`.
-pub async fn sample_level<P>(
+pub async fn sample_level<P, R>(
     gpu: &Gpu,
     model: &MultiScale,
     j: usize,
@@ -93,7 +94,8 @@ pub async fn sample_level<P>(
     mut progress: P,
 ) -> Result<(Tensor, LevelRun), SamplerError>
 where
-    P: FnMut(&LevelProgress),
+    P: FnMut(&LevelProgress) -> R,
+    R: Flow,
 {
     if j >= model.levels() {
         return Err(SamplerError::Invalid(format!(
@@ -121,6 +123,7 @@ where
             level: Some(j),
             progress: pr,
         })
+        .flow()
     })
     .await?;
     let details = axpby(gpu, 1.0, &run.x, -1.0, &half)?;
@@ -140,7 +143,7 @@ where
 /// Samples `n` images of `h × w` from the multi-scale prior: the coarsest
 /// low-pass with the low model, then every detail level (h and w must be
 /// multiples of 2^J).
-pub async fn synthesize<P>(
+pub async fn synthesize<P, R>(
     gpu: &Gpu,
     model: &MultiScale,
     n: usize,
@@ -150,7 +153,8 @@ pub async fn synthesize<P>(
     mut progress: P,
 ) -> Result<MultiScaleRun, SamplerError>
 where
-    P: FnMut(&LevelProgress),
+    P: FnMut(&LevelProgress) -> R,
+    R: Flow,
 {
     let levels = model.levels();
     let m = 1usize << levels;
@@ -168,6 +172,7 @@ where
             level: None,
             progress: pr,
         })
+        .flow()
     })
     .await?;
     let mut runs = vec![LevelRun {
@@ -194,7 +199,7 @@ where
 /// Super-resolution by 2^k: samples the details of levels k−1 … 0 given
 /// `low` (`[n, h, w, C]`, the Haar low-pass at level k of the wanted
 /// `[n, 2^k h, 2^k w, C]` images, i.e. 2^k × 2^k block means), 1 ≤ k ≤ J.
-pub async fn super_resolve<P>(
+pub async fn super_resolve<P, R>(
     gpu: &Gpu,
     model: &MultiScale,
     low: &Tensor,
@@ -203,7 +208,8 @@ pub async fn super_resolve<P>(
     mut progress: P,
 ) -> Result<MultiScaleRun, SamplerError>
 where
-    P: FnMut(&LevelProgress),
+    P: FnMut(&LevelProgress) -> R,
+    R: Flow,
 {
     if k == 0 || k > model.levels() {
         return Err(SamplerError::Invalid(format!(

@@ -54,8 +54,6 @@
 //! not finite is not updated and the run stops with
 //! [`SamplerError::Diverged`], which carries the last good iterate.
 
-use std::time::Instant;
-
 use prior_gpu::{Gpu, GpuError, Shape, Tensor};
 use prior_models::{ModelError, Noise};
 use prior_ops::reference::rng;
@@ -63,9 +61,36 @@ use prior_ops::sampler::{self as kernels, field, Step, CONVERGED, DIVERGED, STAT
 
 pub use prior_ops::sampler::Schedule;
 
+use crate::control::{Clock, Flow};
 use crate::measure::{MeasureError, Measurement};
 
-/// Sampler parameters (the paper's defaults).
+/// The defaults of the sampler's options: one home for the values of the
+/// CLI's flags (`prior sample`, `prior solve`) and the browser API's options.
+pub mod defaults {
+    /// σ₀.
+    pub const SIGMA0: f32 = 1.0;
+    /// σ_L.
+    pub const SIGMA_FINAL: f32 = 0.01;
+    /// h₀.
+    pub const H0: f32 = 0.01;
+    /// β for synthesis (`prior sample`; the paper's synthesis setting).
+    pub const BETA_SAMPLE: f32 = 0.5;
+    /// β for inverse problems (`prior solve`).
+    pub const BETA_SOLVE: f32 = 0.01;
+    /// The iteration cap.
+    pub const MAX_ITERS: usize = 3000;
+    /// The seed.
+    pub const SEED: u64 = 0;
+    /// Readback interval.
+    pub const CHECK_EVERY: usize = 1;
+    /// The grey level of the start.
+    pub const START_MEAN: f32 = 0.5;
+    /// Divergence bound, a multiple of σ₀.
+    pub const DIVERGENCE_FACTOR: f32 = 10.0;
+}
+
+/// Sampler parameters (the paper's defaults, [`defaults`]; β is
+/// [`defaults::BETA_SOLVE`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplerParams {
     /// σ₀: standard deviation of the initial noise.
@@ -106,18 +131,18 @@ pub struct SamplerParams {
 impl Default for SamplerParams {
     fn default() -> Self {
         SamplerParams {
-            sigma0: 1.0,
-            sigma_final: 0.01,
-            h0: 0.01,
-            beta: 0.01,
-            max_iters: 3000,
-            seed: 0,
+            sigma0: defaults::SIGMA0,
+            sigma_final: defaults::SIGMA_FINAL,
+            h0: defaults::H0,
+            beta: defaults::BETA_SOLVE,
+            max_iters: defaults::MAX_ITERS,
+            seed: defaults::SEED,
             fixed_step: None,
-            divergence_factor: 10.0,
-            check_every: 1,
+            divergence_factor: defaults::DIVERGENCE_FACTOR,
+            check_every: defaults::CHECK_EVERY,
             schedule: Schedule::Measured,
             first_sample: 0,
-            start_mean: 0.5,
+            start_mean: defaults::START_MEAN,
         }
     }
 }
@@ -187,6 +212,12 @@ pub enum SamplerError {
     /// A GPU error.
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    /// The progress callback asked to stop ([`Flow`]) after this iteration.
+    #[error("sampler: cancelled after iteration {iteration}")]
+    Cancelled {
+        /// The last iteration run (1-based).
+        iteration: usize,
+    },
     /// σ_t grew past the bound or became NaN; `last` is the batch of
     /// iterates before the failing step (the diverged sample's last good one).
     #[error("sampler diverged: sample {sample} at iteration {iteration} has σ_t = {sigma} (bound {bound}); try a smaller h0 or a larger beta")]
@@ -250,8 +281,9 @@ pub struct SampleRun {
 /// shape.c`. `residual(gpu, y, noise)` returns f(y) for the batch at the
 /// noise level `noise` (always [`Noise::Variance`], one per sample);
 /// `problem` is `None` for synthesis. `callback` runs after every iteration
-/// whose state is read back (every `check_every`-th).
-pub async fn run<F, C>(
+/// whose state is read back (every `check_every`-th); when it returns
+/// `ControlFlow::Break` the run ends with [`SamplerError::Cancelled`].
+pub async fn run<F, C, R>(
     gpu: &Gpu,
     shape: Shape,
     problem: Option<Problem<'_>>,
@@ -261,7 +293,8 @@ pub async fn run<F, C>(
 ) -> Result<SampleRun, SamplerError>
 where
     F: FnMut(&Gpu, &Tensor, Noise<'_>) -> Result<Tensor, ModelError>,
-    C: FnMut(&Progress),
+    C: FnMut(&Progress) -> R,
+    R: Flow,
 {
     params.check()?;
     if shape.numel() == 0 {
@@ -269,7 +302,7 @@ where
     }
     gpu.check_fits("sampler batch", shape)?;
     let one = Shape::new(1, shape.h, shape.w, shape.c);
-    let start = Instant::now();
+    let start = Clock::start();
 
     // b = M x_c, and the start mean m·(1 − M Mᵀ 1) + b (m = start_mean, 0.5 by default).
     let m0 = params.start_mean;
@@ -383,13 +416,17 @@ where
                 running += 1;
             }
         }
-        callback(&Progress {
+        let flow = callback(&Progress {
             iteration: t,
             sigmas: &sigmas,
             measured: &measured,
             running,
             y: &y,
-        });
+        })
+        .flow();
+        if flow.is_break() {
+            return Err(SamplerError::Cancelled { iteration: t });
+        }
         if running == 0 {
             break;
         }
@@ -415,6 +452,63 @@ where
             .collect(),
         x,
         loop_iterations,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: start.seconds(),
     })
+}
+
+/// The results of a run as the JSON object of `prior sample --json` /
+/// `prior solve --json` (before the command adds its own keys): one home
+/// for those keys, which the browser API returns too. Per-sample values
+/// are scalars when `shape.n == 1`, arrays otherwise.
+pub fn summary(
+    r: &SampleRun,
+    shape: Shape,
+    params: &SamplerParams,
+    adapter: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::json;
+    let mut m = serde_json::Map::new();
+    let one = shape.n == 1;
+    let per = |v: serde_json::Value, first: serde_json::Value| if one { first } else { v };
+    m.insert(
+        "iterations".into(),
+        per(json!(r.iterations), json!(r.iterations[0])),
+    );
+    m.insert(
+        "final_sigma".into(),
+        per(json!(r.final_sigma), json!(r.final_sigma[0])),
+    );
+    m.insert(
+        "measured_sigma".into(),
+        per(json!(r.final_measured), json!(r.final_measured[0])),
+    );
+    m.insert(
+        "schedule".into(),
+        json!(match params.schedule {
+            Schedule::Measured => "measured",
+            Schedule::Recursion => "recursion",
+            Schedule::Estimated => "estimated",
+        }),
+    );
+    m.insert(
+        "converged".into(),
+        per(json!(r.converged), json!(r.converged[0])),
+    );
+    m.insert(
+        "seconds".into(),
+        json!((r.seconds * 1000.0).round() / 1000.0),
+    );
+    m.insert(
+        "seconds_per_iteration".into(),
+        json!(r.seconds / r.loop_iterations.max(1) as f64),
+    );
+    m.insert("samples".into(), json!(shape.n));
+    m.insert("size".into(), json!([shape.h, shape.w, shape.c]));
+    m.insert("seed".into(), json!(params.seed));
+    m.insert("beta".into(), json!(params.beta));
+    m.insert("h0".into(), json!(params.h0));
+    m.insert("sigma0".into(), json!(params.sigma0));
+    m.insert("sigma_final".into(), json!(params.sigma_final));
+    m.insert("adapter".into(), json!(adapter));
+    m
 }

@@ -1,43 +1,54 @@
-//! prior in the browser: a small wasm-bindgen API over the same crates the
-//! CLI uses, on the browser's WebGPU (`cargo xtask web` builds the bundle and
+//! prior in the browser: a wasm-bindgen API over the same crates the CLI
+//! uses, on the browser's WebGPU (`cargo xtask web` builds the bundle and
 //! the page in `www/`; `tests/browser.rs` runs it in headless Chromium).
 //!
 //! ```js
-//! import wasm, { init, Model } from "./pkg/prior_web.js";
+//! import wasm, { Model } from "./pkg/prior_web.js";
 //! await wasm();
-//! const adapter = await init();                 // opens WebGPU once
-//! const model = Model.load(bytes, "model.pt");  // .pt checkpoint or .safetensors blob
-//! const out = await model.denoise(c, h, w, data); // planar CHW Float32Array in [0,1]
+//! const model = Model.load(bytes, "model.pt");  // parsed on the CPU, no GPU yet
+//! const r = await model.sample({ size: "28x28", seed: 3, beta: 0.5, maxIters: 10 });
+//! r.data; r.n; r.c; r.h; r.w; r.iterations; r.final_sigma; // the CLI's --json keys
 //! ```
 //!
+//! Options objects use the CLI's long flags in camelCase with the CLI's
+//! defaults (`prior_algos::sampler::defaults`); results carry the keys of
+//! the CLI's `--json` line (built by the same library function where the
+//! CLI has one) plus the planar N×C×H×W `data` and its dims. WebGPU is
+//! opened on the first async call (or by [`init`]). `onProgress` is called
+//! at every readback; `signal` (an `AbortSignal`) cancels a run, which then
+//! rejects with an error named `AbortError`, and the model stays usable.
 //! Every error reaches JS as an exception with the library's message. The
 //! GPU is f32 only; kernels without subgroup operations are chosen when the
 //! adapter has no subgroups (the same choice as on native adapters).
+
+mod analysis;
+mod js;
+mod methods;
 
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 
-use js_sys::{Float32Array, Promise};
+use js_sys::Float32Array;
+use js_sys::Promise;
 use prior_gpu::{wgpu, Gpu, GpuOptions};
 use prior_models::blob::WeightBlob;
+use prior_models::energy::EnergyUNet;
+use prior_models::hparams::Hparams;
+use prior_models::multiscale::MultiScale;
 use prior_models::tiling::{apply_image, Apply, Planar};
-use prior_models::Denoiser;
+use prior_models::{Arch, Denoiser};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 thread_local! {
-    /// The one WebGPU device of the page, opened by [`init`].
+    /// The one WebGPU device of the page, opened by [`init`] or the first
+    /// async method.
     static GPU: RefCell<Option<Rc<Gpu>>> = const { RefCell::new(None) };
 }
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
-}
-
-fn gpu() -> Result<Rc<Gpu>, JsError> {
-    GPU.with(|g| g.borrow().clone())
-        .ok_or_else(|| JsError::new("prior: call init() (and await it) before loading a model"))
 }
 
 fn describe_adapter(gpu: &Gpu) -> String {
@@ -81,86 +92,307 @@ fn install_panic_hook() {
 #[cfg(not(target_arch = "wasm32"))]
 fn install_panic_hook() {}
 
-/// Opens the browser's WebGPU adapter (once; later calls return the same
-/// one) and returns a description of it.
-#[wasm_bindgen]
-pub async fn init() -> Result<String, JsError> {
+/// The page's GPU, opened on first use.
+async fn gpu() -> Result<Rc<Gpu>, JsValue> {
     install_panic_hook();
     if let Some(g) = GPU.with(|g| g.borrow().clone()) {
-        return Ok(describe_adapter(&g));
+        return Ok(g);
     }
     let options = GpuOptions {
         backends: Some(wgpu::Backends::BROWSER_WEBGPU),
         ..Default::default()
     };
-    let gpu = Gpu::new(options).await.map_err(|e| {
-        JsError::new(&format!(
+    let opened = Gpu::new(options).await.map_err(|e| {
+        js::error(format!(
             "prior: no WebGPU device ({e}); is WebGPU enabled in this browser?"
         ))
     })?;
-    let text = describe_adapter(&gpu);
-    GPU.with(|g| *g.borrow_mut() = Some(Rc::new(gpu)));
-    Ok(text)
+    // Two calls may have raced to open it: keep the first one stored.
+    Ok(GPU.with(|g| g.borrow_mut().get_or_insert(Rc::new(opened)).clone()))
 }
 
-/// A loaded denoiser.
+/// Opens the browser's WebGPU adapter (once; later calls return the same
+/// one) and returns a description of it. Optional: the first async method
+/// of a [`Model`] opens it too.
+#[wasm_bindgen]
+pub async fn init() -> Result<String, JsValue> {
+    Ok(describe_adapter(&*gpu().await?))
+}
+
+/// Where a model's weights come from (parsed on the CPU by [`Model::load`]).
+enum Source {
+    /// One blob (any architecture, a combined multi-scale blob included).
+    Blob(WeightBlob),
+    /// The authors' multi-scale files: the low-pass model and the level-j
+    /// conditional models, finest first.
+    Parts {
+        low: WeightBlob,
+        scales: Vec<WeightBlob>,
+        origin: String,
+    },
+}
+
+/// The model on the GPU (built on the first async call).
+#[derive(Clone)]
+struct Loaded {
+    den: Rc<dyn Denoiser>,
+    multi: Option<Rc<MultiScale>>,
+    energy: Option<Rc<EnergyUNet>>,
+}
+
+struct Inner {
+    source: Source,
+    loaded: RefCell<Option<Loaded>>,
+}
+
+impl Inner {
+    /// The GPU and the model on it.
+    async fn open(&self) -> Result<(Rc<Gpu>, Loaded), JsValue> {
+        let gpu = gpu().await?;
+        if let Some(l) = self.loaded.borrow().clone() {
+            return Ok((gpu, l));
+        }
+        let l = match &self.source {
+            Source::Parts {
+                low,
+                scales,
+                origin,
+            } => {
+                let m = Rc::new(
+                    MultiScale::from_parts(&gpu, low.clone(), scales.clone(), origin)
+                        .map_err(js::error)?,
+                );
+                Loaded {
+                    den: m.clone(),
+                    multi: Some(m),
+                    energy: None,
+                }
+            }
+            Source::Blob(b) => match b.arch().map_err(js::error)? {
+                Arch::Multiscale => {
+                    let m = Rc::new(MultiScale::from_blob(&gpu, b).map_err(js::error)?);
+                    Loaded {
+                        den: m.clone(),
+                        multi: Some(m),
+                        energy: None,
+                    }
+                }
+                Arch::EnergyUnet => {
+                    let e = Rc::new(EnergyUNet::from_blob(&gpu, b).map_err(js::error)?);
+                    Loaded {
+                        den: e.clone(),
+                        multi: None,
+                        energy: Some(e),
+                    }
+                }
+                _ => Loaded {
+                    den: Rc::from(prior_models::load(&gpu, b).map_err(js::error)?),
+                    multi: None,
+                    energy: None,
+                },
+            },
+        };
+        *self.loaded.borrow_mut() = Some(l.clone());
+        Ok((gpu, l))
+    }
+
+    fn blob(&self) -> &WeightBlob {
+        match &self.source {
+            Source::Blob(b) => b,
+            Source::Parts { low, .. } => low,
+        }
+    }
+}
+
+fn parse_blob(bytes: &[u8], name: &str) -> Result<WeightBlob, JsError> {
+    let origin = Path::new(name);
+    let blob = if prior_models::import::looks_like_torch_checkpoint(bytes) {
+        prior_models::import::import_bytes(bytes, origin).map_err(js_err)?
+    } else {
+        WeightBlob::from_bytes_at(bytes, origin).map_err(js_err)?
+    };
+    // The same check as `prior_models::load` does first: a missing or
+    // unknown hyper-parameter is refused here, before any GPU work.
+    blob.hparams().map_err(js_err)?;
+    Ok(blob)
+}
+
+/// A loaded model: a denoiser, an energy model or a multi-scale model.
 #[wasm_bindgen]
 pub struct Model {
-    model: Rc<dyn Denoiser>,
+    inner: Rc<Inner>,
 }
 
 #[wasm_bindgen]
 impl Model {
     /// Loads a PyTorch checkpoint (zip or legacy `torch.save`, read as data)
-    /// or a `.safetensors` weight blob; `name` is used in error messages.
+    /// or a `.safetensors` weight blob (a combined multi-scale blob
+    /// included); `name` is used in error messages. Synchronous: the
+    /// weights are parsed on the CPU; WebGPU is opened by the first async
+    /// method.
     pub fn load(bytes: &[u8], name: &str) -> Result<Model, JsError> {
-        let gpu = gpu()?;
-        let origin = Path::new(name);
-        let blob = if prior_models::import::looks_like_torch_checkpoint(bytes) {
-            prior_models::import::import_bytes(bytes, origin).map_err(js_err)?
-        } else {
-            WeightBlob::from_bytes_at(bytes, origin).map_err(js_err)?
-        };
-        let model = prior_models::load(&gpu, &blob).map_err(js_err)?;
+        install_panic_hook();
         Ok(Model {
-            model: Rc::from(model),
+            inner: Rc::new(Inner {
+                source: Source::Blob(parse_blob(bytes, name)?),
+                loaded: RefCell::new(None),
+            }),
         })
     }
 
-    /// Architecture, variant and source of the weights.
+    /// Loads a multi-scale model from the authors' set of files, an array of
+    /// `{name, bytes}`: one `low*.pt` (or `.safetensors`) and
+    /// `*scale_{j}.pt` for j = 0..J−1 (the naming of
+    /// `prior_models::multiscale::MultiScale::from_dir`).
+    #[wasm_bindgen(js_name = loadMultiScale)]
+    pub fn load_multiscale(files: js_sys::Array) -> Result<Model, JsError> {
+        install_panic_hook();
+        let mut low = Vec::new();
+        let mut scales: Vec<(usize, WeightBlob)> = Vec::new();
+        let mut names = Vec::new();
+        for f in files.iter() {
+            let get = |k: &str| js_sys::Reflect::get(&f, &JsValue::from_str(k)).ok();
+            let name = get("name")
+                .and_then(|v| v.as_string())
+                .ok_or_else(|| JsError::new("loadMultiScale: each file needs a `name` string"))?;
+            let bytes = get("bytes")
+                .filter(|v| v.is_instance_of::<js_sys::Uint8Array>())
+                .map(|v| js_sys::Uint8Array::from(v).to_vec())
+                .ok_or_else(|| {
+                    JsError::new(&format!(
+                        "loadMultiScale: {name}: `bytes` must be a Uint8Array"
+                    ))
+                })?;
+            let base = name.rsplit('/').next().unwrap_or(&name).to_string();
+            let stem = base
+                .strip_suffix(".pt")
+                .or_else(|| base.strip_suffix(".safetensors"))
+                .unwrap_or(&base);
+            if stem.starts_with("low") {
+                low.push(parse_blob(&bytes, &name)?);
+            } else if let Some(j) = stem
+                .rsplit_once("scale_")
+                .and_then(|(_, j)| j.parse::<usize>().ok())
+            {
+                scales.push((j, parse_blob(&bytes, &name)?));
+            } else {
+                return Err(JsError::new(&format!(
+                    "loadMultiScale: {name} is neither low*.pt nor *scale_J.pt"
+                )));
+            }
+            names.push(name);
+        }
+        let origin = names.join(", ");
+        let low = match low.len() {
+            1 => low.pop().expect("one"),
+            0 => {
+                return Err(JsError::new(&format!(
+                    "loadMultiScale ({origin}): no low-pass model (low*.pt or low*.safetensors)"
+                )))
+            }
+            k => {
+                return Err(JsError::new(&format!(
+                    "loadMultiScale ({origin}): {k} low-pass models; give one"
+                )))
+            }
+        };
+        scales.sort_by_key(|(j, _)| *j);
+        for (i, (j, _)) in scales.iter().enumerate() {
+            if *j != i {
+                return Err(JsError::new(&format!(
+                    "loadMultiScale ({origin}): conditional models must be numbered scale_0 … scale_{{J-1}} without gaps or duplicates; found scale_{j} where scale_{i} was expected"
+                )));
+            }
+        }
+        if scales.is_empty() {
+            return Err(JsError::new(&format!(
+                "loadMultiScale ({origin}): no conditional models (rf*_scale_0.pt, ...)"
+            )));
+        }
+        Ok(Model {
+            inner: Rc::new(Inner {
+                source: Source::Parts {
+                    low,
+                    scales: scales.into_iter().map(|(_, b)| b).collect(),
+                    origin,
+                },
+                loaded: RefCell::new(None),
+            }),
+        })
+    }
+
+    /// Architecture, variant and source of the weights (the model's own
+    /// description once it is on the GPU).
     pub fn describe(&self) -> String {
-        self.model.describe()
+        if let Some(l) = self.inner.loaded.borrow().as_ref() {
+            return l.den.describe();
+        }
+        let b = self.inner.blob();
+        match &self.inner.source {
+            Source::Parts { scales, origin, .. } => format!(
+                "multiscale conditional model, J = {} Haar levels ({origin})",
+                scales.len()
+            ),
+            Source::Blob(_) => format!(
+                "{} {} ({})",
+                b.arch().map(|a| a.name()).unwrap_or("?"),
+                b.variant().unwrap_or(""),
+                b.origin.display()
+            ),
+        }
+    }
+
+    /// The architecture's name (`bfcnn`, `energy_unet`, `multiscale`, ...).
+    #[wasm_bindgen(getter)]
+    pub fn arch(&self) -> String {
+        match &self.inner.source {
+            Source::Parts { .. } => Arch::Multiscale.name().to_string(),
+            Source::Blob(b) => b.arch().map(|a| a.name().to_string()).unwrap_or_default(),
+        }
     }
 
     /// Image channels the model takes (1: gray, 3: colour).
     #[wasm_bindgen(getter)]
     pub fn channels(&self) -> usize {
-        self.model.channels()
+        match self.inner.blob().hparams() {
+            Ok(Hparams::Bfcnn(h)) | Ok(Hparams::Dncnn(h)) => h.in_channels,
+            Ok(Hparams::Multiscale(h)) => h.channels,
+            Ok(Hparams::Rcnn(h)) => h.in_channels,
+            Ok(Hparams::UnetSmall(h)) => h.in_channels,
+            Ok(Hparams::BfUnet(h)) => h.in_channels,
+            Ok(Hparams::EnergyUnet(h)) => h.in_channels,
+            Err(_) => 0,
+        }
     }
 
     /// Parameter count.
     #[wasm_bindgen(getter)]
     pub fn parameters(&self) -> usize {
-        self.model.parameters()
+        match &self.inner.source {
+            Source::Blob(b) => b.param_count(),
+            Source::Parts { low, scales, .. } => {
+                low.param_count() + scales.iter().map(|s| s.param_count()).sum::<usize>()
+            }
+        }
     }
 
     /// Denoises a planar `(c, h, w)` image with values in [0, 1]; resolves
     /// to the denoised image in the same layout (tiled like the CLI when the
     /// adapter's buffers are too small for one pass).
     pub fn denoise(&self, c: usize, h: usize, w: usize, data: &Float32Array) -> Promise {
-        let model = self.model.clone();
+        let inner = self.inner.clone();
         let data = data.to_vec();
         future_to_promise(async move {
-            let gpu = gpu()?;
+            let (gpu, l) = inner.open().await?;
             let img = Planar {
                 c,
                 h,
                 w,
                 data: &data,
             };
-            let out = apply_image(&gpu, &*model, img, Apply::Denoise, None)
+            let out = apply_image(&gpu, &*l.den, img, Apply::Denoise, None)
                 .await
-                .map_err(js_err)?;
+                .map_err(js::error)?;
             Ok(Float32Array::from(out.as_slice()).into())
         })
     }

@@ -1,6 +1,9 @@
-// The demo page of prior-web and its test mode (?test=1: golden check,
-// result POSTed to /result; see crates/web/tests/browser.rs).
+// The demo page of prior-web: one panel per CLI capability, all through the
+// JS API (crates/web/src/*.rs), nothing computed here but pixels and plots.
+// ?test=1: the golden check (result POSTed to /result; crates/web/tests/browser.rs).
+// ?shots=1: runs every panel once on tiny inputs, then POSTs /result.
 import wasmInit, { init, Model } from "./pkg/prior_web.js";
+import { parseNpy, fetchBytes } from "./npy.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -11,48 +14,42 @@ function status(text, isError = false) {
   s.className = isError ? "error" : "";
 }
 
-// Progress lines also go to the serving origin (printed by the test).
+// Progress lines also go to the serving origin (printed by the tests).
 function log(text) {
   console.log(text);
-  if (params.has("test") || params.has("run")) fetch("/log", { method: "POST", body: text }).catch(() => {});
+  if (params.has("test") || params.has("run") || params.has("shots")) fetch("/log", { method: "POST", body: text }).catch(() => {});
 }
 
-async function fetchBytes(url) {
-  const r = await fetch(url);
-  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
-  return new Uint8Array(await r.arrayBuffer());
+// ---------------------------------------------------------------- tabs
+const sections = [...document.querySelectorAll("section")];
+function show(id) {
+  for (const s of sections) s.classList.toggle("on", s.id === id);
+  for (const b of $("tabs").children) b.classList.toggle("on", b.dataset.tab === id);
 }
-
-// NumPy .npy (v1–v3, little-endian f4 or f8, C order) → { shape, data: Float32Array }.
-function parseNpy(bytes, name = "array") {
-  const magic = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
-  if (!magic.every((b, i) => bytes[i] === b)) throw new Error(`${name}: not a .npy file`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const major = bytes[6];
-  const [len, start] = major === 1 ? [view.getUint16(8, true), 10] : [view.getUint32(8, true), 12];
-  const header = new TextDecoder().decode(bytes.subarray(start, start + len));
-  const descr = /'descr':\s*'([^']*)'/.exec(header)?.[1];
-  const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
-  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (descr === undefined || fortran === undefined || shapeText === undefined) throw new Error(`${name}: bad .npy header ${header}`);
-  if (fortran === "True") throw new Error(`${name}: Fortran-order arrays are not supported`);
-  const shape = shapeText.split(",").map((s) => s.trim()).filter((s) => s).map(Number);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const body = bytes.slice(start + len); // copy: aligned for the typed arrays
-  let data;
-  if (descr === "<f4") data = new Float32Array(body.buffer, 0, n);
-  else if (descr === "<f8") data = Float32Array.from(new Float64Array(body.buffer, 0, n));
-  else throw new Error(`${name}: dtype ${descr} (need <f4 or <f8)`);
-  return { shape, data };
+for (const s of sections) {
+  const b = document.createElement("button");
+  b.textContent = s.dataset.title;
+  b.dataset.tab = s.id;
+  b.onclick = () => show(s.id);
+  $("tabs").append(b);
 }
+show(params.get("tab") ?? "sample");
 
-// Image → planar (c, h, w) floats in [0, 1]; gray when the model takes 1 channel.
-async function decodeImage(blob, channels) {
+// ---------------------------------------------------------------- images
+// Image → planar (c, h, w) floats in [0, 1]; gray when the model takes 1
+// channel; optionally resized to size×size (a centre square).
+async function decodeImage(blob, channels, size = null) {
   const bmp = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
-  const { width: w, height: h } = bmp;
+  let { width: w, height: h } = bmp;
+  let sx = 0, sy = 0, sw = w, sh = h;
+  if (size) {
+    const m = Math.min(w, h);
+    [sx, sy, sw, sh] = [(w - m) >> 1, (h - m) >> 1, m, m];
+    w = h = size;
+  }
   const cv = new OffscreenCanvas(w, h);
   const ctx = cv.getContext("2d");
-  ctx.drawImage(bmp, 0, 0);
+  ctx.drawImage(bmp, sx, sy, sw, sh, 0, 0, w, h);
   const rgba = ctx.getImageData(0, 0, w, h).data;
   const data = new Float32Array(channels * h * w);
   for (let i = 0; i < h * w; i++) {
@@ -63,18 +60,108 @@ async function decodeImage(blob, channels) {
   return { c: channels, h, w, data };
 }
 
-function draw(canvas, { c, h, w, data }) {
+// A crop of a planar image (top-left at the centre minus half).
+function centreCrop(img, size) {
+  const s = Math.min(size, img.h, img.w);
+  const [t, l] = [(img.h - s) >> 1, (img.w - s) >> 1];
+  const data = new Float32Array(img.c * s * s);
+  for (let k = 0; k < img.c; k++)
+    for (let y = 0; y < s; y++)
+      for (let x = 0; x < s; x++) data[(k * s + y) * s + x] = img.data[(k * img.h + t + y) * img.w + l + x];
+  return { c: img.c, h: s, w: s, data };
+}
+
+// Draws sample `k` of planar N×C×H×W `data` (values in [0,1], or a
+// symmetric scale around 0 with `signed`).
+function draw(canvas, { c, h, w, data }, k = 0, signed = false) {
   canvas.width = w;
   canvas.height = h;
   const img = new ImageData(w, h);
+  const base = k * c * h * w;
+  let scale = 1;
+  if (signed) {
+    scale = 1e-12;
+    for (let i = 0; i < c * h * w; i++) scale = Math.max(scale, Math.abs(data[base + i]));
+  }
   for (let i = 0; i < h * w; i++) {
-    for (let k = 0; k < 3; k++) {
-      const v = data[(c === 1 ? 0 : k) * h * w + i];
-      img.data[4 * i + k] = Math.round(255 * Math.min(1, Math.max(0, v)));
+    for (let ch = 0; ch < 3; ch++) {
+      let v = data[base + (c === 1 ? 0 : ch) * h * w + i];
+      if (signed) v = 0.5 + 0.5 * v / scale;
+      img.data[4 * i + ch] = Math.round(255 * Math.min(1, Math.max(0, v)));
     }
     img.data[4 * i + 3] = 255;
   }
   canvas.getContext("2d").putImageData(img, 0, 0);
+}
+
+function figures(container, count, caption) {
+  const el = $(container);
+  el.replaceChildren();
+  return Array.from({ length: count }, (_, k) => {
+    const f = document.createElement("figure");
+    const cv = document.createElement("canvas");
+    cv.className = "img";
+    const cap = document.createElement("figcaption");
+    cap.textContent = caption(k);
+    f.append(cv, cap);
+    el.append(f);
+    return { canvas: cv, caption: cap };
+  });
+}
+
+// A line plot on a log y axis (series: arrays of [x, y]).
+function logPlot(canvas, series, { xLabel = "iteration", yLabel = "σ_t", logX = false } = {}) {
+  const ctx = canvas.getContext("2d");
+  const [W, H, L, B] = [canvas.width, canvas.height, 48, 28];
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, W, H);
+  const pts = series.flat().filter(([x, y]) => y > 0 && Number.isFinite(y));
+  if (!pts.length) return;
+  const fx = (x) => (logX ? Math.log10(x) : x);
+  let [x0, x1] = [Math.min(...pts.map((p) => fx(p[0]))), Math.max(...pts.map((p) => fx(p[0])))];
+  let [y0, y1] = [Math.log10(Math.min(...pts.map((p) => p[1]))), Math.log10(Math.max(...pts.map((p) => p[1])))];
+  if (x1 === x0) x1 = x0 + 1;
+  if (y1 - y0 < 1e-3) { y0 -= 0.5; y1 += 0.5; }
+  const px = (x) => L + ((fx(x) - x0) / (x1 - x0)) * (W - L - 8);
+  const py = (y) => H - B - ((Math.log10(y) - y0) / (y1 - y0)) * (H - B - 8);
+  ctx.strokeStyle = "#999";
+  ctx.strokeRect(L, 8, W - L - 8, H - B - 8);
+  ctx.fillStyle = "#333";
+  ctx.font = "11px sans-serif";
+  for (let e = Math.ceil(y0); e <= Math.floor(y1); e++) {
+    ctx.fillText(`1e${e}`, 4, py(10 ** e) + 4);
+    ctx.fillRect(L - 3, py(10 ** e), 3, 1);
+  }
+  ctx.fillText(xLabel, W / 2, H - 6);
+  ctx.fillText(yLabel, 4, 14);
+  const colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
+  series.forEach((s, k) => {
+    ctx.strokeStyle = colors[k % colors.length];
+    ctx.beginPath();
+    s.filter(([, y]) => y > 0).forEach(([x, y], i) => (i ? ctx.lineTo(px(x), py(y)) : ctx.moveTo(px(x), py(y))));
+    ctx.stroke();
+  });
+}
+
+function histogram(canvas, values, label) {
+  const ctx = canvas.getContext("2d");
+  const [W, H] = [canvas.width, canvas.height];
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, W, H);
+  if (!values.length) return;
+  const [lo, hi] = [Math.min(...values), Math.max(...values)];
+  const bins = Math.max(5, Math.min(30, Math.ceil(Math.sqrt(values.length)) * 2));
+  const counts = new Array(bins).fill(0);
+  for (const v of values) counts[Math.min(bins - 1, Math.floor(((v - lo) / (hi - lo || 1)) * bins))]++;
+  const top = Math.max(...counts);
+  ctx.fillStyle = "#1f77b4";
+  const bw = (W - 20) / bins;
+  counts.forEach((c, i) => ctx.fillRect(10 + i * bw, H - 24 - (c / top) * (H - 40), bw - 1, (c / top) * (H - 40)));
+  ctx.fillStyle = "#333";
+  ctx.font = "11px sans-serif";
+  ctx.fillText(lo.toFixed(3), 10, H - 8);
+  ctx.fillText(hi.toFixed(3), W - 50, H - 8);
+  ctx.fillText(label, W / 2 - 20, H - 8);
 }
 
 function psnr(a, b) {
@@ -86,8 +173,9 @@ function psnr(a, b) {
   return 10 * Math.log10(a.length / se);
 }
 
-// Gaussian noise from a seeded generator (mulberry32 + Box–Muller); not the
-// CLI's generator, so PSNRs differ slightly from `prior denoise --add-noise`.
+// Gaussian noise from a seeded generator (mulberry32 + Box–Muller) for the
+// denoise panel's display; not the CLI's generator (the Jacobian panel uses
+// the library's, through its addNoise option).
 function addNoise(x, sigma, seed = 1) {
   let s = seed >>> 0;
   const u = () => {
@@ -98,14 +186,12 @@ function addNoise(x, sigma, seed = 1) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   const y = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    const g = Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
-    y[i] = x[i] + sigma * g;
-  }
+  for (let i = 0; i < x.length; i++) y[i] = x[i] + sigma * Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
   return y;
 }
 
-let ready = null; // the adapter description, once init() resolved
+// ---------------------------------------------------------------- GPU, models
+let ready = null; // the adapter description, once the module and WebGPU are up
 async function start() {
   if (ready === null) {
     if (!navigator.gpu) throw new Error("navigator.gpu is undefined: this browser has no WebGPU (or it is disabled)");
@@ -120,51 +206,263 @@ async function start() {
   return ready;
 }
 
-let cached = { key: null, model: null };
-async function loadModel() {
-  const file = $("ckpt-file").files[0];
-  const key = file ? `file:${file.name}:${file.size}:${file.lastModified}` : `url:${$("ckpt-url").value}`;
-  if (cached.key !== key) {
+const models = new Map(); // key → Model
+async function modelFrom(url, files = null) {
+  const key = files?.length ? `files:${[...files].map((f) => `${f.name}:${f.size}:${f.lastModified}`).join(",")}` : `url:${url}`;
+  if (!models.has(key)) {
     status("loading the checkpoint…");
-    const bytes = file ? new Uint8Array(await file.arrayBuffer()) : await fetchBytes($("ckpt-url").value);
-    cached.model?.free();
-    cached = { key, model: Model.load(bytes, file ? file.name : $("ckpt-url").value) };
+    let m;
+    if (files?.length > 1) {
+      m = Model.loadMultiScale(await Promise.all([...files].map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) }))));
+    } else if (files?.length === 1) {
+      m = Model.load(new Uint8Array(await files[0].arrayBuffer()), files[0].name);
+    } else {
+      m = Model.load(await fetchBytes(url), url);
+    }
+    models.set(key, m);
   }
-  return cached.model;
+  return models.get(key);
 }
+const mainModel = () => modelFrom($("ckpt-url").value, $("ckpt-file").files);
 
-async function demo() {
-  const button = $("run");
-  button.disabled = true;
+let dropped = null;
+async function mainImage(channels, size = null) {
+  const file = dropped ?? $("img-file").files[0];
+  const blob = file ?? new Blob([await fetchBytes($("img-url").value)]);
+  return decodeImage(blob, channels, size);
+}
+document.addEventListener("dragover", (e) => e.preventDefault());
+document.addEventListener("drop", (e) => {
+  e.preventDefault();
+  const files = [...e.dataTransfer.files];
+  const ckpts = files.filter((f) => /\.(pt|pth|tar|safetensors)$/i.test(f.name));
+  const imgs = files.filter((f) => f.type.startsWith("image/"));
+  if (ckpts.length) { const dt = new DataTransfer(); ckpts.forEach((f) => dt.items.add(f)); $("ckpt-file").files = dt.files; }
+  if (imgs.length) dropped = imgs[0];
+  status(`dropped ${files.map((f) => f.name).join(", ")}`);
+});
+
+// One run at a time, with a cancel button, timing and errors in the page.
+let controller = null;
+const timings = {};
+async function running(name, f) {
+  for (const b of document.querySelectorAll("[data-run]")) b.disabled = true;
+  controller = new AbortController();
+  $("cancel").disabled = false;
+  const t0 = performance.now();
   try {
     await start();
-    const model = await loadModel();
-    const file = $("img-file").files[0];
-    const blob = file ?? new Blob([await fetchBytes($("img-url").value)]);
-    const clean = await decodeImage(blob, model.channels);
-    const sigma = Number($("sigma").value) / 255;
-    const noisy = { ...clean, data: addNoise(clean.data, sigma) };
-    draw($("clean"), clean);
-    draw($("noisy"), noisy);
-    $("noisy-cap").textContent = `noisy σ = ${$("sigma").value}: PSNR ${psnr(noisy.data, clean.data).toFixed(2)} dB`;
-    status(`denoising ${clean.c}×${clean.h}×${clean.w} with ${model.describe()}…`);
-    const t0 = performance.now();
-    const out = await model.denoise(clean.c, clean.h, clean.w, noisy.data);
-    const seconds = (performance.now() - t0) / 1000;
-    draw($("denoised"), { ...clean, data: out });
-    $("denoised-cap").textContent = `denoised: PSNR ${psnr(out, clean.data).toFixed(2)} dB`;
-    const line = `${model.describe()}\n${clean.h}×${clean.w}: ${seconds.toFixed(2)} s (the first run also compiles the pipelines); PSNR ${psnr(noisy.data, clean.data).toFixed(2)} → ${psnr(out, clean.data).toFixed(2)} dB`;
-    status(line);
-    log(`demo: ${line}`);
+    await f(controller.signal);
+    const s = (performance.now() - t0) / 1000;
+    timings[name] = s;
+    $("timing").textContent = `${name}: ${s.toFixed(2)} s`;
+    log(`${name}: ${s.toFixed(2)} s`);
   } catch (e) {
-    status(String(e?.message ?? e), true);
-    log(`demo error: ${e?.message ?? e}`);
+    const msg = e?.name === "AbortError" ? `${name}: cancelled` : `${name}: ${e?.message ?? e}`;
+    status(msg, e?.name !== "AbortError");
+    log(`error: ${msg}`);
     console.error(e);
+    if (params.has("shots")) throw e;
   } finally {
-    button.disabled = false;
+    controller = null;
+    $("cancel").disabled = true;
+    for (const b of document.querySelectorAll("[data-run]")) b.disabled = false;
   }
 }
+$("cancel").onclick = () => controller?.abort();
 
+// ---------------------------------------------------------------- panels
+const panels = {};
+
+panels.denoise = (signal) => running("denoise", async () => {
+  const model = await mainModel();
+  const clean = await mainImage(model.channels, params.has("shots") ? 32 : null);
+  const sigma = Number($("dn-sigma").value) / 255;
+  const noisy = { ...clean, data: addNoise(clean.data, sigma) };
+  draw($("dn-clean"), clean);
+  draw($("dn-noisy"), noisy);
+  $("dn-noisy-cap").textContent = `noisy σ = ${$("dn-sigma").value}: ${psnr(noisy.data, clean.data).toFixed(2)} dB`;
+  status(`denoising ${clean.c}×${clean.h}×${clean.w} with ${model.describe()}…`);
+  const t0 = performance.now();
+  const out = await model.denoise(clean.c, clean.h, clean.w, noisy.data);
+  const s = (performance.now() - t0) / 1000;
+  draw($("dn-out"), { ...clean, data: out });
+  $("dn-out-cap").textContent = `denoised: ${psnr(out, clean.data).toFixed(2)} dB, ${s.toFixed(2)} s`;
+  status(`${model.describe()}\n${clean.h}×${clean.w}: ${s.toFixed(2)} s (the first run also compiles the pipelines)`);
+});
+
+panels.sample = (signal) => running("sample", async () => {
+  const model = await mainModel();
+  const n = Number($("sm-n").value);
+  const figs = figures("sm-images", n, (k) => `sample ${k}`);
+  const history = Array.from({ length: n }, () => []);
+  status("sampling…");
+  const r = await model.sample({
+    size: $("sm-size").value, samples: n, beta: Number($("sm-beta").value), seed: Number($("sm-seed").value),
+    maxIters: Number($("sm-iters").value), signal, progressImage: true, every: 5,
+    onProgress: (p) => {
+      if (p.image) { for (let k = 0; k < n; k++) draw(figs[k].canvas, { c: p.c, h: p.h, w: p.w, data: p.image }, k); return; }
+      p.sigmas.forEach((s, k) => history[k].push([p.iteration, s]));
+      logPlot($("sm-plot"), history);
+      status(`iteration ${p.iteration}: σ_t ${[...p.sigmas].map((s) => s.toFixed(4)).join(", ")}; ${p.running} running`);
+    },
+  });
+  // The y_t images are drawn as they form; the result is x̂(y) of the last one.
+  for (let k = 0; k < n; k++) {
+    draw(figs[k].canvas, r, k);
+    figs[k].caption.textContent = `sample ${k}: ${n === 1 ? r.iterations : r.iterations[k]} iterations`;
+  }
+  status(`${n} sample(s) of ${r.h}×${r.w}: ${r.seconds.toFixed(2)} s, ${(r.seconds_per_iteration * 1000).toFixed(1)} ms per iteration`);
+});
+
+// Inpainting: the mask is painted on the image (1 = known, 0 = hole).
+const paint = { img: null, mask: null };
+function redrawPaint() {
+  const { img, mask } = paint;
+  const shown = { ...img, data: img.data.map((v, i) => (mask[i % (img.h * img.w)] ? v : 0.5 + 0.5 * ((i >> 1) & 1))) };
+  draw($("ip-canvas"), shown);
+}
+async function paintImage() {
+  const model = await mainModel();
+  paint.img = await mainImage(model.channels, 28);
+  paint.mask = new Float32Array(28 * 28).fill(1);
+  redrawPaint();
+}
+function brush(e) {
+  if (!paint.img || !(e.buttons & 1)) return;
+  const cv = $("ip-canvas"), r = cv.getBoundingClientRect();
+  const [x, y] = [((e.clientX - r.left) / r.width) * paint.img.w, ((e.clientY - r.top) / r.height) * paint.img.h];
+  const b = Number($("ip-brush").value);
+  for (let yy = 0; yy < paint.img.h; yy++)
+    for (let xx = 0; xx < paint.img.w; xx++) if ((xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2 <= b * b) paint.mask[yy * paint.img.w + xx] = 0;
+  redrawPaint();
+}
+$("ip-canvas").addEventListener("pointerdown", (e) => { $("ip-canvas").setPointerCapture(e.pointerId); brush(e); });
+$("ip-canvas").addEventListener("pointermove", brush);
+$("ip-clear").onclick = () => { if (paint.mask) { paint.mask.fill(1); redrawPaint(); } };
+
+panels.inpaint = (signal) => running("inpaint", async () => {
+  const model = await mainModel();
+  if (!paint.img) await paintImage();
+  if (paint.mask.every((v) => v === 1)) for (let y = 9; y < 19; y++) for (let x = 9; x < 19; x++) paint.mask[y * 28 + x] = 0;
+  redrawPaint();
+  const n = Number($("ip-n").value);
+  const figs = figures("ip-images", n, (k) => `posterior sample ${k}`);
+  const r = await model.solve("inpaint", paint.img, {
+    mask: { c: 1, h: paint.img.h, w: paint.img.w, data: paint.mask }, samples: n, seed: Number($("ip-seed").value),
+    maxIters: Number(params.get("iters") ?? 3000), signal, progressImage: true, every: 5,
+    onProgress: (p) => {
+      if (p.image) for (let k = 0; k < n; k++) draw(figs[k].canvas, { c: p.c, h: p.h, w: p.w, data: p.image }, k);
+      else status(`iteration ${p.iteration}: σ_t ${[...p.sigmas].map((s) => s.toFixed(4)).join(", ")}`);
+    },
+  });
+  for (let k = 0; k < n; k++) {
+    draw(figs[k].canvas, r, k);
+    figs[k].caption.textContent = `sample ${k}: ${(n === 1 ? r.psnr : r.psnr[k]).toFixed(2)} dB`;
+  }
+  status(`${r.operator}: PSNR ${r.psnr_input.toFixed(2)} dB (M x_c) → ${[].concat(r.psnr).map((p) => p.toFixed(2)).join(", ")} dB`);
+});
+
+panels.solve = (signal) => running("solve", async () => {
+  const model = await mainModel();
+  const clean = await mainImage(model.channels, 28);
+  const task = $("sv-task").value;
+  const opts = { seed: Number($("sv-seed").value), signal, maxIters: Number(params.get("iters") ?? 3000) };
+  if (task === "superres") opts.factor = Number($("sv-factor").value);
+  else opts.fraction = Number($("sv-fraction").value);
+  draw($("sv-clean"), clean);
+  const r = await model.solve(task, clean, {
+    ...opts, onProgress: (p) => status(`iteration ${p.iteration}: σ_t ${p.sigmas[0].toFixed(4)}`),
+  });
+  draw($("sv-input"), { ...clean, data: r.input });
+  draw($("sv-out"), r);
+  $("sv-input-cap").textContent = `M x_c: ${r.psnr_input.toFixed(2)} dB`;
+  $("sv-out-cap").textContent = `result: ${r.psnr.toFixed(2)} dB, ${r.iterations} iterations`;
+  status(`${r.operator}; ${r.measurements} measurements`);
+});
+
+panels.superres = (signal) => running("superres", async () => {
+  const dir = $("sr-dir").value;
+  const names = $("sr-files").value.split(",").map((s) => s.trim()).filter((s) => s);
+  const key = `ms:${dir}:${names}`;
+  if (!models.has(key)) {
+    status("loading the multi-scale files…");
+    models.set(key, Model.loadMultiScale(await Promise.all(names.map(async (name) => ({ name, bytes: await fetchBytes(`${dir}/${name}`) })))));
+  }
+  const model = models.get(key);
+  const k = Number($("sr-levels").value);
+  const clean = centreCrop(await mainImage(model.channels), Number($("sr-crop").value));
+  // The measurement: 2^k × 2^k block means (the Haar low-pass the model conditions on).
+  const f = 1 << k, [h, w] = [Math.floor(clean.h / f), Math.floor(clean.w / f)];
+  const low = new Float32Array(h * w);
+  for (let y = 0; y < h * f; y++) for (let x = 0; x < w * f; x++) low[Math.floor(y / f) * w + Math.floor(x / f)] += clean.data[y * clean.w + x] / (f * f);
+  draw($("sr-low"), { c: 1, h, w, data: low });
+  draw($("sr-clean"), clean);
+  const r = await model.superResolve({ c: 1, h, w, data: low }, {
+    levels: k, signal, maxIters: Number(params.get("iters") ?? 3000),
+    onProgress: (p) => status(`level ${p.level}, iteration ${p.iteration}: σ_t ${p.sigmas[0].toFixed(4)}`),
+  });
+  draw($("sr-out"), r);
+  $("sr-out-cap").textContent = `×${r.factor}: ${r.h}×${r.w}, ${r.iterations} iterations`;
+  status(`super-resolution ×${r.factor} in ${r.seconds.toFixed(2)} s`);
+});
+
+const jac = { img: null };
+async function jacobianRun(signal, pixel = null) {
+  const model = await mainModel();
+  if (!jac.img) jac.img = centreCrop(await mainImage(model.channels, null), Number($("jc-crop").value));
+  const opts = { addNoise: Number($("jc-sigma").value), topK: Number($("jc-k").value), vectors: true, signal };
+  if (params.has("shots")) Object.assign(opts, { probes: 4, oversample: 2, power: 0 }); // SwiftShader: keep it small
+  if (pixel) Object.assign(opts, { pixels: `${pixel[0]},${pixel[1]}`, probes: 2, topK: 1, oversample: 1, power: 0, vectors: false });
+  const r = await model.jacobian(jac.img, opts);
+  draw($("jc-image"), { ...jac.img, data: r.input });
+  if (pixel) {
+    draw($("jc-filter"), { c: r.c, h: r.h, w: r.w, data: r.filters[0].data }, 0, true);
+    $("jc-filter-cap").textContent = `filter at ${pixel}: sum ${r.filters[0].sum.toFixed(3)}, norm ${r.filters[0].norm.toFixed(3)}`;
+    return;
+  }
+  logPlot($("jc-svals"), [r.singular_values.map((s, i) => [i + 1, s])], { xLabel: "index", yLabel: "s", logX: true });
+  $("jc-svals-cap").textContent = `effective dim. Σs² ≈ ${r.sum_sq_singular_values.toFixed(1)}, tr J ≈ ${r.trace.toFixed(1)}`;
+  const n = r.c * r.h * r.w;
+  const figs = figures("jc-vectors", r.singular_values.length, (k) => `u${k + 1}, s = ${r.singular_values[k].toFixed(3)}`);
+  figs.forEach((f, k) => draw(f.canvas, { c: r.c, h: r.h, w: r.w, data: r.vectors.subarray(k * n, (k + 1) * n) }, 0, true));
+  status(`${r.model}: ${r.jvps} JVPs, ${r.vjps} VJPs in ${r.seconds.toFixed(2)} s`);
+}
+panels.jacobian = (signal) => running("jacobian", (s) => jacobianRun(s));
+$("jc-image").addEventListener("click", (e) => {
+  if (!jac.img || controller) return;
+  const r = $("jc-image").getBoundingClientRect();
+  const pixel = [Math.floor(((e.clientY - r.top) / r.height) * jac.img.h), Math.floor(((e.clientX - r.left) / r.width) * jac.img.w)];
+  running("filter", (s) => jacobianRun(s, pixel));
+});
+
+panels.logp = (signal) => running("logp", async () => {
+  const model = await modelFrom($("lp-url").value);
+  const files = [...$("lp-files").files];
+  let images;
+  if (files.length) images = await Promise.all(files.map((f) => decodeImage(f, 1, 32)));
+  else {
+    // No files: five 32×32 crops of the page's image (resized to 96×96).
+    const big = await mainImage(1, 96);
+    images = [[0, 0], [0, 64], [64, 0], [64, 64], [32, 32]].map(([t, l]) => {
+      const c = { c: 1, h: 32, w: 32, data: new Float32Array(32 * 32) };
+      for (let y = 0; y < 32; y++) for (let x = 0; x < 32; x++) c.data[y * 32 + x] = big.data[(t + y) * 96 + l + x];
+      return c;
+    });
+  }
+  const z = $("lp-logz").value.trim();
+  const r = await model.logp(images, z ? { logZ: Number(z) } : {});
+  const bits = r.images.map((x) => x.bits_per_dim ?? x.energy / (32 * 32 * Math.LN2));
+  histogram($("lp-hist"), bits, r.log_z === null ? "U(x,0)/(d ln 2)" : "bits/dim");
+  $("lp-hist-cap").textContent = r.log_z === null ? "no log Z in this blob: energies per dim (give log Z for bits/dim)" : `log Z = ${r.log_z.toFixed(2)} nats`;
+  const rows = r.images.map((x, k) => `<tr><td>${files[k]?.name ?? `crop ${k}`}</td><td>${x.energy.toFixed(2)}</td><td>${x.bits_per_dim?.toFixed(4) ?? "—"}</td></tr>`);
+  $("lp-table").innerHTML = `<table><tr><th>image</th><th>U(x, 0) nats</th><th>bits/dim</th></tr>${rows.join("")}</table>`;
+  status(`${images.length} image(s) in ${r.seconds.toFixed(2)} s`);
+});
+
+for (const b of document.querySelectorAll("[data-run]")) b.addEventListener("click", () => panels[b.dataset.run]());
+
+// ---------------------------------------------------------------- test modes
 // ?test=1[&golden=NAME]: denoise tests/golden/NAME/input.npy with the
 // checkpoint named in its meta.json and compare with output.npy.
 async function goldenTest() {
@@ -205,10 +503,11 @@ async function goldenTest() {
     result.bad_channels_error = await model.denoise(3, h, w, new Float32Array(3 * h * w)).then(() => null, (e) => String(e?.message ?? e));
     result.still_works = (await model.denoise(c, h, w, input.data)).every((v, i) => v === out[i]);
     result.ok = true;
-    draw($("noisy"), { c, h, w, data: input.data });
-    draw($("denoised"), { c, h, w, data: out });
-    draw($("clean"), { c, h, w, data: golden.data });
-    $("clean").nextElementSibling.textContent = "golden output (PyTorch)";
+    show("denoise");
+    draw($("dn-noisy"), { c, h, w, data: input.data });
+    draw($("dn-out"), { c, h, w, data: out });
+    draw($("dn-clean"), { c, h, w, data: golden.data });
+    $("dn-clean").nextElementSibling.textContent = "golden output (PyTorch)";
   } catch (e) {
     result.error = String(e?.stack ?? e?.message ?? e);
   }
@@ -217,6 +516,40 @@ async function goldenTest() {
   await fetch("/result", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(result) });
 }
 
-$("run").addEventListener("click", demo);
+// ?shots=1: every panel once on tiny settings (the screenshot test), then
+// POST which canvases hold something other than one flat colour.
+async function shots() {
+  const out = { ok: false, error: null, timings, canvases: {} };
+  try {
+    $("sm-iters").value = params.get("iters") ?? "30";
+    $("sm-n").value = "2";
+    $("jc-k").value = "4";
+    $("jc-crop").value = "16";
+    $("sr-crop").value = "32";
+    $("ip-n").value = "1";
+    for (const p of ["denoise", "sample", "inpaint", "solve", "jacobian", "superres", "logp"]) {
+      show(p);
+      await panels[p]();
+      if (p === "jacobian") await running("filter", (s) => jacobianRun(s, [8, 8]));
+    }
+    for (const cv of document.querySelectorAll("canvas")) {
+      if (!cv.id && !cv.closest("div[id]")) continue;
+      const id = cv.id || `${cv.closest("div[id]").id}[${[...cv.closest("div[id]").querySelectorAll("canvas")].indexOf(cv)}]`;
+      const d = cv.getContext("2d").getImageData(0, 0, cv.width, cv.height).data;
+      let distinct = new Set();
+      for (let i = 0; i < d.length && distinct.size < 3; i += 4) distinct.add(d[i] * 65536 + d[i + 1] * 256 + d[i + 2]);
+      out.canvases[id] = { w: cv.width, h: cv.height, nonblank: distinct.size > 1 };
+    }
+    for (const s of sections) s.classList.add("on"); // every panel on the screenshot
+    out.ok = true;
+  } catch (e) {
+    out.error = String(e?.stack ?? e?.message ?? e);
+  }
+  window.priorPosted = true;
+  document.title = "prior: shots done";
+  await fetch("/result", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(out) });
+}
+
 if (params.has("test")) goldenTest();
-else if (params.has("run")) demo(); // ?run=1: denoise the defaults on load
+else if (params.has("shots")) shots();
+else if (params.has("run")) panels[params.get("tab") ?? "denoise"](); // ?run=1[&tab=…]: run a panel on load

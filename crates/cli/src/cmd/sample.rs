@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use prior_algos::sampler::{self, Problem, SampleRun, SamplerError, SamplerParams, Schedule};
+use prior_algos::sampler::{
+    self, defaults, Problem, SampleRun, SamplerError, SamplerParams, Schedule,
+};
 use prior_gpu::{Gpu, Shape, Tensor};
 use prior_models::{Conditioning, Denoiser, Noise};
 
@@ -20,30 +22,30 @@ use crate::io::{self, Image};
 #[derive(Args, Debug, Clone)]
 pub struct SamplerFlags {
     /// σ₀: standard deviation of the initial noise.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = defaults::SIGMA0)]
     pub sigma0: f32,
     /// σ_L: stop when the noise level σ_t (see --schedule) reaches it.
-    #[arg(long = "sigma-final", default_value_t = 0.01)]
+    #[arg(long = "sigma-final", default_value_t = defaults::SIGMA_FINAL)]
     pub sigma_final: f32,
     /// h₀: first step size (h_t = h₀ t / (1 + h₀ (t − 1))).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = defaults::H0)]
     pub h0: f32,
     /// β ∈ (0, 1]: 1 injects no noise, smaller values inject more
     /// [default: 0.5 for sample, 0.01 for solve].
     #[arg(long)]
     pub beta: Option<f32>,
     /// Stop after this many iterations even if σ_L was not reached.
-    #[arg(long = "max-iters", default_value_t = 3000)]
+    #[arg(long = "max-iters", default_value_t = defaults::MAX_ITERS)]
     pub max_iters: usize,
     /// Seed of the noise (and of random measurement operators).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults::SEED)]
     pub seed: u64,
     /// Constant step size instead of the h_t schedule.
     #[arg(long = "fixed-step")]
     pub fixed_step: Option<f32>,
     /// Read σ_t back every K iterations (the result does not change; fast
     /// GPUs then run K iterations per submission).
-    #[arg(long = "check-every", value_name = "K", default_value_t = 1)]
+    #[arg(long = "check-every", value_name = "K", default_value_t = defaults::CHECK_EVERY)]
     pub check_every: usize,
     /// Where the noise level σ_t of each iterate comes from: `measured`
     /// σ_t = ‖d_t‖/√N (the authors' sampler), `recursion` σ₁ = σ₀,
@@ -55,7 +57,7 @@ pub struct SamplerFlags {
     pub schedule: ScheduleFlag,
     /// The grey level m of the start y₀ = m + σ₀ z (outside the measured
     /// subspace for `solve`); the paper's is 0.5.
-    #[arg(long = "start-mean", value_name = "M", default_value_t = 0.5)]
+    #[arg(long = "start-mean", value_name = "M", default_value_t = defaults::START_MEAN)]
     pub start_mean: f32,
 }
 
@@ -424,74 +426,15 @@ pub(crate) fn drive(
     }
 }
 
-/// One JSON object with the common results.
+/// One JSON object with the common results (`prior_algos::sampler::summary`,
+/// the keys the browser API returns too).
 pub(crate) fn summary_json(
     d: &Driven,
     shape: Shape,
     params: &SamplerParams,
     adapter: &str,
 ) -> serde_json::Map<String, serde_json::Value> {
-    use serde_json::json;
-    let r = &d.run;
-    let mut m = serde_json::Map::new();
-    let one = shape.n == 1;
-    m.insert(
-        "iterations".into(),
-        if one {
-            json!(r.iterations[0])
-        } else {
-            json!(r.iterations)
-        },
-    );
-    m.insert(
-        "final_sigma".into(),
-        if one {
-            json!(r.final_sigma[0])
-        } else {
-            json!(r.final_sigma)
-        },
-    );
-    m.insert(
-        "measured_sigma".into(),
-        if one {
-            json!(r.final_measured[0])
-        } else {
-            json!(r.final_measured)
-        },
-    );
-    m.insert(
-        "schedule".into(),
-        json!(match params.schedule {
-            Schedule::Measured => "measured",
-            Schedule::Recursion => "recursion",
-            Schedule::Estimated => "estimated",
-        }),
-    );
-    m.insert(
-        "converged".into(),
-        if one {
-            json!(r.converged[0])
-        } else {
-            json!(r.converged)
-        },
-    );
-    m.insert(
-        "seconds".into(),
-        json!((r.seconds * 1000.0).round() / 1000.0),
-    );
-    m.insert(
-        "seconds_per_iteration".into(),
-        json!(r.seconds / r.loop_iterations.max(1) as f64),
-    );
-    m.insert("samples".into(), json!(shape.n));
-    m.insert("size".into(), json!([shape.h, shape.w, shape.c]));
-    m.insert("seed".into(), json!(params.seed));
-    m.insert("beta".into(), json!(params.beta));
-    m.insert("h0".into(), json!(params.h0));
-    m.insert("sigma0".into(), json!(params.sigma0));
-    m.insert("sigma_final".into(), json!(params.sigma_final));
-    m.insert("adapter".into(), json!(adapter));
-    m
+    sampler::summary(&d.run, shape, params, adapter)
 }
 
 /// Runs `prior sample`.
@@ -541,7 +484,9 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
         w,
         c,
     );
-    let mut params = args.sampler.params(0.5, model.conditioning());
+    let mut params = args
+        .sampler
+        .params(defaults::BETA_SAMPLE, model.conditioning());
     params.first_sample = slice.as_ref().map_or(0, |s| s.first);
     let d = drive(
         &gpu,
@@ -626,7 +571,9 @@ fn run_multiscale(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<()
         }
     }
     let n = args.run.samples;
-    let params = args.sampler.params(0.5, Conditioning::Blind);
+    let params = args
+        .sampler
+        .params(defaults::BETA_SAMPLE, Conditioning::Blind);
     let bar = ProgressBar::new(params.max_iters as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} it {pos} {wide_msg} [{elapsed_precise}]")

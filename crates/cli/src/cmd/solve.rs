@@ -344,7 +344,10 @@ pub fn run(args: SolveArgs) -> Result<(), String> {
         w,
         c,
     );
-    let mut params = args.sampler.params(0.01, model.conditioning());
+    let mut params = args.sampler.params(
+        prior_algos::sampler::defaults::BETA_SOLVE,
+        model.conditioning(),
+    );
     params.first_sample = slice.as_ref().map_or(0, |s| s.first);
     let d = drive(
         &gpu,

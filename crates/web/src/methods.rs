@@ -1,0 +1,613 @@
+//! The async methods of [`Model`] that mirror the CLI's commands: each reads
+//! an options object (the CLI's long flags in camelCase, the CLI's
+//! defaults), calls the same library function as the CLI and resolves to
+//! the CLI's `--json` keys plus the image data.
+
+use std::ops::ControlFlow;
+use std::rc::Rc;
+
+use js_sys::Promise;
+use prior_algos::measure::{self, Task};
+use prior_algos::multiscale::{self, LevelProgress, MultiScaleRun};
+use prior_algos::sampler::{
+    self, defaults, Problem, Progress, SampleRun, SamplerError, SamplerParams, Schedule,
+};
+use prior_gpu::{Gpu, Shape, Tensor};
+use prior_models::{Conditioning, Denoiser, Noise};
+use serde_json::json;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::js::{self, Image, Options, Signal};
+use crate::{Loaded, Model};
+
+/// PSNR in dB of `a` against `b`, peak 1 (the CLI's `metrics::psnr`,
+/// unclamped; +inf, a JSON null, when equal).
+fn psnr(a: &[f32], b: &[f32]) -> f64 {
+    let se: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum();
+    10.0 * (a.len() as f64 / se).log10()
+}
+
+/// Parses `HxW` (`size: "28x28"`, as `prior sample --size`).
+fn parse_size(s: &str) -> Result<(usize, usize), JsValue> {
+    let bad = || {
+        js::error(format!(
+            "size {s}: expected HxW with positive integers, e.g. 40x40"
+        ))
+    };
+    let (h, w) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let h: usize = h.trim().parse().map_err(|_| bad())?;
+    let w: usize = w.trim().parse().map_err(|_| bad())?;
+    if h == 0 || w == 0 {
+        return Err(bad());
+    }
+    Ok((h, w))
+}
+
+/// `--schedule auto|measured|recursion|estimated` for a model conditioned as `c`
+/// (auto: recursion for noise-conditioned models, measured for blind ones,
+/// as `prior sample`).
+fn schedule(o: &Options, c: Conditioning) -> Result<Schedule, JsValue> {
+    let name = o.string("schedule")?.unwrap_or_else(|| "auto".into());
+    Ok(match (name.as_str(), c) {
+        ("measured", _) | ("auto", Conditioning::Blind) => Schedule::Measured,
+        ("recursion", _) | ("auto", Conditioning::NoiseVariance) => Schedule::Recursion,
+        ("estimated", _) => Schedule::Estimated,
+        _ => {
+            return Err(js::error(format!(
+                "option schedule: {name:?} is not one of auto, measured, recursion, estimated"
+            )))
+        }
+    })
+}
+
+/// The sampler's options (`SamplerFlags` of the CLI, same defaults).
+fn sampler_params(
+    o: &Options,
+    default_beta: f32,
+    c: Conditioning,
+) -> Result<SamplerParams, JsValue> {
+    Ok(SamplerParams {
+        sigma0: o.f32_or("sigma0", defaults::SIGMA0)?,
+        sigma_final: o.f32_or("sigmaFinal", defaults::SIGMA_FINAL)?,
+        h0: o.f32_or("h0", defaults::H0)?,
+        beta: o.f32_or("beta", default_beta)?,
+        max_iters: o.usize_or("maxIters", defaults::MAX_ITERS)?,
+        seed: o.usize_or("seed", defaults::SEED as usize)? as u64,
+        fixed_step: o.f64("fixedStep")?.map(|x| x as f32),
+        check_every: o.usize_or("checkEvery", defaults::CHECK_EVERY)?,
+        schedule: schedule(o, c)?,
+        start_mean: o.f32_or("startMean", defaults::START_MEAN)?,
+        ..Default::default()
+    })
+}
+
+/// `samples` (default 1, at least 1).
+fn samples(o: &Options) -> Result<usize, JsValue> {
+    match o.usize_or("samples", 1)? {
+        0 => Err(js::error("samples must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+/// Reports progress to `onProgress` and watches `signal`.
+struct Reporter {
+    on_progress: Option<js_sys::Function>,
+    signal: Option<Signal>,
+    /// Attach the current image every `every` readbacks' iterations.
+    image_every: Option<usize>,
+    gpu: Rc<Gpu>,
+}
+
+impl Reporter {
+    fn new(o: &Options, gpu: Rc<Gpu>) -> Result<Reporter, JsValue> {
+        let every = o.usize_or("every", 10)?.max(1);
+        Ok(Reporter {
+            on_progress: o.callback("onProgress")?,
+            signal: o.signal()?,
+            image_every: o.flag("progressImage").then_some(every),
+            gpu,
+        })
+    }
+
+    fn check(&self, what: &str) -> Result<(), JsValue> {
+        if js::aborted(&self.signal) {
+            return Err(js::abort_error(what));
+        }
+        Ok(())
+    }
+
+    /// One sampler readback (`level`: multi-scale level, if any).
+    fn sampler(&self, p: &Progress, level: Option<Option<usize>>) -> ControlFlow<()> {
+        if let Some(f) = &self.on_progress {
+            let o = js::object();
+            let num = |x: f64| JsValue::from_f64(x);
+            let _ = js::set(&o, "iteration", &num(p.iteration as f64));
+            let _ = js::set(&o, "sigmas", &js::floats(p.sigmas));
+            let _ = js::set(&o, "measured", &js::floats(p.measured));
+            let _ = js::set(&o, "running", &num(p.running as f64));
+            if let Some(l) = level {
+                let v = l.map_or(JsValue::from_str("low"), |j| num(j as f64));
+                let _ = js::set(&o, "level", &v);
+            }
+            match self.image_every {
+                Some(k) if p.iteration.is_multiple_of(k) || p.iteration == 1 => {
+                    // The iterate is read back off the sampler's path: a
+                    // copy now, the callback when the read resolves.
+                    let copy = self.gpu.duplicate(p.y);
+                    let (gpu, f) = (self.gpu.clone(), f.clone());
+                    wasm_bindgen_futures::spawn_local(async move {
+                        if let Ok(y) = gpu.read(&copy).await {
+                            let s = copy.shape();
+                            let _ = js::set(&o, "image", &js::floats(&js::to_planar(&y, s)));
+                            for (k, v) in [("n", s.n), ("c", s.c), ("h", s.h), ("w", s.w)] {
+                                let _ = js::set(&o, k, &JsValue::from_f64(v as f64));
+                            }
+                        }
+                        let _ = f.call1(&JsValue::NULL, &o);
+                    });
+                }
+                _ => {
+                    let _ = f.call1(&JsValue::NULL, &o);
+                }
+            }
+        }
+        if js::aborted(&self.signal) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+/// A sampler error as a JS error (cancellation: an `AbortError`).
+fn sampler_error(e: SamplerError, what: &str) -> JsValue {
+    match e {
+        SamplerError::Cancelled { .. } => js::abort_error(what),
+        e => js::error(e),
+    }
+}
+
+/// Checks a denoiser against a batch shape, as the CLI's driver does.
+fn check_shape(model: &dyn Denoiser, shape: Shape) -> Result<(), JsValue> {
+    if model.channels() != shape.c {
+        return Err(js::error(format!(
+            "the model takes {} channel(s), the image has {}",
+            model.channels(),
+            shape.c
+        )));
+    }
+    let m = model.size_multiple();
+    if !shape.h.is_multiple_of(m) || !shape.w.is_multiple_of(m) {
+        return Err(js::error(format!(
+            "the model needs sizes that are multiples of {m}; got {}x{}",
+            shape.h, shape.w
+        )));
+    }
+    Ok(())
+}
+
+/// Runs the coarse-to-fine sampler with the model's residual.
+async fn drive(
+    gpu: &Gpu,
+    model: &dyn Denoiser,
+    shape: Shape,
+    problem: Option<Problem<'_>>,
+    params: &SamplerParams,
+    rep: &Reporter,
+    what: &str,
+) -> Result<(SampleRun, Vec<f32>), JsValue> {
+    check_shape(model, shape)?;
+    rep.check(what)?;
+    let run = sampler::run(
+        gpu,
+        shape,
+        problem,
+        params,
+        |g: &Gpu, y: &Tensor, noise: Noise<'_>| model.residual(g, y, noise),
+        |p: &Progress| rep.sampler(p, None),
+    )
+    .await
+    .map_err(|e| sampler_error(e, what))?;
+    let x = gpu.read(&run.x).await.map_err(js::error)?;
+    Ok((run, x))
+}
+
+/// The JSON of a multi-scale run (the keys of `prior sample --json` with a
+/// multi-scale model).
+fn multiscale_json(
+    out: &MultiScaleRun,
+    n: usize,
+    shape: Shape,
+    params: &SamplerParams,
+    task: &str,
+    adapter: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    let levels: Vec<serde_json::Value> = out
+        .levels
+        .iter()
+        .map(|l| {
+            json!({"level": l.level.map_or(json!("low"), |j| json!(j)), "size": [l.size.0, l.size.1],
+                   "sigma0": l.sigma0, "sigma_final": l.sigma_final, "iterations": l.iterations,
+                   "converged": l.converged, "seconds": l.seconds})
+        })
+        .collect();
+    let iterations: Vec<usize> = (0..n)
+        .map(|s| out.levels.iter().map(|l| l.iterations[s]).sum())
+        .collect();
+    let seconds: f64 = out.levels.iter().map(|l| l.seconds).sum();
+    let v = json!({
+        "task": task, "model": prior_models::Arch::Multiscale.name(), "samples": n,
+        "size": [shape.h, shape.w, shape.c],
+        "iterations": if n == 1 { json!(iterations[0]) } else { json!(iterations) },
+        "seconds": seconds, "levels": levels, "seed": params.seed, "beta": params.beta,
+        "adapter": adapter,
+    });
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!("json! of an object"),
+    }
+}
+
+impl Model {
+    pub(crate) fn spawn<F>(&self, f: impl FnOnce(Rc<crate::Inner>) -> F) -> Promise
+    where
+        F: std::future::Future<Output = Result<JsValue, JsValue>> + 'static,
+    {
+        future_to_promise(f(self.inner.clone()))
+    }
+}
+
+async fn synthesize_multi(
+    gpu: &Rc<Gpu>,
+    l: &Loaded,
+    o: &Options,
+    h: usize,
+    w: usize,
+) -> Result<JsValue, JsValue> {
+    let m = l.multi.as_ref().expect("a multi-scale model");
+    let n = samples(o)?;
+    let params = sampler_params(o, defaults::BETA_SAMPLE, Conditioning::Blind)?;
+    let rep = Reporter::new(o, gpu.clone())?;
+    rep.check("synthesize")?;
+    let out = multiscale::synthesize(gpu, m, n, h, w, &params, |lp: &LevelProgress| {
+        rep.sampler(lp.progress, Some(lp.level))
+    })
+    .await
+    .map_err(|e| sampler_error(e, "synthesize"))?;
+    let shape = out.image.shape();
+    let x = gpu.read(&out.image).await.map_err(js::error)?;
+    let json = multiscale_json(&out, n, shape, &params, "synthesis", &gpu.adapter.name);
+    js::result(json, Some((&x, shape)))
+}
+
+#[wasm_bindgen]
+impl Model {
+    /// `prior sample`: draws `samples` images of `size` ("HxW") from the
+    /// prior with the coarse-to-fine sampler (with a multi-scale model:
+    /// coarse-to-fine multi-scale synthesis, as [`Model::synthesize`]).
+    /// Options: `size` (required), `channels`, `samples`, `sigma0`,
+    /// `sigmaFinal`, `h0`, `beta` (0.5), `maxIters`, `seed`, `fixedStep`,
+    /// `checkEvery`, `schedule`, `startMean`; `onProgress`,
+    /// `progressImage` + `every`, `signal`.
+    pub fn sample(&self, options: JsValue) -> Promise {
+        self.spawn(|inner| async move {
+            let o = Options::new(options, "sample")?;
+            let size = o
+                .string("size")?
+                .ok_or_else(|| js::error("sample: needs size: \"HxW\""))?;
+            let (h, w) = parse_size(&size)?;
+            if let Some(m) = o.string("method")? {
+                if m != "coarse-to-fine" {
+                    return Err(js::error(format!(
+                        "sample: method {m:?} is not available in the browser (coarse-to-fine only)"
+                    )));
+                }
+            }
+            let (gpu, l) = inner.open().await?;
+            if l.multi.is_some() {
+                return synthesize_multi(&gpu, &l, &o, h, w).await;
+            }
+            let c = o.usize_or("channels", l.den.channels())?;
+            let shape = Shape::new(samples(&o)?, h, w, c);
+            let params = sampler_params(&o, defaults::BETA_SAMPLE, l.den.conditioning())?;
+            let rep = Reporter::new(&o, gpu.clone())?;
+            let (run, x) = drive(&gpu, &*l.den, shape, None, &params, &rep, "sample").await?;
+            let mut m = sampler::summary(&run, shape, &params, &gpu.adapter.name);
+            m.insert("task".into(), "synthesis".into());
+            js::result(m, Some((&x, shape)))
+        })
+    }
+
+    /// Multi-scale synthesis (`prior sample` with a multi-scale model):
+    /// the same options as [`Model::sample`].
+    pub fn synthesize(&self, options: JsValue) -> Promise {
+        self.spawn(|inner| async move {
+            let o = Options::new(options, "synthesize")?;
+            let size = o
+                .string("size")?
+                .ok_or_else(|| js::error("synthesize: needs size: \"HxW\""))?;
+            let (h, w) = parse_size(&size)?;
+            let (gpu, l) = inner.open().await?;
+            if l.multi.is_none() {
+                return Err(js::error(format!(
+                    "synthesize needs a multi-scale model; this is {}",
+                    l.den.describe()
+                )));
+            }
+            synthesize_multi(&gpu, &l, &o, h, w).await
+        })
+    }
+
+    /// Multi-scale super-resolution by 2^`levels`: samples the missing
+    /// detail levels of `image` (`{c, h, w, data}`, the Haar low-pass, i.e.
+    /// 2^k × 2^k block means, of the wanted image). Options: `levels`
+    /// (default: all of the model's), the sampler's options (β 0.5, as
+    /// `prior sample`), `samples` (the image is repeated), `onProgress`,
+    /// `signal`.
+    #[wasm_bindgen(js_name = superResolve)]
+    pub fn super_resolve(&self, image: JsValue, options: JsValue) -> Promise {
+        self.spawn(|inner| async move {
+            let o = Options::new(options, "superResolve")?;
+            let img = Image::from_js(&image, "superResolve: image")?;
+            let (gpu, l) = inner.open().await?;
+            let m = l.multi.as_ref().ok_or_else(|| {
+                js::error(format!(
+                    "superResolve needs a multi-scale model; this is {}",
+                    l.den.describe()
+                ))
+            })?;
+            let k = o.usize_or("levels", m.levels())?;
+            let n = samples(&o)?;
+            let one = img.channels_last();
+            let per = one.len() / img.n;
+            let mut batch = Vec::with_capacity(n * per);
+            for _ in 0..n {
+                batch.extend_from_slice(&one[..per]);
+            }
+            let low = gpu.upload(Shape::new(n, img.h, img.w, img.c), &batch);
+            let params = sampler_params(&o, defaults::BETA_SAMPLE, Conditioning::Blind)?;
+            let rep = Reporter::new(&o, gpu.clone())?;
+            rep.check("superResolve")?;
+            let out = multiscale::super_resolve(&gpu, m, &low, k, &params, |lp: &LevelProgress| {
+                rep.sampler(lp.progress, Some(lp.level))
+            })
+            .await
+            .map_err(|e| sampler_error(e, "superResolve"))?;
+            let shape = out.image.shape();
+            let x = gpu.read(&out.image).await.map_err(js::error)?;
+            let mut json = multiscale_json(&out, n, shape, &params, "superres", &gpu.adapter.name);
+            json.insert("factor".into(), json!(1usize << k));
+            js::result(json, Some((&x, shape)))
+        })
+    }
+
+    /// `prior solve TASK`: a linear inverse problem solved with the same
+    /// sampler, measuring the clean `image` (`{c, h, w, data}`). Tasks and
+    /// their options: `inpaint` (`rect: "T,L,H,W"` or `[t, l, h, w]`, or
+    /// `mask`: `{c, h, w, data}` with 1 = known), `pixels` / `cs` /
+    /// `spectral` (`fraction`), `superres` (`factor`), `matrix` (`matrix`:
+    /// n × C·H·W rows, row-major). Sampler options as
+    /// [`Model::sample`] (β 0.01, as `prior solve`). The result adds
+    /// `operator`, `measurements`, `psnr_input`, `psnr` and `input` (the
+    /// naive reconstruction M x_c, planar).
+    pub fn solve(&self, task: String, image: JsValue, options: JsValue) -> Promise {
+        self.spawn(|inner| async move {
+            let o = Options::new(options, "solve")?;
+            let img = Image::from_js(&image, "solve: image")?;
+            if img.n != 1 {
+                return Err(js::error("solve: the image must be one image (n = 1)"));
+            }
+            let (h, w, c) = (img.h, img.w, img.c);
+            let task = task_of(&task, &o, (h, w, c))?;
+            let (gpu, l) = inner.open().await?;
+            if c != l.den.channels() {
+                return Err(js::error(format!(
+                    "solve: the image has {c} channel(s), the model takes {}",
+                    l.den.channels()
+                )));
+            }
+            let params = sampler_params(&o, defaults::BETA_SOLVE, l.den.conditioning())?;
+            let op = measure::build(&gpu, &task, (h, w, c), params.seed).map_err(js::error)?;
+            let data = img.channels_last();
+            let one = Shape::new(1, h, w, c);
+            let x = gpu.upload(one, &data);
+            let x_c = op.mt(&gpu, &x).map_err(js::error)?;
+            let naive = gpu
+                .read(&op.m(&gpu, &x_c).map_err(js::error)?)
+                .await
+                .map_err(js::error)?;
+            let shape = Shape::new(samples(&o)?, h, w, c);
+            let rep = Reporter::new(&o, gpu.clone())?;
+            let problem = Problem {
+                op: op.as_ref(),
+                x_c: &x_c,
+            };
+            let (run, out) =
+                drive(&gpu, &*l.den, shape, Some(problem), &params, &rep, "solve").await?;
+            let per = one.numel();
+            let psnrs: Vec<f64> = (0..shape.n)
+                .map(|s| psnr(&out[s * per..(s + 1) * per], &data))
+                .collect();
+            let mut m = sampler::summary(&run, shape, &params, &gpu.adapter.name);
+            m.insert("task".into(), json!(task.name()));
+            m.insert("operator".into(), json!(op.describe()));
+            m.insert("measurements".into(), json!(op.dimensions()));
+            m.insert("psnr_input".into(), json!(psnr(&naive, &data)));
+            m.insert(
+                "psnr".into(),
+                if shape.n == 1 {
+                    json!(psnrs[0])
+                } else {
+                    json!(psnrs)
+                },
+            );
+            let r = js::result(m, Some((&out, shape)))?;
+            js::set(&r, "input", &js::floats(&js::to_planar(&naive, one)))?;
+            Ok(r)
+        })
+    }
+}
+
+/// `matrix`: the n × D measurement rows (D = C·H·W, each row in (C, H, W)
+/// order), a Float32Array, Float64Array or array of numbers, checked as
+/// `prior solve matrix --matrix` checks its `.npy` (rows that are not
+/// orthonormal are orthonormalised by the library).
+fn matrix_task(o: &Options, (h, w, c): (usize, usize, usize)) -> Result<Task, JsValue> {
+    let v = o
+        .get("matrix")
+        .ok_or_else(|| js::error("matrix needs matrix: the n × C·H·W rows"))?;
+    let rows: Vec<f64> = if v.is_instance_of::<js_sys::Float32Array>() {
+        js_sys::Float32Array::from(v)
+            .to_vec()
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    } else if v.is_instance_of::<js_sys::Float64Array>() {
+        js_sys::Float64Array::from(v).to_vec()
+    } else if js_sys::Array::is_array(&v) {
+        js_sys::Array::from(&v)
+            .iter()
+            .map(|x| x.as_f64().unwrap_or(f64::NAN))
+            .collect()
+    } else {
+        return Err(js::error(
+            "option matrix: expected a Float32Array, Float64Array or array of numbers",
+        ));
+    };
+    let d = h * w * c;
+    if rows.is_empty() || !rows.len().is_multiple_of(d) || rows.len() / d > d {
+        return Err(js::error(format!(
+            "option matrix: {} values, but the image is {h}x{w}x{c}: need n rows of D = C·H·W = {d} values, 1 ≤ n ≤ {d}",
+            rows.len()
+        )));
+    }
+    if let Some(i) = rows.iter().position(|v| !v.is_finite()) {
+        return Err(js::error(format!(
+            "option matrix: value {i} (row {}, column {}) is not finite",
+            i / d,
+            i % d
+        )));
+    }
+    Ok(Task::Matrix {
+        count: rows.len() / d,
+        rows,
+        source: "the matrix option".into(),
+    })
+}
+
+/// The task and its options, as `prior solve`'s `task_of` (the flags of
+/// other tasks are refused).
+fn task_of(name: &str, o: &Options, (h, w, c): (usize, usize, usize)) -> Result<Task, JsValue> {
+    let extra = |k: &str| {
+        Err(js::error(format!(
+            "solve: option {k} does not apply to `{name}`"
+        )))
+    };
+    let fraction = || -> Result<f64, JsValue> {
+        o.f64("fraction")?
+            .ok_or_else(|| js::error(format!("solve: `{name}` needs fraction")))
+    };
+    let has = |k: &str| o.get(k).is_some();
+    match name {
+        "inpaint" => {
+            if has("fraction") {
+                return extra("fraction");
+            }
+            if has("factor") {
+                return extra("factor");
+            }
+            match (o.get("rect"), o.get("mask")) {
+                (Some(r), None) => {
+                    let v: Vec<f64> = if let Some(s) = r.as_string() {
+                        s.split(',')
+                            .map(|p| p.trim().parse::<f64>().unwrap_or(f64::NAN))
+                            .collect()
+                    } else if js_sys::Array::is_array(&r) {
+                        js_sys::Array::from(&r)
+                            .iter()
+                            .map(|x| x.as_f64().unwrap_or(f64::NAN))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    match v[..] {
+                        [t, l, hh, ww]
+                            if v.iter().all(|x| *x >= 0.0 && x.fract() == 0.0) =>
+                        {
+                            Ok(Task::InpaintRect {
+                                top: t as usize,
+                                left: l as usize,
+                                height: hh as usize,
+                                width: ww as usize,
+                            })
+                        }
+                        _ => Err(js::error(format!(
+                            "solve: rect {r:?}: expected TOP,LEFT,HEIGHT,WIDTH as four non-negative integers"
+                        ))),
+                    }
+                }
+                (None, Some(m)) => {
+                    let mask = Image::from_js(&m, "solve: mask")?;
+                    if (mask.h, mask.w) != (h, w) {
+                        return Err(js::error(format!(
+                            "solve: the mask is {}x{}, the image {h}x{w}",
+                            mask.h, mask.w
+                        )));
+                    }
+                    Ok(Task::InpaintMask {
+                        channels: mask.c,
+                        mask: mask.channels_last(),
+                    })
+                }
+                (Some(_), Some(_)) => Err(js::error("inpaint: give either rect or mask, not both")),
+                (None, None) => Err(js::error("inpaint needs rect: \"T,L,H,W\" or mask")),
+            }
+        }
+        "pixels" | "cs" | "spectral" => {
+            if has("rect") || has("mask") {
+                return extra("rect/mask");
+            }
+            if has("factor") {
+                return extra("factor");
+            }
+            let p = fraction()?;
+            Ok(match name {
+                "pixels" => Task::Pixels { fraction: p },
+                "cs" => Task::RandomBasis { fraction: p },
+                _ => Task::Spectral { fraction: p },
+            })
+        }
+        "superres" => {
+            if has("rect") || has("mask") {
+                return extra("rect/mask");
+            }
+            if has("fraction") {
+                return extra("fraction");
+            }
+            let s = o
+                .usize("factor")?
+                .ok_or_else(|| js::error("superres needs factor"))?;
+            if s == 0 {
+                return Err(js::error("factor must be at least 1"));
+            }
+            let _ = c;
+            Ok(Task::SuperRes { factor: s })
+        }
+        "matrix" => {
+            for k in ["rect", "mask", "fraction", "factor"] {
+                if has(k) {
+                    return extra(k);
+                }
+            }
+            matrix_task(o, (h, w, c))
+        }
+        other => Err(js::error(format!(
+            "solve: unknown task {other:?} (inpaint, pixels, superres, cs, spectral, matrix)"
+        ))),
+    }
+}
