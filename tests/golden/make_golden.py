@@ -1206,6 +1206,87 @@ def read_safetensors(path):
 
 
 # --------------------------------------------------------------------------
+# Group O: learned optimal measurements (crates/algos/src/olm.rs): the loss of
+# the unrolled coarse-to-fine sampler and its gradient w.r.t. M by autograd.
+# --------------------------------------------------------------------------
+def olm_unrolled(net, M, xs, e, zs, dims, h0, beta, sigma0, steps, avg):
+    """Same computation as olm.rs: runs s = a*B + b; P v = (v M^T) M; fixed `steps`."""
+    b, d = xs.shape
+    c, h, w = dims
+    proj = lambda v: (v @ M.t()) @ M
+    xr = xs.repeat(avg, 1)
+    px = proj(xr)
+    y = e[None] - proj(e[None]) + px + sigma0 * zs[0]
+    f = lambda v: net(v.reshape(-1, c, h, w)).reshape(-1, d)
+    for t in range(1, steps + 1):
+        ht = h0 * t / (1 + h0 * (t - 1))
+        ct = math.sqrt(max((1 - beta * ht) ** 2 - (1 - ht) ** 2, 0.0))
+        ft = f(y)
+        dt = ft + proj(y - ft) - px
+        sig = torch.linalg.vector_norm(dt, dim=1, keepdim=True) / math.sqrt(d)
+        y = y - ht * dt + ct * sig * zs[t]
+    xhat = y - f(y)
+    xbar = xhat.reshape(avg, b, d).mean(0)
+    return ((xbar - xs) ** 2).sum() / b, xbar
+
+
+def olm_case(name, net, meta, n, seed):
+    digits = mnist()
+    crop16 = lambda k: digits[k, 6:22, 6:22].astype(np.float32) / np.float32(255)
+    xs = np.stack([crop16(k).reshape(-1) for k in (0, 1)])
+    e = np.mean(np.stack([crop16(k).reshape(-1) for k in range(100, 164)]), 0).astype(np.float32)
+    d = xs.shape[1]
+    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, n)))
+    m0 = (q * np.sign(np.diag(r))).T.astype(np.float32)
+    steps, avg, h0, beta, sigma0 = 4, 2, 0.1, 0.2, 1.0
+    runs = avg * xs.shape[0]
+    zs = np.stack([rng_normal(rng_key(seed, t), runs * d).reshape(runs, d) for t in range(steps + 1)])
+    out = {}
+    for dt in (torch.float32, torch.float64):
+        m = copy.deepcopy(net).to(dt).eval()
+        for p_ in m.parameters():
+            p_.requires_grad_(False)
+        M = torch.tensor(m0, dtype=dt, requires_grad=True)
+        loss, xbar = olm_unrolled(m, M, torch.tensor(xs, dtype=dt), torch.tensor(e, dtype=dt),
+                                  torch.tensor(zs, dtype=dt), (1, 16, 16), h0, beta, sigma0, steps, avg)
+        loss.backward()
+        out[dt] = (loss.item(), M.grad.detach().numpy().copy(), xbar.detach().numpy())
+    l32, g32, x32 = out[torch.float32]
+    l64, g64, x64 = out[torch.float64]
+    rel = float(np.linalg.norm(g32 - g64) / np.linalg.norm(g64))
+    print(f"  {name}: loss {l32:.6f} (f64 {l64:.6f}), |grad| {np.linalg.norm(g64):.4e}, rel f32-f64 {rel:.2e}")
+    meta = dict(meta, steps=steps, average=avg, h0=h0, beta=beta, sigma0=sigma0, seed=seed,
+                noise="z_t = rng_normal(rng_key(seed, t), runs*D), run s = a*B + b, counter s*D + i",
+                images="t10k digits 0 and 1, rows/cols 6..22 (16x16), /255", mean="digits 100..164, same crop",
+                loss=l64, loss_f32=l32, grad_norm=float(np.linalg.norm(g64)), grad_rel_f32_f64=rel,
+                reference="float64 (grad.npy and recon.npy are the float64 autograd results)")
+    save_case(name, {"x": xs, "mean": e, "m": m0, "grad": g64, "recon": x64}, meta,
+              {"grad": maxdiff(g32, g64), "recon": maxdiff(x32, x64)})
+
+
+def group_o():
+    print("O: learned measurements (unrolled sampler gradient)")
+    sd, _ = load_checkpoint("universal_inverse_problem/mnist_gray/model.pt")
+    olm_case("olm/grad_mnist", bfcnn_uip(sd), dict(arch="bfcnn", checkpoint="universal_inverse_problem/mnist_gray/model.pt"), 8, 5)
+    g = torch.Generator().manual_seed(11)
+    width, layers = 16, 6
+    state = {}
+    for i in range(layers):
+        cin = 1 if i == 0 else width
+        cout = 1 if i == layers - 1 else width
+        state[f"conv_layers.{i}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * math.sqrt(1.0 / (9 * cin))
+    for l in range(layers - 2):
+        state[f"running_sd.{l}"] = 0.5 + torch.rand(1, width, 1, 1, generator=g)
+        state[f"gammas.{l}"] = 0.5 + torch.rand(1, width, 1, 1, generator=g)
+    dd = os.path.join(HERE, "olm", "grad_random")
+    os.makedirs(dd, exist_ok=True)
+    write_safetensors(os.path.join(dd, "weights.safetensors"), state)
+    net = bfcnn_uip(read_safetensors(os.path.join(dd, "weights.safetensors")))
+    olm_case("olm/grad_random", net, dict(arch="bfcnn", weights="olm/grad_random/weights.safetensors",
+                                          width=width, layers=layers), 6, 7)
+
+
+# --------------------------------------------------------------------------
 def update_index():
     """tests/golden/index.json: every case folder with its meta summary."""
     idx = {}
@@ -1225,10 +1306,10 @@ def main():
     global SHARED
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shared", default=SHARED, help="the shared/ folder (default: ../shared from the repo root)")
-    p.add_argument("--only", default="A,B,C,D,E,F,G", help="comma-separated groups to (re)build")
+    p.add_argument("--only", default="A,B,C,D,E,F,G,O", help="comma-separated groups to (re)build")
     a = p.parse_args()
     SHARED = os.path.abspath(a.shared)
-    groups = {"A": group_a, "B": group_b, "C": group_c, "D": group_d, "E": group_e, "F": group_f, "G": group_g}
+    groups = {"A": group_a, "B": group_b, "C": group_c, "D": group_d, "E": group_e, "F": group_f, "G": group_g, "O": group_o}
     for g in a.only.upper().split(","):
         groups[g.strip()]()
     update_index()

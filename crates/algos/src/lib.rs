@@ -7,5 +7,6 @@ pub mod linalg;
 pub mod mala;
 pub mod measure;
 pub mod multiscale;
+pub mod olm;
 pub mod plot;
 pub mod sampler;

@@ -40,6 +40,8 @@ enum Command {
     Sample(cmd::sample::SampleArgs),
     /// Solve a linear inverse problem (inpaint, pixels, superres, cs, spectral) with the prior.
     Solve(cmd::solve::SolveArgs),
+    /// Learn optimal linear measurements for a denoiser prior (or the PCA / random baselines).
+    LearnMeasurements(cmd::learn::LearnArgs),
 }
 
 fn main() {
@@ -58,6 +60,7 @@ fn main() {
         Command::Calibrate(args) => cmd::calibrate::run(args),
         Command::Sample(args) => cmd::sample::run(args),
         Command::Solve(args) => cmd::solve::run(args),
+        Command::LearnMeasurements(args) => cmd::learn::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

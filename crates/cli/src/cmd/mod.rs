@@ -5,6 +5,7 @@ pub mod denoise;
 pub mod devices;
 pub mod info;
 pub mod jacobian;
+pub mod learn;
 pub mod logp;
 pub mod mala;
 pub mod plot;
