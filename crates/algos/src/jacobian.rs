@@ -24,6 +24,21 @@ use prior_ops::reference::rng;
 
 use crate::linalg::{self, Dense, LinalgError};
 
+/// The defaults of the matrix-free analysis: one home for the values of
+/// `prior jacobian`'s flags and the browser API's options.
+pub mod defaults {
+    /// Singular values / vectors reported (`--top-k`).
+    pub const TOP_K: usize = 16;
+    /// Hutchinson probes (`--probes`).
+    pub const PROBES: usize = 64;
+    /// Oversampling of the randomized SVD (`--oversample`).
+    pub const OVERSAMPLE: usize = 10;
+    /// Power iterations of the randomized SVD (`--power`).
+    pub const POWER: usize = 3;
+    /// Tangents per GPU batch (`--batch`).
+    pub const BATCH: usize = 128;
+}
+
 /// An error of Jacobian analysis.
 #[derive(Debug, thiserror::Error)]
 pub enum JacobianError {

@@ -88,11 +88,11 @@ impl Model {
                 return Err(js::error("jacobian: the image must be one image (n = 1)"));
             }
             let seed = o.usize_or("seed", 0)? as u64;
-            let top_k = o.usize_or("topK", 16)?;
-            let probes = o.usize_or("probes", 64)?;
-            let oversample = o.usize_or("oversample", 10)?;
-            let power = o.usize_or("power", 3)?;
-            let batch = o.usize_or("batch", 128)?;
+            let top_k = o.usize_or("topK", jacobian::defaults::TOP_K)?;
+            let probes = o.usize_or("probes", jacobian::defaults::PROBES)?;
+            let oversample = o.usize_or("oversample", jacobian::defaults::OVERSAMPLE)?;
+            let power = o.usize_or("power", jacobian::defaults::POWER)?;
+            let batch = o.usize_or("batch", jacobian::defaults::BATCH)?;
             if top_k == 0 {
                 return Err(js::error("topK must be at least 1"));
             }

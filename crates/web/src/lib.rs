@@ -119,6 +119,15 @@ pub async fn init() -> Result<String, JsValue> {
     Ok(describe_adapter(&*gpu().await?))
 }
 
+/// `clean + (σ/255)·z` with z from prior's counter-based generator: the
+/// noisy image `prior denoise --add-noise SIGMA_255 --seed SEED` denoises
+/// (its image 0), identical on every adapter and in the goldens.
+#[wasm_bindgen(js_name = addNoise)]
+pub fn add_noise(clean: &Float32Array, sigma255: f64, seed: u32) -> Float32Array {
+    let v = prior_algos::jacobian::add_noise(&clean.to_vec(), sigma255, seed as u64);
+    Float32Array::from(v.as_slice())
+}
+
 /// Where a model's weights come from (parsed on the CPU by [`Model::load`]).
 enum Source {
     /// One blob (any architecture, a combined multi-scale blob included).

@@ -100,6 +100,8 @@ struct Reporter {
     signal: Option<Signal>,
     /// Attach the current image every `every` readbacks' iterations.
     image_every: Option<usize>,
+    /// σ_t per sample at the last readback (multi-scale runs report it).
+    last: std::cell::RefCell<Vec<f32>>,
     gpu: Rc<Gpu>,
 }
 
@@ -110,6 +112,7 @@ impl Reporter {
             on_progress: o.callback("onProgress")?,
             signal: o.signal()?,
             image_every: o.flag("progressImage").then_some(every),
+            last: Default::default(),
             gpu,
         })
     }
@@ -123,6 +126,7 @@ impl Reporter {
 
     /// One sampler readback (`level`: multi-scale level, if any).
     fn sampler(&self, p: &Progress, level: Option<Option<usize>>) -> ControlFlow<()> {
+        *self.last.borrow_mut() = p.sigmas.to_vec();
         if let Some(f) = &self.on_progress {
             let o = js::object();
             let num = |x: f64| JsValue::from_f64(x);
@@ -225,8 +229,10 @@ fn multiscale_json(
     shape: Shape,
     params: &SamplerParams,
     task: &str,
+    rep: &Reporter,
     adapter: &str,
 ) -> serde_json::Map<String, serde_json::Value> {
+    let last = rep.last.borrow();
     let levels: Vec<serde_json::Value> = out
         .levels
         .iter()
@@ -244,6 +250,7 @@ fn multiscale_json(
         "task": task, "model": prior_models::Arch::Multiscale.name(), "samples": n,
         "size": [shape.h, shape.w, shape.c],
         "iterations": if n == 1 { json!(iterations[0]) } else { json!(iterations) },
+        "final_sigma": if last.is_empty() { json!(null) } else if n == 1 { json!(last[0]) } else { json!(*last) },
         "seconds": seconds, "levels": levels, "seed": params.seed, "beta": params.beta,
         "adapter": adapter,
     });
@@ -281,7 +288,15 @@ async fn synthesize_multi(
     .map_err(|e| sampler_error(e, "synthesize"))?;
     let shape = out.image.shape();
     let x = gpu.read(&out.image).await.map_err(js::error)?;
-    let json = multiscale_json(&out, n, shape, &params, "synthesis", &gpu.adapter.name);
+    let json = multiscale_json(
+        &out,
+        n,
+        shape,
+        &params,
+        "synthesis",
+        &rep,
+        &gpu.adapter.name,
+    );
     js::result(json, Some((&x, shape)))
 }
 
@@ -380,7 +395,8 @@ impl Model {
             .map_err(|e| sampler_error(e, "superResolve"))?;
             let shape = out.image.shape();
             let x = gpu.read(&out.image).await.map_err(js::error)?;
-            let mut json = multiscale_json(&out, n, shape, &params, "superres", &gpu.adapter.name);
+            let mut json =
+                multiscale_json(&out, n, shape, &params, "superres", &rep, &gpu.adapter.name);
             json.insert("factor".into(), json!(1usize << k));
             js::result(json, Some((&x, shape)))
         })

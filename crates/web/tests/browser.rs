@@ -477,6 +477,10 @@ fn parity_with_native_in_headless_chromium() {
             r["sample"]["keys"]
         );
     }
+    // addNoise is the CLI's generator (CPU, the same f32 arithmetic): equal.
+    let noise = prior_algos::jacobian::add_noise(&input28, 25.0, 7);
+    let d = max_abs(&floats(&r["noise"], "noise"), &noise);
+    assert!(d <= 1e-7, "addNoise: {d:e} from prior's generator");
     let d = max_abs(&floats(&r["denoise"], "denoise"), &denoised);
     eprintln!("denoise: max |browser - native| = {d:e}");
     assert!(

@@ -2,7 +2,7 @@
 // JS API (crates/web/src/*.rs), nothing computed here but pixels and plots.
 // ?test=1: the golden check (result POSTed to /result; crates/web/tests/browser.rs).
 // ?shots=1: runs every panel once on tiny inputs, then POSTs /result.
-import wasmInit, { init, Model } from "./pkg/prior_web.js";
+import wasmInit, { init, Model, addNoise } from "./pkg/prior_web.js";
 import { parseNpy, fetchBytes } from "./npy.js";
 
 const $ = (id) => document.getElementById(id);
@@ -173,23 +173,6 @@ function psnr(a, b) {
   return 10 * Math.log10(a.length / se);
 }
 
-// Gaussian noise from a seeded generator (mulberry32 + Box–Muller) for the
-// denoise panel's display; not the CLI's generator (the Jacobian panel uses
-// the library's, through its addNoise option).
-function addNoise(x, sigma, seed = 1) {
-  let s = seed >>> 0;
-  const u = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const y = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) y[i] = x[i] + sigma * Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
-  return y;
-}
-
 // ---------------------------------------------------------------- GPU, models
 let ready = null; // the adapter description, once the module and WebGPU are up
 async function start() {
@@ -277,8 +260,8 @@ const panels = {};
 panels.denoise = (signal) => running("denoise", async () => {
   const model = await mainModel();
   const clean = await mainImage(model.channels, params.has("shots") ? 32 : null);
-  const sigma = Number($("dn-sigma").value) / 255;
-  const noisy = { ...clean, data: addNoise(clean.data, sigma) };
+  // The CLI's generator: this is the noisy image of `prior denoise --add-noise σ --seed 0`.
+  const noisy = { ...clean, data: addNoise(clean.data, Number($("dn-sigma").value), 0) };
   draw($("dn-clean"), clean);
   draw($("dn-noisy"), noisy);
   $("dn-noisy-cap").textContent = `noisy σ = ${$("dn-sigma").value}: ${psnr(noisy.data, clean.data).toFixed(2)} dB`;

@@ -37,6 +37,7 @@ try {
 
   const input = await npy("input28.npy");
   const image = { c: 1, h: 28, w: 28, data: input.data };
+  out.noise = arr(wasm.addNoise(input.data, 25, 7)); // the CLI's --add-noise 25 --seed 7
   const [d1, td1] = await time("denoise 28x28 (first)", () => mnist.denoise(1, 28, 28, input.data));
   const [, td2] = await time("denoise 28x28 (warm)", () => mnist.denoise(1, 28, 28, input.data));
   out.denoise = arr(d1);

@@ -65,7 +65,7 @@ pub struct JacobianArgs {
     #[arg(long, requires = "full")]
     pub eig: bool,
     /// Singular values / vectors to report and draw.
-    #[arg(long = "top-k", value_name = "K", default_value_t = 16)]
+    #[arg(long = "top-k", value_name = "K", default_value_t = jacobian::defaults::TOP_K)]
     pub top_k: usize,
     /// Singular-value decay plot (PNG, log scale).
     #[arg(long = "svd-plot", value_name = "PNG")]
@@ -87,16 +87,16 @@ pub struct JacobianArgs {
     #[arg(long = "dim-plot", value_name = "PNG", requires = "sigmas")]
     pub dim_plot: Option<PathBuf>,
     /// Hutchinson probes (matrix-free trace and Σ s²).
-    #[arg(long, value_name = "P", default_value_t = 64)]
+    #[arg(long, value_name = "P", default_value_t = jacobian::defaults::PROBES)]
     pub probes: usize,
     /// Oversampling and power iterations of the randomized SVD (matrix free).
-    #[arg(long, value_name = "P", default_value_t = 10)]
+    #[arg(long, value_name = "P", default_value_t = jacobian::defaults::OVERSAMPLE)]
     pub oversample: usize,
     /// Power iterations of the randomized SVD (matrix free).
-    #[arg(long, value_name = "Q", default_value_t = 3)]
+    #[arg(long, value_name = "Q", default_value_t = jacobian::defaults::POWER)]
     pub power: usize,
     /// Tangents per GPU batch (capped by the adapter's buffer limit).
-    #[arg(long, value_name = "B", default_value_t = 128)]
+    #[arg(long, value_name = "B", default_value_t = jacobian::defaults::BATCH)]
     pub batch: usize,
     /// Print one JSON summary line on stdout instead of text.
     #[arg(long)]
