@@ -26,8 +26,8 @@
 //! fixed choice and never times or reads the cache; `quick` times the fixed
 //! kernel and two tile shapes, 3 rounds; `full` every variant except the
 //! naive baseline, 7 rounds. Unset, it is `quick` on GPUs and `off` on CPU
-//! adapters (lavapipe, SwiftShader: the fixed kernels are the fastest there,
-//! measured), see [`TuneMode::default_for`]. Library calls never tune by
+//! adapters (lavapipe, SwiftShader: the fixed kernels are the fastest or as
+//! fast there, measured), see [`TuneMode::default_for`]. Library calls never tune by
 //! themselves either, so tests that do not call this module run the fixed
 //! kernels and stay deterministic.
 //!
@@ -74,9 +74,10 @@ impl TuneMode {
 
     /// The mode when `PRIOR_TUNE` is unset: [`TuneMode::DEFAULT`] on GPUs,
     /// `Off` on CPU adapters (lavapipe, SwiftShader), where the fixed
-    /// kernels were designed and measured fastest (the tiled ones 1.5–6×
-    /// slower on lavapipe, 1–1.6× on SwiftShader): no run there pays for
-    /// timing, and the test suite, which runs there, stays deterministic.
+    /// kernels were designed and measured fastest or as fast (the tiled
+    /// ones 1.5–3× slower on lavapipe, within about ±10 % on SwiftShader,
+    /// README): no run there pays for timing, and the test suite, which
+    /// runs there, stays deterministic.
     pub fn default_for(gpu: &Gpu) -> TuneMode {
         if gpu.adapter.device_type == "Cpu" {
             TuneMode::Off
