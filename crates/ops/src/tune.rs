@@ -13,10 +13,11 @@
 //! merged table back, so later runs start fast.
 //!
 //! **Timing.** Each candidate runs the shape's convolution (synthetic
-//! weights and input), then a dot product whose one number is read back
-//! (awaited, never blocking): the wall time of that round trip, as a model
-//! call sees it. Candidates are timed round-robin after a warm-up that
-//! compiles them, and compared by their medians; a candidate replaces the
+//! weights and input) several times back to back (enough for a ~10 ms
+//! round, so on a fast GPU kernel time outweighs the submission latency),
+//! then a dot product whose one number is read back (awaited, never
+//! blocking): wall time per call. Candidates are timed round-robin after a
+//! warm-up that compiles them, and compared by their medians; a candidate replaces the
 //! fixed default only when its median is at least [`SWITCH_MARGIN`] faster,
 //! so noise alone does not switch kernels. (GPU timestamp queries would
 //! time the kernel alone, but they are a [`Gpu`]-wide mode of
@@ -530,7 +531,8 @@ pub fn parse_cache(
 pub struct Timing {
     /// The variant.
     pub variant: ConvVariant,
-    /// Median wall time of one call (convolution + one-number readback), s.
+    /// Median wall time per call (a round of back-to-back convolutions and
+    /// one one-number readback, divided by the calls), s.
     pub seconds: f64,
 }
 
@@ -617,22 +619,33 @@ impl Layer {
     }
 }
 
-/// Wall time of one call of `variant` on `key`: the convolution, a dot
-/// product of its output and the awaited readback of that one number.
+/// Wall time of `calls` calls of `variant` on `key` recorded back to back,
+/// then a dot product of the last output and the awaited readback of that
+/// one number.
 async fn time_once(
     gpu: &Gpu,
     layer: &Layer,
     x: &prior_gpu::Tensor,
     key: &ConvKey,
-    variant: ConvVariant,
+    (variant, calls): (ConvVariant, usize),
     now: fn() -> f64,
 ) -> Result<f64> {
     let t0 = now();
-    let y = layer.run(gpu, x, key, variant)?;
+    let mut y = layer.run(gpu, x, key, variant)?;
+    for _ in 1..calls {
+        y = layer.run(gpu, x, key, variant)?;
+    }
     let d = crate::reduce::dot(gpu, &y, &y)?;
     gpu.read(&d).await?;
     Ok(now() - t0)
 }
+
+/// Calls per timed round: enough that a round of the first candidate takes
+/// about [`ROUND_SECONDS`], so on a fast GPU the kernels' time, not the
+/// submission and readback latency, decides (at most [`MAX_CALLS`]).
+const ROUND_SECONDS: f64 = 0.01;
+/// The most calls per timed round.
+const MAX_CALLS: usize = 32;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -648,8 +661,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Times `variants` on `key` (a warm-up each, then `rounds` round-robin
-/// rounds) and returns their medians; a variant that fails on this adapter
-/// is left out with a warning.
+/// rounds of back-to-back calls, as many as make a round of the first
+/// variant last about 10 ms) and returns their median time per call; a
+/// variant that fails on this adapter is left out with a warning.
 pub async fn time_variants(
     gpu: &Gpu,
     key: &ConvKey,
@@ -664,7 +678,7 @@ pub async fn time_variants(
     let layer = Layer::new(gpu, key);
     let mut ok: Vec<ConvVariant> = Vec::new();
     for &v in variants {
-        match time_once(gpu, &layer, &x, key, v, now).await {
+        match time_once(gpu, &layer, &x, key, (v, 1), now).await {
             Ok(_) => ok.push(v),
             Err(e @ GpuError::DeviceLost { .. }) => return Err(e),
             Err(e) => warnings.push(format!(
@@ -675,10 +689,17 @@ pub async fn time_variants(
             )),
         }
     }
+    let calls = match ok.first() {
+        Some(&v) => {
+            let t = time_once(gpu, &layer, &x, key, (v, 1), now).await?;
+            ((ROUND_SECONDS / t.max(1e-9)).ceil() as usize).clamp(1, MAX_CALLS)
+        }
+        None => 1,
+    };
     let mut times = vec![Vec::with_capacity(rounds); ok.len()];
     for _ in 0..rounds.max(1) {
         for (i, &v) in ok.iter().enumerate() {
-            times[i].push(time_once(gpu, &layer, &x, key, v, now).await?);
+            times[i].push(time_once(gpu, &layer, &x, key, (v, calls), now).await?);
         }
     }
     Ok(ok
@@ -686,7 +707,7 @@ pub async fn time_variants(
         .zip(times)
         .map(|(variant, mut t)| Timing {
             variant,
-            seconds: median(&mut t),
+            seconds: median(&mut t) / calls as f64,
         })
         .collect())
 }
