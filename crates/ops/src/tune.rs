@@ -13,10 +13,11 @@
 //! merged table back, so later runs start fast.
 //!
 //! **Timing.** Each candidate runs the shape's convolution (synthetic
-//! weights and input), then a dot product whose one number is read back
-//! (awaited, never blocking): the wall time of that round trip, as a model
-//! call sees it. Candidates are timed round-robin after a warm-up that
-//! compiles them, and compared by their medians; a candidate replaces the
+//! weights and input) several times back to back (enough for a ~10 ms
+//! round, so on a fast GPU kernel time outweighs the submission latency),
+//! then a dot product whose one number is read back (awaited, never
+//! blocking): wall time per call. Candidates are timed round-robin after a
+//! warm-up that compiles them, and compared by their medians; a candidate replaces the
 //! fixed default only when its median is at least [`SWITCH_MARGIN`] faster,
 //! so noise alone does not switch kernels. (GPU timestamp queries would
 //! time the kernel alone, but they are a [`Gpu`]-wide mode of
@@ -26,8 +27,8 @@
 //! fixed choice and never times or reads the cache; `quick` times the fixed
 //! kernel and two tile shapes, 3 rounds; `full` every variant except the
 //! naive baseline, 7 rounds. Unset, it is `quick` on GPUs and `off` on CPU
-//! adapters (lavapipe, SwiftShader: the fixed kernels are the fastest there,
-//! measured), see [`TuneMode::default_for`]. Library calls never tune by
+//! adapters (lavapipe, SwiftShader: the fixed kernels are the fastest or as
+//! fast there, measured), see [`TuneMode::default_for`]. Library calls never tune by
 //! themselves either, so tests that do not call this module run the fixed
 //! kernels and stay deterministic.
 //!
@@ -74,9 +75,10 @@ impl TuneMode {
 
     /// The mode when `PRIOR_TUNE` is unset: [`TuneMode::DEFAULT`] on GPUs,
     /// `Off` on CPU adapters (lavapipe, SwiftShader), where the fixed
-    /// kernels were designed and measured fastest (the tiled ones 1.5–6×
-    /// slower on lavapipe, 1–1.6× on SwiftShader): no run there pays for
-    /// timing, and the test suite, which runs there, stays deterministic.
+    /// kernels were designed and measured fastest or as fast (the tiled
+    /// ones 1.5–3× slower on lavapipe, within about ±10 % on SwiftShader,
+    /// README): no run there pays for timing, and the test suite, which
+    /// runs there, stays deterministic.
     pub fn default_for(gpu: &Gpu) -> TuneMode {
         if gpu.adapter.device_type == "Cpu" {
             TuneMode::Off
@@ -529,7 +531,8 @@ pub fn parse_cache(
 pub struct Timing {
     /// The variant.
     pub variant: ConvVariant,
-    /// Median wall time of one call (convolution + one-number readback), s.
+    /// Median wall time per call (a round of back-to-back convolutions and
+    /// one one-number readback, divided by the calls), s.
     pub seconds: f64,
 }
 
@@ -616,22 +619,33 @@ impl Layer {
     }
 }
 
-/// Wall time of one call of `variant` on `key`: the convolution, a dot
-/// product of its output and the awaited readback of that one number.
+/// Wall time of `calls` calls of `variant` on `key` recorded back to back,
+/// then a dot product of the last output and the awaited readback of that
+/// one number.
 async fn time_once(
     gpu: &Gpu,
     layer: &Layer,
     x: &prior_gpu::Tensor,
     key: &ConvKey,
-    variant: ConvVariant,
+    (variant, calls): (ConvVariant, usize),
     now: fn() -> f64,
 ) -> Result<f64> {
     let t0 = now();
-    let y = layer.run(gpu, x, key, variant)?;
+    let mut y = layer.run(gpu, x, key, variant)?;
+    for _ in 1..calls {
+        y = layer.run(gpu, x, key, variant)?;
+    }
     let d = crate::reduce::dot(gpu, &y, &y)?;
     gpu.read(&d).await?;
     Ok(now() - t0)
 }
+
+/// Calls per timed round: enough that a round of the first candidate takes
+/// about [`ROUND_SECONDS`], so on a fast GPU the kernels' time, not the
+/// submission and readback latency, decides (at most [`MAX_CALLS`]).
+const ROUND_SECONDS: f64 = 0.01;
+/// The most calls per timed round.
+const MAX_CALLS: usize = 32;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -647,8 +661,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Times `variants` on `key` (a warm-up each, then `rounds` round-robin
-/// rounds) and returns their medians; a variant that fails on this adapter
-/// is left out with a warning.
+/// rounds of back-to-back calls, as many as make a round of the first
+/// variant last about 10 ms) and returns their median time per call; a
+/// variant that fails on this adapter is left out with a warning.
 pub async fn time_variants(
     gpu: &Gpu,
     key: &ConvKey,
@@ -663,7 +678,7 @@ pub async fn time_variants(
     let layer = Layer::new(gpu, key);
     let mut ok: Vec<ConvVariant> = Vec::new();
     for &v in variants {
-        match time_once(gpu, &layer, &x, key, v, now).await {
+        match time_once(gpu, &layer, &x, key, (v, 1), now).await {
             Ok(_) => ok.push(v),
             Err(e @ GpuError::DeviceLost { .. }) => return Err(e),
             Err(e) => warnings.push(format!(
@@ -674,10 +689,17 @@ pub async fn time_variants(
             )),
         }
     }
+    let calls = match ok.first() {
+        Some(&v) => {
+            let t = time_once(gpu, &layer, &x, key, (v, 1), now).await?;
+            ((ROUND_SECONDS / t.max(1e-9)).ceil() as usize).clamp(1, MAX_CALLS)
+        }
+        None => 1,
+    };
     let mut times = vec![Vec::with_capacity(rounds); ok.len()];
     for _ in 0..rounds.max(1) {
         for (i, &v) in ok.iter().enumerate() {
-            times[i].push(time_once(gpu, &layer, &x, key, v, now).await?);
+            times[i].push(time_once(gpu, &layer, &x, key, (v, calls), now).await?);
         }
     }
     Ok(ok
@@ -685,7 +707,7 @@ pub async fn time_variants(
         .zip(times)
         .map(|(variant, mut t)| Timing {
             variant,
-            seconds: median(&mut t),
+            seconds: median(&mut t) / calls as f64,
         })
         .collect())
 }

@@ -457,7 +457,10 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                 100.0 * gf / peak
             );
         }
-        println!("tuner (PRIOR_TUNE={mode:?}; Auto runs this choice on this adapter):");
+        println!(
+            "tuner (PRIOR_TUNE={}; Auto runs this choice on this adapter):",
+            format!("{mode:?}").to_lowercase()
+        );
         for t in &tuned {
             println!("  {:<46} {:<12} ({})", t.shape, t.choice, t.source);
         }
