@@ -207,3 +207,19 @@ fn pca_finds_the_planted_components() {
     assert!(p.row(1)[7] > 0.999, "{:?}", p.row(1));
     assert!(p.orthonormality_error() < 1e-12);
 }
+
+#[test]
+fn committed_learned_matrices_are_orthonormal_784_column_rows() {
+    // tests/golden/olm/mnist_n{16,32}.npy: the README table's learned M.
+    for n in [16usize, 32] {
+        let m = npy(&golden(&format!("mnist_n{n}.npy")));
+        assert_eq!(m.len(), n * 784, "mnist_n{n}.npy");
+        let rows = Rows {
+            n,
+            dim: 784,
+            data: m.iter().map(|&v| v as f64).collect(),
+        };
+        let e = rows.orthonormality_error();
+        assert!(e <= 1e-5, "mnist_n{n}.npy: |MMᵀ − I| = {e:.2e}");
+    }
+}
