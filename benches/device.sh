@@ -20,7 +20,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-BENCHES="conv conv_transpose bfcnn quality energy jacobian sampler sampler_demo"
+BENCHES="conv conv_transpose bfcnn quality energy jacobian sampler sampler_demo olm"
 
 prepare() {
     set -e
@@ -46,6 +46,7 @@ for line in sys.stdin:
     done
     local S=../shared
     for f in checkpoints/universal_inverse_problem/BSD400_gray/model.pt \
+             checkpoints/universal_inverse_problem/mnist_gray/model.pt \
              checkpoints/universal_inverse_problem/BSD300_color/model.pt \
              checkpoints/dual_score_matching/mnist32_gray_tiny/model.pth.tar \
              checkpoints/bias_free_denoising/dncnn/bias_free/0-100.pt \
