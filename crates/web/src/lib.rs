@@ -24,6 +24,7 @@
 mod analysis;
 mod js;
 mod methods;
+mod tune_store;
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -108,7 +109,9 @@ async fn gpu() -> Result<Rc<Gpu>, JsValue> {
         ))
     })?;
     // Two calls may have raced to open it: keep the first one stored.
-    Ok(GPU.with(|g| g.borrow_mut().get_or_insert(Rc::new(opened)).clone()))
+    let gpu = GPU.with(|g| g.borrow_mut().get_or_insert(Rc::new(opened)).clone());
+    tune_store::begin(&gpu);
+    Ok(gpu)
 }
 
 /// Opens the browser's WebGPU adapter (once; later calls return the same
@@ -402,6 +405,7 @@ impl Model {
             let out = apply_image(&gpu, &*l.den, img, Apply::Denoise, None)
                 .await
                 .map_err(js::error)?;
+            tune_store::after_first_denoise(&gpu).await;
             Ok(Float32Array::from(out.as_slice()).into())
         })
     }
