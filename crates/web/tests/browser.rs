@@ -649,6 +649,13 @@ fn parity_with_native_in_headless_chromium() {
         ml["mean_acceptance"]
     );
     assert!(d <= 1e-3, "mala: {d:e} > 1e-3");
+    let c = &r["mala_cancel"];
+    assert_eq!(c["rejected"], true, "the aborted MALA run resolved: {c}");
+    assert_eq!(c["name"], "AbortError", "MALA cancel: {c}");
+    assert_eq!(
+        c["usable_after"], true,
+        "MALA gave another sample after a cancelled run: {c}"
+    );
     let msg = r["mala_on_denoiser_error"].as_str().unwrap_or_default();
     assert!(
         msg.contains("needs a model with an energy"),

@@ -102,6 +102,13 @@ try {
   out.mala = { data: arr(ml.data), h: ml.h, w: ml.w, method: ml.method, evaluations: ml.evaluations,
                mean_acceptance: ml.mean_acceptance, levels: ml.levels, progress_levels: levelsSeen };
   out.timings.mala_seconds = tml;
+  // Cancel MALA after its first level; then the same run gives the same sample.
+  const acm = new AbortController();
+  out.mala_cancel = await energy.sample({ method: "mala", size: "16x16", seed: 4, levels: 20, steps: 2, signal: acm.signal,
+                                          onProgress: () => acm.abort() })
+    .then(() => ({ rejected: false }), (e) => ({ rejected: true, name: e.name }));
+  const again = await energy.sample({ method: "mala", size: "16x16", seed: 4, levels: 3, steps: 2 });
+  out.mala_cancel.usable_after = again.data.every((v, i) => v === ml.data[i]);
   try {
     await mnist.sample({ method: "mala", size: "28x28" });
     out.mala_on_denoiser_error = null;
