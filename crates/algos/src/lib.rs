@@ -6,6 +6,7 @@ pub mod jacobian;
 pub mod linalg;
 pub mod mala;
 pub mod measure;
+pub mod metrics;
 pub mod multiscale;
 pub mod olm;
 pub mod plot;

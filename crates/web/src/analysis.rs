@@ -216,10 +216,10 @@ impl Model {
     /// `prior logp` for the energy model: −log p(x) of each image of
     /// `images` (an array of `{c, h, w, data}`, or one batch `{n, c, h, w,
     /// data}`) at t = 0. Options: `logZ` (nats; default: the blob's
-    /// calibration). Resolves to `{images: [{file, energy, nats,
-    /// bits_per_dim, db_per_dim}], log_z, seconds}` (the CLI's `--json`
-    /// records; `nats` and the rest are null without a log Z, where the
-    /// CLI refuses to run; `file` is the index).
+    /// calibration; refused without either, with the CLI's message).
+    /// Resolves to `{images: [{file, energy, nats, bits_per_dim,
+    /// db_per_dim}], log_z, seconds}` (the CLI's `--json` records; `file`
+    /// is the index).
     pub fn logp(&self, images: JsValue, options: JsValue) -> Promise {
         self.spawn(|inner| async move {
             let o = Options::new(options, "logp")?;
@@ -239,7 +239,21 @@ impl Model {
                     l.den.describe()
                 ))
             })?;
-            let log_z = o.f64("logZ")?.or(e.log_z.as_ref().map(|c| c.log_z));
+            // As `prior logp`: no log-probability without a calibrated log Z
+            // (the energies alone are `score(image, {t: 0}).energy`).
+            let log_z = match (o.f64("logZ")?, e.log_z.as_ref()) {
+                (Some(v), _) => v,
+                (None, Some(c)) => c.log_z,
+                (None, None) => {
+                    let f = inner.blob().origin.display().to_string();
+                    return Err(js::error(format!(
+                        "{f}: no log Z in this weight file: run `prior calibrate -m {f} -i CALIBRATION_IMAGES -o CALIBRATED.safetensors` once, or pass logZ (nats)"
+                    )));
+                }
+            };
+            if !log_z.is_finite() {
+                return Err(js::error(format!("logp: logZ {log_z}: not a finite number")));
+            }
             let m = e.multiple();
             let clock = prior_algos::control::Clock::start();
             let mut records = Vec::new();
@@ -263,15 +277,9 @@ impl Model {
                 let u = e.energies(&gpu, &y, &t).await.map_err(js::error)?;
                 let d = img.c * img.h * img.w;
                 for energy in u {
-                    let rec = match log_z {
-                        Some(z) => {
-                            let lk = Likelihood::new(energy, z, d);
-                            json!({"file": k, "energy": lk.energy, "nats": lk.nats,
-                                   "bits_per_dim": lk.bits_per_dim, "db_per_dim": lk.db_per_dim})
-                        }
-                        None => json!({"file": k, "energy": energy, "nats": null,
-                                       "bits_per_dim": null, "db_per_dim": null}),
-                    };
+                    let lk = Likelihood::new(energy, log_z, d);
+                    let rec = json!({"file": k, "energy": lk.energy, "nats": lk.nats,
+                                     "bits_per_dim": lk.bits_per_dim, "db_per_dim": lk.db_per_dim});
                     records.push(rec);
                     k += 1;
                 }

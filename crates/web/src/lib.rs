@@ -31,16 +31,13 @@ use std::path::Path;
 use std::rc::Rc;
 
 use js_sys::Float32Array;
-use js_sys::Promise;
 use prior_gpu::{wgpu, Gpu, GpuOptions};
 use prior_models::blob::WeightBlob;
 use prior_models::energy::EnergyUNet;
 use prior_models::hparams::Hparams;
 use prior_models::multiscale::MultiScale;
-use prior_models::tiling::{apply_image, Apply, Planar};
 use prior_models::{Arch, Denoiser};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 
 thread_local! {
     /// The one WebGPU device of the page, opened by [`init`] or the first
@@ -386,27 +383,5 @@ impl Model {
                 low.param_count() + scales.iter().map(|s| s.param_count()).sum::<usize>()
             }
         }
-    }
-
-    /// Denoises a planar `(c, h, w)` image with values in [0, 1]; resolves
-    /// to the denoised image in the same layout (tiled like the CLI when the
-    /// adapter's buffers are too small for one pass).
-    pub fn denoise(&self, c: usize, h: usize, w: usize, data: &Float32Array) -> Promise {
-        let inner = self.inner.clone();
-        let data = data.to_vec();
-        future_to_promise(async move {
-            let (gpu, l) = inner.open().await?;
-            let img = Planar {
-                c,
-                h,
-                w,
-                data: &data,
-            };
-            let out = apply_image(&gpu, &*l.den, img, Apply::Denoise, None)
-                .await
-                .map_err(js::error)?;
-            tune_store::after_first_denoise(&gpu).await;
-            Ok(Float32Array::from(out.as_slice()).into())
-        })
     }
 }

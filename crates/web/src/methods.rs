@@ -7,30 +7,31 @@ use std::ops::ControlFlow;
 use std::rc::Rc;
 
 use js_sys::Promise;
+use prior_algos::mala::{self, LevelReport, MalaError, MalaParams};
 use prior_algos::measure::{self, Task};
+use prior_algos::metrics;
 use prior_algos::multiscale::{self, LevelProgress, MultiScaleRun};
 use prior_algos::sampler::{
     self, defaults, Problem, Progress, SampleRun, SamplerError, SamplerParams, Schedule,
 };
 use prior_gpu::{Gpu, Shape, Tensor};
+use prior_models::tiling::{apply_image, Apply, Planar};
 use prior_models::{Conditioning, Denoiser, Noise};
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::js::{self, Image, Options, Signal};
-use crate::{Loaded, Model};
+use crate::{tune_store, Loaded, Model};
 
-/// PSNR in dB of `a` against `b`, peak 1 (the CLI's `metrics::psnr`,
-/// unclamped; +inf, a JSON null, when equal).
+/// PSNR in dB against the clean image, peak 1, unclamped (as `prior solve`).
 fn psnr(a: &[f32], b: &[f32]) -> f64 {
-    let se: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum();
-    10.0 * (a.len() as f64 / se).log10()
+    metrics::psnr(a, b, 1.0)
 }
+
+/// The largest accepted `addNoise` (`prior denoise`'s `MAX_SIGMA`: the
+/// noise stream `round(σ)·1000` must fit in 32 bits).
+const MAX_SIGMA: f64 = 100_000.0;
 
 /// Parses `HxW` (`size: "28x28"`, as `prior sample --size`).
 fn parse_size(s: &str) -> Result<(usize, usize), JsValue> {
@@ -300,15 +301,219 @@ async fn synthesize_multi(
     js::result(json, Some((&x, shape)))
 }
 
+/// `prior sample --method mala` (`MalaFlags` of the CLI, same defaults):
+/// annealed MALA on the energy model, `onProgress` at each level's
+/// readback with `level`, `t`, `eps`, `acceptance`, `mean_acceptance`,
+/// `energy` and, for the σ_t plot, `iteration` (steps so far) and `sigmas`
+/// (√t per sample); `signal` cancels after the current level.
+async fn sample_mala(
+    gpu: &Rc<Gpu>,
+    l: &Loaded,
+    o: &Options,
+    h: usize,
+    w: usize,
+) -> Result<JsValue, JsValue> {
+    let model = l.energy.as_ref().ok_or_else(|| {
+        js::error(format!(
+            "sample: method mala needs a model with an energy U(y, t) (a dual-score-matching energy_unet); this is {}; use method coarse-to-fine for denoisers",
+            l.den.describe()
+        ))
+    })?;
+    let d = MalaParams::default();
+    let params = MalaParams {
+        levels: o.usize_or("levels", d.levels)?,
+        steps: o.usize_or("steps", d.steps)?,
+        t_max: o.f32_or("tMax", d.t_max)?,
+        t_min: o.f32_or("tMin", d.t_min)?,
+        step_scale: o.f32_or("stepScale", d.step_scale)?,
+        target_acceptance: (!o.flag("noAdapt"))
+            .then_some(o.f32_or("targetAcceptance", d.target_acceptance.unwrap_or(0.574))?),
+        denoise: !o.flag("noDenoise"),
+        seed: o.usize_or("seed", defaults::SEED as usize)? as u64,
+    };
+    let c = o.usize_or("channels", model.channels())?;
+    if c != model.channels() {
+        return Err(js::error(format!(
+            "sample: channels {c}: the model takes {}",
+            model.channels()
+        )));
+    }
+    let m = model.multiple();
+    if !h.is_multiple_of(m) || !w.is_multiple_of(m) {
+        return Err(js::error(format!(
+            "the model needs sizes that are multiples of {m}; got {h}x{w}"
+        )));
+    }
+    let shape = Shape::new(samples(o)?, h, w, c);
+    let on_progress = o.callback("onProgress")?;
+    let signal = o.signal()?;
+    if js::aborted(&signal) {
+        return Err(js::abort_error("sample"));
+    }
+    let steps = params.steps;
+    let out = mala::run(gpu, &**model, shape, &params, |r: &LevelReport| {
+        if let Some(f) = &on_progress {
+            let p = js::object();
+            let num = |x: f64| JsValue::from_f64(x);
+            let _ = js::set(&p, "level", &num(r.level as f64));
+            let _ = js::set(&p, "iteration", &num(((r.level + 1) * steps) as f64));
+            let _ = js::set(&p, "t", &num(r.t as f64));
+            let _ = js::set(&p, "eps", &num(r.eps as f64));
+            let _ = js::set(&p, "acceptance", &js::floats(&r.acceptance));
+            let _ = js::set(&p, "mean_acceptance", &num(r.mean_acceptance as f64));
+            let _ = js::set(&p, "energy", &js::floats(&r.energy));
+            let sigmas = vec![r.t.sqrt(); r.acceptance.len()];
+            let _ = js::set(&p, "sigmas", &js::floats(&sigmas));
+            let _ = f.call1(&JsValue::NULL, &p);
+        }
+        if js::aborted(&signal) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        MalaError::Cancelled { .. } => js::abort_error("sample"),
+        e => js::error(e),
+    })?;
+    let x = gpu.read(&out.x).await.map_err(js::error)?;
+    let mean_acc =
+        out.levels.iter().map(|l| l.mean_acceptance).sum::<f32>() / out.levels.len() as f32;
+    let levels: Vec<serde_json::Value> = out
+        .levels
+        .iter()
+        .map(|l| json!({"level": l.level, "t": l.t, "eps": l.eps, "acceptance": l.mean_acceptance}))
+        .collect();
+    // The CLI's --json keys (less `output`: nothing is written).
+    let v = json!({
+        "task": "synthesis", "method": "mala", "samples": shape.n, "size": [h, w, c],
+        "levels": levels, "mean_acceptance": mean_acc, "steps_per_level": params.steps,
+        "t_max": params.t_max, "t_min": params.t_min, "step_scale": params.step_scale,
+        "target_acceptance": params.target_acceptance, "denoise": params.denoise,
+        "evaluations": out.evaluations, "seconds": (out.seconds * 1000.0).round() / 1000.0,
+        "seed": params.seed, "adapter": gpu.adapter.name,
+    });
+    let serde_json::Value::Object(m) = v else {
+        unreachable!("json! of an object")
+    };
+    js::result(m, Some((&x, shape)))
+}
+
 #[wasm_bindgen]
 impl Model {
+    /// `prior denoise`: denoises `image` (`{c, h, w, data}`, planar, one
+    /// image, values in [0, 1]); tiled like the CLI when the adapter's
+    /// buffers are too small for one pass. Options (`prior denoise`'s
+    /// flags): `addNoise` (σ on the 0–255 scale: the noise of the CLI's
+    /// image 0, from the same counter-based generator; the image is then the
+    /// clean reference), `seed` (0; only with `addNoise`), `clean` (the
+    /// reference for PSNR/SSIM, `{c, h, w, data}`). Resolves to the CLI's
+    /// `--json` keys for one in-memory image (`height`, `width`,
+    /// `channels`, `sigma`, `psnr_input`, `psnr_output`, `ssim_input`,
+    /// `ssim_output` — null without a reference, the output clamped to
+    /// [0, 1] for them as on the CLI —, `seconds`, `adapter`), the denoised
+    /// `data` with `n, c, h, w`, and `input` (the noisy image, planar) with
+    /// `addNoise`.
+    pub fn denoise(&self, image: JsValue, options: JsValue) -> Promise {
+        self.spawn(|inner| async move {
+            let o = Options::new(options, "denoise")?;
+            let img = Image::from_js(&image, "denoise: image")?;
+            if img.n != 1 {
+                return Err(js::error(format!(
+                    "denoise: one image at a time (n = 1); got n = {}",
+                    img.n
+                )));
+            }
+            let sigma = o.f64("addNoise")?;
+            if let Some(s) = sigma {
+                if !s.is_finite() || !(0.0..=MAX_SIGMA).contains(&s) {
+                    return Err(js::error(format!(
+                        "denoise: addNoise {s}: expected a noise level between 0 and {MAX_SIGMA} on the 0–255 scale"
+                    )));
+                }
+            }
+            if sigma.is_none() && o.get("seed").is_some() {
+                return Err(js::error("denoise: option seed needs addNoise"));
+            }
+            let seed = o.usize_or("seed", 0)? as u64;
+            let clean = match (o.get("clean"), sigma) {
+                (Some(c), _) => {
+                    let c = Image::from_js(&c, "denoise: clean")?;
+                    if (c.n, c.c, c.h, c.w) != (1, img.c, img.h, img.w) {
+                        return Err(js::error(format!(
+                            "denoise: the clean reference is {}×{}×{}×{} (N×C×H×W), the image 1×{}×{}×{}",
+                            c.n, c.c, c.h, c.w, img.c, img.h, img.w
+                        )));
+                    }
+                    Some(c.data)
+                }
+                (None, Some(_)) => Some(img.data.clone()),
+                (None, None) => None,
+            };
+            let input = match sigma {
+                Some(s) => prior_algos::jacobian::add_noise(&img.data, s, seed),
+                None => img.data.clone(),
+            };
+            let (gpu, l) = inner.open().await?;
+            if img.c != l.den.channels() {
+                return Err(js::error(format!(
+                    "denoise: the model takes {} channel(s), the image has {}",
+                    l.den.channels(),
+                    img.c
+                )));
+            }
+            let clock = prior_algos::control::Clock::start();
+            let (c, h, w) = (img.c, img.h, img.w);
+            fn planar(c: usize, h: usize, w: usize, data: &[f32]) -> Planar<'_> {
+                Planar { c, h, w, data }
+            }
+            // One image in flight at a time, as the CLI (no readback blocks).
+            let out = apply_image(&gpu, &*l.den, planar(c, h, w, &input), Apply::Denoise, None)
+                .await
+                .map_err(js::error)?;
+            let seconds = clock.seconds();
+            tune_store::after_first_denoise(&gpu).await;
+            let num = |v: f64| json!(Some(v).filter(|x| x.is_finite()));
+            let (mut pi, mut po, mut si, mut so) = (json!(null), json!(null), json!(null), json!(null));
+            if let Some(clean) = &clean {
+                let clamped: Vec<f32> = out.iter().map(|v| v.clamp(0.0, 1.0)).collect();
+                pi = num(metrics::psnr(&input, clean, 1.0));
+                po = num(metrics::psnr(&clamped, clean, 1.0));
+                si = num(metrics::ssim(planar(c, h, w, &input), planar(c, h, w, clean)));
+                so = num(metrics::ssim(planar(c, h, w, &clamped), planar(c, h, w, clean)));
+            }
+            let v = json!({
+                "height": img.h, "width": img.w, "channels": img.c, "sigma": sigma,
+                "psnr_input": pi, "psnr_output": po, "ssim_input": si, "ssim_output": so,
+                "seconds": seconds, "adapter": gpu.adapter.name,
+            });
+            let serde_json::Value::Object(m) = v else {
+                unreachable!("json! of an object")
+            };
+            let r = js::result(m, None)?;
+            js::set(&r, "data", &js::floats(&out))?;
+            for (k, v) in [("n", 1), ("c", img.c), ("h", img.h), ("w", img.w)] {
+                js::set(&r, k, &JsValue::from_f64(v as f64))?;
+            }
+            if sigma.is_some() {
+                js::set(&r, "input", &js::floats(&input))?;
+            }
+            Ok(r)
+        })
+    }
+
     /// `prior sample`: draws `samples` images of `size` ("HxW") from the
     /// prior with the coarse-to-fine sampler (with a multi-scale model:
     /// coarse-to-fine multi-scale synthesis, as [`Model::synthesize`]).
     /// Options: `size` (required), `channels`, `samples`, `sigma0`,
     /// `sigmaFinal`, `h0`, `beta` (0.5), `maxIters`, `seed`, `fixedStep`,
     /// `checkEvery`, `schedule`, `startMean`; `onProgress`,
-    /// `progressImage` + `every`, `signal`.
+    /// `progressImage` + `every`, `signal`. `method: "mala"` (energy
+    /// models): `prior sample --method mala`, options `levels`, `steps`,
+    /// `tMax`, `tMin`, `stepScale`, `targetAcceptance`, `noAdapt`,
+    /// `noDenoise`, `seed`, `samples`, `channels`; `onProgress` once per
+    /// level.
     pub fn sample(&self, options: JsValue) -> Promise {
         self.spawn(|inner| async move {
             let o = Options::new(options, "sample")?;
@@ -316,14 +521,21 @@ impl Model {
                 .string("size")?
                 .ok_or_else(|| js::error("sample: needs size: \"HxW\""))?;
             let (h, w) = parse_size(&size)?;
-            if let Some(m) = o.string("method")? {
-                if m != "coarse-to-fine" {
-                    return Err(js::error(format!(
-                        "sample: method {m:?} is not available in the browser (coarse-to-fine only)"
-                    )));
+            let method = o
+                .string("method")?
+                .unwrap_or_else(|| "coarse-to-fine".into());
+            let (gpu, l) = match method.as_str() {
+                "coarse-to-fine" => inner.open().await?,
+                "mala" => {
+                    let (gpu, l) = inner.open().await?;
+                    return sample_mala(&gpu, &l, &o, h, w).await;
                 }
-            }
-            let (gpu, l) = inner.open().await?;
+                m => {
+                    return Err(js::error(format!(
+                        "sample: method {m:?} is not one of coarse-to-fine, mala"
+                    )))
+                }
+            };
             if l.multi.is_some() {
                 return synthesize_multi(&gpu, &l, &o, h, w).await;
             }

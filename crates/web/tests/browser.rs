@@ -183,6 +183,15 @@ fn golden_denoise_in_headless_chromium() {
         r["still_works"], true,
         "the model gave a different output after the errors"
     );
+    // The page painted before the wasm module and WebGPU started (the
+    // browser's own first-paint entry, against performance.now() when the
+    // first run began).
+    let (paint, gpu) = (r["first_paint_ms"].as_f64(), r["gpu_start_ms"].as_f64());
+    eprintln!("first paint at {paint:?} ms, WebGPU work from {gpu:?} ms");
+    assert!(
+        paint.zip(gpu).is_some_and(|(p, g)| p < g),
+        "the first paint ({paint:?} ms) must come before the GPU work ({gpu:?} ms)"
+    );
     eprintln!(
         "browser vs PyTorch: max abs diff {diff:e}; denoise {:.3} s (first, with pipeline creation), {:.3} s (second); adapter {}",
         r["seconds"].as_f64().unwrap_or(f64::NAN),
@@ -196,7 +205,9 @@ fn golden_denoise_in_headless_chromium() {
 /// calls the CLI makes.
 mod native {
     use clap::Parser;
-    use prior_cli::cmd::{logp::LogpArgs, sample::SampleArgs, solve::SolveArgs};
+    use prior_cli::cmd::{
+        denoise::DenoiseArgs, logp::LogpArgs, sample::SampleArgs, solve::SolveArgs,
+    };
 
     /// `prior <command> ...` as the CLI parses it.
     #[derive(Parser)]
@@ -208,17 +219,24 @@ mod native {
         Solve(SolveArgs),
         /// `prior logp`.
         Logp(LogpArgs),
+        /// `prior denoise`.
+        Denoise(DenoiseArgs),
     }
 
     /// Runs `prior ARGS...` in-process.
     pub fn prior(args: &[&str]) {
+        try_prior(args).unwrap_or_else(|e| panic!("prior {}: {e}", args.join(" ")));
+    }
+
+    /// Runs `prior ARGS...` in-process; the command's error message.
+    pub fn try_prior(args: &[&str]) -> Result<(), String> {
         let line = std::iter::once("prior").chain(args.iter().copied());
-        let r = match Cli::try_parse_from(line).unwrap_or_else(|e| panic!("{args:?}: {e}")) {
+        match Cli::try_parse_from(line).unwrap_or_else(|e| panic!("{args:?}: {e}")) {
             Cli::Sample(a) => prior_cli::cmd::sample::run(a),
             Cli::Solve(a) => prior_cli::cmd::solve::run(a),
             Cli::Logp(a) => prior_cli::cmd::logp::run(a),
-        };
-        r.unwrap_or_else(|e| panic!("prior {}: {e}", args.join(" ")));
+            Cli::Denoise(a) => prior_cli::cmd::denoise::run(a),
+        }
     }
 
     /// The values of a `.npy` the CLI wrote.
@@ -354,6 +372,20 @@ fn parity_with_native_in_headless_chromium() {
     ]);
     let inpaint = native::npy(&tmp.join("inpaint.npy"));
     native::prior(&[
+        "denoise",
+        "-m",
+        &m,
+        "-i",
+        &in28,
+        "--add-noise",
+        "25",
+        "--seed",
+        "7",
+        "-o",
+        &p("denoised25.npy"),
+    ]);
+    let denoised25 = native::npy(&tmp.join("denoised25.npy"));
+    native::prior(&[
         "solve",
         "matrix",
         "-m",
@@ -382,6 +414,32 @@ fn parity_with_native_in_headless_chromium() {
         "-o",
         &p("logp.jsonl"),
     ]);
+    native::prior(&[
+        "sample",
+        "--method",
+        "mala",
+        "-m",
+        &e,
+        "--size",
+        "16x16",
+        "--seed",
+        "4",
+        "--levels",
+        "3",
+        "--steps",
+        "2",
+        "-o",
+        &p("mala.npy"),
+    ]);
+    let mala = native::npy(&tmp.join("mala.npy"));
+    let no_log_z = native::try_prior(&[
+        "logp",
+        "-m",
+        &e,
+        "-i",
+        &dir.join("input32.npy").display().to_string(),
+    ])
+    .expect_err("prior logp without --log-z on an uncalibrated model");
     let logp_line = std::fs::read_to_string(tmp.join("logp.jsonl")).expect("logp.jsonl");
     let logp: serde_json::Value =
         serde_json::from_str(logp_line.lines().next().expect("a record")).expect("json");
@@ -478,8 +536,8 @@ fn parity_with_native_in_headless_chromium() {
         );
     }
     // addNoise is the CLI's generator (CPU, the same f32 arithmetic): equal.
-    let noise = prior_algos::jacobian::add_noise(&input28, 25.0, 7);
-    let d = max_abs(&floats(&r["noise"], "noise"), &noise);
+    let noise25 = prior_algos::jacobian::add_noise(&input28, 25.0, 7);
+    let d = max_abs(&floats(&r["noise"], "noise"), &noise25);
     assert!(d <= 1e-7, "addNoise: {d:e} from prior's generator");
     let d = max_abs(&floats(&r["denoise"], "denoise"), &denoised);
     eprintln!("denoise: max |browser - native| = {d:e}");
@@ -487,6 +545,67 @@ fn parity_with_native_in_headless_chromium() {
         d <= 1e-4,
         "denoise: {d:e} > 1e-4 (the bound of every native parity test)"
     );
+
+    // denoise({addNoise: 25, seed: 7}) is `prior denoise --add-noise 25
+    // --seed 7`: the same noisy input (CPU generator: equal), the output
+    // within the denoise bound, and the CLI's --json keys with its metrics
+    // (prior_algos::metrics, as the CLI computes them) of the CLI's output:
+    // PSNR/SSIM of the input equal to f64 rounding (1e-9), of the output
+    // within 1e-2 dB / 1e-4 (outputs within 1e-4 of each other).
+    let dn = &r["denoise_noisy"];
+    let d = max_abs(&floats(&dn["input"], "denoise input"), &noise25);
+    assert!(d <= 1e-7, "denoise addNoise input: {d:e}");
+    let d = max_abs(&floats(&dn["data"], "denoise --add-noise"), &denoised25);
+    eprintln!("denoise --add-noise 25 --seed 7: max |browser - CLI| = {d:e}");
+    assert!(d <= 1e-4, "denoise --add-noise: {d:e} > 1e-4");
+    let j = &dn["json"];
+    eprintln!("denoise json: {j}");
+    let mut keys: Vec<&str> = j
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "adapter",
+            "c",
+            "channels",
+            "h",
+            "height",
+            "n",
+            "psnr_input",
+            "psnr_output",
+            "seconds",
+            "sigma",
+            "ssim_input",
+            "ssim_output",
+            "w",
+            "width"
+        ]
+    );
+    assert_eq!(j["sigma"], 25.0);
+    let clamped: Vec<f32> = denoised25.iter().map(|v| v.clamp(0.0, 1.0)).collect();
+    let im = |d: &[f32]| prior_cli::io::Image::new(1, 28, 28, d.to_vec());
+    let (clean, noisy, out) = (im(&input28), im(&noise25), im(&clamped));
+    let close = |k: &str, want: f64, tol: f64| {
+        let got = j[k].as_f64().unwrap_or_else(|| panic!("{k}: {}", j[k]));
+        assert!((got - want).abs() <= tol, "{k}: browser {got}, CLI {want}");
+    };
+    close(
+        "psnr_input",
+        prior_cli::metrics::psnr(&noise25, &input28, 1.0),
+        1e-6,
+    );
+    close("ssim_input", prior_cli::metrics::ssim(&noisy, &clean), 1e-6);
+    close(
+        "psnr_output",
+        prior_cli::metrics::psnr(&clamped, &input28, 1.0),
+        1e-2,
+    );
+    close("ssim_output", prior_cli::metrics::ssim(&out, &clean), 1e-4);
 
     // Inpainting with a given mask, 5 iterations: bound 1e-3 as the sampler's.
     let d = max_abs(&floats(&r["inpaint"]["data"], "inpaint"), &inpaint);
@@ -513,6 +632,48 @@ fn parity_with_native_in_headless_chromium() {
     let rel = ((b - n) / n).abs();
     eprintln!("logp: browser {b} nats, CLI {n} nats, relative {rel:e}");
     assert!(rel <= 1e-4, "logp: relative difference {rel:e} > 1e-4");
+
+    // MALA, 3 levels × 2 steps of 16×16 on the energy fixture: the same
+    // counter-based proposals and uniforms, but the energy network's
+    // rounding differs on SwiftShader and lavapipe and is amplified by the
+    // Langevin steps (measured 2.5e-4, where the coarse-to-fine sampler is
+    // bit-identical); the accept/reject decisions agree at this size.
+    // Bound 1e-3 as the sampler's.
+    let ml = &r["mala"];
+    assert_eq!(ml["method"], "mala");
+    assert_eq!(ml["evaluations"], 3 * 2 + 3);
+    assert_eq!(ml["progress_levels"], serde_json::json!([0, 1, 2]));
+    let d = max_abs(&floats(&ml["data"], "mala"), &mala);
+    eprintln!(
+        "mala: max |browser - CLI| = {d:e}; mean acceptance {}",
+        ml["mean_acceptance"]
+    );
+    assert!(d <= 1e-3, "mala: {d:e} > 1e-3");
+    let c = &r["mala_cancel"];
+    assert_eq!(c["rejected"], true, "the aborted MALA run resolved: {c}");
+    assert_eq!(c["name"], "AbortError", "MALA cancel: {c}");
+    assert_eq!(
+        c["usable_after"], true,
+        "MALA gave another sample after a cancelled run: {c}"
+    );
+    let msg = r["mala_on_denoiser_error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("needs a model with an energy"),
+        "mala on a denoiser: {}",
+        r["mala_on_denoiser_error"]
+    );
+
+    // logp without log Z: refused in both, with the same message (the
+    // browser names the file as given to Model.load, and `logZ` for
+    // `--log-z NATS`).
+    let msg = r["logp_no_logz_error"].as_str().unwrap_or_default();
+    let core = "no log Z in this weight file: run `prior calibrate -m ";
+    eprintln!("logp without log Z: CLI {no_log_z:?}; browser {msg:?}");
+    assert!(no_log_z.contains(core), "CLI: {no_log_z}");
+    assert!(
+        msg.starts_with(&format!("model.pth.tar: {core}model.pth.tar -i")),
+        "browser: {msg}"
+    );
 
     // Multi-scale super-resolution 8×8 → 32×32, 4 iterations per level.
     assert_eq!(r["superres"]["h"], 32);

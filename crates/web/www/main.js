@@ -164,19 +164,14 @@ function histogram(canvas, values, label) {
   ctx.fillText(label, W / 2 - 20, H - 8);
 }
 
-function psnr(a, b) {
-  let se = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.min(1, Math.max(0, a[i])) - b[i];
-    se += d * d;
-  }
-  return 10 * Math.log10(a.length / se);
-}
-
 // ---------------------------------------------------------------- GPU, models
 let ready = null; // the adapter description, once the module and WebGPU are up
+// When the wasm module and WebGPU first started (performance.now, ms): the
+// first paint must come before it (the golden test checks).
+let gpuStartMs = null;
 async function start() {
   if (ready === null) {
+    gpuStartMs ??= performance.now();
     if (!navigator.gpu) throw new Error("navigator.gpu is undefined: this browser has no WebGPU (or it is disabled)");
     await wasmInit();
     ready = await init();
@@ -206,7 +201,23 @@ async function modelFrom(url, files = null) {
   }
   return models.get(key);
 }
-const mainModel = () => modelFrom($("ckpt-url").value, $("ckpt-file").files);
+// The sample panel offers MALA (`prior sample --method mala`) once an
+// energy model is the main model (parsing a checkpoint needs no GPU).
+function methodsFor(model) {
+  const energy = model.arch === "energy_unet";
+  const opt = $("sm-method").querySelector("option[value=mala]");
+  opt.disabled = !energy;
+  opt.textContent = energy ? "MALA (energy model)" : "MALA (load an energy model)";
+  if (!energy) $("sm-method").value = "coarse-to-fine";
+  $("sm-mala").hidden = $("sm-method").value !== "mala";
+}
+async function mainModel() {
+  const m = await modelFrom($("ckpt-url").value, $("ckpt-file").files);
+  methodsFor(m);
+  return m;
+}
+for (const id of ["ckpt-url", "ckpt-file"]) $(id).addEventListener("change", () => mainModel().catch((e) => status(`${e?.message ?? e}`, true)));
+$("sm-method").addEventListener("change", () => { $("sm-mala").hidden = $("sm-method").value !== "mala"; });
 
 let dropped = null;
 async function mainImage(channels, size = null) {
@@ -264,13 +275,15 @@ panels.denoise = (signal) => running("denoise", async () => {
   const noisy = { ...clean, data: addNoise(clean.data, Number($("dn-sigma").value), 0) };
   draw($("dn-clean"), clean);
   draw($("dn-noisy"), noisy);
-  $("dn-noisy-cap").textContent = `noisy σ = ${$("dn-sigma").value}: ${psnr(noisy.data, clean.data).toFixed(2)} dB`;
+  $("dn-noisy-cap").textContent = `noisy σ = ${$("dn-sigma").value}`;
   status(`denoising ${clean.c}×${clean.h}×${clean.w} with ${model.describe()}…`);
   const t0 = performance.now();
-  const out = await model.denoise(clean.c, clean.h, clean.w, noisy.data);
+  // prior denoise --add-noise σ --seed 0 on this image: the same noise, PSNR and SSIM.
+  const r = await model.denoise(clean, { addNoise: Number($("dn-sigma").value), seed: 0 });
   const s = (performance.now() - t0) / 1000;
-  draw($("dn-out"), { ...clean, data: out });
-  $("dn-out-cap").textContent = `denoised: ${psnr(out, clean.data).toFixed(2)} dB, ${s.toFixed(2)} s`;
+  draw($("dn-out"), r);
+  $("dn-noisy-cap").textContent = `noisy σ = ${r.sigma}: ${r.psnr_input?.toFixed(2)} dB, SSIM ${r.ssim_input?.toFixed(3) ?? "n/a"}`;
+  $("dn-out-cap").textContent = `denoised: ${r.psnr_output?.toFixed(2)} dB, SSIM ${r.ssim_output?.toFixed(3) ?? "n/a"}, ${s.toFixed(2)} s`;
   status(`${model.describe()}\n${clean.h}×${clean.w}: ${s.toFixed(2)} s (the first run also compiles the pipelines)`);
 });
 
@@ -280,6 +293,24 @@ panels.sample = (signal) => running("sample", async () => {
   const figs = figures("sm-images", n, (k) => `sample ${k}`);
   const history = Array.from({ length: n }, () => []);
   status("sampling…");
+  if ($("sm-method").value === "mala") {
+    // prior sample --method mala: one readback per noise level.
+    const r = await model.sample({
+      method: "mala", size: $("sm-size").value, samples: n, seed: Number($("sm-seed").value),
+      levels: Number($("sm-levels").value), steps: Number($("sm-steps").value), signal,
+      onProgress: (p) => {
+        p.sigmas.forEach((s, k) => history[k].push([p.iteration, s]));
+        logPlot($("sm-plot"), history);
+        status(`level ${p.level + 1}: t ${p.t.toExponential(2)}, ε ${p.eps.toExponential(2)}, acceptance ${p.mean_acceptance.toFixed(3)}`);
+      },
+    });
+    for (let k = 0; k < n; k++) {
+      draw(figs[k].canvas, r, k);
+      figs[k].caption.textContent = `MALA sample ${k}`;
+    }
+    status(`${n} MALA sample(s) of ${r.h}×${r.w}: ${r.levels.length} levels, mean acceptance ${r.mean_acceptance.toFixed(3)}, ${r.evaluations} evaluations in ${r.seconds.toFixed(2)} s`);
+    return;
+  }
   const r = await model.sample({
     size: $("sm-size").value, samples: n, beta: Number($("sm-beta").value), seed: Number($("sm-seed").value),
     maxIters: Number($("sm-iters").value), signal, progressImage: true, every: 5,
@@ -419,7 +450,7 @@ $("jc-image").addEventListener("click", (e) => {
   running("filter", (s) => jacobianRun(s, pixel));
 });
 
-panels.logp = (signal) => running("logp", async () => {
+panels.logp = () => running("logp", async (signal) => {
   const model = await modelFrom($("lp-url").value);
   const files = [...$("lp-files").files];
   let images;
@@ -434,13 +465,29 @@ panels.logp = (signal) => running("logp", async () => {
     });
   }
   const z = $("lp-logz").value.trim();
-  const r = await model.logp(images, z ? { logZ: Number(z) } : {});
-  const bits = r.images.map((x) => x.bits_per_dim ?? x.energy / (32 * 32 * Math.LN2));
+  const dims = images[0].c * images[0].h * images[0].w;
+  let r, note = null;
+  try {
+    r = await model.logp(images, z ? { logZ: Number(z) } : {});
+  } catch (e) {
+    if (!String(e?.message).includes("no log Z")) throw e;
+    // As `prior logp`, no log p without log Z: show the energies U(x, 0)
+    // (`score` at t = 0) and the library's message.
+    note = e.message;
+    const t0 = performance.now();
+    const us = [];
+    for (const img of images) {
+      if (signal?.aborted) throw new DOMException("cancelled", "AbortError");
+      us.push((await model.score(img, { t: 0 })).energy);
+    }
+    r = { log_z: null, seconds: (performance.now() - t0) / 1000, images: us.map((energy, k) => ({ file: k, energy, bits_per_dim: null })) };
+  }
+  const bits = r.images.map((x) => x.bits_per_dim ?? x.energy / (dims * Math.LN2));
   histogram($("lp-hist"), bits, r.log_z === null ? "U(x,0)/(d ln 2)" : "bits/dim");
-  $("lp-hist-cap").textContent = r.log_z === null ? "no log Z in this blob: energies per dim (give log Z for bits/dim)" : `log Z = ${r.log_z.toFixed(2)} nats`;
+  $("lp-hist-cap").textContent = r.log_z === null ? "no log Z: energies per dim (give log Z for bits/dim)" : `log Z = ${r.log_z.toFixed(2)} nats`;
   const rows = r.images.map((x, k) => `<tr><td>${files[k]?.name ?? `crop ${k}`}</td><td>${x.energy.toFixed(2)}</td><td>${x.bits_per_dim?.toFixed(4) ?? "—"}</td></tr>`);
   $("lp-table").innerHTML = `<table><tr><th>image</th><th>U(x, 0) nats</th><th>bits/dim</th></tr>${rows.join("")}</table>`;
-  status(`${images.length} image(s) in ${r.seconds.toFixed(2)} s`);
+  status(`${images.length} image(s) in ${r.seconds.toFixed(2)} s${note ? `\n${note}` : ""}`);
 });
 
 for (const b of document.querySelectorAll("[data-run]")) b.addEventListener("click", () => panels[b.dataset.run]());
@@ -464,10 +511,10 @@ async function goldenTest() {
     const golden = parseNpy(await fetchBytes(`/golden/${name}/output.npy`), "output.npy");
     const [c, h, w] = input.shape.slice(-3);
     let t0 = performance.now();
-    const out = await model.denoise(c, h, w, input.data);
+    const out = (await model.denoise({ c, h, w, data: input.data })).data;
     result.seconds = (performance.now() - t0) / 1000;
     t0 = performance.now();
-    const again = await model.denoise(c, h, w, input.data);
+    const again = (await model.denoise({ c, h, w, data: input.data })).data;
     result.seconds_warm = (performance.now() - t0) / 1000;
     if (out.length !== golden.data.length) throw new Error(`${out.length} values out, golden has ${golden.data.length}`);
     let max = 0, repeat = 0;
@@ -483,8 +530,10 @@ async function goldenTest() {
     // Errors must reach JS as exceptions with a message (not a wasm trap).
     const message = (f) => { try { f(); return null; } catch (e) { return String(e?.message ?? e); } };
     result.bad_checkpoint_error = message(() => Model.load(new Uint8Array([1, 2, 3, 4]), "garbage.pt"));
-    result.bad_channels_error = await model.denoise(3, h, w, new Float32Array(3 * h * w)).then(() => null, (e) => String(e?.message ?? e));
-    result.still_works = (await model.denoise(c, h, w, input.data)).every((v, i) => v === out[i]);
+    result.bad_channels_error = await model.denoise({ c: 3, h, w, data: new Float32Array(3 * h * w) }).then(() => null, (e) => String(e?.message ?? e));
+    result.first_paint_ms = firstPaintMs();
+    result.gpu_start_ms = gpuStartMs;
+    result.still_works = (await model.denoise({ c, h, w, data: input.data })).data.every((v, i) => v === out[i]);
     result.ok = true;
     show("denoise");
     draw($("dn-noisy"), { c, h, w, data: input.data });
@@ -533,6 +582,17 @@ async function shots() {
   await fetch("/result", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(out) });
 }
 
-if (params.has("test")) goldenTest();
-else if (params.has("shots")) shots();
-else if (params.has("run")) panels[params.get("tab") ?? "denoise"](); // ?run=1[&tab=…]: run a panel on load
+// Do not block the first paint on pipeline creation: nothing above touches
+// the wasm module or WebGPU (the module is fetched and compiled, WebGPU
+// opened and the pipelines created by the first run, in start()); work that
+// starts on load waits for the first frame to be painted (a
+// requestAnimationFrame callback runs just before a paint, a timeout queued
+// from it just after).
+const afterFirstPaint = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+const firstPaintMs = () => {
+  const e = performance.getEntriesByType("paint");
+  return (e.find((p) => p.name === "first-paint") ?? e.find((p) => p.name === "first-contentful-paint"))?.startTime ?? null;
+};
+if (params.has("test")) afterFirstPaint().then(goldenTest);
+else if (params.has("shots")) afterFirstPaint().then(shots);
+else if (params.has("run")) afterFirstPaint().then(() => panels[params.get("tab") ?? "denoise"]()); // ?run=1[&tab=…]: run a panel on load

@@ -38,9 +38,13 @@ try {
   const input = await npy("input28.npy");
   const image = { c: 1, h: 28, w: 28, data: input.data };
   out.noise = arr(wasm.addNoise(input.data, 25, 7)); // the CLI's --add-noise 25 --seed 7
-  const [d1, td1] = await time("denoise 28x28 (first)", () => mnist.denoise(1, 28, 28, input.data));
-  const [, td2] = await time("denoise 28x28 (warm)", () => mnist.denoise(1, 28, 28, input.data));
-  out.denoise = arr(d1);
+  const [d1, td1] = await time("denoise 28x28 (first)", () => mnist.denoise(image));
+  const [, td2] = await time("denoise 28x28 (warm)", () => mnist.denoise(image));
+  out.denoise = arr(d1.data);
+  // prior denoise --add-noise 25 --seed 7 --json: the same noise, PSNR and SSIM keys.
+  const dn = await mnist.denoise(image, { addNoise: 25, seed: 7 });
+  out.denoise_noisy = { data: arr(dn.data), input: arr(dn.input), n: dn.n, c: dn.c, h: dn.h, w: dn.w,
+                        json: Object.fromEntries(Object.entries(dn).filter(([k]) => !["data", "input"].includes(k))) };
   out.timings.denoise_first_seconds = td1;
   out.timings.denoise_warm_seconds = td2;
 
@@ -87,6 +91,30 @@ try {
   const in32 = await npy("input32.npy");
   const [lp] = await time("logp 32x32", () => energy.logp([{ c: 1, h: 32, w: 32, data: in32.data }], { logZ: 0 }));
   out.logp = lp.images[0];
+  // Without log Z (the fixture has no calibration) logp refuses, as the CLI.
+  out.logp_no_logz_error = await energy.logp([{ c: 1, h: 32, w: 32, data: in32.data }], {})
+    .then(() => null, (e) => String(e?.message ?? e));
+  // prior sample --method mala: 3 levels × 2 steps of 16×16 (tiny: SwiftShader).
+  const levelsSeen = [];
+  const [ml, tml] = await time("sample mala 16x16, 3 levels x 2 steps", () =>
+    energy.sample({ method: "mala", size: "16x16", seed: 4, levels: 3, steps: 2,
+                    onProgress: (p) => levelsSeen.push(p.level) }));
+  out.mala = { data: arr(ml.data), h: ml.h, w: ml.w, method: ml.method, evaluations: ml.evaluations,
+               mean_acceptance: ml.mean_acceptance, levels: ml.levels, progress_levels: levelsSeen };
+  out.timings.mala_seconds = tml;
+  // Cancel MALA after its first level; then the same run gives the same sample.
+  const acm = new AbortController();
+  out.mala_cancel = await energy.sample({ method: "mala", size: "16x16", seed: 4, levels: 20, steps: 2, signal: acm.signal,
+                                          onProgress: () => acm.abort() })
+    .then(() => ({ rejected: false }), (e) => ({ rejected: true, name: e.name }));
+  const again = await energy.sample({ method: "mala", size: "16x16", seed: 4, levels: 3, steps: 2 });
+  out.mala_cancel.usable_after = again.data.every((v, i) => v === ml.data[i]);
+  try {
+    await mnist.sample({ method: "mala", size: "28x28" });
+    out.mala_on_denoiser_error = null;
+  } catch (e) {
+    out.mala_on_denoiser_error = String(e?.message ?? e);
+  }
 
   // Multi-scale super-resolution: an 8×8 low-pass → 32×32 (two levels), set of files.
   const dir = "local_probability_models/multi_scale_160_rf9";
