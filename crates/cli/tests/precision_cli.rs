@@ -86,3 +86,33 @@ fn f16_denoise_is_within_the_bounds_of_f32() {
     assert!(max <= 1e-2, "max |f16 − f32| = {max}");
     assert!((pa - pb).abs() <= 0.05, "PSNR f32 {pa} vs f16 {pb}");
 }
+
+#[test]
+fn f16_is_refused_where_there_is_no_f16_path() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("precision-cli-mala");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = shared("checkpoints/universal_inverse_problem/mnist_gray/model.pt");
+    let o = Command::new(env!("CARGO_BIN_EXE_prior"))
+        .args(["sample", "-m"])
+        .arg(&model)
+        .args([
+            "--size",
+            "8x8",
+            "--method",
+            "mala",
+            "--precision",
+            "f16",
+            "-o",
+        ])
+        .arg(dir.join("s.png"))
+        .output()
+        .expect("cannot run the prior binary");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("--precision f16 is available only for"),
+        "{err}"
+    );
+}
