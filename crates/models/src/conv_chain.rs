@@ -74,6 +74,13 @@ impl Denoiser for ConvChain {
     fn parameters(&self) -> usize {
         self.net.parameters()
     }
+    fn set_precision(
+        &mut self,
+        gpu: &Gpu,
+        precision: prior_ops::precision::Precision,
+    ) -> Result<()> {
+        self.net.set_precision(gpu, precision)
+    }
     fn denoise(&self, gpu: &Gpu, y: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.net.check_input(y)?;
         if self.net.conditional_details {

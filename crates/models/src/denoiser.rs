@@ -129,4 +129,22 @@ pub trait Denoiser {
             self.describe()
         )))
     }
+    /// Sets the storage precision of [`Denoiser::denoise`] (f16: weights
+    /// and activations in f16, f32 accumulation; Jacobian products stay
+    /// f32). Only the conv-chain models (BF-CNN, DnCNN) have an f16 path;
+    /// the others answer f16 with [`ModelError::Unsupported`]. The caller
+    /// checks the adapter first ([`prior_ops::precision::Precision::on`]).
+    fn set_precision(
+        &mut self,
+        _gpu: &Gpu,
+        precision: prior_ops::precision::Precision,
+    ) -> Result<()> {
+        match precision {
+            prior_ops::precision::Precision::F32 => Ok(()),
+            prior_ops::precision::Precision::F16 => Err(ModelError::Unsupported(format!(
+                "f16 storage (--precision f16) for {} (only BF-CNN and DnCNN have f16 kernels)",
+                self.describe()
+            ))),
+        }
+    }
 }

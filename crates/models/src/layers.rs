@@ -6,6 +6,7 @@
 
 use prior_gpu::{Gpu, Shape, Tensor};
 use prior_ops::batch_norm::BatchNorm;
+use prior_ops::precision::{Activation, Precision};
 
 pub use prior_ops::layer::{Affine, ConvLayer, ConvLayerConfig, VjpAt};
 
@@ -92,6 +93,9 @@ pub struct LayerChain {
     pub conditional_details: bool,
     params: usize,
     desc: String,
+    /// The storage precision of [`LayerChain::network`] (Jacobian passes
+    /// always run f32).
+    precision: Precision,
 }
 
 impl LayerChain {
@@ -280,11 +284,55 @@ impl LayerChain {
             conditional_details,
             params,
             desc,
+            precision: Precision::F32,
         })
+    }
+
+    /// Sets the storage precision of [`LayerChain::network`]: with
+    /// [`Precision::F16`] every layer keeps an f16 copy of its weights and
+    /// the activations between layers are f16 (the first layer reads the
+    /// f32 input, the last writes f32; accumulation is f32 throughout).
+    /// The caller checks the adapter ([`Precision::on`]).
+    pub fn set_precision(&mut self, gpu: &Gpu, precision: Precision) -> Result<()> {
+        if precision == Precision::F16 {
+            let n = self.layers.len();
+            for (i, l) in self.layers.iter_mut().enumerate() {
+                if i + 1 < n && !l.out_channels().is_multiple_of(2) {
+                    return Err(ModelError::Input(format!(
+                        "f16 storage needs even channel counts between layers; layer {i} has {}",
+                        l.out_channels()
+                    )));
+                }
+                l.enable_f16(gpu)?;
+            }
+        }
+        self.precision = precision;
+        Ok(())
+    }
+
+    /// The storage precision of [`LayerChain::network`].
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The raw network output f(y) (residual or denoised, per [`Output`]).
     pub fn network(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+        if self.precision == Precision::F16 {
+            let n = self.layers.len();
+            let mut x = Activation::F32(y.clone());
+            for (i, l) in self.layers.iter().enumerate() {
+                let out = if i + 1 == n {
+                    Precision::F32
+                } else {
+                    Precision::F16
+                };
+                x = l.forward_f16(gpu, &x, out)?;
+            }
+            return match x {
+                Activation::F32(t) => Ok(t),
+                Activation::F16(_) => unreachable!("the last layer writes f32"),
+            };
+        }
         let mut x = y.clone();
         for l in &self.layers {
             x = l.forward(gpu, &x)?;

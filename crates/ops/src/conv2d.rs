@@ -74,6 +74,13 @@ pub const CONV_TILED_32X32: Kernel = Kernel {
     entry: "conv_tiled",
     bindings: BINDINGS,
 };
+/// f16 weights and activations, f32 accumulation ([`Conv2d::forward_f16`]).
+pub const CONV_F16: Kernel = Kernel {
+    file: "conv2d_f16.wgsl",
+    source: crate::shaders::CONV2D_F16,
+    entry: "conv_f16",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+};
 /// One output per invocation: the baseline of [`ConvVariant::Naive`].
 pub const CONV_NAIVE: Kernel = Kernel {
     file: "conv2d.wgsl",
@@ -88,6 +95,10 @@ const FLAG_RELU: u32 = 4;
 const FLAG_MASK: u32 = 8;
 /// `conv2d_tiled.wgsl`: the launch is a transposed convolution.
 pub(crate) const FLAG_TRANSPOSED: u32 = 16;
+/// `conv2d_f16.wgsl`: the input is f32 (the chain's first layer).
+const FLAG_IN_F32: u32 = 32;
+/// `conv2d_f16.wgsl`: the output is f32 (the chain's last layer).
+const FLAG_OUT_F32: u32 = 64;
 
 /// The uniform block of every convolution kernel (`shaders/conv_common.wgsl`).
 #[repr(C)]
@@ -327,6 +338,9 @@ pub struct Conv2d {
     pub oihw: Vec<f32>,
     /// The epilogue scale as given to [`Conv2d::set_affine`] (for VJP layers).
     pub scale: Option<Vec<f32>>,
+    /// The weights in f16 (`[kh, kw, cin_p, cout_p]`, two to a word), once
+    /// [`Conv2d::enable_f16`] has made them.
+    weight_f16: Option<Tensor>,
 }
 
 /// Fused output stage of a convolution.
@@ -481,7 +495,137 @@ impl Conv2d {
             has_shift: false,
             oihw: oihw.to_vec(),
             scale: None,
+            weight_f16: None,
         }
+    }
+
+    /// Uploads the f16 copy of the weights that [`Conv2d::forward_f16`]
+    /// reads (the f32 weights stay, for the f32 and Jacobian paths).
+    pub fn enable_f16(&mut self, gpu: &Gpu) {
+        let (cin_p, cout_p) = (round_up(self.cin, 4), round_up(self.cout, 8));
+        let (kh, kw, cin, cout) = (self.kh, self.kw, self.cin, self.cout);
+        let mut w = vec![0.0f32; kh * kw * cin_p * cout_p];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        w[((ky * kw + kx) * cin_p + ci) * cout_p + co] =
+                            self.oihw[((co * cin + ci) * kh + ky) * kw + kx];
+                    }
+                }
+            }
+        }
+        let words = crate::precision::pack_halves(&w);
+        self.weight_f16 = Some(gpu.upload(Shape::vector(words.len()), &words));
+    }
+
+    /// The convolution with f16 weights (see [`Conv2d::enable_f16`]), the
+    /// epilogue's scale and shift, and a ReLU when `relu`, on an f32 or f16
+    /// input, returning an f32 or f16 output as `out` says; every product
+    /// and sum in f32, the output rounded once (`shaders/conv2d_f16.wgsl`).
+    /// Forward only (no mask: Jacobian passes run f32). An f16 output needs
+    /// an even channel count.
+    pub fn forward_f16(
+        &self,
+        gpu: &Gpu,
+        x: &crate::precision::Activation,
+        out: crate::precision::Precision,
+        relu: bool,
+    ) -> Result<crate::precision::Activation> {
+        use crate::precision::{Activation, HalfTensor, Precision};
+        let err = |detail: String| GpuError::Shape {
+            op: "conv2d f16",
+            detail,
+        };
+        let Some(weight) = &self.weight_f16 else {
+            return Err(err(
+                "the layer has no f16 weights (Conv2d::enable_f16)".into()
+            ));
+        };
+        let s = x.shape();
+        if s.c != self.cin {
+            return Err(err(format!(
+                "input has {} channels, the layer expects {}",
+                s.c, self.cin
+            )));
+        }
+        let eff_h = self.dilation * (self.kh - 1) + 1;
+        let eff_w = self.dilation * (self.kw - 1) + 1;
+        if s.h + 2 * self.pad < eff_h || s.w + 2 * self.pad < eff_w {
+            return Err(err(format!("input {s} smaller than the kernel")));
+        }
+        if out == Precision::F16 && !self.cout.is_multiple_of(2) {
+            return Err(err(format!(
+                "an f16 output needs an even channel count, the layer has {}",
+                self.cout
+            )));
+        }
+        let (ho, wo) = self.out_size(s.h, s.w);
+        let out_shape = Shape::new(s.n, ho, wo, self.cout);
+        gpu.check_fits("conv2d output", out_shape)?;
+        let mut flags = 0;
+        if self.has_scale {
+            flags |= FLAG_SCALE;
+        }
+        if self.has_shift {
+            flags |= FLAG_SHIFT;
+        }
+        if relu {
+            flags |= FLAG_RELU;
+        }
+        let xw = match x {
+            Activation::F32(t) => {
+                flags |= FLAG_IN_F32;
+                t
+            }
+            Activation::F16(h) => h.words(),
+        };
+        let y = match out {
+            Precision::F32 => {
+                flags |= FLAG_OUT_F32;
+                Activation::F32(gpu.empty(out_shape))
+            }
+            Precision::F16 => Activation::F16(HalfTensor::empty(gpu, out_shape)),
+        };
+        let yw = match &y {
+            Activation::F32(t) => t,
+            Activation::F16(h) => h.words(),
+        };
+        let cout_p = round_up(self.cout, 8);
+        let tp = 4;
+        let params = ConvParams {
+            n: s.n as u32,
+            h: s.h as u32,
+            w: s.w as u32,
+            cin: self.cin as u32,
+            ho: ho as u32,
+            wo: wo as u32,
+            cout: self.cout as u32,
+            kh: self.kh as u32,
+            kw: self.kw as u32,
+            stride: self.stride as u32,
+            pad: self.pad as u32,
+            dil: self.dilation as u32,
+            flags,
+            mask_n: 1,
+            tiles_w: wo.div_ceil(tp) as u32,
+            cout_p: cout_p as u32,
+            ..ConvParams::zeroed()
+        };
+        let tiles = s.n * ho * wo.div_ceil(tp);
+        let groups = [tiles.div_ceil(64) as u32, (cout_p / 8) as u32, 1];
+        if groups[0] > gpu.limits.max_compute_workgroups_per_dimension {
+            return Err(GpuError::TooLarge {
+                what: format!("conv2d f16 on {s}"),
+                bytes: out_shape.numel() as u64 * 2,
+                limit: gpu.max_buffer_bytes,
+                adapter: gpu.adapter.name.clone(),
+            });
+        }
+        let bufs = [xw, weight, &self.scale_shift, yw];
+        let dispatch = prior_gpu::Dispatch::groups(groups, [64, 1, 1]);
+        gpu.launch(&CONV_F16, &[], &params, &bufs, dispatch);
+        Ok(y)
     }
 
     /// The layer's geometry.

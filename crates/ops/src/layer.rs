@@ -297,6 +297,39 @@ impl ConvLayer {
         self.run(gpu, x, epi)
     }
 
+    /// Gives the layer f16 weights for [`ConvLayer::forward_f16`]; an error
+    /// for a transposed layer (no f16 kernel yet).
+    pub fn enable_f16(&mut self, gpu: &Gpu) -> Result<()> {
+        match &mut self.op {
+            Op::Conv(c) => {
+                c.enable_f16(gpu);
+                Ok(())
+            }
+            Op::Transposed(_) => Err(GpuError::Shape {
+                op: "conv_layer f16",
+                detail: "transposed convolutions have no f16 kernel yet".into(),
+            }),
+        }
+    }
+
+    /// The layer with its bias/scale and ReLU, f16 weights (after
+    /// [`ConvLayer::enable_f16`]), f32 or f16 input and output
+    /// ([`Conv2d::forward_f16`]).
+    pub fn forward_f16(
+        &self,
+        gpu: &Gpu,
+        x: &crate::precision::Activation,
+        out: crate::precision::Precision,
+    ) -> Result<crate::precision::Activation> {
+        match &self.op {
+            Op::Conv(c) => c.forward_f16(gpu, x, out, self.relu),
+            Op::Transposed(_) => Err(GpuError::Shape {
+                op: "conv_layer f16",
+                detail: "transposed convolutions have no f16 kernel yet".into(),
+            }),
+        }
+    }
+
     /// The linear part `t ↦ conv(t)·scale` (no shift, no ReLU) on tangents
     /// `t` (`[k, ..]`): the JVP of the layer before its ReLU.
     pub fn linear(&self, gpu: &Gpu, t: &Tensor) -> Result<Tensor> {

@@ -24,6 +24,7 @@ pub mod measure;
 pub mod noise_estimate;
 pub mod peak;
 pub mod pool;
+pub mod precision;
 pub mod reduce;
 pub mod reference;
 pub mod rng;

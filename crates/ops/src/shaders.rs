@@ -12,6 +12,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("conv2d.wgsl", CONV2D),
     ("conv_common.wgsl", CONV_COMMON),
     ("conv2d_subgroup.wgsl", CONV2D_SUBGROUP),
+    ("conv2d_f16.wgsl", CONV2D_F16),
     ("conv2d_tiled.wgsl", CONV2D_TILED_64X64),
     ("conv_transpose2d.wgsl", CONV_TRANSPOSE2D),
     ("conv_transpose2d_subgroup.wgsl", CONV_TRANSPOSE2D_SUBGROUP),
@@ -59,6 +60,9 @@ pub const CONV2D_SUBGROUP: &str = concat!(
     include_str!("../../../shaders/conv_common.wgsl"),
     include_str!("../../../shaders/conv2d_subgroup.wgsl")
 );
+/// `conv2d_f16.wgsl`: the convolution with f16 weights and activations, f32
+/// accumulation (`--precision f16`; core WGSL, no `enable f16;`).
+pub const CONV2D_F16: &str = include_str!("../../../shaders/conv2d_f16.wgsl");
 /// The tile-shape header of a `conv2d_tiled.wgsl` variant (WGSL has no
 /// templates: each variant is its own module, the header prepended).
 macro_rules! conv_tiled {

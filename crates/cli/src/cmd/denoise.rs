@@ -83,6 +83,11 @@ pub struct DenoiseArgs {
     /// error on adapters without them).
     #[arg(long)]
     pub profile: bool,
+    /// Storage precision of weights and activations: f16 (with f32
+    /// accumulation) runs the f16 kernels of the BF-CNN/DnCNN models on
+    /// adapters with shader-f16; elsewhere a warning, and f32 runs.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionArg,
     /// Output format in directory mode (default png). For a single output
     /// file the format is `-o`'s extension.
     #[arg(long, value_enum)]
@@ -91,6 +96,38 @@ pub struct DenoiseArgs {
     /// a rerun of the same command skips the outputs already written.
     #[command(flatten)]
     pub shard: ShardArgs,
+}
+
+/// `--precision` of `denoise` and `sample`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    /// f32 weights and activations (the default).
+    F32,
+    /// f16 weights and activations, f32 accumulation.
+    F16,
+}
+
+/// Sets `model`'s storage precision as `--precision` asks, falling back to
+/// f32 with a warning on stderr when the adapter lacks shader-f16; returns
+/// the precision that runs.
+pub fn apply_precision(
+    gpu: &Gpu,
+    model: &mut dyn Denoiser,
+    wanted: PrecisionArg,
+) -> Result<prior_ops::precision::Precision, String> {
+    use prior_ops::precision::Precision;
+    let wanted = match wanted {
+        PrecisionArg::F32 => Precision::F32,
+        PrecisionArg::F16 => Precision::F16,
+    };
+    let (p, warning) = Precision::on(gpu, wanted);
+    if let Some(w) = warning {
+        eprintln!("{w}");
+    }
+    model
+        .set_precision(gpu, p)
+        .map_err(|e| format!("--precision {}: {e}", p.name()))?;
+    Ok(p)
 }
 
 /// One unit of work: where to read, write and what to compare with.
@@ -136,8 +173,9 @@ pub fn run(args: DenoiseArgs) -> Result<(), String> {
 
     let mut gpu = pollster::block_on(Gpu::from_env()).map_err(|e| e.to_string())?;
     super::profile::start(&gpu, args.profile)?;
-    let model = prior_models::load_path(&gpu, &args.model)
+    let mut model = prior_models::load_path(&gpu, &args.model)
         .map_err(|e| format!("cannot load the model: {e}"))?;
+    apply_precision(&gpu, model.as_mut(), args.precision)?;
     // A weight the GPU refused would otherwise surface at the first image.
     pollster::block_on(gpu.check("uploading the model"))
         .map_err(|e| format!("cannot load the model: {e}"))?;
@@ -216,6 +254,7 @@ fn run_settings(args: &DenoiseArgs) -> serde_json::Value {
         "add_noise": args.add_noise,
         "seed": args.seed,
         "format": args.format.map(|f| f.ext()),
+        "precision": format!("{:?}", args.precision),
     })
 }
 

@@ -167,6 +167,11 @@ pub struct SampleArgs {
     /// Output flags (`--samples`, `--trajectory`, `--plot`, `--json`, ...).
     #[command(flatten)]
     pub run: RunFlags,
+    /// Storage precision of the denoiser: f16 (f32 accumulation) for the
+    /// BF-CNN/DnCNN models with the coarse-to-fine sampler, on adapters with
+    /// shader-f16 (elsewhere a warning, and f32 runs).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: super::denoise::PrecisionArg,
     /// `--shard I/N`: draw only slice I of the --samples indices, written
     /// as OUT_k.EXT with the global index k; a rerun skips those written.
     #[command(flatten)]
@@ -449,6 +454,12 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
     let _profile = super::profile::Guard(&gpu);
     // The conv choices cached by earlier runs (`prior bench`, `prior denoise`).
     super::bench::tune_begin(&gpu)?;
+    let f16 = args.precision == super::denoise::PrecisionArg::F16;
+    if f16 && (args.method == super::mala::Method::Mala || is_multiscale(&args.model)) {
+        return Err(
+            "--precision f16 is available only for single-scale conv-chain models (BF-CNN, DnCNN) with the coarse-to-fine sampler".into(),
+        );
+    }
     if args.method == super::mala::Method::Mala {
         return super::mala::run(&gpu, &args, h, w);
     }
@@ -461,7 +472,8 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
         }
         return run_multiscale(&gpu, &args, h, w);
     }
-    let model = load_model(&gpu, &args.model)?;
+    let mut model = load_model(&gpu, &args.model)?;
+    super::denoise::apply_precision(&gpu, model.as_mut(), args.precision)?;
     let c = args.channels.unwrap_or(model.channels());
     let unsharded = SampleArgs {
         shard: Default::default(),

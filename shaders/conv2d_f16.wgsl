@@ -1,0 +1,134 @@
+// 2-D convolution with f16 storage and f32 accumulation (`prior denoise
+// --precision f16`; launcher: `Conv2d::forward_f16` in crates/ops/src/conv2d.rs).
+//
+//   y[b, oy, ox, co] = relu?( Σ x[b, iy, ix, ci] · W[ky, kx, ci, co] · scale[co] + shift[co] )
+//
+// Same geometry and `Params` as conv2d.wgsl (the struct below is the twin of
+// conv_common.wgsl's, checked against `ConvParams` by reflection). Storage:
+// - W: f16, layout [kh, kw, cin_p, cout_p] (cin_p = cin rounded up to 4,
+//   cout_p to 8), two halves per u32 word, so the 8 output channels of one
+//   (tap, input channel) are one vec4<u32>;
+// - x: [n, h, w, cin] flattened, element i in half i % 2 of word i / 2, or
+//   plain f32 bits when FLAG_IN_F32 (the chain's first layer: the f32 → f16
+//   conversion is fused into it);
+// - y: [n, ho, wo, cout] flattened, f16 pairs as x (cout must be even, so the
+//   pair of an element is written by the same invocation), or f32 bits when
+//   FLAG_OUT_F32 (the chain's last layer: the f16 → f32 conversion);
+// - scale/shift (`sb`) stay f32.
+// The halves are packed with the core-WGSL pack2x16float/unpack2x16float, so
+// the shader needs no `enable f16;`. Products and sums are f32; an output
+// is rounded to f16 once, when stored.
+//
+// Each invocation computes 4 horizontally adjacent pixels × 8 channels.
+
+struct Params {
+    n: u32, h: u32, w: u32, cin: u32,
+    ho: u32, wo: u32, cout: u32, kh: u32,
+    kw: u32, stride: u32, pad: u32, dil: u32,
+    flags: u32, mask_n: u32, tiles_w: u32, cout_p: u32,
+    hh: u32, phase_groups: u32, _p0: u32, _p1: u32,
+}
+
+const FLAG_SCALE: u32 = 1u;
+const FLAG_SHIFT: u32 = 2u;
+const FLAG_RELU: u32 = 4u;
+const FLAG_IN_F32: u32 = 32u;
+const FLAG_OUT_F32: u32 = 64u;
+const TP: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> xs: array<u32>;
+@group(0) @binding(2) var<storage, read> wt: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> sb: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<u32>;
+
+fn x_at(i: u32) -> f32 {
+    if ((p.flags & FLAG_IN_F32) != 0u) { return bitcast<f32>(xs[i]); }
+    return unpack2x16float(xs[i / 2u])[i % 2u];
+}
+
+fn in_col(ox: u32, kx: u32) -> i32 {
+    let ix = i32(ox * p.stride + kx * p.dil) - i32(p.pad);
+    return select(-1, ix, ix >= 0 && ix < i32(p.w) && ox < p.wo);
+}
+
+fn epi(co: u32, v: f32) -> f32 {
+    var r = v;
+    if ((p.flags & FLAG_SCALE) != 0u) { r = r * sb[co]; }
+    if ((p.flags & FLAG_SHIFT) != 0u) { r = r + sb[p.cout_p + co]; }
+    if ((p.flags & FLAG_RELU) != 0u) { r = max(r, 0.0); }
+    return r;
+}
+
+fn store(b: u32, oy: u32, ox: u32, co0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (ox >= p.wo) { return; }
+    let base = ((b * p.ho + oy) * p.wo + ox) * p.cout;
+    let v = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
+    if ((p.flags & FLAG_OUT_F32) != 0u) {
+        for (var j = 0u; j < 8u; j++) {
+            let co = co0 + j;
+            if (co >= p.cout) { return; }
+            y[base + co] = bitcast<u32>(epi(co, v[j]));
+        }
+        return;
+    }
+    // cout even and co0 a multiple of 8: (co, co + 1) share a word.
+    for (var j = 0u; j < 8u; j += 2u) {
+        let co = co0 + j;
+        if (co >= p.cout) { return; }
+        let pair = vec2<f32>(epi(co, v[j]), epi(co + 1u, v[j + 1u]));
+        y[(base + co) / 2u] = pack2x16float(pair);
+    }
+}
+
+fn w8(i: u32) -> array<vec4<f32>, 2> {
+    let q = wt[i];
+    let a = unpack2x16float(q.x);
+    let b = unpack2x16float(q.y);
+    let c = unpack2x16float(q.z);
+    let d = unpack2x16float(q.w);
+    return array<vec4<f32>, 2>(vec4<f32>(a, b), vec4<f32>(c, d));
+}
+
+@compute @workgroup_size(64)
+fn conv_f16(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let tile = gid.x;
+    if (tile >= p.n * p.ho * p.tiles_w) { return; }
+    let tx = tile % p.tiles_w;
+    let t2 = tile / p.tiles_w;
+    let oy = t2 % p.ho;
+    let b = t2 / p.ho;
+    let ox0 = tx * TP;
+    let co0 = gid.y * 8u;
+    let cin_p = (p.cin + 3u) / 4u * 4u;
+    let cout8 = p.cout_p / 8u;
+    var a0 = vec4<f32>(0.0); var a1 = vec4<f32>(0.0); var a2 = vec4<f32>(0.0); var a3 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0); var b1 = vec4<f32>(0.0); var b2 = vec4<f32>(0.0); var b3 = vec4<f32>(0.0);
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let iy = i32(oy * p.stride + ky * p.dil) - i32(p.pad);
+        if (iy < 0 || iy >= i32(p.h)) { continue; }
+        let row = (b * p.h + u32(iy)) * p.w;
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let c0 = in_col(ox0, kx); let c1 = in_col(ox0 + 1u, kx);
+            let c2 = in_col(ox0 + 2u, kx); let c3 = in_col(ox0 + 3u, kx);
+            let x0 = (row + u32(max(c0, 0))) * p.cin; let x1 = (row + u32(max(c1, 0))) * p.cin;
+            let x2 = (row + u32(max(c2, 0))) * p.cin; let x3 = (row + u32(max(c3, 0))) * p.cin;
+            var wi = (ky * p.kw + kx) * cin_p * cout8 + gid.y;
+            for (var c = 0u; c < p.cin; c++) {
+                let v0 = select(0.0, x_at(x0 + c), c0 >= 0);
+                let v1 = select(0.0, x_at(x1 + c), c1 >= 0);
+                let v2 = select(0.0, x_at(x2 + c), c2 >= 0);
+                let v3 = select(0.0, x_at(x3 + c), c3 >= 0);
+                let w = w8(wi); wi += cout8;
+                a0 += v0 * w[0]; b0 += v0 * w[1];
+                a1 += v1 * w[0]; b1 += v1 * w[1];
+                a2 += v2 * w[0]; b2 += v2 * w[1];
+                a3 += v3 * w[0]; b3 += v3 * w[1];
+            }
+        }
+    }
+    store(b, oy, ox0, co0, a0, b0);
+    store(b, oy, ox0 + 1u, co0, a1, b1);
+    store(b, oy, ox0 + 2u, co0, a2, b2);
+    store(b, oy, ox0 + 3u, co0, a3, b3);
+}
