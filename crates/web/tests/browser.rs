@@ -850,6 +850,15 @@ fn screenshot_of_every_panel_in_headless_chromium() {
     eprintln!("panels ran in {:.1} s: {json}", t.elapsed().as_secs_f64());
     let r: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     assert_eq!(r["ok"], true, "the page failed: {}", r["error"]);
+    assert_eq!(
+        r["mala_option_enabled"], true,
+        "the sample panel offers no MALA with an energy model"
+    );
+    let mala = r["mala_status"].as_str().unwrap_or_default();
+    assert!(
+        mala.contains("MALA sample(s) of 32×32: 3 levels"),
+        "the MALA run of the sample panel: {mala}"
+    );
     let canvases = r["canvases"].as_object().expect("canvases");
     assert!(
         canvases.len() >= 15,

@@ -169,11 +169,15 @@ let ready = null; // the adapter description, once the module and WebGPU are up
 // When the wasm module and WebGPU first started (performance.now, ms): the
 // first paint must come before it (the golden test checks).
 let gpuStartMs = null;
+// The wasm module, fetched and compiled once (parsing a checkpoint needs it,
+// not WebGPU).
+let wasmLoading = null;
+const wasmModule = () => (wasmLoading ??= wasmInit());
 async function start() {
   if (ready === null) {
     gpuStartMs ??= performance.now();
     if (!navigator.gpu) throw new Error("navigator.gpu is undefined: this browser has no WebGPU (or it is disabled)");
-    await wasmInit();
+    await wasmModule();
     ready = await init();
     // wgpu's browser backend leaves the adapter name empty; ask WebGPU itself.
     const info = (await navigator.gpu.requestAdapter())?.info;
@@ -189,6 +193,7 @@ async function modelFrom(url, files = null) {
   const key = files?.length ? `files:${[...files].map((f) => `${f.name}:${f.size}:${f.lastModified}`).join(",")}` : `url:${url}`;
   if (!models.has(key)) {
     status("loading the checkpoint…");
+    await wasmModule();
     let m;
     if (files?.length > 1) {
       m = Model.loadMultiScale(await Promise.all([...files].map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) }))));
@@ -559,6 +564,20 @@ async function shots() {
     $("jc-crop").value = "16";
     $("sr-crop").value = "32";
     $("ip-n").value = "1";
+    // The sample panel's MALA option, with the energy fixture as the main
+    // model (3 levels × 2 steps); the panels below then use the page's
+    // default checkpoint again (which turns the option off).
+    const ckpt = $("ckpt-url").value;
+    $("ckpt-url").value = $("lp-url").value;
+    await mainModel();
+    out.mala_option_enabled = !$("sm-method").querySelector("option[value=mala]").disabled;
+    const keep = ["sm-size", "sm-n"].map((id) => [id, $(id).value]);
+    Object.entries({ "sm-method": "mala", "sm-levels": "3", "sm-steps": "2", "sm-size": "32x32", "sm-n": "1" }).forEach(([id, v]) => { $(id).value = v; });
+    show("sample");
+    await panels.sample();
+    out.mala_status = $("status").textContent;
+    $("ckpt-url").value = ckpt;
+    keep.forEach(([id, v]) => { $(id).value = v; });
     for (const p of ["denoise", "sample", "inpaint", "solve", "jacobian", "superres", "logp"]) {
       show(p);
       await panels[p]();
