@@ -685,17 +685,6 @@ pub async fn reconstruct(
     .await
 }
 
-/// PSNR in dB of `x` against `reference` (peak 1).
-pub fn psnr(x: &[f32], reference: &[f32]) -> f64 {
-    let mse = x
-        .iter()
-        .zip(reference)
-        .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-        .sum::<f64>()
-        / x.len().max(1) as f64;
-    10.0 * (1.0 / mse.max(1e-30)).log10()
-}
-
 /// The component of `g` (n × D) tangent to the Stiefel manifold at `m`
 /// (rows): g − sym(g Mᵀ) M.
 pub fn tangent(m: &Rows, g: &[f64]) -> Vec<f64> {

@@ -201,7 +201,7 @@ fn evaluate(
         let p = pollster::block_on(olm::reconstruct(gpu, setup, m, chunk, &cfg, seed))
             .map_err(|e| e.to_string())?;
         for (r, x) in p.recon.iter().zip(chunk) {
-            psnr.push(olm::psnr(r, x));
+            psnr.push(prior_algos::metrics::psnr(r, x, 1.0));
         }
         bar.inc(chunk.len() as u64);
         bar.set_message(format!(
@@ -375,7 +375,8 @@ pub fn run(args: LearnArgs) -> Result<(), String> {
             let grad = p.grad.as_ref().expect("the reverse pass ran");
             adam.step(&mut m, grad).map_err(|e| e.to_string())?;
             let secs = t0.elapsed().as_secs_f64();
-            let psnr = 10.0 * (1.0 / p.mse.max(1e-30)).log10();
+            // From the loss's MSE (the same formula as metrics::psnr, peak 1).
+            let psnr = 10.0 * (1.0 / p.mse).log10();
             curve.push(json!({
                 "step": step + 1, "epoch": epoch, "loss": p.loss, "mse": p.mse,
                 "psnr": psnr, "lr": adam.lr, "seconds": secs,
