@@ -19,7 +19,9 @@
 // the shader needs no `enable f16;`. Products and sums are f32; an output
 // is rounded to f16 once, when stored.
 //
-// Each invocation computes 4 horizontally adjacent pixels × 8 channels.
+// Each invocation computes 4 horizontally adjacent pixels × 8 channels;
+// `conv_f16` takes one input channel per step, `conv_f16_vec4` (cin a
+// multiple of 4) four.
 
 struct Params {
     n: u32, h: u32, w: u32, cin: u32,
@@ -124,6 +126,65 @@ fn conv_f16(@builtin(global_invocation_id) gid: vec3<u32>) {
                 a1 += v1 * w[0]; b1 += v1 * w[1];
                 a2 += v2 * w[0]; b2 += v2 * w[1];
                 a3 += v3 * w[0]; b3 += v3 * w[1];
+            }
+        }
+    }
+    store(b, oy, ox0, co0, a0, b0);
+    store(b, oy, ox0 + 1u, co0, a1, b1);
+    store(b, oy, ox0 + 2u, co0, a2, b2);
+    store(b, oy, ox0 + 3u, co0, a3, b3);
+}
+
+// Four input channels from element i (a multiple of 4): one vec2 of words in f16.
+fn x4_at(i: u32) -> vec4<f32> {
+    if ((p.flags & FLAG_IN_F32) != 0u) {
+        return bitcast<vec4<f32>>(vec4<u32>(xs[i], xs[i + 1u], xs[i + 2u], xs[i + 3u]));
+    }
+    let j = i / 2u;
+    return vec4<f32>(unpack2x16float(xs[j]), unpack2x16float(xs[j + 1u]));
+}
+
+// `conv_f16` for cin a multiple of 4: four input channels per step.
+@compute @workgroup_size(64)
+fn conv_f16_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let tile = gid.x;
+    if (tile >= p.n * p.ho * p.tiles_w) { return; }
+    let tx = tile % p.tiles_w;
+    let t2 = tile / p.tiles_w;
+    let oy = t2 % p.ho;
+    let b = t2 / p.ho;
+    let ox0 = tx * TP;
+    let co0 = gid.y * 8u;
+    let cout8 = p.cout_p / 8u;
+    var a0 = vec4<f32>(0.0); var a1 = vec4<f32>(0.0); var a2 = vec4<f32>(0.0); var a3 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0); var b1 = vec4<f32>(0.0); var b2 = vec4<f32>(0.0); var b3 = vec4<f32>(0.0);
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let iy = i32(oy * p.stride + ky * p.dil) - i32(p.pad);
+        if (iy < 0 || iy >= i32(p.h)) { continue; }
+        let row = (b * p.h + u32(iy)) * p.w;
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let c0 = in_col(ox0, kx); let c1 = in_col(ox0 + 1u, kx);
+            let c2 = in_col(ox0 + 2u, kx); let c3 = in_col(ox0 + 3u, kx);
+            let x0 = (row + u32(max(c0, 0))) * p.cin; let x1 = (row + u32(max(c1, 0))) * p.cin;
+            let x2 = (row + u32(max(c2, 0))) * p.cin; let x3 = (row + u32(max(c3, 0))) * p.cin;
+            var wi = (ky * p.kw + kx) * p.cin * cout8 + gid.y;
+            for (var c = 0u; c < p.cin; c += 4u) {
+                let v0 = select(vec4<f32>(0.0), x4_at(x0 + c), c0 >= 0);
+                let v1 = select(vec4<f32>(0.0), x4_at(x1 + c), c1 >= 0);
+                let v2 = select(vec4<f32>(0.0), x4_at(x2 + c), c2 >= 0);
+                let v3 = select(vec4<f32>(0.0), x4_at(x3 + c), c3 >= 0);
+                let w0 = w8(wi); wi += cout8;
+                let w1 = w8(wi); wi += cout8;
+                let w2 = w8(wi); wi += cout8;
+                let w3 = w8(wi); wi += cout8;
+                a0 += v0.x * w0[0] + v0.y * w1[0] + v0.z * w2[0] + v0.w * w3[0];
+                b0 += v0.x * w0[1] + v0.y * w1[1] + v0.z * w2[1] + v0.w * w3[1];
+                a1 += v1.x * w0[0] + v1.y * w1[0] + v1.z * w2[0] + v1.w * w3[0];
+                b1 += v1.x * w0[1] + v1.y * w1[1] + v1.z * w2[1] + v1.w * w3[1];
+                a2 += v2.x * w0[0] + v2.y * w1[0] + v2.z * w2[0] + v2.w * w3[0];
+                b2 += v2.x * w0[1] + v2.y * w1[1] + v2.z * w2[1] + v2.w * w3[1];
+                a3 += v3.x * w0[0] + v3.y * w1[0] + v3.z * w2[0] + v3.w * w3[0];
+                b3 += v3.x * w0[1] + v3.y * w1[1] + v3.z * w2[1] + v3.w * w3[1];
             }
         }
     }

@@ -81,6 +81,11 @@ pub const CONV_F16: Kernel = Kernel {
     entry: "conv_f16",
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
 };
+/// [`CONV_F16`] taking four input channels per step (`cin` a multiple of 4).
+pub const CONV_F16_VEC4: Kernel = Kernel {
+    entry: "conv_f16_vec4",
+    ..CONV_F16
+};
 /// One output per invocation: the baseline of [`ConvVariant::Naive`].
 pub const CONV_NAIVE: Kernel = Kernel {
     file: "conv2d.wgsl",
@@ -624,7 +629,12 @@ impl Conv2d {
         }
         let bufs = [xw, weight, &self.scale_shift, yw];
         let dispatch = prior_gpu::Dispatch::groups(groups, [64, 1, 1]);
-        gpu.launch(&CONV_F16, &[], &params, &bufs, dispatch);
+        let kernel = if self.cin.is_multiple_of(4) {
+            &CONV_F16_VEC4
+        } else {
+            &CONV_F16
+        };
+        gpu.launch(kernel, &[], &params, &bufs, dispatch);
         Ok(y)
     }
 

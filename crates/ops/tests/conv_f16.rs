@@ -1,5 +1,5 @@
 //! `conv2d_f16.wgsl` (f16 weights and activations, f32 accumulation)
-//! against CPU references on odd shapes: 1, 3, 6, 64 input channels, sizes
+//! against CPU references on odd shapes: 1, 3, 4, 6, 8, 64 input channels, sizes
 //! off the 4-pixel tile, 1×1/3×3/5×5 kernels, stride 2, dilation 2, the
 //! epilogue (scale, shift, ReLU), f32 and f16 inputs and outputs.
 //!
@@ -221,6 +221,15 @@ fn conv_f16_matches_references_on_odd_shapes() {
             ..base
         },
         4,
+    );
+    // f32 input with cin a multiple of 4 (the vec4 entry's f32 path).
+    check(
+        Case {
+            s: Shape::new(1, 6, 9, 8),
+            cout: 6,
+            ..base
+        },
+        6,
     );
     check(
         Case {
