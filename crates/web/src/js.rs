@@ -88,6 +88,18 @@ impl Options {
         }
     }
 
+    /// `precision`: `"f32"` (the default) or `"f16"`, as `--precision`.
+    pub fn precision(&self) -> Result<prior_ops::precision::Precision, JsValue> {
+        use prior_ops::precision::Precision;
+        match self.string("precision")?.as_deref() {
+            None | Some("f32") => Ok(Precision::F32),
+            Some("f16") => Ok(Precision::F16),
+            Some(other) => Err(error(format!(
+                "option precision: expected \"f32\" or \"f16\", got {other:?}"
+            ))),
+        }
+    }
+
     /// A boolean option (default false).
     pub fn flag(&self, key: &str) -> bool {
         self.get(key).is_some_and(|v| v.is_truthy())

@@ -37,6 +37,7 @@ use prior_models::energy::EnergyUNet;
 use prior_models::hparams::Hparams;
 use prior_models::multiscale::MultiScale;
 use prior_models::{Arch, Denoiser};
+use prior_ops::precision::Precision;
 use wasm_bindgen::prelude::*;
 
 thread_local! {
@@ -152,6 +153,9 @@ struct Loaded {
 struct Inner {
     source: Source,
     loaded: RefCell<Option<Loaded>>,
+    /// The same weights with f16 storage (`precision: "f16"`), built on
+    /// first use.
+    loaded_f16: RefCell<Option<Loaded>>,
 }
 
 impl Inner {
@@ -205,6 +209,43 @@ impl Inner {
         Ok((gpu, l))
     }
 
+    /// The GPU and the model with `precision` storage, as `--precision`:
+    /// f16 only for the conv chains (BF-CNN, DnCNN), f32 with a console
+    /// warning on adapters without shader-f16.
+    async fn open_with(&self, precision: Precision) -> Result<(Rc<Gpu>, Loaded), JsValue> {
+        let (gpu, l) = self.open().await?;
+        let (p, warning) = Precision::on(&gpu, precision);
+        if let Some(w) = warning {
+            tune_store::warn(&w);
+        }
+        if p == Precision::F32 {
+            return Ok((gpu, l));
+        }
+        if let Some(l) = self.loaded_f16.borrow().clone() {
+            return Ok((gpu, l));
+        }
+        let refuse = || {
+            js::error(format!(
+                "precision f16: f16 storage for {} (only BF-CNN and DnCNN have f16 kernels)",
+                l.den.describe()
+            ))
+        };
+        let b = match &self.source {
+            Source::Blob(b) if l.multi.is_none() && l.energy.is_none() => b,
+            _ => return Err(refuse()),
+        };
+        let mut m = prior_models::load(&gpu, b).map_err(js::error)?;
+        m.set_precision(&gpu, p)
+            .map_err(|e| js::error(format!("precision f16: {e}")))?;
+        let f16 = Loaded {
+            den: Rc::from(m),
+            multi: None,
+            energy: None,
+        };
+        *self.loaded_f16.borrow_mut() = Some(f16.clone());
+        Ok((gpu, f16))
+    }
+
     fn blob(&self) -> &WeightBlob {
         match &self.source {
             Source::Blob(b) => b,
@@ -245,6 +286,7 @@ impl Model {
             inner: Rc::new(Inner {
                 source: Source::Blob(parse_blob(bytes, name)?),
                 loaded: RefCell::new(None),
+                loaded_f16: RefCell::new(None),
             }),
         })
     }
@@ -326,6 +368,7 @@ impl Model {
                     origin,
                 },
                 loaded: RefCell::new(None),
+                loaded_f16: RefCell::new(None),
             }),
         })
     }

@@ -455,7 +455,7 @@ impl Model {
                 Some(s) => prior_algos::jacobian::add_noise(&img.data, s, seed),
                 None => img.data.clone(),
             };
-            let (gpu, l) = inner.open().await?;
+            let (gpu, l) = inner.open_with(o.precision()?).await?;
             if img.c != l.den.channels() {
                 return Err(js::error(format!(
                     "denoise: the model takes {} channel(s), the image has {}",
@@ -524,8 +524,15 @@ impl Model {
             let method = o
                 .string("method")?
                 .unwrap_or_else(|| "coarse-to-fine".into());
+            let precision = o.precision()?;
+            let f16 = precision == prior_ops::precision::Precision::F16;
             let (gpu, l) = match method.as_str() {
-                "coarse-to-fine" => inner.open().await?,
+                "coarse-to-fine" => inner.open_with(precision).await?,
+                "mala" if f16 => {
+                    return Err(js::error(
+                        "sample: precision f16 is available only for single-scale conv-chain models (BF-CNN, DnCNN) with the coarse-to-fine sampler",
+                    ))
+                }
                 "mala" => {
                     let (gpu, l) = inner.open().await?;
                     return sample_mala(&gpu, &l, &o, h, w).await;

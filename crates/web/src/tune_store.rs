@@ -79,7 +79,7 @@ fn now() -> f64 {
 }
 
 /// `console.warn("prior: …")`.
-fn warn(w: &str) {
+pub(crate) fn warn(w: &str) {
     if let Ok(console) = Reflect::get(&js_sys::global(), &JsValue::from_str("console")) {
         if let Some(f) = method(&console, "warn") {
             let _ = f.call1(&console, &JsValue::from_str(&format!("prior: {w}")));
