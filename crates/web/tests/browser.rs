@@ -656,6 +656,18 @@ fn parity_with_native_in_headless_chromium() {
         c["usable_after"], true,
         "MALA gave another sample after a cancelled run: {c}"
     );
+    // precision "f16" on SwiftShader (no shader-f16): the f32 fallback,
+    // bit for bit; a bad precision is refused by name.
+    assert_eq!(
+        r["denoise_f16_fallback_same"], true,
+        "denoise({{precision: \"f16\"}}) without shader-f16 must run f32"
+    );
+    let msg = r["precision_error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("option precision") && msg.contains("f8"),
+        "a bad precision: {}",
+        r["precision_error"]
+    );
     let msg = r["mala_on_denoiser_error"].as_str().unwrap_or_default();
     assert!(
         msg.contains("needs a model with an energy"),

@@ -45,6 +45,15 @@ try {
   const dn = await mnist.denoise(image, { addNoise: 25, seed: 7 });
   out.denoise_noisy = { data: arr(dn.data), input: arr(dn.input), n: dn.n, c: dn.c, h: dn.h, w: dn.w,
                         json: Object.fromEntries(Object.entries(dn).filter(([k]) => !["data", "input"].includes(k))) };
+  // precision "f16" as --precision f16: SwiftShader lacks shader-f16, so f32 runs (the same output).
+  const d16 = await mnist.denoise(image, { precision: "f16" });
+  out.denoise_f16_fallback_same = d16.data.every((v, i) => v === d1.data[i]);
+  try {
+    await mnist.denoise(image, { precision: "f8" });
+    out.precision_error = null;
+  } catch (e) {
+    out.precision_error = String(e?.message ?? e);
+  }
   out.timings.denoise_first_seconds = td1;
   out.timings.denoise_warm_seconds = td2;
 
