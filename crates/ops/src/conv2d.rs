@@ -596,29 +596,8 @@ impl Conv2d {
             Activation::F32(t) => t,
             Activation::F16(h) => h.words(),
         };
-        let cout_p = round_up(self.cout, 8);
-        let tp = 4;
-        let params = ConvParams {
-            n: s.n as u32,
-            h: s.h as u32,
-            w: s.w as u32,
-            cin: self.cin as u32,
-            ho: ho as u32,
-            wo: wo as u32,
-            cout: self.cout as u32,
-            kh: self.kh as u32,
-            kw: self.kw as u32,
-            stride: self.stride as u32,
-            pad: self.pad as u32,
-            dil: self.dilation as u32,
-            flags,
-            mask_n: 1,
-            tiles_w: wo.div_ceil(tp) as u32,
-            cout_p: cout_p as u32,
-            ..ConvParams::zeroed()
-        };
-        let tiles = s.n * ho * wo.div_ceil(tp);
-        let groups = [tiles.div_ceil(64) as u32, (cout_p / 8) as u32, 1];
+        let params = self.params(s, (ho, wo), flags, 1);
+        let groups = self.fixed_groups(s, (ho, wo));
         if groups[0] > gpu.limits.max_compute_workgroups_per_dimension {
             return Err(GpuError::TooLarge {
                 what: format!("conv2d f16 on {s}"),
@@ -636,6 +615,41 @@ impl Conv2d {
         };
         gpu.launch(kernel, &[], &params, &bufs, dispatch);
         Ok(y)
+    }
+
+    /// The uniform block of a launch on input `s` with output `(ho, wo)`
+    /// (4-pixel tiles for the fixed and f16 kernels).
+    fn params(&self, s: Shape, (ho, wo): (usize, usize), flags: u32, mask_n: u32) -> ConvParams {
+        ConvParams {
+            n: s.n as u32,
+            h: s.h as u32,
+            w: s.w as u32,
+            cin: self.cin as u32,
+            ho: ho as u32,
+            wo: wo as u32,
+            cout: self.cout as u32,
+            kh: self.kh as u32,
+            kw: self.kw as u32,
+            stride: self.stride as u32,
+            pad: self.pad as u32,
+            dil: self.dilation as u32,
+            flags,
+            mask_n,
+            tiles_w: wo.div_ceil(4) as u32,
+            cout_p: round_up(self.cout, 8) as u32,
+            ..ConvParams::zeroed()
+        }
+    }
+
+    /// The grid of the fixed (and f16) kernels: 64 tiles of 4 pixels per
+    /// workgroup along x, 8 output channels per invocation along y.
+    fn fixed_groups(&self, s: Shape, (ho, wo): (usize, usize)) -> [u32; 3] {
+        let tiles = s.n * ho * wo.div_ceil(4);
+        [
+            tiles.div_ceil(64) as u32,
+            (round_up(self.cout, 8) / 8) as u32,
+            1,
+        ]
     }
 
     /// The layer's geometry.
@@ -752,27 +766,7 @@ impl Conv2d {
             s.n,
             out_shape,
         )?;
-        let cout_p = round_up(self.cout, 8);
-        let tp = 4;
-        let params = ConvParams {
-            n: s.n as u32,
-            h: s.h as u32,
-            w: s.w as u32,
-            cin: self.cin as u32,
-            ho: ho as u32,
-            wo: wo as u32,
-            cout: self.cout as u32,
-            kh: self.kh as u32,
-            kw: self.kw as u32,
-            stride: self.stride as u32,
-            pad: self.pad as u32,
-            dil: self.dilation as u32,
-            flags,
-            mask_n,
-            tiles_w: wo.div_ceil(tp) as u32,
-            cout_p: cout_p as u32,
-            ..ConvParams::zeroed()
-        };
+        let params = self.params(s, (ho, wo), flags, mask_n);
         let bufs = [x, &self.weight, &self.scale_shift, &mask, &y];
         let variant = match epi.variant {
             ConvVariant::Auto => {
@@ -788,7 +782,6 @@ impl Conv2d {
             ConvVariant::Tiled(tile)
                 if launch_tiled(gpu, tile, &params, &bufs, (s.n * ho * wo, 1)) => {}
             _ => {
-                let tiles = s.n * ho * wo.div_ceil(tp);
                 let kernel = if !self.cin.is_multiple_of(4) {
                     &CONV_SCALAR
                 } else if gpu.subgroups_at_least(8) && variant != ConvVariant::Plain {
@@ -796,7 +789,7 @@ impl Conv2d {
                 } else {
                     &CONV_VEC4
                 };
-                let groups = [tiles.div_ceil(64) as u32, (cout_p / 8) as u32, 1];
+                let groups = self.fixed_groups(s, (ho, wo));
                 if groups[0] > gpu.limits.max_compute_workgroups_per_dimension {
                     return Err(GpuError::TooLarge {
                         what: format!("conv2d on {s}"),
