@@ -148,10 +148,9 @@ pub(crate) struct Pipeline {
     pub valid: bool,
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
-    pub n_storage: usize,
-    /// Per storage binding: whether this entry point uses it (only those
-    /// are in its layout and bind group).
-    pub bound: Vec<bool>,
+    /// The binding number of each storage buffer of a launch, in order
+    /// (the bindings the entry point uses: its layout holds only these).
+    pub slots: Vec<u32>,
     /// What reflection found (parameter struct, workgroup size), checked
     /// at every launch (feature `reflect`).
     #[cfg(feature = "reflect")]
@@ -380,18 +379,16 @@ impl Gpu {
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return p.clone();
         }
-        // Reflected without holding the cache lock (with feature `reflect`
-        // a mismatch panics).
+        // Checked against the WGSL without holding the cache lock (with
+        // feature `reflect`; a mismatch panics).
+        #[cfg(feature = "reflect")]
         let reflected = crate::reflect::check(kernel);
-        let bound = reflected
-            .used
-            .clone()
-            .unwrap_or_else(|| vec![true; kernel.bindings.len()]);
         let mut cache = self.pipelines.lock().unwrap();
         if let Some(p) = cache.get(&key) {
             return p.clone();
         }
-        let n_storage = kernel.bindings.len();
+        // The layout is the declaration: the bindings this entry point uses.
+        let slots: Vec<u32> = kernel.used().map(|(b, _)| b).collect();
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -402,17 +399,13 @@ impl Gpu {
             },
             count: None,
         }];
-        for (i, a) in kernel.bindings.iter().enumerate() {
-            if !bound[i] {
-                // Not used by this entry point: not in its layout, nothing bound.
-                continue;
-            }
+        for (binding, a) in kernel.used() {
             entries.push(wgpu::BindGroupLayoutEntry {
-                binding: i as u32 + 1,
+                binding,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Storage {
-                        read_only: *a == Access::Read,
+                        read_only: a == Access::Read,
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
@@ -465,8 +458,7 @@ impl Gpu {
             valid: !failed,
             pipeline,
             layout,
-            n_storage,
-            bound,
+            slots,
             #[cfg(feature = "reflect")]
             reflected,
         });

@@ -1,7 +1,12 @@
 //! Kernel descriptions: a WGSL source file, its entry point and the access
-//! mode of each storage binding. Binding 0 of group 0 is always the kernel's
-//! uniform parameter block (bound with a dynamic offset into the stream's
-//! parameter arena); bindings 1.. are storage buffers in the listed order.
+//! mode of each storage binding the entry point uses. Binding 0 of group 0
+//! is always the kernel's uniform parameter block (bound with a dynamic
+//! offset into the stream's parameter arena); bindings 1.. are storage
+//! buffers in the listed order. The pipeline's layout is made from this
+//! declaration alone (natively and in the browser alike), so it must name
+//! exactly the bindings the entry point uses: with feature `reflect`, which
+//! every test build turns on, naga reflection compares the two
+//! (`crates/gpu/src/reflect.rs`).
 
 /// How a kernel uses one of its storage buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -10,6 +15,11 @@ pub enum Access {
     Read,
     /// Bound `var<storage, read_write>`.
     ReadWrite,
+    /// A binding of the shader file that this entry point does not use
+    /// (the entry points of one file share its binding numbers): it is not
+    /// in the entry point's layout, and the launch passes no buffer for it.
+    /// Unused bindings after the last used one are simply not listed.
+    Unused,
 }
 
 /// A compute kernel: one entry point of one shader file.
@@ -21,8 +31,21 @@ pub struct Kernel {
     pub source: &'static str,
     /// Entry point.
     pub entry: &'static str,
-    /// Storage bindings 1..=n.
+    /// Storage bindings 1..=n (those this entry point does not use below
+    /// its last used one are [`Access::Unused`]).
     pub bindings: &'static [Access],
+}
+
+impl Kernel {
+    /// `(binding number, access)` of each storage binding the entry point
+    /// uses, in order: one buffer per item is passed to [`crate::Gpu::launch`].
+    pub fn used(&self) -> impl Iterator<Item = (u32, Access)> + '_ {
+        self.bindings
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| **a != Access::Unused)
+            .map(|(i, a)| (i as u32 + 1, *a))
+    }
 }
 
 /// Cache key of a pipeline: kernel + entry + specialisation constants.

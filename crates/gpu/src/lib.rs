@@ -19,6 +19,7 @@ mod error;
 mod fault;
 mod kernel;
 mod profile;
+#[cfg(feature = "reflect")]
 mod reflect;
 mod stream;
 mod tensor;
@@ -28,7 +29,8 @@ pub use error::{GpuError, Result};
 pub use fault::FaultInjection;
 pub use kernel::{Access, Dispatch, Kernel, Uniform};
 pub use profile::KernelTime;
-pub use reflect::unused_bindings;
+#[cfg(feature = "reflect")]
+pub use reflect::verify;
 pub use tensor::{Shape, Tensor};
 pub use wgpu;
 

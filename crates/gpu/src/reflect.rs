@@ -1,22 +1,19 @@
-//! Kernel metadata read from the WGSL by naga reflection, the way vello
-//! checks its shaders. When a pipeline is first created, the kernel's
-//! source is parsed (once per source) and its entry point's use of each
-//! binding read: the pipeline's layout holds only the storage bindings that
-//! entry point uses, and nothing is bound to the others (the kernels of one
-//! file share a binding list in their launchers; each entry point gets the
-//! layout it uses). Not on wasm32 (the parser would grow the bundle by 83 %,
-//! measured): there every pipeline binds its launcher's whole list, as a
-//! reflection failure does. With feature `reflect` (which every test build of the
-//! workspace turns on) the use is also compared with what the launcher
-//! declares in [`Kernel`]:
+//! Kernel metadata checked against the WGSL by naga reflection, the way
+//! vello checks its shaders (feature `reflect`, which every test build of
+//! the workspace turns on; without it nothing here is compiled, and naga is
+//! not a dependency). A pipeline's layout is made from its launcher's
+//! declaration ([`Kernel::bindings`]) on every target; reflection makes sure
+//! that declaration is the entry point's own. When a pipeline is first
+//! created, the kernel's source is parsed (once per source) and checked:
 //!
 //! - every binding the entry point uses is in group 0; binding 0 is the
 //!   `var<uniform>` parameter block, bindings 1..=n are `var<storage>`
 //!   buffers declared by the launcher with the same access (`read` ↔
 //!   [`Access::Read`], `read_write` ↔ [`Access::ReadWrite`]);
-//! - every binding the launcher declares exists in the shader with that
-//!   type and access (a binding the entry point does not use is recorded
-//!   in [`unused_bindings`]);
+//! - every binding the launcher declares Read or ReadWrite exists in the
+//!   shader with that access and is used by the entry point (one it does
+//!   not use is declared [`Access::Unused`]: nothing is bound to it, and no
+//!   buffer is passed for it);
 //! - at every launch, the launcher's Rust parameter struct (its
 //!   [`crate::Uniform`] twin of the WGSL struct) has the shader's size and
 //!   the same fields, by name and byte offset, in the same order (padding,
@@ -26,42 +23,29 @@
 //! - the entry point exists and is a compute entry point.
 //!
 //! A mismatch is a bug in prior, not bad input: it panics naming the file,
-//! the entry point and the binding.
+//! the entry point and the binding. [`verify`] runs the same declaration
+//! checks without a GPU and returns the mismatch (`crates/ops/tests/reflect.rs`
+//! runs it on every kernel prior declares).
 
-#[cfg(not(target_arch = "wasm32"))]
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-#[cfg(not(target_arch = "wasm32"))]
-use crate::kernel::Access;
-use crate::kernel::Kernel;
+use crate::kernel::{Access, Kernel};
 
 /// What reflection found for one entry point.
 #[derive(Clone, Debug)]
 pub(crate) struct Reflected {
-    /// Per declared storage binding (1..=n): whether the entry point uses it
-    /// (`None`: the source could not be reflected; bind everything).
-    pub used: Option<Vec<bool>>,
     /// The uniform parameter struct, when the entry point uses binding 0.
-    #[cfg_attr(
-        not(feature = "reflect"),
-        allow(dead_code, reason = "checked at launch with feature reflect only")
-    )]
     pub params: Option<UniformLayout>,
     /// The entry point's `@workgroup_size` (`None` when it is set by
     /// override constants).
-    #[cfg_attr(
-        not(feature = "reflect"),
-        allow(dead_code, reason = "checked at launch with feature reflect only")
-    )]
     pub workgroup: Option<[u32; 3]>,
 }
 
 impl Reflected {
-    /// Nothing known: bind everything, check nothing.
+    /// Nothing known (the source does not parse): check nothing.
     fn unknown() -> Reflected {
         Reflected {
-            used: None,
             params: None,
             workgroup: None,
         }
@@ -72,24 +56,15 @@ impl Reflected {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct UniformLayout {
     /// Name of the struct type.
-    #[cfg_attr(
-        not(feature = "reflect"),
-        allow(dead_code, reason = "checked at launch with feature reflect only")
-    )]
     pub name: String,
     /// Size in bytes.
     pub size: u32,
     /// `(name, byte offset)` of each member.
-    #[cfg_attr(
-        not(feature = "reflect"),
-        allow(dead_code, reason = "checked at launch with feature reflect only")
-    )]
     pub fields: Vec<(String, u32)>,
 }
 
 /// Compares the launch's parameter struct and dispatch with what the shader
 /// declares; panics on a mismatch (a bug in prior).
-#[cfg(feature = "reflect")]
 pub(crate) fn check_launch<P: crate::Uniform>(
     name: &str,
     reflected: &Reflected,
@@ -131,17 +106,14 @@ pub(crate) fn check_launch<P: crate::Uniform>(
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 type Parsed = (naga::Module, naga::valid::ModuleInfo);
 /// Parsed sources by (address, length) of the `&'static str`.
-#[cfg(not(target_arch = "wasm32"))]
 type Cache = Mutex<HashMap<(usize, usize), std::sync::Arc<Parsed>>>;
 
 /// The parsed and validated source of `kernel`, or `None` when it does not
 /// parse or validate: then there is nothing to check here, and creating the
 /// pipeline reports the shader's error as a GPU fault naming the kernel
-/// (`tests/faults.rs`), as without this feature.
-#[cfg(not(target_arch = "wasm32"))]
+/// (`tests/faults.rs`).
 fn parsed(kernel: &Kernel) -> Option<std::sync::Arc<Parsed>> {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let key = (kernel.source.as_ptr() as usize, kernel.source.len());
@@ -161,34 +133,27 @@ fn parsed(kernel: &Kernel) -> Option<std::sync::Arc<Parsed>> {
     Some(p)
 }
 
-fn unused_log() -> &'static Mutex<Vec<String>> {
-    static LOG: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-    LOG.get_or_init(Default::default)
-}
-
-/// `file:entry binding b` for every declared binding an entry point does
-/// not use, over the kernels checked so far in this process.
-pub fn unused_bindings() -> Vec<String> {
-    let mut v = unused_log().lock().unwrap().clone();
-    v.sort();
-    v.dedup();
-    v
-}
-
-/// On wasm32 nothing is reflected: every declared binding is bound.
-#[cfg(target_arch = "wasm32")]
-pub(crate) fn check(_kernel: &Kernel) -> Reflected {
-    Reflected::unknown()
-}
-
-/// Reflects `kernel`'s entry point; with feature `reflect`, checks it
-/// against the launcher's declaration and panics on a mismatch.
-#[cfg(not(target_arch = "wasm32"))]
+/// Reflects `kernel`'s entry point and panics on a mismatch with the
+/// launcher's declaration ([`verify`]).
 pub(crate) fn check(kernel: &Kernel) -> Reflected {
+    match reflect(kernel) {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Checks `kernel`'s declaration (entry point, bindings and their access)
+/// against its WGSL, without a GPU: `Err` names the file, the entry point
+/// and what differs. A source that does not parse or validate passes (its
+/// pipeline creation reports the shader's error).
+pub fn verify(kernel: &Kernel) -> Result<(), String> {
+    reflect(kernel).map(|_| ())
+}
+
+fn reflect(kernel: &Kernel) -> Result<Reflected, String> {
     let Some(p) = parsed(kernel) else {
-        return Reflected::unknown();
+        return Ok(Reflected::unknown());
     };
-    let strict = cfg!(feature = "reflect");
     let (module, info) = (&p.0, &p.1);
     let name = format!("{}:{}", kernel.file, kernel.entry);
     let Some((index, ep)) = module
@@ -197,39 +162,41 @@ pub(crate) fn check(kernel: &Kernel) -> Reflected {
         .enumerate()
         .find(|(_, e)| e.name == kernel.entry)
     else {
-        // Without the feature, pipeline creation reports it.
-        assert!(!strict, "{name}: no such entry point in the shader");
-        return Reflected::unknown();
+        return Err(format!("{name}: no such entry point in the shader"));
     };
-    assert!(
-        !strict || ep.stage == naga::ShaderStage::Compute,
-        "{name}: not a compute entry point"
-    );
+    if ep.stage != naga::ShaderStage::Compute {
+        return Err(format!("{name}: not a compute entry point"));
+    }
+    if kernel.bindings.last() == Some(&Access::Unused) {
+        return Err(format!(
+            "{name}: the declaration ends with Access::Unused; leave trailing unused bindings out"
+        ));
+    }
     let uses = info.get_entry_point(index);
     let mut layouter = naga::proc::Layouter::default();
     if layouter.update(module.to_ctx()).is_err() {
-        return Reflected::unknown();
+        return Ok(Reflected::unknown());
     }
     let mut params = None;
     let mut seen = vec![false; kernel.bindings.len()];
-    let mut used_slots = vec![false; kernel.bindings.len()];
     for (handle, var) in module.global_variables.iter() {
         let Some(rb) = var.binding else { continue };
         let used = !uses[handle].is_empty();
         if rb.group != 0 {
-            assert!(
-                !strict || !used,
-                "{name}: uses group {} binding {}; prior binds group 0 only",
-                rb.group,
-                rb.binding
-            );
+            if used {
+                return Err(format!(
+                    "{name}: uses group {} binding {}; prior binds group 0 only",
+                    rb.group, rb.binding
+                ));
+            }
             continue;
         }
         if rb.binding == 0 {
-            assert!(
-                !strict || matches!(var.space, naga::AddressSpace::Uniform),
-                "{name}: binding 0 must be the var<uniform> parameter block"
-            );
+            if !matches!(var.space, naga::AddressSpace::Uniform) {
+                return Err(format!(
+                    "{name}: binding 0 must be the var<uniform> parameter block"
+                ));
+            }
             if used {
                 let ty = &module.types[var.ty];
                 let fields = match &ty.inner {
@@ -248,61 +215,66 @@ pub(crate) fn check(kernel: &Kernel) -> Reflected {
             continue;
         }
         let slot = rb.binding as usize - 1;
-        let declared = kernel.bindings.get(slot);
+        let declared = kernel.bindings.get(slot).copied().unwrap_or(Access::Unused);
+        if let Some(s) = seen.get_mut(slot) {
+            *s = true;
+        }
         let access = match var.space {
             naga::AddressSpace::Storage { access } => access,
             other => {
-                assert!(
-                    !strict,
+                return Err(format!(
                     "{name}: binding {} is {other:?}; prior binds storage buffers at 1..",
                     rb.binding
-                );
-                naga::StorageAccess::all()
+                ))
             }
         };
         let shader_rw = access.contains(naga::StorageAccess::STORE);
-        match declared {
-            None => assert!(
-                !strict || !used,
-                "{name}: uses binding {} but the launcher declares only {} storage buffer(s)",
-                rb.binding,
-                kernel.bindings.len()
-            ),
-            Some(a) => {
-                seen[slot] = true;
-                used_slots[slot] = used;
-                let launcher_rw = *a == Access::ReadWrite;
-                assert!(
-                    !strict || shader_rw == launcher_rw,
-                    "{name}: binding {} is {} in the shader, the launcher declares {a:?}",
-                    rb.binding,
-                    if shader_rw { "read_write" } else { "read" }
-                );
-                if !used {
-                    unused_log()
-                        .lock()
-                        .unwrap()
-                        .push(format!("{name} binding {}", rb.binding));
+        match (used, declared) {
+            (false, Access::Unused) => {}
+            (true, Access::Unused) => {
+                return Err(if slot >= kernel.bindings.len() {
+                    format!(
+                        "{name}: uses binding {} but the launcher declares only {} storage binding(s)",
+                        rb.binding,
+                        kernel.bindings.len()
+                    )
+                } else {
+                    format!(
+                        "{name}: uses binding {}, which the launcher declares Access::Unused",
+                        rb.binding
+                    )
+                })
+            }
+            (false, a) => {
+                return Err(format!(
+                    "{name}: the launcher declares binding {} ({a:?}), which the entry point does not use: declare it Access::Unused (nothing is bound to it)",
+                    rb.binding
+                ))
+            }
+            (true, a) => {
+                if shader_rw != (a == Access::ReadWrite) {
+                    return Err(format!(
+                        "{name}: binding {} is {} in the shader, the launcher declares {a:?}",
+                        rb.binding,
+                        if shader_rw { "read_write" } else { "read" }
+                    ));
                 }
             }
         }
     }
-    if let Some(slot) = seen.iter().position(|s| !s) {
-        assert!(
-            !strict,
+    if let Some(slot) =
+        (0..kernel.bindings.len()).find(|&s| !seen[s] && kernel.bindings[s] != Access::Unused)
+    {
+        return Err(format!(
             "{name}: the launcher declares binding {} ({:?}), the shader has none",
             slot + 1,
             kernel.bindings[slot]
-        );
+        ));
     }
     let workgroup = ep
         .workgroup_size_overrides
         .as_ref()
         .is_none_or(|o| o.iter().all(Option::is_none))
         .then_some(ep.workgroup_size);
-    Reflected {
-        used: Some(used_slots),
-        params,
-        workgroup,
-    }
+    Ok(Reflected { params, workgroup })
 }

@@ -150,7 +150,8 @@ impl Stream {
 impl Gpu {
     /// Appends one kernel launch to the stream. `params` is the kernel's
     /// uniform block (its [`Uniform`] twin of the WGSL struct, at most 256
-    /// bytes); `buffers` are its storage bindings in order; `dispatch` the
+    /// bytes); `buffers` are the storage bindings its entry point uses, in
+    /// order ([`Kernel::used`]: none for an [`crate::Access::Unused`] slot); `dispatch` the
     /// workgroup counts and the workgroup size they assume.
     pub fn launch<P: Uniform>(
         &self,
@@ -168,7 +169,7 @@ impl Gpu {
         );
         assert_eq!(
             buffers.len(),
-            kernel.bindings.len(),
+            kernel.used().count(),
             "{}: wrong number of buffers",
             kernel.entry
         );
@@ -177,7 +178,7 @@ impl Gpu {
             return;
         }
         let pipeline = self.pipeline(kernel, constants);
-        debug_assert_eq!(pipeline.n_storage, buffers.len());
+        debug_assert_eq!(pipeline.slots.len(), buffers.len());
         #[cfg(feature = "reflect")]
         crate::reflect::check_launch::<P>(&pipeline.name, &pipeline.reflected, &dispatch);
         let mut s = self.stream.lock().unwrap();
@@ -311,12 +312,9 @@ impl Gpu {
                                     size: std::num::NonZeroU64::new(PARAM_WINDOW),
                                 }),
                             }];
-                            for (j, b) in buffers.iter().enumerate() {
-                                if !pipeline.bound[j] {
-                                    continue;
-                                }
+                            for (&binding, b) in pipeline.slots.iter().zip(buffers) {
                                 entries.push(wgpu::BindGroupEntry {
-                                    binding: j as u32 + 1,
+                                    binding,
                                     resource: b.buffer.as_entire_binding(),
                                 });
                             }

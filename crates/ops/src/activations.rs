@@ -11,19 +11,22 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Tensor};
 
 use crate::shaders::ACTIVATIONS;
 
-const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
-const fn kernel(entry: &'static str) -> Kernel {
+/// x, y (binding 2, the tangent, unused).
+const UNARY: &[Access] = &[Access::Read, Access::Unused, Access::ReadWrite];
+/// x, t, y.
+const DERIVATIVE: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
+const fn kernel(entry: &'static str, bindings: &'static [Access]) -> Kernel {
     Kernel {
         file: "activations.wgsl",
         source: ACTIVATIONS,
         entry,
-        bindings: BINDINGS,
+        bindings,
     }
 }
 /// `gelu`: y = x·Φ(x) (exact-erf GELU).
-pub const GELU: Kernel = kernel("gelu");
+pub const GELU: Kernel = kernel("gelu", UNARY);
 /// `gelu_jvp`: y = t·GELU'(x) (the JVP and the VJP).
-pub const GELU_JVP: Kernel = kernel("gelu_jvp");
+pub const GELU_JVP: Kernel = kernel("gelu_jvp", DERIVATIVE);
 /// `gelu_vjp_jvp`: the tangent of the VJP ū·GELU'(x) as x moves along x' and ū along u̇ (forward
 /// over reverse, for Hessian-vector products).
 pub const GELU_VJP_JVP: Kernel = Kernel {
@@ -39,9 +42,9 @@ pub const GELU_VJP_JVP: Kernel = Kernel {
     ],
 };
 /// `silu`: y = x·σ(x).
-pub const SILU: Kernel = kernel("silu");
+pub const SILU: Kernel = kernel("silu", UNARY);
 /// `silu_jvp`: y = t·SiLU'(x) (the JVP and the VJP).
-pub const SILU_JVP: Kernel = kernel("silu_jvp");
+pub const SILU_JVP: Kernel = kernel("silu_jvp", DERIVATIVE);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -57,7 +60,7 @@ fn unary(gpu: &Gpu, k: &Kernel, x: &Tensor) -> Tensor {
         len: x.numel() as u32,
         _p: [0; 3],
     };
-    gpu.launch(k, &[], &p, &[x, x, &y], crate::groups_flat(x.numel()));
+    gpu.launch(k, &[], &p, &[x, &y], crate::groups_flat(x.numel()));
     y
 }
 

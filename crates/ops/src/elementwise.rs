@@ -6,6 +6,7 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Tensor};
 
 use crate::shaders::ELEMENTWISE;
 
+/// a, b, y.
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
 const fn kernel(entry: &'static str) -> Kernel {
     Kernel {
@@ -15,8 +16,11 @@ const fn kernel(entry: &'static str) -> Kernel {
         bindings: BINDINGS,
     }
 }
-/// `relu`: y = max(x, 0).
-pub const RELU: Kernel = kernel("relu");
+/// `relu`: y = max(x, 0) (x at binding 1, y at 3; binding 2 unused).
+pub const RELU: Kernel = Kernel {
+    bindings: &[Access::Read, Access::Unused, Access::ReadWrite],
+    ..kernel("relu")
+};
 /// `relu_mask`: y = t where the primal ReLU output m > 0, else 0 (JVP and VJP of ReLU).
 pub const RELU_MASK: Kernel = kernel("relu_mask");
 /// `axpby`: y = alpha·a + beta·b.
@@ -50,17 +54,11 @@ fn run(gpu: &Gpu, k: &Kernel, p: Params, a: &Tensor, b: &Tensor, y: &Tensor) {
 /// `max(x, 0)`.
 pub fn relu(gpu: &Gpu, x: &Tensor) -> Tensor {
     let y = gpu.empty(x.shape());
-    run(
-        gpu,
-        &RELU,
-        Params {
-            len: x.numel() as u32,
-            ..Default::default()
-        },
-        x,
-        x,
-        &y,
-    );
+    let p = Params {
+        len: x.numel() as u32,
+        ..Default::default()
+    };
+    gpu.launch(&RELU, &[], &p, &[x, &y], crate::groups_flat(x.numel()));
     y
 }
 

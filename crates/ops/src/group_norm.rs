@@ -32,72 +32,51 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 
 use crate::shaders::GROUP_NORM;
 
-const BINDINGS: &[Access] = &[
-    Access::Read,
-    Access::Read,
-    Access::Read,
-    Access::Read,
-    Access::Read,
-    Access::Read,
-    Access::ReadWrite,
-];
-const fn kernel(entry: &'static str) -> Kernel {
+// The file's bindings: 1 x, 2 h, 3 st, 4 st2, 5 gain, 6 dgain, 7 out
+// (read_write), 8 ht. Each entry point declares the ones it uses.
+const R: Access = Access::Read;
+const W: Access = Access::ReadWrite;
+const U: Access = Access::Unused;
+const fn kernel(entry: &'static str, bindings: &'static [Access]) -> Kernel {
     Kernel {
         file: "group_norm.wgsl",
         source: GROUP_NORM,
         entry,
-        bindings: BINDINGS,
+        bindings,
     }
 }
-/// Computes every normalisation's per-sample gains from the conditioning.
-pub const GAINS: Kernel = kernel("gains");
+/// Computes every normalisation's per-sample gains from the conditioning
+/// (gain ← the weights, dgain ← the conditioning).
+pub const GAINS: Kernel = kernel("gains", &[U, U, U, U, R, R, W]);
 /// Forward statistics: partial sums per chunk of pixels.
-pub const CHUNK_FWD: Kernel = kernel("chunk_fwd");
+pub const CHUNK_FWD: Kernel = kernel("chunk_fwd", &[R, U, U, U, U, U, W]);
 /// Forward statistics: merges the chunks of a group.
-pub const MERGE_FWD: Kernel = kernel("merge_fwd");
-/// Forward statistics: mean, variance and scale factor per group.
-pub const FINALIZE_FWD: Kernel = kernel("finalize_fwd");
+pub const MERGE_FWD: Kernel = kernel("merge_fwd", &[R, U, U, U, U, U, W]);
+/// Forward statistics: mean, variance and scale factor per group (in place).
+pub const FINALIZE_FWD: Kernel = kernel("finalize_fwd", &[U, U, U, U, U, U, W]);
 /// Applies the normalisation and gains.
-pub const APPLY_FWD: Kernel = kernel("apply_fwd");
+pub const APPLY_FWD: Kernel = kernel("apply_fwd", &[R, U, R, U, R, U, W]);
 /// JVP/VJP: partial sums of the tangent terms per chunk.
-pub const CHUNK_TAN: Kernel = kernel("chunk_tan");
+pub const CHUNK_TAN: Kernel = kernel("chunk_tan", &[R, R, R, U, R, U, W]);
 /// JVP/VJP: merges the tangent chunks of a group.
-pub const MERGE_TAN: Kernel = kernel("merge_tan");
+pub const MERGE_TAN: Kernel = kernel("merge_tan", &[R, U, U, U, U, U, W]);
 /// JVP: per-group coefficients.
-pub const FINALIZE_JVP: Kernel = kernel("finalize_jvp");
+pub const FINALIZE_JVP: Kernel = kernel("finalize_jvp", &[U, U, R, U, U, U, W]);
 /// VJP: per-group coefficients.
-pub const FINALIZE_VJP: Kernel = kernel("finalize_vjp");
+pub const FINALIZE_VJP: Kernel = kernel("finalize_vjp", &[U, U, R, U, U, U, W]);
 /// JVP: applies the per-group coefficients.
-pub const APPLY_JVP: Kernel = kernel("apply_jvp");
+pub const APPLY_JVP: Kernel = kernel("apply_jvp", &[R, R, R, R, R, R, W]);
 /// VJP: applies the per-group coefficients.
-pub const APPLY_VJP: Kernel = kernel("apply_vjp");
-/// The forward-over-reverse entries bind one more buffer: the primal tangent h'.
-const BINDINGS_2: &[Access] = &[
-    Access::Read,
-    Access::Read,
-    Access::Read,
-    Access::Read,
-    Access::Read,
-    Access::Read,
-    Access::ReadWrite,
-    Access::Read,
-];
-const fn kernel2(entry: &'static str) -> Kernel {
-    Kernel {
-        file: "group_norm.wgsl",
-        source: GROUP_NORM,
-        entry,
-        bindings: BINDINGS_2,
-    }
-}
-/// Forward over reverse: partial sums per chunk.
-pub const CHUNK_VJP_JVP: Kernel = kernel2("chunk_vjp_jvp");
+pub const APPLY_VJP: Kernel = kernel("apply_vjp", &[R, R, R, R, R, U, W]);
+/// Forward over reverse: partial sums per chunk (dgain ← the cotangent's
+/// tangent, ht the primal tangent h').
+pub const CHUNK_VJP_JVP: Kernel = kernel("chunk_vjp_jvp", &[R, R, R, U, R, R, W, R]);
 /// Forward over reverse: merges eight sums per group.
-pub const MERGE_SUM8: Kernel = kernel2("merge_sum8");
+pub const MERGE_SUM8: Kernel = kernel("merge_sum8", &[R, U, U, U, U, U, W]);
 /// Forward over reverse: per-group coefficients.
-pub const FINALIZE_VJP_JVP: Kernel = kernel2("finalize_vjp_jvp");
+pub const FINALIZE_VJP_JVP: Kernel = kernel("finalize_vjp_jvp", &[U, U, R, R, U, U, W]);
 /// Forward over reverse: applies the per-group coefficients.
-pub const APPLY_VJP_JVP: Kernel = kernel2("apply_vjp_jvp");
+pub const APPLY_VJP_JVP: Kernel = kernel("apply_vjp_jvp", &[R, R, R, R, R, R, W, R]);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -153,7 +132,7 @@ pub fn gains(gpu: &Gpu, w: &Tensor, lin: &Tensor, tangent: bool) -> Result<Tenso
         &GAINS,
         &[],
         &p,
-        &[w, w, w, w, w, lin, &out],
+        &[w, lin, &out],
         crate::groups_flat(s.n * l),
     );
     Ok(out)
@@ -278,33 +257,15 @@ impl GroupNorm {
         let pb = &p;
         let nk = ng * p.chunks as usize;
         let part = gpu.empty(Shape::vector(2 * nk));
-        gpu.launch(
-            &CHUNK_FWD,
-            &[],
-            pb,
-            &[x, x, x, x, x, x, &part],
-            crate::groups_flat(nk),
-        );
-        gpu.launch(
-            &MERGE_FWD,
-            &[],
-            pb,
-            &[&part, x, x, x, x, x, &st],
-            crate::groups_flat(ng),
-        );
-        gpu.launch(
-            &FINALIZE_FWD,
-            &[],
-            pb,
-            &[x, x, x, x, x, x, &st],
-            crate::groups_flat(ng),
-        );
+        gpu.launch(&CHUNK_FWD, &[], pb, &[x, &part], crate::groups_flat(nk));
+        gpu.launch(&MERGE_FWD, &[], pb, &[&part, &st], crate::groups_flat(ng));
+        gpu.launch(&FINALIZE_FWD, &[], pb, &[&st], crate::groups_flat(ng));
         let z = gpu.empty(s);
         gpu.launch(
             &APPLY_FWD,
             &[],
             pb,
-            &[x, x, &st, x, gain, x, &z],
+            &[x, &st, gain, &z],
             crate::groups_flat(s.numel()),
         );
         Ok((z, NormStats { st }))
@@ -356,23 +317,11 @@ impl GroupNorm {
                     &CHUNK_TAN,
                     &[],
                     &ps,
-                    &[t, h, st, st, gain, gain, &part],
+                    &[t, h, st, gain, &part],
                     crate::groups_flat(nk),
                 );
-                gpu.launch(
-                    &MERGE_TAN,
-                    &[],
-                    pb,
-                    &[&part, h, st, st, gain, gain, &st2],
-                    crate::groups_flat(ng),
-                );
-                gpu.launch(
-                    &FINALIZE_JVP,
-                    &[],
-                    pb,
-                    &[t, h, st, st, gain, gain, &st2],
-                    crate::groups_flat(ng),
-                );
+                gpu.launch(&MERGE_TAN, &[], pb, &[&part, &st2], crate::groups_flat(ng));
+                gpu.launch(&FINALIZE_JVP, &[], pb, &[st, &st2], crate::groups_flat(ng));
                 t
             }
             None => h,
@@ -416,29 +365,17 @@ impl GroupNorm {
             &CHUNK_TAN,
             &[],
             pb,
-            &[zb, h, st, st, gain, gain, &part],
+            &[zb, h, st, gain, &part],
             crate::groups_flat(nk),
         );
-        gpu.launch(
-            &MERGE_TAN,
-            &[],
-            pb,
-            &[&part, h, st, st, gain, gain, &st2],
-            crate::groups_flat(ng),
-        );
-        gpu.launch(
-            &FINALIZE_VJP,
-            &[],
-            pb,
-            &[zb, h, st, st, gain, gain, &st2],
-            crate::groups_flat(ng),
-        );
+        gpu.launch(&MERGE_TAN, &[], pb, &[&part, &st2], crate::groups_flat(ng));
+        gpu.launch(&FINALIZE_VJP, &[], pb, &[st, &st2], crate::groups_flat(ng));
         let xb = gpu.empty(s);
         gpu.launch(
             &APPLY_VJP,
             &[],
             pb,
-            &[zb, h, st, &st2, gain, gain, &xb],
+            &[zb, h, st, &st2, gain, &xb],
             crate::groups_flat(s.numel()),
         );
         Ok(xb)
@@ -482,7 +419,7 @@ impl GroupNorm {
             &CHUNK_VJP_JVP,
             &[],
             pb,
-            &[zb, h, st, st, gain, zbt, &part, ht],
+            &[zb, h, st, gain, zbt, &part, ht],
             crate::groups_flat(nk),
         );
         let sums = gpu.empty(Shape::vector(8 * ng));
@@ -490,7 +427,7 @@ impl GroupNorm {
             &MERGE_SUM8,
             &[],
             pb,
-            &[&part, h, st, st, gain, zbt, &sums, ht],
+            &[&part, &sums],
             crate::groups_flat(ng),
         );
         let coef = gpu.empty(Shape::vector(8 * ng));
@@ -498,7 +435,7 @@ impl GroupNorm {
             &FINALIZE_VJP_JVP,
             &[],
             pb,
-            &[zb, h, st, &sums, gain, zbt, &coef, ht],
+            &[st, &sums, &coef],
             crate::groups_flat(ng),
         );
         let out = gpu.empty(s);

@@ -20,7 +20,13 @@ pub const LINEAR_T: Kernel = Kernel {
     file: "linear.wgsl",
     source: SRC,
     entry: "linear_t",
-    bindings: BINDINGS,
+    // No bias (binding 3).
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Unused,
+        Access::ReadWrite,
+    ],
 };
 
 #[repr(C)]
@@ -134,7 +140,7 @@ impl Linear {
             &LINEAR_T,
             &[],
             &p,
-            &[u, &self.weight, &self.weight, &y],
+            &[u, &self.weight, &y],
             crate::groups_flat(n * self.in_features),
         );
         Ok(y)

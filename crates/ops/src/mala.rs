@@ -28,33 +28,30 @@ pub mod field {
     pub const LOG_ALPHA: usize = 3;
 }
 
-const BINDINGS: &[Access] = &[
-    Access::Read,
-    Access::Read,
-    Access::Read,
-    Access::Read,
-    Access::ReadWrite,
-    Access::ReadWrite,
-];
-const fn kernel(entry: &'static str) -> Kernel {
+// The file's bindings: 1 a, 2 b, 3 e, 4 d (read), 5 out, 6 out2
+// (read_write). Each entry point declares the ones it uses.
+const R: Access = Access::Read;
+const W: Access = Access::ReadWrite;
+const U: Access = Access::Unused;
+const fn kernel(entry: &'static str, bindings: &'static [Access]) -> Kernel {
     Kernel {
         file: "mala.wgsl",
         source: MALA,
         entry,
-        bindings: BINDINGS,
+        bindings,
     }
 }
 /// `propose`: y' = y − ε·g + √(2ε)·z.
-pub const PROPOSE: Kernel = kernel("propose");
+pub const PROPOSE: Kernel = kernel("propose", &[R, R, U, U, W]);
 /// `mh_partial`: per-sample partial sums of the Metropolis–Hastings correction (y − y' + ε·g')² −
 /// (y' − y + ε·g)².
-pub const MH_PARTIAL: Kernel = kernel("mh_partial");
+pub const MH_PARTIAL: Kernel = kernel("mh_partial", &[R, R, R, R, W]);
 /// `accept`: per sample, accepts y' with probability min(1, α) and updates the state.
-pub const ACCEPT: Kernel = kernel("accept");
+pub const ACCEPT: Kernel = kernel("accept", &[R, R, U, U, W]);
 /// `select`: y ← y', g ← g' where the sample accepted (in place).
-pub const SELECT: Kernel = kernel("select");
+pub const SELECT: Kernel = kernel("select", &[R, R, R, U, W, W]);
 /// `set_energy`: the state's U ← U(y, t) (at the start of each level).
-pub const SET_ENERGY: Kernel = kernel("set_energy");
+pub const SET_ENERGY: Kernel = kernel("set_energy", &[R, U, U, U, W]);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -93,12 +90,6 @@ fn base(shape: Shape) -> Params {
         c: shape.c as u32,
         ..Default::default()
     }
-}
-
-/// Two distinct spare buffers: one for unused read slots, one for an unused
-/// read-write slot (a buffer may not be bound both ways in one dispatch).
-fn spares(gpu: &Gpu) -> (Tensor, Tensor) {
-    (gpu.empty(Shape::vector(1)), gpu.empty(Shape::vector(1)))
 }
 
 fn check_eps(op: &'static str, eps: f32) -> Result<()> {
@@ -145,7 +136,6 @@ pub fn propose(gpu: &Gpu, y: &Tensor, g: &Tensor, eps: f32, key: u32) -> Result<
         });
     }
     let out = gpu.empty(shape);
-    let (r, w) = spares(gpu);
     let p = Params {
         key,
         eps,
@@ -155,7 +145,7 @@ pub fn propose(gpu: &Gpu, y: &Tensor, g: &Tensor, eps: f32, key: u32) -> Result<
         &PROPOSE,
         &[],
         &p,
-        &[y, g, &r, &r, &out, &w],
+        &[y, g, &out],
         crate::groups_flat(shape.numel()),
     );
     Ok(out)
@@ -206,7 +196,6 @@ pub fn accept(gpu: &Gpu, pair: &Pair<'_>, state: &Tensor, eps: f32, key: u32) ->
     check_eps("mala accept", eps)?;
     let groups = groups_per_sample(shape.h * shape.w * shape.c);
     let partials = gpu.empty(Shape::vector(shape.n * groups as usize));
-    let (r, w) = spares(gpu);
     let p = Params {
         groups,
         key,
@@ -217,14 +206,14 @@ pub fn accept(gpu: &Gpu, pair: &Pair<'_>, state: &Tensor, eps: f32, key: u32) ->
         &MH_PARTIAL,
         &[],
         &p,
-        &[pair.y, pair.y_prop, pair.g, pair.g_prop, &partials, &w],
+        &[pair.y, pair.y_prop, pair.g, pair.g_prop, &partials],
         prior_gpu::Dispatch::groups([groups, shape.n as u32, 1], [256, 1, 1]),
     );
     gpu.launch(
         &ACCEPT,
         &[],
         &p,
-        &[&partials, pair.u_prop, &r, &r, state, &w],
+        &[&partials, pair.u_prop, state],
         prior_gpu::Dispatch::groups([shape.n as u32, 1, 1], [256, 1, 1]),
     );
     Ok(())
@@ -248,13 +237,12 @@ pub fn select(
         });
     }
     check_state("mala select", state, shape.n)?;
-    let (r, _) = spares(gpu);
     let p = base(shape);
     gpu.launch(
         &SELECT,
         &[],
         &p,
-        &[state, y_prop, g_prop, &r, y, g],
+        &[state, y_prop, g_prop, y, g],
         crate::groups_flat(shape.numel()),
     );
     Ok(())
@@ -271,7 +259,6 @@ pub fn set_energy(gpu: &Gpu, state: &Tensor, energy: &Tensor) -> Result<()> {
         });
     }
     check_state("mala set_energy", state, n)?;
-    let (r, w) = spares(gpu);
     let p = Params {
         n: n as u32,
         ..Default::default()
@@ -280,7 +267,7 @@ pub fn set_energy(gpu: &Gpu, state: &Tensor, energy: &Tensor) -> Result<()> {
         &SET_ENERGY,
         &[],
         &p,
-        &[energy, &r, &r, &r, state, &w],
+        &[energy, state],
         prior_gpu::Dispatch::flat(n as u32, 64),
     );
     Ok(())

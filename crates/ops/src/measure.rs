@@ -9,27 +9,31 @@ use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 
 use crate::shaders::MEASURE;
 
-const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite];
-const fn kernel(entry: &'static str) -> Kernel {
+// The file's bindings: 1 a, 2 b, 3 m (read), 4 y (read_write). Each
+// entry point declares the ones it uses.
+const R: Access = Access::Read;
+const W: Access = Access::ReadWrite;
+const U: Access = Access::Unused;
+const fn kernel(entry: &'static str, bindings: &'static [Access]) -> Kernel {
     Kernel {
         file: "measure.wgsl",
         source: MEASURE,
         entry,
-        bindings: BINDINGS,
+        bindings,
     }
 }
 /// Multiplies by a per-pixel mask.
-pub const MASK_MUL: Kernel = kernel("mask_mul");
+pub const MASK_MUL: Kernel = kernel("mask_mul", &[R, R, U, W]);
 /// s×s block averaging.
-pub const BLOCK_DOWN: Kernel = kernel("block_down");
+pub const BLOCK_DOWN: Kernel = kernel("block_down", &[R, U, U, W]);
 /// The transpose of [`BLOCK_DOWN`].
-pub const BLOCK_UP: Kernel = kernel("block_up");
+pub const BLOCK_UP: Kernel = kernel("block_up", &[R, U, U, W]);
 /// A dense mat-vec product per sample.
-pub const MATVEC: Kernel = kernel("matvec");
+pub const MATVEC: Kernel = kernel("matvec", &[R, R, U, W]);
 /// The transposed mat-vec product per sample.
-pub const MATVEC_T: Kernel = kernel("matvec_t");
+pub const MATVEC_T: Kernel = kernel("matvec_t", &[R, R, U, W]);
 /// One DFT pass along an axis.
-pub const DFT: Kernel = kernel("dft");
+pub const DFT: Kernel = kernel("dft", &[R, R, R, W]);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -74,14 +78,12 @@ fn err(op: &'static str, detail: String) -> GpuError {
     GpuError::Shape { op, detail }
 }
 
-fn launch(gpu: &Gpu, k: &Kernel, p: Params, bufs: [&Tensor; 3], y: &Tensor, invocations: usize) {
-    gpu.launch(
-        k,
-        &[],
-        &p,
-        &[bufs[0], bufs[1], bufs[2], y],
-        crate::groups_flat(invocations),
-    );
+/// Launches `k` on its inputs `ins` (the bindings before `y` it uses) and
+/// output `y`.
+fn launch(gpu: &Gpu, k: &Kernel, p: Params, ins: &[&Tensor], y: &Tensor, invocations: usize) {
+    let mut bufs = ins.to_vec();
+    bufs.push(y);
+    gpu.launch(k, &[], &p, &bufs, crate::groups_flat(invocations));
 }
 
 /// `x ⊙ m`, `m` broadcast over the batch (its size must divide x's).
@@ -98,7 +100,7 @@ pub fn mask_mul(gpu: &Gpu, x: &Tensor, m: &Tensor) -> Result<Tensor> {
         m_len: m.numel() as u32,
         ..Default::default()
     };
-    launch(gpu, &MASK_MUL, p, [x, m, m], &y, x.numel());
+    launch(gpu, &MASK_MUL, p, &[x, m], &y, x.numel());
     Ok(y)
 }
 
@@ -122,7 +124,7 @@ pub fn block_down(gpu: &Gpu, x: &Tensor, s: usize) -> Result<Tensor> {
         s: s as u32,
         ..Default::default()
     };
-    launch(gpu, &BLOCK_DOWN, p, [x, x, x], &y, out.numel());
+    launch(gpu, &BLOCK_DOWN, p, &[x], &y, out.numel());
     Ok(y)
 }
 
@@ -144,7 +146,7 @@ pub fn block_up(gpu: &Gpu, x: &Tensor, s: usize) -> Result<Tensor> {
         s: s as u32,
         ..Default::default()
     };
-    launch(gpu, &BLOCK_UP, p, [x, x, x], &y, out.numel());
+    launch(gpu, &BLOCK_UP, p, &[x], &y, out.numel());
     Ok(y)
 }
 
@@ -164,7 +166,7 @@ pub fn matvec(gpu: &Gpu, a: &Tensor, rows: usize, cols: usize, x: &Tensor) -> Re
         cols: cols as u32,
         ..Default::default()
     };
-    launch(gpu, &MATVEC, p, [a, x, x], &y, inv);
+    launch(gpu, &MATVEC, p, &[a, x], &y, inv);
     Ok(y)
 }
 
@@ -186,7 +188,7 @@ pub fn matvec_t(gpu: &Gpu, a: &Tensor, rows: usize, cols: usize, x: &Tensor) -> 
         cols: cols as u32,
         ..Default::default()
     };
-    launch(gpu, &MATVEC_T, p, [a, x, x], &y, inv);
+    launch(gpu, &MATVEC_T, p, &[a, x], &y, inv);
     Ok(y)
 }
 
@@ -277,7 +279,7 @@ pub fn dft(
         ..Default::default()
     };
     let m = mask.unwrap_or(twiddles);
-    launch(gpu, &DFT, p, [x, twiddles, m], &y, logical);
+    launch(gpu, &DFT, p, &[x, twiddles, m], &y, logical);
     Ok(y)
 }
 

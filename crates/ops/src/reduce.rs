@@ -26,7 +26,7 @@ pub const SUM_FINAL: Kernel = Kernel {
     file: "reduce.wgsl",
     source: REDUCE,
     entry: "sum_final",
-    bindings: BINDINGS,
+    bindings: &[Access::Read, Access::Unused, Access::ReadWrite],
 };
 
 #[repr(C)]
@@ -69,7 +69,7 @@ fn two_pass(gpu: &Gpu, partial: &Kernel, a: &Tensor, b: &Tensor) -> Result<Tenso
         &SUM_FINAL,
         &[],
         &p,
-        &[&partials, &partials, &out],
+        &[&partials, &out],
         prior_gpu::Dispatch::groups([1, 1, 1], [256, 1, 1]),
     );
     Ok(out)

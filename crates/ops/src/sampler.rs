@@ -64,32 +64,30 @@ pub const CONVERGED: f32 = 1.0;
 /// Status code of a sample whose level exceeded σ_max or is not finite.
 pub const DIVERGED: f32 = 2.0;
 
-const BINDINGS: &[Access] = &[
-    Access::Read,
-    Access::Read,
-    Access::Read,
-    Access::Read,
-    Access::ReadWrite,
-];
-const fn kernel(entry: &'static str) -> Kernel {
+// The file's bindings: 1 a, 2 b, 3 m, 4 e (read), 5 out (read_write).
+// Each entry point declares the ones it uses.
+const R: Access = Access::Read;
+const W: Access = Access::ReadWrite;
+const U: Access = Access::Unused;
+const fn kernel(entry: &'static str, bindings: &'static [Access]) -> Kernel {
     Kernel {
         file: "sampler.wgsl",
         source: SAMPLER,
         entry,
-        bindings: BINDINGS,
+        bindings,
     }
 }
 /// `direction`: d = f + m ⊙ (y − f) − b (masking operators), d = f + M Mᵀ(y − f) − b, or d = f
 /// (synthesis).
-pub const DIRECTION: Kernel = kernel("direction");
+pub const DIRECTION: Kernel = kernel("direction", &[R, R, R, R, W]);
 /// `sq_partial`: per-sample partial sums of d².
-pub const SQ_PARTIAL: Kernel = kernel("sq_partial");
+pub const SQ_PARTIAL: Kernel = kernel("sq_partial", &[R, U, U, U, W]);
 /// `coeffs`: per sample σ_t, γ_t, the status and the step coefficients of the update.
-pub const COEFFS: Kernel = kernel("coeffs");
+pub const COEFFS: Kernel = kernel("coeffs", &[R, R, U, U, W]);
 /// `update`: y ← y − h_eff·d + γ_eff·z.
-pub const UPDATE: Kernel = kernel("update");
+pub const UPDATE: Kernel = kernel("update", &[R, R, U, U, W]);
 /// `variance`: the noise variance σ_next² given to the model at its next call.
-pub const VARIANCE: Kernel = kernel("variance");
+pub const VARIANCE: Kernel = kernel("variance", &[R, U, U, U, W]);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -268,7 +266,6 @@ pub fn variance(gpu: &Gpu, state: &Tensor) -> Result<Tensor> {
     }
     let n = state.numel() / STATE;
     let out = gpu.empty(Shape::new(n, 1, 1, 1));
-    let s = spare(gpu);
     let p = Params {
         n: n as u32,
         ..Default::default()
@@ -277,7 +274,7 @@ pub fn variance(gpu: &Gpu, state: &Tensor) -> Result<Tensor> {
         &VARIANCE,
         &[],
         &p,
-        &[state, &s, &s, &s, &out],
+        &[state, &out],
         prior_gpu::Dispatch::flat(n as u32, 64),
     );
     Ok(out)
@@ -315,7 +312,6 @@ pub fn coefficients_with(
     let per = shape.h * shape.w * shape.c;
     let groups = groups_per_sample(per);
     let partials = gpu.empty(Shape::vector(shape.n * groups as usize));
-    let s = spare(gpu);
     let p = Params {
         groups,
         t: step.t,
@@ -334,9 +330,11 @@ pub fn coefficients_with(
         &SQ_PARTIAL,
         &[],
         &p,
-        &[d, &s, &s, &s, &partials],
+        &[d, &partials],
         prior_gpu::Dispatch::groups([groups, shape.n as u32, 1], [256, 1, 1]),
     );
+    // Read by the estimated schedule only (a small spare otherwise).
+    let s = spare(gpu);
     let est = match (step.schedule, estimated) {
         (Schedule::Estimated, Some(t)) if t.numel() == shape.n => t,
         (Schedule::Estimated, _) => {
@@ -351,7 +349,7 @@ pub fn coefficients_with(
         &COEFFS,
         &[],
         &p,
-        &[&partials, est, &s, &s, state],
+        &[&partials, est, state],
         prior_gpu::Dispatch::groups([shape.n as u32, 1, 1], [256, 1, 1]),
     );
     Ok(())
@@ -387,7 +385,6 @@ pub fn update_from(
             detail: format!("{shape}: over 2^32 noise counters"),
         });
     }
-    let s = spare(gpu);
     let p = Params {
         key,
         offset,
@@ -397,7 +394,7 @@ pub fn update_from(
         &UPDATE,
         &[],
         &p,
-        &[d, state, &s, &s, y],
+        &[d, state, y],
         crate::groups_flat(shape.numel()),
     );
     Ok(())

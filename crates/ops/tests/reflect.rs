@@ -3,7 +3,8 @@
 //! struct (size, field names and offsets) or dispatch workgroup size
 //! disagree with its shader fails at once, naming the kernel and what
 //! differs, instead of a wgpu validation dump or a silent misread. The real
-//! kernels pass the same check in every other test.
+//! kernels pass the same check in every other test, and every kernel of
+//! `prior_ops::KERNELS` is checked here without a GPU.
 
 mod common;
 use common::*;
@@ -168,4 +169,87 @@ fn a_wrong_entry_point_is_caught() {
     };
     let m = panic_message(|| launch(&k, 2));
     assert!(m.contains("no such entry point"), "{m}");
+}
+
+#[test]
+fn every_kernel_declaration_matches_its_shader() {
+    let errors: Vec<String> = prior_ops::KERNELS
+        .iter()
+        .filter_map(|k| prior_gpu::verify(k).err())
+        .collect();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
+#[test]
+fn every_entry_point_has_a_declared_kernel() {
+    let shaders = prior_ops::shaders::ALL
+        .iter()
+        .chain(prior_ops::shaders::SPECIALISED);
+    let mut missing = Vec::new();
+    let mut entries = 0;
+    for (file, src) in shaders {
+        let module = naga::front::wgsl::parse_str(src).expect(file);
+        for ep in &module.entry_points {
+            entries += 1;
+            let declared = prior_ops::KERNELS
+                .iter()
+                .any(|k| k.file == *file && k.entry == ep.name && std::ptr::eq(k.source, *src));
+            if !declared {
+                missing.push(format!("{file}:{}", ep.name));
+            }
+        }
+    }
+    assert!(entries > 60, "{entries} entry points");
+    assert!(missing.is_empty(), "no kernel declares {missing:?}");
+}
+
+#[test]
+fn a_declared_binding_the_entry_point_does_not_use_is_caught() {
+    // relu reads x (binding 1) and writes y (3); binding 2 is the file's.
+    let k = Kernel {
+        bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+        ..prior_ops::elementwise::RELU
+    };
+    let m = prior_gpu::verify(&k).unwrap_err();
+    assert!(
+        m.contains("elementwise.wgsl:relu")
+            && m.contains("declares binding 2")
+            && m.contains("does not use"),
+        "{m}"
+    );
+    // And the right declaration gets a layout without it: the launch binds
+    // two buffers.
+    let gpu = gpu();
+    let x = gpu.upload(Shape::vector(4), &[-1.0, 2.0, -3.0, 4.0]);
+    let y = prior_ops::elementwise::relu(gpu, &x);
+    assert_eq!(
+        pollster::block_on(gpu.read(&y)).unwrap(),
+        vec![0.0, 2.0, 0.0, 4.0]
+    );
+}
+
+#[test]
+fn a_used_binding_declared_unused_is_caught() {
+    let k = Kernel {
+        bindings: &[Access::Read, Access::Unused, Access::ReadWrite],
+        ..prior_ops::elementwise::AXPBY
+    };
+    let m = prior_gpu::verify(&k).unwrap_err();
+    assert!(
+        m.contains("elementwise.wgsl:axpby")
+            && m.contains("uses binding 2")
+            && m.contains("Unused"),
+        "{m}"
+    );
+    let k = Kernel {
+        bindings: &[
+            Access::Read,
+            Access::Unused,
+            Access::ReadWrite,
+            Access::Unused,
+        ],
+        ..prior_ops::elementwise::RELU
+    };
+    let m = prior_gpu::verify(&k).unwrap_err();
+    assert!(m.contains("ends with Access::Unused"), "{m}");
 }
