@@ -21,7 +21,10 @@
 //
 // Each invocation computes 4 horizontally adjacent pixels × 8 channels;
 // `conv_f16` takes one input channel per step, `conv_f16_vec4` (cin a
-// multiple of 4) four.
+// multiple of 4) four. `convt_f16` is the transposed convolution (launcher:
+// `ConvTranspose2d::forward_f16` in crates/ops/src/conv_transpose2d.rs), in
+// the gather form and stride-phase tiling of conv_transpose2d.wgsl, one
+// input channel per step.
 
 struct Params {
     n: u32, h: u32, w: u32, cin: u32,
@@ -192,4 +195,81 @@ fn conv_f16_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     store(b, oy, ox0 + 1u, co0, a1, b1);
     store(b, oy, ox0 + 2u, co0, a2, b2);
     store(b, oy, ox0 + 3u, co0, a3, b3);
+}
+
+// ---- Transposed convolution, PyTorch ConvTranspose2d:
+//   y[b, oy, ox, co] = epi( Σ x[b, iy, ix, ci] · W[ky, kx, ci, co] )
+//     over oy = iy·s − pad + ky·d, ox = ix·s − pad + kx·d
+// W as above ([kh, kw, cin_p, cout_p], the (in, out, kh, kw) weights
+// transposed). Output columns are split into s phases ox ≡ px (mod s); the 4
+// pixels of a tile, ox = px + s·(q0 + q), share their contributing taps and
+// read 4 consecutive input columns per tap (p.tiles_w tiles per phase row).
+
+// Input row for tap ky, or -1 when no input row maps to output row oy.
+fn t_in_row(oy: u32, ky: u32) -> i32 {
+    let num = i32(oy + p.pad) - i32(ky * p.dil);
+    if (num < 0 || num % i32(p.stride) != 0) { return -1; }
+    let iy = num / i32(p.stride);
+    return select(-1, iy, iy < i32(p.h));
+}
+
+// Column base (px + pad − kx·d)/s of tap kx, or a huge negative value when
+// kx does not contribute to phase px.
+fn t_col_base(px: u32, kx: u32) -> i32 {
+    let num = i32(px + p.pad) - i32(kx * p.dil);
+    if (num % i32(p.stride) != 0) { return -1000000000; }
+    return num / i32(p.stride);
+}
+
+// Input column of tile column q (output column px + s·q), or -1 outside.
+fn t_in_col(px: u32, base: i32, q: u32) -> i32 {
+    let ix = base + i32(q);
+    let ox = px + p.stride * q;
+    return select(-1, ix, ix >= 0 && ix < i32(p.w) && ox < p.wo);
+}
+
+@compute @workgroup_size(64)
+fn convt_f16(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.n * p.ho * p.stride * p.tiles_w) { return; }
+    let q0 = (gid.x % p.tiles_w) * TP;
+    let t2 = gid.x / p.tiles_w;
+    let px = t2 % p.stride;
+    let t3 = t2 / p.stride;
+    let oy = t3 % p.ho;
+    let b = t3 / p.ho;
+    let co0 = gid.y * 8u;
+    let cin_p = (p.cin + 3u) / 4u * 4u;
+    let cout8 = p.cout_p / 8u;
+    var a0 = vec4<f32>(0.0); var a1 = vec4<f32>(0.0); var a2 = vec4<f32>(0.0); var a3 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0); var b1 = vec4<f32>(0.0); var b2 = vec4<f32>(0.0); var b3 = vec4<f32>(0.0);
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let iy = t_in_row(oy, ky);
+        if (iy < 0) { continue; }
+        let row = (b * p.h + u32(iy)) * p.w;
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let base = t_col_base(px, kx);
+            if (base < -100000000) { continue; }
+            let c0 = t_in_col(px, base, q0); let c1 = t_in_col(px, base, q0 + 1u);
+            let c2 = t_in_col(px, base, q0 + 2u); let c3 = t_in_col(px, base, q0 + 3u);
+            let x0 = (row + u32(max(c0, 0))) * p.cin; let x1 = (row + u32(max(c1, 0))) * p.cin;
+            let x2 = (row + u32(max(c2, 0))) * p.cin; let x3 = (row + u32(max(c3, 0))) * p.cin;
+            var wi = (ky * p.kw + kx) * cin_p * cout8 + gid.y;
+            for (var c = 0u; c < p.cin; c++) {
+                let v0 = select(0.0, x_at(x0 + c), c0 >= 0);
+                let v1 = select(0.0, x_at(x1 + c), c1 >= 0);
+                let v2 = select(0.0, x_at(x2 + c), c2 >= 0);
+                let v3 = select(0.0, x_at(x3 + c), c3 >= 0);
+                let w = w8(wi); wi += cout8;
+                a0 += v0 * w[0]; b0 += v0 * w[1];
+                a1 += v1 * w[0]; b1 += v1 * w[1];
+                a2 += v2 * w[0]; b2 += v2 * w[1];
+                a3 += v3 * w[0]; b3 += v3 * w[1];
+            }
+        }
+    }
+    let s = p.stride;
+    store(b, oy, px + s * q0, co0, a0, b0);
+    store(b, oy, px + s * (q0 + 1u), co0, a1, b1);
+    store(b, oy, px + s * (q0 + 2u), co0, a2, b2);
+    store(b, oy, px + s * (q0 + 3u), co0, a3, b3);
 }

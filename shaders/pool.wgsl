@@ -8,6 +8,12 @@
 //              (h, w are the output size). With scale = ¼ this is the VJP of
 //              avg_pool2 (the JVP is avg_pool2 itself: it is linear).
 //
+//   avg_pool2_f16: avg_pool2 on f16 storage (`--precision f16`): x and y
+//              hold two f16 values per word (channels c, c + 1 of a pixel;
+//              p.c counts words per pixel), averaged in f32 and rounded
+//              once. An f32 load or store carries a pair's bits intact: they
+//              form an f32 NaN only when the high half is itself inf or NaN.
+//
 // Flat kernels: one output element per invocation, index folded as
 // gid.x + gid.y · 64 · num_workgroups.x.
 
@@ -40,6 +46,25 @@ fn avg_pool2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let r0 = ((b * p.h + 2u * oy) * p.w + 2u * ox) * p.c + ch;
     let r1 = r0 + p.w * p.c;
     y[i] = 0.25 * ((x[r0] + x[r0 + p.c]) + (x[r1] + x[r1 + p.c]));
+}
+
+fn pair(i: u32) -> vec2<f32> {
+    return unpack2x16float(bitcast<u32>(x[i]));
+}
+
+@compute @workgroup_size(64)
+fn avg_pool2_f16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= p.n * p.ho * p.wo * p.c) { return; }
+    let ch = i % p.c;
+    let pix = i / p.c;
+    let ox = pix % p.wo;
+    let oy = (pix / p.wo) % p.ho;
+    let b = pix / (p.wo * p.ho);
+    let r0 = ((b * p.h + 2u * oy) * p.w + 2u * ox) * p.c + ch;
+    let r1 = r0 + p.w * p.c;
+    let v = 0.25 * ((pair(r0) + pair(r0 + p.c)) + (pair(r1) + pair(r1 + p.c)));
+    y[i] = bitcast<f32>(pack2x16float(v));
 }
 
 @compute @workgroup_size(64)

@@ -18,13 +18,16 @@ use prior_gpu::{Gpu, Tensor};
 use prior_ops::batch_norm::BatchNorm;
 use prior_ops::channels::{concat_channels, concat_channels_vjp};
 use prior_ops::elementwise;
-use prior_ops::pool::{avg_pool2, avg_pool2_vjp};
+use prior_ops::pool::{avg_pool2, avg_pool2_f16, avg_pool2_vjp};
+use prior_ops::precision::{Activation, HalfTensor, Precision};
 
 use crate::arch::Arch;
 use crate::blob::WeightBlob;
 use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 use crate::hparams::Hparams;
-use crate::layers::{check_tangent, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig};
+use crate::layers::{
+    check_tangent, f16_of, f32_of, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig,
+};
 
 /// The bias-free UNet denoiser on the GPU.
 pub struct BfUnet {
@@ -39,6 +42,9 @@ pub struct BfUnet {
     widths: Vec<usize>,
     params: usize,
     desc: String,
+    /// Storage of [`BfUnet::network`] (f16: every layer, pooling and concat
+    /// on f16 activations; only the input and the output are f32).
+    precision: Precision,
 }
 
 /// Primal activations of one forward pass.
@@ -279,6 +285,7 @@ impl BfUnet {
             widths,
             params,
             desc,
+            precision: Precision::F32,
         })
     }
 
@@ -347,8 +354,45 @@ impl BfUnet {
     /// The network output f(y) (the noise residual).
     pub fn network(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
         self.check_input(y)?;
+        if self.precision == Precision::F16 {
+            return self.network_f16(gpu, y);
+        }
         let t = self.trace(gpu, y)?;
         Ok(t.dec[0][1].clone())
+    }
+
+    /// [`BfUnet::network`] with f16 weights and activations (after
+    /// `set_precision`): the first conv reads the f32 input, the last
+    /// writes f32, the skips, pooling and concatenations stay f16.
+    fn network_f16(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
+        let half = Precision::F16;
+        let mut x = Activation::F32(y.clone());
+        let mut skips = Vec::with_capacity(self.scales());
+        for block in &self.encoder {
+            for l in block {
+                x = l.forward_f16(gpu, &x, half)?;
+            }
+            let skip = f16_of(&x).clone();
+            x = Activation::F16(avg_pool2_f16(gpu, &skip)?);
+            skips.push(skip);
+        }
+        for l in &self.middle {
+            x = l.forward_f16(gpu, &x, half)?;
+        }
+        for b in (0..self.scales()).rev() {
+            let u = self.upsample[b].forward_f16(gpu, &x, half)?;
+            x = Activation::F16(HalfTensor::concat_channels(gpu, &[f16_of(&u), &skips[b]])?);
+            let last = self.decoder[b].len() - 1;
+            for (i, l) in self.decoder[b].iter().enumerate() {
+                let out = if b == 0 && i == last {
+                    Precision::F32
+                } else {
+                    half
+                };
+                x = l.forward_f16(gpu, &x, out)?;
+            }
+        }
+        Ok(f32_of(x))
     }
 
     /// J_f·v (the network's Jacobian).
@@ -444,6 +488,22 @@ impl Denoiser for BfUnet {
     }
     fn parameters(&self) -> usize {
         self.params
+    }
+    fn set_precision(&mut self, gpu: &Gpu, precision: Precision) -> Result<()> {
+        if precision == Precision::F16 {
+            let layers = self
+                .encoder
+                .iter_mut()
+                .flatten()
+                .chain(&mut self.middle)
+                .chain(&mut self.upsample)
+                .chain(self.decoder.iter_mut().flatten());
+            for l in layers {
+                l.enable_f16(gpu)?;
+            }
+        }
+        self.precision = precision;
+        Ok(())
     }
     fn denoise(&self, gpu: &Gpu, y: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         let f = self.network(gpu, y)?;

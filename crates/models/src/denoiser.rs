@@ -74,6 +74,10 @@ pub enum Conditioning {
     NoiseVariance,
 }
 
+/// The models with an f16 path ([`Denoiser::set_precision`], `--precision
+/// f16`), for messages.
+pub const F16_MODELS: &str = "BF-CNN, DnCNN, RCNN, the small UNet and the BF-UNet";
+
 /// A denoiser x̂(y) on the GPU. Tensors are channels-last `[n, h, w, c]`.
 ///
 /// Every model exposes both the denoised image and the residual
@@ -131,8 +135,8 @@ pub trait Denoiser {
     }
     /// Sets the storage precision of [`Denoiser::denoise`] (f16: weights
     /// and activations in f16, f32 accumulation; Jacobian products stay
-    /// f32). Only the conv-chain models (BF-CNN, DnCNN) have an f16 path;
-    /// the others answer f16 with [`ModelError::Unsupported`]. The caller
+    /// f32). The models of [`F16_MODELS`] have an f16 path; the others
+    /// (energy, multi-scale) answer f16 with [`ModelError::Unsupported`]. The caller
     /// checks the adapter first ([`prior_ops::precision::Precision::on`]).
     fn set_precision(
         &mut self,
@@ -142,7 +146,7 @@ pub trait Denoiser {
         match precision {
             prior_ops::precision::Precision::F32 => Ok(()),
             prior_ops::precision::Precision::F16 => Err(ModelError::Unsupported(format!(
-                "f16 storage (--precision f16) for {} (only BF-CNN and DnCNN have f16 kernels)",
+                "f16 storage (--precision f16) for {} (f16 kernels exist for {F16_MODELS})",
                 self.describe()
             ))),
         }

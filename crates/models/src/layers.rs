@@ -6,7 +6,7 @@
 
 use prior_gpu::{Gpu, Shape, Tensor};
 use prior_ops::batch_norm::BatchNorm;
-use prior_ops::precision::{Activation, Precision};
+use prior_ops::precision::{Activation, HalfTensor, Precision};
 
 pub use prior_ops::layer::{Affine, ConvLayer, ConvLayerConfig, VjpAt};
 
@@ -14,6 +14,56 @@ use crate::arch::Arch;
 use crate::blob::WeightBlob;
 use crate::denoiser::{ModelError, Result};
 use crate::hparams::{Hparams, Norm, Output};
+
+/// Gives every layer of a chain `layers` (each feeding the next) its f16
+/// weights for [`forward_f16`]; an error when an activation between two
+/// layers has an odd channel count (f16 pairs share a word).
+pub(crate) fn enable_f16(gpu: &Gpu, layers: &mut [ConvLayer]) -> Result<()> {
+    let n = layers.len();
+    for (i, l) in layers.iter_mut().enumerate() {
+        if i + 1 < n && !l.out_channels().is_multiple_of(2) {
+            return Err(ModelError::Input(format!(
+                "f16 storage needs even channel counts between layers; layer {i} has {}",
+                l.out_channels()
+            )));
+        }
+        l.enable_f16(gpu)?;
+    }
+    Ok(())
+}
+
+/// The chain `layers` (after [`enable_f16`]) on the f32 input `x` with f16
+/// weights and f16 activations between layers: the first layer reads f32,
+/// the last writes f32, every sum is f32.
+pub(crate) fn forward_f16(gpu: &Gpu, layers: &[ConvLayer], x: &Tensor) -> Result<Tensor> {
+    let n = layers.len();
+    let mut a = Activation::F32(x.clone());
+    for (i, l) in layers.iter().enumerate() {
+        let out = if i + 1 == n {
+            Precision::F32
+        } else {
+            Precision::F16
+        };
+        a = l.forward_f16(gpu, &a, out)?;
+    }
+    Ok(f32_of(a))
+}
+
+/// The f16 tensor of an activation a layer wrote with `Precision::F16`.
+pub(crate) fn f16_of(a: &Activation) -> &HalfTensor {
+    match a {
+        Activation::F16(h) => h,
+        Activation::F32(_) => unreachable!("written with Precision::F16"),
+    }
+}
+
+/// The f32 tensor of an activation a layer wrote with `Precision::F32`.
+pub(crate) fn f32_of(a: Activation) -> Tensor {
+    match a {
+        Activation::F32(t) => t,
+        Activation::F16(_) => unreachable!("written with Precision::F32"),
+    }
+}
 
 /// `(h, w)` of a tensor.
 pub(crate) fn hw(t: &Tensor) -> (usize, usize) {
@@ -295,16 +345,7 @@ impl LayerChain {
     /// The caller checks the adapter ([`Precision::on`]).
     pub fn set_precision(&mut self, gpu: &Gpu, precision: Precision) -> Result<()> {
         if precision == Precision::F16 {
-            let n = self.layers.len();
-            for (i, l) in self.layers.iter_mut().enumerate() {
-                if i + 1 < n && !l.out_channels().is_multiple_of(2) {
-                    return Err(ModelError::Input(format!(
-                        "f16 storage needs even channel counts between layers; layer {i} has {}",
-                        l.out_channels()
-                    )));
-                }
-                l.enable_f16(gpu)?;
-            }
+            enable_f16(gpu, &mut self.layers)?;
         }
         self.precision = precision;
         Ok(())
@@ -318,20 +359,7 @@ impl LayerChain {
     /// The raw network output f(y) (residual or denoised, per [`Output`]).
     pub fn network(&self, gpu: &Gpu, y: &Tensor) -> Result<Tensor> {
         if self.precision == Precision::F16 {
-            let n = self.layers.len();
-            let mut x = Activation::F32(y.clone());
-            for (i, l) in self.layers.iter().enumerate() {
-                let out = if i + 1 == n {
-                    Precision::F32
-                } else {
-                    Precision::F16
-                };
-                x = l.forward_f16(gpu, &x, out)?;
-            }
-            return match x {
-                Activation::F32(t) => Ok(t),
-                Activation::F16(_) => unreachable!("the last layer writes f32"),
-            };
+            return forward_f16(gpu, &self.layers, y);
         }
         let mut x = y.clone();
         for l in &self.layers {

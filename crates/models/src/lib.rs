@@ -21,6 +21,6 @@ pub mod tiling;
 pub mod unet_small;
 
 pub use arch::Arch;
-pub use denoiser::{Conditioning, Denoiser, ModelError, Noise};
+pub use denoiser::{Conditioning, Denoiser, ModelError, Noise, F16_MODELS};
 pub use hparams::Hparams;
 pub use registry::{load, load_path};

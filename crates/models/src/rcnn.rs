@@ -14,8 +14,10 @@ use crate::blob::WeightBlob;
 use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 use crate::hparams::Hparams;
 use crate::layers::{
-    bias, check_tangent, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig,
+    bias, check_tangent, enable_f16, forward_f16, hw, invalid, weight4, Affine, ConvLayer,
+    ConvLayerConfig,
 };
+use prior_ops::precision::Precision;
 
 /// The recurrent CNN denoiser: one stack of conv layers applied `stages` times.
 pub struct Rcnn {
@@ -25,6 +27,9 @@ pub struct Rcnn {
     channels: usize,
     params: usize,
     desc: String,
+    /// Storage of [`Denoiser::denoise`] (f16: each stage's convs with f16
+    /// weights and activations; its input concat and output stay f32).
+    precision: Precision,
 }
 
 impl Rcnn {
@@ -102,6 +107,7 @@ impl Rcnn {
             channels,
             params,
             desc,
+            precision: Precision::F32,
         })
     }
 
@@ -155,13 +161,24 @@ impl Denoiser for Rcnn {
     fn parameters(&self) -> usize {
         self.params
     }
+    fn set_precision(&mut self, gpu: &Gpu, precision: Precision) -> Result<()> {
+        if precision == Precision::F16 {
+            enable_f16(gpu, &mut self.layers)?;
+        }
+        self.precision = precision;
+        Ok(())
+    }
     fn denoise(&self, gpu: &Gpu, y: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         let mut prev = y.clone();
         for _ in 0..self.stages {
             let mut x = concat_channels(gpu, &[y, &prev])?;
-            for l in &self.layers {
-                x = l.forward(gpu, &x)?;
+            if self.precision == Precision::F16 {
+                x = forward_f16(gpu, &self.layers, &x)?;
+            } else {
+                for l in &self.layers {
+                    x = l.forward(gpu, &x)?;
+                }
             }
             prev = x;
         }

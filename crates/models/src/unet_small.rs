@@ -17,13 +17,15 @@
 use prior_gpu::{Gpu, Tensor};
 use prior_ops::channels::{concat_channels, concat_channels_vjp};
 use prior_ops::elementwise;
+use prior_ops::precision::{Activation, HalfTensor, Precision};
 
 use crate::arch::Arch;
 use crate::blob::WeightBlob;
 use crate::denoiser::{Denoiser, ModelError, Noise, Result};
 use crate::hparams::Hparams;
 use crate::layers::{
-    bias, check_tangent, hw, invalid, weight4, Affine, ConvLayer, ConvLayerConfig,
+    bias, check_tangent, enable_f16, f16_of, f32_of, hw, invalid, weight4, Affine, ConvLayer,
+    ConvLayerConfig,
 };
 
 /// The small UNet (see the module docs).
@@ -34,6 +36,10 @@ pub struct UnetSmall {
     residual_connection: bool,
     params: usize,
     desc: String,
+    /// Storage of [`Denoiser::denoise`] (f16: conv1..conv9 with f16 weights
+    /// and activations, the skip concat in f16; the input, its padding, the
+    /// output and its crop f32).
+    precision: Precision,
 }
 
 /// Primal activations of one forward pass (layer outputs after ReLU).
@@ -152,6 +158,7 @@ impl UnetSmall {
             residual_connection,
             params,
             desc,
+            precision: Precision::F32,
         })
     }
 
@@ -202,6 +209,35 @@ impl UnetSmall {
     }
 }
 
+impl UnetSmall {
+    /// The padded input and conv9's output with f16 weights and activations
+    /// (after `set_precision`): conv1 reads the f32 padded input, conv9
+    /// writes f32, the skip concat is f16.
+    fn network_f16(
+        &self,
+        gpu: &Gpu,
+        y: &Tensor,
+        pad: Option<&ConvLayer>,
+    ) -> Result<(Tensor, Tensor)> {
+        let xp = match pad {
+            Some(p) => p.forward(gpu, y)?,
+            None => y.clone(),
+        };
+        let l = &self.layers;
+        let half = Precision::F16;
+        let mut acts = Vec::with_capacity(8);
+        acts.push(l[0].forward_f16(gpu, &Activation::F32(xp.clone()), half)?);
+        for i in 1..7 {
+            let a = l[i].forward_f16(gpu, &acts[i - 1], half)?;
+            acts.push(a);
+        }
+        let cat = HalfTensor::concat_channels(gpu, &[f16_of(&acts[6]), f16_of(&acts[1])])?;
+        let a7 = l[7].forward_f16(gpu, &Activation::F16(cat), half)?;
+        let out = l[8].forward_f16(gpu, &a7, Precision::F32)?;
+        Ok((xp, f32_of(out)))
+    }
+}
+
 impl Denoiser for UnetSmall {
     /// Odd sizes are accepted (padded), but its stride-2 conv needs tiles
     /// that start on even rows and columns.
@@ -229,13 +265,24 @@ impl Denoiser for UnetSmall {
     fn parameters(&self) -> usize {
         self.params
     }
+    fn set_precision(&mut self, gpu: &Gpu, precision: Precision) -> Result<()> {
+        if precision == Precision::F16 {
+            enable_f16(gpu, &mut self.layers)?;
+        }
+        self.precision = precision;
+        Ok(())
+    }
     fn denoise(&self, gpu: &Gpu, y: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         self.check_input(y)?;
         let (pad, crop) = self.pads(gpu, y)?;
-        let t = self.trace(gpu, y, pad.as_ref())?;
-        let mut out = t.acts[8].clone();
+        let (xp, mut out) = if self.precision == Precision::F16 {
+            self.network_f16(gpu, y, pad.as_ref())?
+        } else {
+            let t = self.trace(gpu, y, pad.as_ref())?;
+            (t.xp, t.acts[8].clone())
+        };
         if self.residual_connection {
-            out = elementwise::sub(gpu, &t.xp, &out)?;
+            out = elementwise::sub(gpu, &xp, &out)?;
         }
         match crop {
             Some(c) => Ok(c.forward(gpu, &out)?),

@@ -196,6 +196,40 @@ pub(crate) fn epilogue_setup(
     }
 }
 
+/// The flags and the output of an f16-storage launch (`conv2d_f16.wgsl`)
+/// with epilogue `(scale, shift, relu)` on input `x`, writing `out_shape`
+/// in precision `out` (f32 input and output set their FLAG_*_F32).
+pub(crate) fn f16_io(
+    gpu: &Gpu,
+    (scale, shift, relu): (bool, bool, bool),
+    x: &crate::precision::Activation,
+    out: crate::precision::Precision,
+    out_shape: Shape,
+) -> (u32, crate::precision::Activation) {
+    use crate::precision::{Activation, HalfTensor, Precision};
+    let mut flags = 0;
+    if scale {
+        flags |= FLAG_SCALE;
+    }
+    if shift {
+        flags |= FLAG_SHIFT;
+    }
+    if relu {
+        flags |= FLAG_RELU;
+    }
+    if matches!(x, Activation::F32(_)) {
+        flags |= FLAG_IN_F32;
+    }
+    let y = match out {
+        Precision::F32 => {
+            flags |= FLAG_OUT_F32;
+            Activation::F32(gpu.empty(out_shape))
+        }
+        Precision::F16 => Activation::F16(HalfTensor::empty(gpu, out_shape)),
+    };
+    (flags, y)
+}
+
 /// Which kernel runs a convolution. `Auto` runs the tuner's choice for the
 /// layer shape ([`crate::tune`]) or, when nothing was tuned, `Fixed`: the
 /// lavapipe-shaped kernel that fits the input channel count, with subgroups
@@ -537,7 +571,7 @@ impl Conv2d {
         out: crate::precision::Precision,
         relu: bool,
     ) -> Result<crate::precision::Activation> {
-        use crate::precision::{Activation, HalfTensor, Precision};
+        use crate::precision::Precision;
         let err = |detail: String| GpuError::Shape {
             op: "conv2d f16",
             detail,
@@ -568,34 +602,14 @@ impl Conv2d {
         let (ho, wo) = self.out_size(s.h, s.w);
         let out_shape = Shape::new(s.n, ho, wo, self.cout);
         gpu.check_fits("conv2d output", out_shape)?;
-        let mut flags = 0;
-        if self.has_scale {
-            flags |= FLAG_SCALE;
-        }
-        if self.has_shift {
-            flags |= FLAG_SHIFT;
-        }
-        if relu {
-            flags |= FLAG_RELU;
-        }
-        let xw = match x {
-            Activation::F32(t) => {
-                flags |= FLAG_IN_F32;
-                t
-            }
-            Activation::F16(h) => h.words(),
-        };
-        let y = match out {
-            Precision::F32 => {
-                flags |= FLAG_OUT_F32;
-                Activation::F32(gpu.empty(out_shape))
-            }
-            Precision::F16 => Activation::F16(HalfTensor::empty(gpu, out_shape)),
-        };
-        let yw = match &y {
-            Activation::F32(t) => t,
-            Activation::F16(h) => h.words(),
-        };
+        let (flags, y) = f16_io(
+            gpu,
+            (self.has_scale, self.has_shift, relu),
+            x,
+            out,
+            out_shape,
+        );
+        let (xw, yw) = (x.words(), y.words());
         let params = self.params(s, (ho, wo), flags, 1);
         let groups = self.fixed_groups(s, (ho, wo));
         if groups[0] > gpu.limits.max_compute_workgroups_per_dimension {

@@ -31,6 +31,27 @@ use crate::conv2d::{
 };
 use crate::shaders::{CONV_TRANSPOSE2D, CONV_TRANSPOSE2D_SUBGROUP};
 
+/// `(cin, cout, kh, kw)` weights in the kernels' layout `[kh, kw, cin_p,
+/// cout_p]` (cin_p = cin rounded up to 4, cout_p = cout to 8, zero padded).
+fn kernel_layout(iohw: &[f32], cfg: ConvConfig) -> Vec<f32> {
+    let ConvConfig {
+        cin, cout, kh, kw, ..
+    } = cfg;
+    let (cin_p, cout_p) = (round_up(cin, 4), round_up(cout, 8));
+    let mut w = vec![0.0f32; kh * kw * cin_p * cout_p];
+    for ci in 0..cin {
+        for co in 0..cout {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    w[((ky * kw + kx) * cin_p + ci) * cout_p + co] =
+                        iohw[((ci * cout + co) * kh + ky) * kw + kx];
+                }
+            }
+        }
+    }
+    w
+}
+
 const BINDINGS: &[Access] = &[
     Access::Read,
     Access::Read,
@@ -60,6 +81,15 @@ pub const CONVT_VEC4_SUBGROUP: Kernel = Kernel {
     bindings: BINDINGS,
 };
 
+/// f16 weights and activations, f32 accumulation
+/// ([`ConvTranspose2d::forward_f16`], `conv2d_f16.wgsl`).
+pub const CONVT_F16: Kernel = Kernel {
+    file: "conv2d_f16.wgsl",
+    source: crate::shaders::CONV2D_F16,
+    entry: "convt_f16",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+};
+
 /// Output pixels per invocation (along a row, within one stride phase).
 const TP: usize = 4;
 
@@ -87,6 +117,9 @@ pub struct ConvTranspose2d {
     has_shift: bool,
     /// The weights as given (PyTorch `(in, out, kh, kw)`).
     pub iohw: Vec<f32>,
+    /// The weights in f16 (the kernel's layout, two to a word), once
+    /// [`ConvTranspose2d::enable_f16`] has made them.
+    weight_f16: Option<Tensor>,
 }
 
 impl ConvTranspose2d {
@@ -110,18 +143,8 @@ impl ConvTranspose2d {
             stride >= 1 && dilation >= 1 && kh >= 1 && kw >= 1,
             "conv_transpose2d: zero stride/dilation/kernel"
         );
-        let (cin_p, cout_p) = (round_up(cin, 4), round_up(cout, 8));
-        let mut w = vec![0.0f32; kh * kw * cin_p * cout_p];
-        for ci in 0..cin {
-            for co in 0..cout {
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        w[((ky * kw + kx) * cin_p + ci) * cout_p + co] =
-                            iohw[((ci * cout + co) * kh + ky) * kw + kx];
-                    }
-                }
-            }
-        }
+        let cout_p = round_up(cout, 8);
+        let w = kernel_layout(iohw, cfg);
         ConvTranspose2d {
             cin,
             cout,
@@ -135,6 +158,121 @@ impl ConvTranspose2d {
             has_scale: false,
             has_shift: false,
             iohw: iohw.to_vec(),
+            weight_f16: None,
+        }
+    }
+
+    /// Uploads the f16 copy of the weights that
+    /// [`ConvTranspose2d::forward_f16`] reads (the f32 weights stay, for the
+    /// f32 and Jacobian paths).
+    pub fn enable_f16(&mut self, gpu: &Gpu) {
+        let words = crate::precision::pack_halves(&kernel_layout(&self.iohw, self.config()));
+        self.weight_f16 = Some(gpu.upload(Shape::vector(words.len()), &words));
+    }
+
+    /// The transposed convolution with f16 weights (after
+    /// [`ConvTranspose2d::enable_f16`]), the scale and shift, and a ReLU
+    /// when `relu`, on an f32 or f16 input, returning an f32 or f16 output
+    /// as `out` says (PyTorch's output size, no `output_padding`); every
+    /// product and sum in f32, the output rounded once
+    /// (`shaders/conv2d_f16.wgsl`, `convt_f16`). Forward only. An f16
+    /// output needs an even channel count.
+    pub fn forward_f16(
+        &self,
+        gpu: &Gpu,
+        x: &crate::precision::Activation,
+        out: crate::precision::Precision,
+        relu: bool,
+    ) -> Result<crate::precision::Activation> {
+        use crate::precision::Precision;
+        let err = |detail: String| GpuError::Shape {
+            op: "conv_transpose2d f16",
+            detail,
+        };
+        let Some(weight) = &self.weight_f16 else {
+            return Err(err(
+                "the layer has no f16 weights (ConvTranspose2d::enable_f16)".into(),
+            ));
+        };
+        let s = x.shape();
+        if s.c != self.cin {
+            return Err(err(format!(
+                "input has {} channels, the layer expects {}",
+                s.c, self.cin
+            )));
+        }
+        let (ho, wo) = self.out_size(s.h, s.w).ok_or_else(|| {
+            err(format!(
+                "input {s} gives an empty output (padding {} too large)",
+                self.pad
+            ))
+        })?;
+        if out == Precision::F16 && !self.cout.is_multiple_of(2) {
+            return Err(err(format!(
+                "an f16 output needs an even channel count, the layer has {}",
+                self.cout
+            )));
+        }
+        let out_shape = Shape::new(s.n, ho, wo, self.cout);
+        gpu.check_fits("conv_transpose2d output", out_shape)?;
+        let (flags, y) = crate::conv2d::f16_io(
+            gpu,
+            (self.has_scale, self.has_shift, relu),
+            x,
+            out,
+            out_shape,
+        );
+        let cout_p = round_up(self.cout, 8);
+        let tiles_w = wo.div_ceil(self.stride).div_ceil(TP);
+        let params = ConvParams {
+            flags,
+            mask_n: 1,
+            ..self.params(s, (ho, wo))
+        };
+        let tiles = s.n * ho * self.stride * tiles_w;
+        let groups = [tiles.div_ceil(64) as u32, (cout_p / 8) as u32, 1];
+        if groups[0] > gpu.limits.max_compute_workgroups_per_dimension {
+            return Err(GpuError::TooLarge {
+                what: format!("conv_transpose2d f16 on {s}"),
+                bytes: out_shape.numel() as u64 * 2,
+                limit: gpu.max_buffer_bytes,
+                adapter: gpu.adapter.name.clone(),
+            });
+        }
+        gpu.launch(
+            &CONVT_F16,
+            &[],
+            &params,
+            &[x.words(), weight, &self.scale_shift, y.words()],
+            prior_gpu::Dispatch::groups(groups, [64, 1, 1]),
+        );
+        Ok(y)
+    }
+
+    /// The uniform block of a fixed-kernel launch on input `s` with output
+    /// `(ho, wo)` (no flags; 4-pixel tiles within a stride phase).
+    fn params(&self, s: Shape, (ho, wo): (usize, usize)) -> ConvParams {
+        ConvParams {
+            n: s.n as u32,
+            h: s.h as u32,
+            w: s.w as u32,
+            cin: self.cin as u32,
+            ho: ho as u32,
+            wo: wo as u32,
+            cout: self.cout as u32,
+            kh: self.kh as u32,
+            kw: self.kw as u32,
+            stride: self.stride as u32,
+            pad: self.pad as u32,
+            dil: self.dilation as u32,
+            flags: 0,
+            mask_n: 0,
+            tiles_w: wo.div_ceil(self.stride).div_ceil(TP) as u32,
+            cout_p: round_up(self.cout, 8) as u32,
+            hh: ho.div_ceil(self.stride) as u32,
+            phase_groups: 0,
+            _p0: 0,
+            _p1: 0,
         }
     }
 
@@ -275,26 +413,9 @@ impl ConvTranspose2d {
         let cout_p = round_up(self.cout, 8);
         let tiles_w = wo.div_ceil(self.stride).div_ceil(TP);
         let mut params = ConvParams {
-            n: s.n as u32,
-            h: s.h as u32,
-            w: s.w as u32,
-            cin: self.cin as u32,
-            ho: ho as u32,
-            wo: wo as u32,
-            cout: self.cout as u32,
-            kh: self.kh as u32,
-            kw: self.kw as u32,
-            stride: self.stride as u32,
-            pad: self.pad as u32,
-            dil: self.dilation as u32,
             flags,
             mask_n,
-            tiles_w: tiles_w as u32,
-            cout_p: cout_p as u32,
-            hh: ho.div_ceil(self.stride) as u32,
-            phase_groups: 0,
-            _p0: 0,
-            _p1: 0,
+            ..self.params(s, (ho, wo))
         };
         let variant = match epi.variant {
             ConvVariant::Auto => crate::tune::choice(

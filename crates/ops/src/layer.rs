@@ -297,24 +297,18 @@ impl ConvLayer {
         self.run(gpu, x, epi)
     }
 
-    /// Gives the layer f16 weights for [`ConvLayer::forward_f16`]; an error
-    /// for a transposed layer (no f16 kernel yet).
+    /// Gives the layer f16 weights for [`ConvLayer::forward_f16`].
     pub fn enable_f16(&mut self, gpu: &Gpu) -> Result<()> {
         match &mut self.op {
-            Op::Conv(c) => {
-                c.enable_f16(gpu);
-                Ok(())
-            }
-            Op::Transposed(_) => Err(GpuError::Shape {
-                op: "conv_layer f16",
-                detail: "transposed convolutions have no f16 kernel yet".into(),
-            }),
+            Op::Conv(c) => c.enable_f16(gpu),
+            Op::Transposed(t) => t.enable_f16(gpu),
         }
+        Ok(())
     }
 
     /// The layer with its bias/scale and ReLU, f16 weights (after
     /// [`ConvLayer::enable_f16`]), f32 or f16 input and output
-    /// ([`Conv2d::forward_f16`]).
+    /// ([`Conv2d::forward_f16`], [`ConvTranspose2d::forward_f16`]).
     pub fn forward_f16(
         &self,
         gpu: &Gpu,
@@ -323,10 +317,7 @@ impl ConvLayer {
     ) -> Result<crate::precision::Activation> {
         match &self.op {
             Op::Conv(c) => c.forward_f16(gpu, x, out, self.relu),
-            Op::Transposed(_) => Err(GpuError::Shape {
-                op: "conv_layer f16",
-                detail: "transposed convolutions have no f16 kernel yet".into(),
-            }),
+            Op::Transposed(t) => t.forward_f16(gpu, x, out, self.relu),
         }
     }
 

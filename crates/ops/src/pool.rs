@@ -8,6 +8,7 @@
 use bytemuck::{Pod, Zeroable};
 use prior_gpu::{Access, Gpu, GpuError, Kernel, Result, Shape, Tensor};
 
+use crate::precision::HalfTensor;
 use crate::shaders::POOL;
 
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite];
@@ -16,6 +17,13 @@ pub const AVG_POOL2: Kernel = Kernel {
     file: "pool.wgsl",
     source: POOL,
     entry: "avg_pool2",
+    bindings: BINDINGS,
+};
+/// `avg_pool2_f16`: [`AVG_POOL2`] on f16 pairs (`--precision f16`).
+pub const AVG_POOL2_F16: Kernel = Kernel {
+    file: "pool.wgsl",
+    source: POOL,
+    entry: "avg_pool2_f16",
     bindings: BINDINGS,
 };
 /// `upsample2`: y = scale · x of the coarse pixel (nearest 2× upsampling; scale ¼: the VJP of
@@ -52,6 +60,23 @@ prior_gpu::uniform!(Params {
 
 /// 2×2 average pooling, stride 2: `[n, h, w, c]` → `[n, ⌊h/2⌋, ⌊w/2⌋, c]`.
 pub fn avg_pool2(gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
+    pool(gpu, &AVG_POOL2, x)
+}
+
+/// [`avg_pool2`] on f16 storage (an even channel count): each average in
+/// f32, rounded to f16 once.
+pub fn avg_pool2_f16(gpu: &Gpu, x: &HalfTensor) -> Result<HalfTensor> {
+    let view = x.pair_view().ok_or_else(|| GpuError::Shape {
+        op: "avg_pool2 f16",
+        detail: format!(
+            "input {}: f16 pooling needs an even channel count",
+            x.shape()
+        ),
+    })?;
+    Ok(HalfTensor::from_pairs(&pool(gpu, &AVG_POOL2_F16, &view)?))
+}
+
+fn pool(gpu: &Gpu, kernel: &Kernel, x: &Tensor) -> Result<Tensor> {
     let s = x.shape();
     if s.h < 2 || s.w < 2 {
         return Err(GpuError::Shape {
@@ -71,13 +96,7 @@ pub fn avg_pool2(gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
         scale: 1.0,
         _pad: 0,
     };
-    gpu.launch(
-        &AVG_POOL2,
-        &[],
-        &p,
-        &[x, &y],
-        crate::groups_flat(os.numel()),
-    );
+    gpu.launch(kernel, &[], &p, &[x, &y], crate::groups_flat(os.numel()));
     Ok(y)
 }
 

@@ -81,6 +81,44 @@ impl HalfTensor {
         &self.words
     }
 
+    /// The packed words viewed as an f32 tensor `[n, h, w, c/2]` (one word
+    /// per channel pair; `None` for an odd channel count, where pairs
+    /// straddle pixels).
+    pub fn pair_view(&self) -> Option<Tensor> {
+        let s = self.shape;
+        s.c.is_multiple_of(2)
+            .then(|| self.words.reshape(s.with_c(s.c / 2)))
+    }
+
+    /// Concatenates f16 tensors along channels (each with an even channel
+    /// count, so that a part's pixel is whole words): the f32 channel copy
+    /// on the word views ([`HalfTensor::pair_view`]).
+    pub fn concat_channels(gpu: &Gpu, parts: &[&HalfTensor]) -> Result<HalfTensor> {
+        let mut views = Vec::with_capacity(parts.len());
+        for (i, p) in parts.iter().enumerate() {
+            views.push(p.pair_view().ok_or_else(|| prior_gpu::GpuError::Shape {
+                op: "concat_channels f16",
+                detail: format!(
+                    "part {i} is {}: f16 parts need even channel counts",
+                    p.shape
+                ),
+            })?);
+        }
+        let refs: Vec<&Tensor> = views.iter().collect();
+        Ok(HalfTensor::from_pairs(&crate::channels::concat_channels(
+            gpu, &refs,
+        )?))
+    }
+
+    /// The f16 tensor whose [`HalfTensor::pair_view`] is `view`.
+    pub fn from_pairs(view: &Tensor) -> HalfTensor {
+        let s = view.shape();
+        HalfTensor {
+            shape: s.with_c(2 * s.c),
+            words: view.reshape(Shape::vector(s.numel().max(1))),
+        }
+    }
+
     /// Reads the values back as f32.
     pub async fn read(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         let words = gpu.read(&self.words).await?;
@@ -103,6 +141,14 @@ impl Activation {
         match self {
             Activation::F32(t) => t.shape(),
             Activation::F16(h) => h.shape(),
+        }
+    }
+
+    /// The buffer a kernel binds: the f32 values or the packed f16 words.
+    pub fn words(&self) -> &Tensor {
+        match self {
+            Activation::F32(t) => t,
+            Activation::F16(h) => h.words(),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! `conv2d_f16.wgsl` (f16 weights and activations, f32 accumulation)
 //! against CPU references on odd shapes: 1, 3, 4, 6, 8, 64 input channels, sizes
 //! off the 4-pixel tile, 1×1/3×3/5×5 kernels, stride 2, dilation 2, the
-//! epilogue (scale, shift, ReLU), f32 and f16 inputs and outputs.
+//! epilogue (scale, shift, ReLU), f32 and f16 inputs and outputs; and the
+//! transposed convolution (`convt_f16`) on the UNets' 2×2 stride-2 layers
+//! and odd kernels, strides, paddings and dilations.
 //!
 //! Two bounds, per element, with A = Σ|x·w|·|scale| (the sum of the
 //! magnitudes of the terms) and y the exact value:
@@ -16,6 +18,7 @@ mod common;
 use common::*;
 use prior_gpu::Shape;
 use prior_ops::conv2d::{Conv2d, ConvConfig};
+use prior_ops::conv_transpose2d::ConvTranspose2d;
 use prior_ops::precision::{round_f16, Activation, HalfTensor, Precision};
 
 struct Case {
@@ -30,6 +33,8 @@ struct Case {
     scale: bool,
     shift: bool,
     relu: bool,
+    /// A transposed convolution (PyTorch `(in, out, k, k)` weights).
+    transposed: bool,
 }
 
 /// The conv of `x` (`s`, channels-last) with PyTorch-layout `w`, then
@@ -48,6 +53,9 @@ fn reference(
         c: cin,
     } = c.s;
     let eff = c.dil * (c.k - 1) + 1;
+    if c.transposed {
+        return reference_transposed(c, x, w, scale, shift);
+    }
     let ho = (h + 2 * c.pad - eff) / c.stride + 1;
     let wo = (wd + 2 * c.pad - eff) / c.stride + 1;
     let mut y = vec![0.0f64; n * ho * wo * c.cout];
@@ -87,6 +95,62 @@ fn reference(
     (Shape::new(n, ho, wo, c.cout), y, mag)
 }
 
+/// [`reference`] for a transposed convolution, in scatter form: input
+/// pixel (iy, ix) and tap (ky, kx) reach output (iy·s − pad + ky·d, ix·s −
+/// pad + kx·d).
+fn reference_transposed(
+    c: &Case,
+    x: &[f32],
+    w: &[f32],
+    scale: &[f32],
+    shift: &[f32],
+) -> (Shape, Vec<f64>, Vec<f64>) {
+    let Shape {
+        n,
+        h,
+        w: wd,
+        c: cin,
+    } = c.s;
+    let eff = c.dil * (c.k - 1) + 1;
+    let ho = (h - 1) * c.stride + eff - 2 * c.pad;
+    let wo = (wd - 1) * c.stride + eff - 2 * c.pad;
+    let mut acc = vec![0.0f64; n * ho * wo * c.cout];
+    let mut mag = vec![0.0f64; acc.len()];
+    for b in 0..n {
+        for iy in 0..h {
+            for ix in 0..wd {
+                for ky in 0..c.k {
+                    for kx in 0..c.k {
+                        let oy = (iy * c.stride + ky * c.dil) as isize - c.pad as isize;
+                        let ox = (ix * c.stride + kx * c.dil) as isize - c.pad as isize;
+                        if oy < 0 || ox < 0 || oy >= ho as isize || ox >= wo as isize {
+                            continue;
+                        }
+                        for ci in 0..cin {
+                            let xv = x[((b * h + iy) * wd + ix) * cin + ci] as f64;
+                            for co in 0..c.cout {
+                                let wv = w[((ci * c.cout + co) * c.k + ky) * c.k + kx] as f64;
+                                let i = ((b * ho + oy as usize) * wo + ox as usize) * c.cout + co;
+                                acc[i] += xv * wv;
+                                mag[i] += (xv * wv).abs();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (i, v) in acc.iter_mut().enumerate() {
+        let co = i % c.cout;
+        *v = *v * scale[co] as f64 + shift[co] as f64;
+        if c.relu {
+            *v = v.max(0.0);
+        }
+        mag[i] *= (scale[co] as f64).abs();
+    }
+    (Shape::new(n, ho, wo, c.cout), acc, mag)
+}
+
 fn check(c: Case, seed: u64) {
     let gpu = gpu();
     let cin = c.s.c;
@@ -109,19 +173,27 @@ fn check(c: Case, seed: u64) {
         .stride(c.stride)
         .pad(c.pad)
         .dilation(c.dil);
-    let mut conv = Conv2d::new(gpu, &w, cfg);
-    conv.set_affine(
-        gpu,
-        c.scale.then_some(&scale[..]),
-        c.shift.then_some(&shift[..]),
-    );
-    conv.enable_f16(gpu);
-
+    let (sc, sh) = (c.scale.then_some(&scale[..]), c.shift.then_some(&shift[..]));
     let xin = match c.input {
         Precision::F32 => Activation::F32(gpu.upload(c.s, &x)),
         Precision::F16 => Activation::F16(HalfTensor::upload(gpu, c.s, &x)),
     };
-    let y = conv.forward_f16(gpu, &xin, c.output, c.relu).unwrap();
+    let y = if c.transposed {
+        let cfg = ConvConfig {
+            cin,
+            cout: c.cout,
+            ..cfg
+        };
+        let mut conv = ConvTranspose2d::new(gpu, &w, cfg);
+        conv.set_affine(gpu, sc, sh);
+        conv.enable_f16(gpu);
+        conv.forward_f16(gpu, &xin, c.output, c.relu).unwrap()
+    } else {
+        let mut conv = Conv2d::new(gpu, &w, cfg);
+        conv.set_affine(gpu, sc, sh);
+        conv.enable_f16(gpu);
+        conv.forward_f16(gpu, &xin, c.output, c.relu).unwrap()
+    };
     let got = match &y {
         Activation::F32(t) => pollster::block_on(gpu.read(t)).unwrap(),
         Activation::F16(h) => pollster::block_on(h.read(gpu)).unwrap(),
@@ -179,6 +251,7 @@ fn conv_f16_matches_references_on_odd_shapes() {
         scale: false,
         shift: true,
         relu: true,
+        transposed: false,
     };
     // The first layer of a chain: f32 in, f16 out.
     check(Case { ..base }, 1);
@@ -241,6 +314,79 @@ fn conv_f16_matches_references_on_odd_shapes() {
             ..base
         },
         5,
+    );
+}
+
+#[test]
+fn convt_f16_matches_references_on_odd_shapes() {
+    let base = Case {
+        s: Shape::new(1, 5, 7, 64),
+        cout: 32,
+        k: 2,
+        stride: 2,
+        pad: 0,
+        dil: 1,
+        input: Precision::F16,
+        output: Precision::F16,
+        scale: false,
+        shift: false,
+        relu: false,
+        transposed: true,
+    };
+    // The UNets' up-sampling: 2×2 stride 2, f16 in and out.
+    check(Case { ..base }, 11);
+    // f32 in and out, 3 input channels, two samples, scale, shift, ReLU.
+    check(
+        Case {
+            s: Shape::new(2, 4, 3, 3),
+            cout: 10,
+            input: Precision::F32,
+            output: Precision::F32,
+            scale: true,
+            shift: true,
+            relu: true,
+            ..base
+        },
+        12,
+    );
+    // The small UNet's 4×4 stride 2 padding 1, output width off the tile.
+    check(
+        Case {
+            s: Shape::new(1, 3, 5, 8),
+            cout: 6,
+            k: 4,
+            pad: 1,
+            ..base
+        },
+        13,
+    );
+    // 3×3, stride 3, dilation 2, padding 2, one output channel in f32.
+    check(
+        Case {
+            s: Shape::new(1, 4, 6, 2),
+            cout: 1,
+            k: 3,
+            stride: 3,
+            dil: 2,
+            pad: 2,
+            output: Precision::F32,
+            shift: true,
+            ..base
+        },
+        14,
+    );
+    // Stride 1 (a plain correlation with flipped taps), 5 channels in.
+    check(
+        Case {
+            s: Shape::new(1, 6, 5, 5),
+            cout: 4,
+            k: 3,
+            stride: 1,
+            pad: 1,
+            scale: true,
+            ..base
+        },
+        15,
     );
 }
 

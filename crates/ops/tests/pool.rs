@@ -63,3 +63,41 @@ fn pool_errors_are_clear() {
         .to_string();
     assert!(e.contains("2h or 2h+1"), "{e}");
 }
+
+#[test]
+fn avg_pool2_f16_averages_the_halves_in_f32() {
+    use prior_ops::precision::{round_f16, HalfTensor};
+    let gpu = gpu();
+    // Odd size (the last row and column dropped), 6 channels, two samples.
+    let s = Shape::new(2, 5, 7, 6);
+    let x: Vec<f32> = rand_vec(s.numel(), 41).iter().map(|v| 8.0 * v).collect();
+    let xh = HalfTensor::upload(gpu, s, &x);
+    let y = prior_ops::pool::avg_pool2_f16(gpu, &xh).unwrap();
+    assert_eq!(y.shape(), Shape::new(2, 2, 3, 6));
+    let got = pollster::block_on(y.read(gpu)).unwrap();
+    let x16: Vec<f32> = x.iter().map(|&v| round_f16(v)).collect();
+    let at = |b: usize, r: usize, c: usize, ch: usize| x16[((b * 5 + r) * 7 + c) * 6 + ch];
+    let mut worst = 0.0f32;
+    for b in 0..2 {
+        for oy in 0..2 {
+            for ox in 0..3 {
+                for ch in 0..6 {
+                    let (r, c) = (2 * oy, 2 * ox);
+                    let v = 0.25
+                        * ((at(b, r, c, ch) + at(b, r, c + 1, ch))
+                            + (at(b, r + 1, c, ch) + at(b, r + 1, c + 1, ch)));
+                    let g = got[((b * 2 + oy) * 3 + ox) * 6 + ch];
+                    // One rounding to f16: half an ulp.
+                    let bound = v.abs() * 2f32.powi(-11) + 2f32.powi(-25);
+                    assert!((g - v).abs() <= bound, "{g} vs {v}");
+                    worst = worst.max((g - round_f16(v)).abs());
+                }
+            }
+        }
+    }
+    eprintln!("avg_pool2_f16: max |got − round_f16(exact)| = {worst:e}");
+    // An odd channel count is refused by name.
+    let odd = HalfTensor::upload(gpu, Shape::new(1, 2, 2, 3), &[0.0; 12]);
+    let e = prior_ops::pool::avg_pool2_f16(gpu, &odd).unwrap_err();
+    assert!(e.to_string().contains("even channel count"), "{e}");
+}

@@ -226,8 +226,9 @@ impl Inner {
         }
         let refuse = || {
             js::error(format!(
-                "precision f16: f16 storage for {} (only BF-CNN and DnCNN have f16 kernels)",
-                l.den.describe()
+                "precision f16: f16 storage for {} (f16 kernels exist for {})",
+                l.den.describe(),
+                prior_models::F16_MODELS
             ))
         };
         let b = match &self.source {

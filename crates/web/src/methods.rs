@@ -529,9 +529,10 @@ impl Model {
             let (gpu, l) = match method.as_str() {
                 "coarse-to-fine" => inner.open_with(precision).await?,
                 "mala" if f16 => {
-                    return Err(js::error(
-                        "sample: precision f16 is available only for single-scale conv-chain models (BF-CNN, DnCNN) with the coarse-to-fine sampler",
-                    ))
+                    return Err(js::error(format!(
+                        "sample: precision f16 is available only for the single-scale models with f16 kernels ({}) with the coarse-to-fine sampler",
+                        prior_models::F16_MODELS
+                    )))
                 }
                 "mala" => {
                     let (gpu, l) = inner.open().await?;

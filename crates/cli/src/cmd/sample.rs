@@ -456,9 +456,10 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
     super::bench::tune_begin(&gpu)?;
     let f16 = args.precision == super::denoise::PrecisionArg::F16;
     if f16 && (args.method == super::mala::Method::Mala || is_multiscale(&args.model)) {
-        return Err(
-            "--precision f16 is available only for single-scale conv-chain models (BF-CNN, DnCNN) with the coarse-to-fine sampler".into(),
-        );
+        return Err(format!(
+            "--precision f16 is available only for the single-scale models with f16 kernels ({}) with the coarse-to-fine sampler",
+            prior_models::F16_MODELS
+        ));
     }
     if args.method == super::mala::Method::Mala {
         return super::mala::run(&gpu, &args, h, w);
