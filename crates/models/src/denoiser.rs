@@ -76,7 +76,8 @@ pub enum Conditioning {
 
 /// The models with an f16 path ([`Denoiser::set_precision`], `--precision
 /// f16`), for messages.
-pub const F16_MODELS: &str = "BF-CNN, DnCNN, RCNN, the small UNet and the BF-UNet";
+pub const F16_MODELS: &str =
+    "BF-CNN, DnCNN, RCNN, the small UNet, the BF-UNet and the multi-scale models";
 
 /// A denoiser x̂(y) on the GPU. Tensors are channels-last `[n, h, w, c]`.
 ///
@@ -136,7 +137,7 @@ pub trait Denoiser {
     /// Sets the storage precision of [`Denoiser::denoise`] (f16: weights
     /// and activations in f16, f32 accumulation; Jacobian products stay
     /// f32). The models of [`F16_MODELS`] have an f16 path; the others
-    /// (energy, multi-scale) answer f16 with [`ModelError::Unsupported`]. The caller
+    /// (the energy model) answer f16 with [`ModelError::Unsupported`]. The caller
     /// checks the adapter first ([`prior_ops::precision::Precision::on`]).
     fn set_precision(
         &mut self,

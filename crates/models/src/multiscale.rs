@@ -558,6 +558,19 @@ impl Denoiser for MultiScale {
     fn parameters(&self) -> usize {
         self.low.parameters() + self.scales.iter().map(|n| n.parameters()).sum::<usize>()
     }
+    /// f16 storage for the low-pass and every conditional chain (their
+    /// inputs and outputs, and the Haar steps between them, stay f32).
+    fn set_precision(
+        &mut self,
+        gpu: &Gpu,
+        precision: prior_ops::precision::Precision,
+    ) -> Result<()> {
+        self.low.set_precision(gpu, precision)?;
+        for net in &mut self.scales {
+            net.set_precision(gpu, precision)?;
+        }
+        Ok(())
+    }
     fn denoise(&self, gpu: &Gpu, y: &Tensor, _noise: Noise<'_>) -> Result<Tensor> {
         Ok(self.denoise_traced(gpu, y)?.output)
     }

@@ -165,52 +165,63 @@ impl Inner {
         if let Some(l) = self.loaded.borrow().clone() {
             return Ok((gpu, l));
         }
-        let l = match &self.source {
-            Source::Parts {
-                low,
-                scales,
-                origin,
-            } => {
-                let m = Rc::new(
-                    MultiScale::from_parts(&gpu, low.clone(), scales.clone(), origin)
-                        .map_err(js::error)?,
-                );
-                Loaded {
-                    den: m.clone(),
-                    multi: Some(m),
-                    energy: None,
-                }
-            }
-            Source::Blob(b) => match b.arch().map_err(js::error)? {
-                Arch::Multiscale => {
-                    let m = Rc::new(MultiScale::from_blob(&gpu, b).map_err(js::error)?);
-                    Loaded {
-                        den: m.clone(),
-                        multi: Some(m),
-                        energy: None,
-                    }
-                }
-                Arch::EnergyUnet => {
-                    let e = Rc::new(EnergyUNet::from_blob(&gpu, b).map_err(js::error)?);
-                    Loaded {
-                        den: e.clone(),
-                        multi: None,
-                        energy: Some(e),
-                    }
-                }
-                _ => Loaded {
-                    den: Rc::from(prior_models::load(&gpu, b).map_err(js::error)?),
-                    multi: None,
-                    energy: None,
-                },
-            },
-        };
+        let l = self.build(&gpu, Precision::F32)?;
         *self.loaded.borrow_mut() = Some(l.clone());
         Ok((gpu, l))
     }
 
+    /// The model of `source` on `gpu` with `precision` storage (f16 refused
+    /// by the energy model).
+    fn build(&self, gpu: &Gpu, precision: Precision) -> Result<Loaded, JsValue> {
+        let set = |m: &mut dyn Denoiser| {
+            m.set_precision(gpu, precision)
+                .map_err(|e| js::error(format!("precision {}: {e}", precision.name())))
+        };
+        let multi = |mut m: MultiScale| -> Result<Loaded, JsValue> {
+            set(&mut m)?;
+            let m = Rc::new(m);
+            Ok(Loaded {
+                den: m.clone(),
+                multi: Some(m),
+                energy: None,
+            })
+        };
+        match &self.source {
+            Source::Parts {
+                low,
+                scales,
+                origin,
+            } => multi(
+                MultiScale::from_parts(gpu, low.clone(), scales.clone(), origin)
+                    .map_err(js::error)?,
+            ),
+            Source::Blob(b) => match b.arch().map_err(js::error)? {
+                Arch::Multiscale => multi(MultiScale::from_blob(gpu, b).map_err(js::error)?),
+                Arch::EnergyUnet => {
+                    let mut e = EnergyUNet::from_blob(gpu, b).map_err(js::error)?;
+                    set(&mut e)?;
+                    let e = Rc::new(e);
+                    Ok(Loaded {
+                        den: e.clone(),
+                        multi: None,
+                        energy: Some(e),
+                    })
+                }
+                _ => {
+                    let mut m = prior_models::load(gpu, b).map_err(js::error)?;
+                    set(m.as_mut())?;
+                    Ok(Loaded {
+                        den: Rc::from(m),
+                        multi: None,
+                        energy: None,
+                    })
+                }
+            },
+        }
+    }
+
     /// The GPU and the model with `precision` storage, as `--precision`:
-    /// f16 only for the conv chains (BF-CNN, DnCNN), f32 with a console
+    /// f16 for the models of `prior_models::F16_MODELS`, f32 with a console
     /// warning on adapters without shader-f16.
     async fn open_with(&self, precision: Precision) -> Result<(Rc<Gpu>, Loaded), JsValue> {
         let (gpu, l) = self.open().await?;
@@ -224,25 +235,7 @@ impl Inner {
         if let Some(l) = self.loaded_f16.borrow().clone() {
             return Ok((gpu, l));
         }
-        let refuse = || {
-            js::error(format!(
-                "precision f16: f16 storage for {} (f16 kernels exist for {})",
-                l.den.describe(),
-                prior_models::F16_MODELS
-            ))
-        };
-        let b = match &self.source {
-            Source::Blob(b) if l.multi.is_none() && l.energy.is_none() => b,
-            _ => return Err(refuse()),
-        };
-        let mut m = prior_models::load(&gpu, b).map_err(js::error)?;
-        m.set_precision(&gpu, p)
-            .map_err(|e| js::error(format!("precision f16: {e}")))?;
-        let f16 = Loaded {
-            den: Rc::from(m),
-            multi: None,
-            energy: None,
-        };
+        let f16 = self.build(&gpu, p)?;
         *self.loaded_f16.borrow_mut() = Some(f16.clone());
         Ok((gpu, f16))
     }

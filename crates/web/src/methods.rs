@@ -530,7 +530,7 @@ impl Model {
                 "coarse-to-fine" => inner.open_with(precision).await?,
                 "mala" if f16 => {
                     return Err(js::error(format!(
-                        "sample: precision f16 is available only for the single-scale models with f16 kernels ({}) with the coarse-to-fine sampler",
+                        "sample: precision f16 is available only for the models with f16 kernels ({}) with the coarse-to-fine sampler",
                         prior_models::F16_MODELS
                     )))
                 }

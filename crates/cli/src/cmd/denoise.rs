@@ -84,8 +84,9 @@ pub struct DenoiseArgs {
     #[arg(long)]
     pub profile: bool,
     /// Storage precision of weights and activations: f16 (with f32
-    /// accumulation) runs the f16 kernels of the BF-CNN/DnCNN models on
-    /// adapters with shader-f16; elsewhere a warning, and f32 runs.
+    /// accumulation) runs the f16 kernels of the BF-CNN, DnCNN, RCNN, small
+    /// UNet, BF-UNet and multi-scale models on adapters with shader-f16;
+    /// elsewhere a warning, and f32 runs (the energy model refuses f16).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionArg,
     /// Output format in directory mode (default png). For a single output

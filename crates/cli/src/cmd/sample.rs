@@ -168,8 +168,9 @@ pub struct SampleArgs {
     #[command(flatten)]
     pub run: RunFlags,
     /// Storage precision of the denoiser: f16 (f32 accumulation) for the
-    /// BF-CNN/DnCNN models with the coarse-to-fine sampler, on adapters with
-    /// shader-f16 (elsewhere a warning, and f32 runs).
+    /// BF-CNN, DnCNN, RCNN, small UNet, BF-UNet and multi-scale models with
+    /// the coarse-to-fine sampler and multi-scale synthesis (not MALA), on
+    /// adapters with shader-f16 (elsewhere a warning, and f32 runs).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: super::denoise::PrecisionArg,
     /// `--shard I/N`: draw only slice I of the --samples indices, written
@@ -455,9 +456,9 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
     // The conv choices cached by earlier runs (`prior bench`, `prior denoise`).
     super::bench::tune_begin(&gpu)?;
     let f16 = args.precision == super::denoise::PrecisionArg::F16;
-    if f16 && (args.method == super::mala::Method::Mala || is_multiscale(&args.model)) {
+    if f16 && args.method == super::mala::Method::Mala {
         return Err(format!(
-            "--precision f16 is available only for the single-scale models with f16 kernels ({}) with the coarse-to-fine sampler",
+            "--precision f16 is available only for the models with f16 kernels ({}) with the coarse-to-fine sampler",
             prior_models::F16_MODELS
         ));
     }
@@ -573,8 +574,9 @@ fn run_multiscale(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<()
     if args.run.trajectory.is_some() {
         return Err("--trajectory is not available with multi-scale models (each level samples coefficients of another size)".into());
     }
-    let model = prior_models::multiscale::MultiScale::load(gpu, &args.model)
+    let mut model = prior_models::multiscale::MultiScale::load(gpu, &args.model)
         .map_err(|e| format!("cannot load the model: {e}"))?;
+    super::denoise::apply_precision(gpu, &mut model, args.precision)?;
     if let Some(c) = args.channels {
         if c != model.channels() {
             return Err(format!(
