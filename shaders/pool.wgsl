@@ -34,16 +34,21 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(64)
-fn avg_pool2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if (i >= p.n * p.ho * p.wo * p.c) { return; }
+// The index in x of the top-left element of output element i's 2×2 block.
+fn block_start(i: u32) -> u32 {
     let ch = i % p.c;
     let pix = i / p.c;
     let ox = pix % p.wo;
     let oy = (pix / p.wo) % p.ho;
     let b = pix / (p.wo * p.ho);
-    let r0 = ((b * p.h + 2u * oy) * p.w + 2u * ox) * p.c + ch;
+    return ((b * p.h + 2u * oy) * p.w + 2u * ox) * p.c + ch;
+}
+
+@compute @workgroup_size(64)
+fn avg_pool2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= p.n * p.ho * p.wo * p.c) { return; }
+    let r0 = block_start(i);
     let r1 = r0 + p.w * p.c;
     y[i] = 0.25 * ((x[r0] + x[r0 + p.c]) + (x[r1] + x[r1 + p.c]));
 }
@@ -56,12 +61,7 @@ fn pair(i: u32) -> vec2<f32> {
 fn avg_pool2_f16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 64u;
     if (i >= p.n * p.ho * p.wo * p.c) { return; }
-    let ch = i % p.c;
-    let pix = i / p.c;
-    let ox = pix % p.wo;
-    let oy = (pix / p.wo) % p.ho;
-    let b = pix / (p.wo * p.ho);
-    let r0 = ((b * p.h + 2u * oy) * p.w + 2u * ox) * p.c + ch;
+    let r0 = block_start(i);
     let r1 = r0 + p.w * p.c;
     let v = 0.25 * ((pair(r0) + pair(r0 + p.c)) + (pair(r1) + pair(r1 + p.c)));
     y[i] = bitcast<f32>(pack2x16float(v));

@@ -230,6 +230,33 @@ pub(crate) fn f16_io(
     (flags, y)
 }
 
+/// The checks of an f16-storage launch shared by [`Conv2d::forward_f16`]
+/// and the transposed convolution's: the layer has f16 weights, `x` has
+/// `cin` channels, and an f16 output has an even channel count `cout`.
+/// Returns the f16 weights.
+pub(crate) fn f16_checks<'a>(
+    op: &'static str,
+    weight: Option<&'a Tensor>,
+    x: &crate::precision::Activation,
+    (cin, cout): (usize, usize),
+    out: crate::precision::Precision,
+) -> Result<&'a Tensor> {
+    let err = |detail: String| GpuError::Shape { op, detail };
+    let weight = weight.ok_or_else(|| err("the layer has no f16 weights (enable_f16)".into()))?;
+    let c = x.shape().c;
+    if c != cin {
+        return Err(err(format!(
+            "input has {c} channels, the layer expects {cin}"
+        )));
+    }
+    if out == crate::precision::Precision::F16 && !cout.is_multiple_of(2) {
+        return Err(err(format!(
+            "an f16 output needs an even channel count, the layer has {cout}"
+        )));
+    }
+    Ok(weight)
+}
+
 /// Which kernel runs a convolution. `Auto` runs the tuner's choice for the
 /// layer shape ([`crate::tune`]) or, when nothing was tuned, `Fixed`: the
 /// lavapipe-shaped kernel that fits the input channel count, with subgroups
@@ -571,33 +598,22 @@ impl Conv2d {
         out: crate::precision::Precision,
         relu: bool,
     ) -> Result<crate::precision::Activation> {
-        use crate::precision::Precision;
+        let weight = f16_checks(
+            "conv2d f16",
+            self.weight_f16.as_ref(),
+            x,
+            (self.cin, self.cout),
+            out,
+        )?;
+        let s = x.shape();
         let err = |detail: String| GpuError::Shape {
             op: "conv2d f16",
             detail,
         };
-        let Some(weight) = &self.weight_f16 else {
-            return Err(err(
-                "the layer has no f16 weights (Conv2d::enable_f16)".into()
-            ));
-        };
-        let s = x.shape();
-        if s.c != self.cin {
-            return Err(err(format!(
-                "input has {} channels, the layer expects {}",
-                s.c, self.cin
-            )));
-        }
         let eff_h = self.dilation * (self.kh - 1) + 1;
         let eff_w = self.dilation * (self.kw - 1) + 1;
         if s.h + 2 * self.pad < eff_h || s.w + 2 * self.pad < eff_w {
             return Err(err(format!("input {s} smaller than the kernel")));
-        }
-        if out == Precision::F16 && !self.cout.is_multiple_of(2) {
-            return Err(err(format!(
-                "an f16 output needs an even channel count, the layer has {}",
-                self.cout
-            )));
         }
         let (ho, wo) = self.out_size(s.h, s.w);
         let out_shape = Shape::new(s.n, ho, wo, self.cout);

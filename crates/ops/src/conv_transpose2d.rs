@@ -184,35 +184,21 @@ impl ConvTranspose2d {
         out: crate::precision::Precision,
         relu: bool,
     ) -> Result<crate::precision::Activation> {
-        use crate::precision::Precision;
-        let err = |detail: String| GpuError::Shape {
-            op: "conv_transpose2d f16",
-            detail,
-        };
-        let Some(weight) = &self.weight_f16 else {
-            return Err(err(
-                "the layer has no f16 weights (ConvTranspose2d::enable_f16)".into(),
-            ));
-        };
+        let weight = crate::conv2d::f16_checks(
+            "conv_transpose2d f16",
+            self.weight_f16.as_ref(),
+            x,
+            (self.cin, self.cout),
+            out,
+        )?;
         let s = x.shape();
-        if s.c != self.cin {
-            return Err(err(format!(
-                "input has {} channels, the layer expects {}",
-                s.c, self.cin
-            )));
-        }
-        let (ho, wo) = self.out_size(s.h, s.w).ok_or_else(|| {
-            err(format!(
+        let (ho, wo) = self.out_size(s.h, s.w).ok_or_else(|| GpuError::Shape {
+            op: "conv_transpose2d f16",
+            detail: format!(
                 "input {s} gives an empty output (padding {} too large)",
                 self.pad
-            ))
+            ),
         })?;
-        if out == Precision::F16 && !self.cout.is_multiple_of(2) {
-            return Err(err(format!(
-                "an f16 output needs an even channel count, the layer has {}",
-                self.cout
-            )));
-        }
         let out_shape = Shape::new(s.n, ho, wo, self.cout);
         gpu.check_fits("conv_transpose2d output", out_shape)?;
         let (flags, y) = crate::conv2d::f16_io(
