@@ -45,6 +45,9 @@ fn bench_json_reports_ceiling_fractions_and_models() {
     for v in ["fixed", "tiled64x64", "tiled64x32", "tiled32x32", "naive"] {
         assert!(convs.iter().any(|c| c["variant"] == v), "no {v} row");
     }
+    // With shader-f16 (lavapipe), one f16-storage row per shape.
+    let f16_rows = convs.iter().filter(|c| c["variant"] == "f16").count();
+    assert!(f16_rows == 0 || f16_rows == 6, "{f16_rows} f16 rows");
     // The tuner's pick per shape, timed now (the cache folder was empty),
     // one of the variants, and saved to the cache.
     let tuned = v["tuned"].as_array().unwrap();

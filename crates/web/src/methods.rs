@@ -567,7 +567,7 @@ impl Model {
                 .string("size")?
                 .ok_or_else(|| js::error("synthesize: needs size: \"HxW\""))?;
             let (h, w) = parse_size(&size)?;
-            let (gpu, l) = inner.open().await?;
+            let (gpu, l) = inner.open_with(o.precision()?).await?;
             if l.multi.is_none() {
                 return Err(js::error(format!(
                     "synthesize needs a multi-scale model; this is {}",

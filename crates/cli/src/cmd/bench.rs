@@ -11,7 +11,8 @@
 //! Tuning (`PRIOR_TUNE`, default `quick`, see `prior_ops::tune`): for each
 //! conv shape the table shows every variant (the fixed lavapipe-shaped
 //! kernel, its no-subgroup form, the four tile shapes of
-//! `conv2d_tiled.wgsl`, the naive baseline) and the tuner's choice: the one
+//! `conv2d_tiled.wgsl`, the naive baseline; on adapters with shader-f16 the
+//! f16-storage kernel of `--precision f16` too) and the tuner's choice: the one
 //! held in the user's cache for this adapter, else the pick from the
 //! bench's own timings (saved to the cache). Before timing a model, one
 //! call records its conv shapes and `tune_seen` tunes those the cache
@@ -24,6 +25,7 @@ use prior_gpu::{Gpu, Shape, Tensor};
 use prior_models::Noise;
 use prior_ops::conv2d::{ConvConfig, ConvVariant, Epilogue, Tile};
 use prior_ops::conv_transpose2d::ConvTranspose2d;
+use prior_ops::precision::{Activation, HalfTensor, Precision};
 use prior_ops::tune::{self, ConvKey, TuneMode};
 use prior_ops::Conv2d;
 use serde_json::json;
@@ -134,6 +136,8 @@ fn describe(gpu: &Gpu, v: ConvVariant) -> String {
 
 /// One conv shape's launch, by variant.
 type RunConv<'a> = Box<dyn Fn(ConvVariant) -> Result<Tensor, String> + 'a>;
+/// One conv shape's f16-storage launch (the output's packed words).
+type RunF16<'a> = Box<dyn Fn() -> Result<Tensor, String> + 'a>;
 
 /// The rows of [`convolutions`]: per variant, the tuner's choices, warnings.
 struct ConvTable {
@@ -193,13 +197,29 @@ fn convolutions(gpu: &Gpu, size: usize, reps: usize, mode: TuneMode) -> Result<C
         let s = Shape::new(1, side, side, cfg.cin);
         let x = gpu.upload(s, &vec![0.5; s.numel()]);
         let w = weights(cfg.weights());
-        let (key, flops, run): (ConvKey, f64, RunConv) = if transposed {
-            let up = ConvTranspose2d::new(gpu, &w, cfg);
+        // With shader-f16, the f16-storage kernel too (f16 in and out, as
+        // between two layers; not a tuner variant: --precision chooses it).
+        let f16 = gpu.adapter.f16;
+        let x16 = Activation::F16(HalfTensor::upload(gpu, s, &vec![0.5; s.numel()]));
+        let (key, flops, run, run16): (ConvKey, f64, RunConv, Option<RunF16>) = if transposed {
+            let mut up = ConvTranspose2d::new(gpu, &w, cfg);
+            if f16 {
+                up.enable_f16(gpu);
+            }
+            let up = std::rc::Rc::new(up);
             let out = up
                 .out_size(side, side)
                 .ok_or_else(|| format!("{shape} on {side}x{side}: empty output"))?;
             let flops = 2.0 * up.macs(1, side, side) as f64;
             let x = x.clone();
+            let up16 = up.clone();
+            let run16 = f16.then(|| -> RunF16 {
+                Box::new(move || {
+                    up16.forward_f16(gpu, &x16, Precision::F16, false)
+                        .map(|y| y.words().clone())
+                        .map_err(|e| e.to_string())
+                })
+            });
             let run = Box::new(move |variant| {
                 up.forward(
                     gpu,
@@ -211,11 +231,24 @@ fn convolutions(gpu: &Gpu, size: usize, reps: usize, mode: TuneMode) -> Result<C
                 )
                 .map_err(|e| e.to_string())
             });
-            (ConvKey::transposed(cfg, s, out), flops, run)
+            (ConvKey::transposed(cfg, s, out), flops, run, run16)
         } else {
-            let conv = Conv2d::new(gpu, &w, cfg);
+            let mut conv = Conv2d::new(gpu, &w, cfg);
+            if f16 {
+                conv.enable_f16(gpu);
+            }
+            let conv = std::rc::Rc::new(conv);
             let flops = 2.0 * conv.macs(1, side, side) as f64;
             let x = x.clone();
+            let conv16 = conv.clone();
+            let run16 = f16.then(|| -> RunF16 {
+                Box::new(move || {
+                    conv16
+                        .forward_f16(gpu, &x16, Precision::F16, false)
+                        .map(|y| y.words().clone())
+                        .map_err(|e| e.to_string())
+                })
+            });
             let run = Box::new(move |variant| {
                 conv.forward(
                     gpu,
@@ -227,7 +260,7 @@ fn convolutions(gpu: &Gpu, size: usize, reps: usize, mode: TuneMode) -> Result<C
                 )
                 .map_err(|e| e.to_string())
             });
-            (ConvKey::conv(cfg, s), flops, run)
+            (ConvKey::conv(cfg, s), flops, run, run16)
         };
         let mut list = variants.clone();
         if !transposed {
@@ -244,6 +277,16 @@ fn convolutions(gpu: &Gpu, size: usize, reps: usize, mode: TuneMode) -> Result<C
                 what: format!("{shape} on {side}x{side}, {}", describe(gpu, variant)),
                 shape: shape.to_string(),
                 variant: variant.name(),
+                gflop: flops / 1e9,
+                seconds: t,
+            });
+        }
+        if let Some(run16) = run16 {
+            let t = time_best(gpu, reps, &run16)?;
+            rows.push(Row {
+                what: format!("{shape} on {side}x{side}, f16 storage"),
+                shape: shape.to_string(),
+                variant: "f16",
                 gflop: flops / 1e9,
                 seconds: t,
             });
