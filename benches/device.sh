@@ -10,7 +10,8 @@
 #                               folders are listed in .git/info/exclude.
 #   benches/device.sh run       there (the device tool's `run`, with
 #                               carry [".device", ".gl"]): unpack the loader,
-#                               run every bench with PRIOR_TORCH_DEVICE=cuda
+#                               run `prior bench`, Set12 denoising with
+#                               --precision f32 and f16, and every bench with PRIOR_TORCH_DEVICE=cuda
 #                               and write everything to $OUT/benches.txt
 #                               (the card named at the top).
 #
@@ -94,6 +95,15 @@ run() {
         echo "== prior bench (FMA ceiling, conv variants, every architecture at 256x256)"
         timeout "$limit" /tmp/prior-bin/prior bench --size 256 --checkpoints .device/shared/checkpoints 2>&1 | grep -v XDG_RUNTIME_DIR
         timeout "$limit" /tmp/prior-bin/prior bench --size 256 --json --checkpoints .device/shared/checkpoints >"$out/prior_bench.json" 2>/dev/null
+        echo
+        echo "== --precision f32 vs f16: prior denoise of Set12 at sigma 25 (BF-CNN, small UNet; PSNR and seconds per image)"
+        for m in universal_inverse_problem/BSD400_gray/model.pt bias_free_denoising/unet/bias_free/0-100.pt; do
+            for p in f32 f16; do
+                echo "-- $m --precision $p"
+                timeout "$limit" /tmp/prior-bin/prior denoise -m ".device/shared/checkpoints/$m" -i .device/shared/images/gray/Set12 \
+                    -o "/tmp/prior-precision-$p-$(basename "$(dirname "$m")")" --add-noise 25 --json --precision "$p" 2>&1 | grep -v XDG_RUNTIME_DIR
+            done
+        done
         for b in $BENCHES; do
             echo
             echo "== $b"
