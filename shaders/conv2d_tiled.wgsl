@@ -29,8 +29,12 @@
 //
 // Prepended by crates/ops/src/shaders.rs: a variant header defining WG_M and
 // WG_N (the tile shape; WG_N ∈ {4, 8, 16} so the input slab's vec4 loads
-// divide evenly among the invocations), then conv_common.wgsl (Params,
-// bindings, flags).
+// divide evenly among the invocations), then the storage: conv_common.wgsl
+// (Params, f32 bindings, flags) or, for `--precision f16`,
+// conv2d_tiled_f16.wgsl (the same Params, f16 storage). Either defines the
+// three accesses this file makes: tiled_x4 (4 input channels of a pixel),
+// tiled_w4 (4 output channels of one weight row) and tiled_store4 (the
+// epilogue of one pixel's 4 channels).
 
 const TM: u32 = 4u;
 const TN: u32 = 8u;
@@ -48,38 +52,6 @@ const FLAG_TRANSPOSED: u32 = 16u;
 // b_s[k·BN4 + channel quad].
 var<workgroup> a_s: array<vec4<f32>, BK * WG_M>;
 var<workgroup> b_s: array<vec4<f32>, BK * BN4>;
-
-fn xs(i: u32) -> f32 {
-    return x4[i / 4u][i % 4u];
-}
-
-// Input value group `c..c+3` of the element at scalar index `base` (0 past cin).
-fn load_quad(base: u32, c: u32) -> vec4<f32> {
-    if (p.cin % 4u == 0u) {
-        return x4[(base + c) / 4u];
-    }
-    var v = vec4<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-        if (c + j < p.cin) { v[j] = xs(base + c + j); }
-    }
-    return v;
-}
-
-// The epilogue of one pixel's 4 channels co0..co0+3.
-fn store4(b: u32, oy: u32, ox: u32, co0: u32, acc: vec4<f32>) {
-    let pix = (b * p.ho + oy) * p.wo + ox;
-    let mpix = ((b % max(p.mask_n, 1u)) * p.ho + oy) * p.wo + ox;
-    for (var j = 0u; j < 4u; j++) {
-        let co = co0 + j;
-        if (co >= p.cout) { return; }
-        var v = acc[j];
-        if ((p.flags & FLAG_SCALE) != 0u) { v = v * sb[co]; }
-        if ((p.flags & FLAG_SHIFT) != 0u) { v = v + sb[p.cout_p + co]; }
-        if ((p.flags & FLAG_RELU) != 0u) { v = max(v, 0.0); }
-        if ((p.flags & FLAG_MASK) != 0u) { v = select(0.0, v, mask[mpix * p.cout + co] > 0.0); }
-        y[pix * p.cout + co] = v;
-    }
-}
 
 // Input coordinate of output coordinate `q` (oy for a conv, qy for a
 // transposed conv's phase) at tap `k`, phase `ph`; `ok` false when the tap
@@ -154,7 +126,7 @@ fn conv_tiled(@builtin(local_invocation_index) lidx: u32, @builtin(workgroup_id)
                 for (var j = 0u; j < QUADS_PER; j++) {
                     let k4 = 4u * (lq + j * LOADERS);
                     var v = vec4<f32>(0.0);
-                    if (inside && ci0 + k4 < p.cin) { v = load_quad(xbase, ci0 + k4); }
+                    if (inside && ci0 + k4 < p.cin) { v = tiled_x4(xbase, ci0 + k4); }
                     let at = k4 * WG_M + lm / 4u;
                     let c = lm % 4u;
                     a_s[at][c] = v.x;
@@ -166,7 +138,7 @@ fn conv_tiled(@builtin(local_invocation_index) lidx: u32, @builtin(workgroup_id)
                     let ci = ci0 + i / BN4;
                     let cq = co0 / 4u + i % BN4;
                     var wv = vec4<f32>(0.0);
-                    if (ci < p.cin && cq < cout4) { wv = wt[(wrow + ci) * cout4 + cq]; }
+                    if (ci < p.cin && cq < cout4) { wv = tiled_w4((wrow + ci) * cout4 + cq); }
                     b_s[i] = wv;
                 }
                 workgroupBarrier();
@@ -203,7 +175,7 @@ fn conv_tiled(@builtin(local_invocation_index) lidx: u32, @builtin(workgroup_id)
         if (i == 1u) { lo = acc1; hi = acc5; }
         if (i == 2u) { lo = acc2; hi = acc6; }
         if (i == 3u) { lo = acc3; hi = acc7; }
-        store4(m / (gw * gh), oy, ox, co0 + TN * tn, lo);
-        store4(m / (gw * gh), oy, ox, co0 + TN * tn + 4u, hi);
+        tiled_store4(m / (gw * gh), oy, ox, co0 + TN * tn, lo);
+        tiled_store4(m / (gw * gh), oy, ox, co0 + TN * tn + 4u, hi);
     }
 }

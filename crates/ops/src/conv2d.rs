@@ -74,6 +74,32 @@ pub const CONV_TILED_32X32: Kernel = Kernel {
     entry: "conv_tiled",
     bindings: BINDINGS,
 };
+/// [`CONV_TILED_64X64`] with f16 storage (`conv2d_tiled_f16.wgsl`):
+/// `--precision f16` where the tuner runs a tiled kernel.
+pub const CONV_TILED_F16_64X64: Kernel = Kernel {
+    file: "conv2d_tiled_f16.wgsl",
+    source: crate::shaders::CONV2D_TILED_F16_64X64,
+    entry: "conv_tiled",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+};
+/// [`CONV_TILED_F16_64X64`] with 128 × 64 tiles.
+pub const CONV_TILED_F16_128X64: Kernel = Kernel {
+    file: "conv2d_tiled_f16.wgsl (128x64)",
+    source: crate::shaders::CONV2D_TILED_F16_128X64,
+    ..CONV_TILED_F16_64X64
+};
+/// [`CONV_TILED_F16_64X64`] with 64 × 32 tiles.
+pub const CONV_TILED_F16_64X32: Kernel = Kernel {
+    file: "conv2d_tiled_f16.wgsl (64x32)",
+    source: crate::shaders::CONV2D_TILED_F16_64X32,
+    ..CONV_TILED_F16_64X64
+};
+/// [`CONV_TILED_F16_64X64`] with 32 × 32 tiles.
+pub const CONV_TILED_F16_32X32: Kernel = Kernel {
+    file: "conv2d_tiled_f16.wgsl (32x32)",
+    source: crate::shaders::CONV2D_TILED_F16_32X32,
+    ..CONV_TILED_F16_64X64
+};
 /// f16 weights and activations, f32 accumulation ([`Conv2d::forward_f16`]).
 pub const CONV_F16: Kernel = Kernel {
     file: "conv2d_f16.wgsl",
@@ -306,12 +332,18 @@ impl Tile {
         }
     }
 
-    fn kernel(self) -> &'static Kernel {
-        match self {
-            Tile::T128x64 => &CONV_TILED_128X64,
-            Tile::T64x64 => &CONV_TILED_64X64,
-            Tile::T64x32 => &CONV_TILED_64X32,
-            Tile::T32x32 => &CONV_TILED_32X32,
+    /// The kernel of this tile shape with f32 storage or, with `f16`, f16
+    /// storage (`conv2d_tiled_f16.wgsl`).
+    pub(crate) fn kernel(self, f16: bool) -> &'static Kernel {
+        match (self, f16) {
+            (Tile::T128x64, false) => &CONV_TILED_128X64,
+            (Tile::T64x64, false) => &CONV_TILED_64X64,
+            (Tile::T64x32, false) => &CONV_TILED_64X32,
+            (Tile::T32x32, false) => &CONV_TILED_32X32,
+            (Tile::T128x64, true) => &CONV_TILED_F16_128X64,
+            (Tile::T64x64, true) => &CONV_TILED_F16_64X64,
+            (Tile::T64x32, true) => &CONV_TILED_F16_64X32,
+            (Tile::T32x32, true) => &CONV_TILED_F16_32X32,
         }
     }
 }
@@ -355,6 +387,7 @@ impl ConvVariant {
 /// adapter's workgroup limit, so the caller falls back to the fixed kernel.
 pub(crate) fn launch_tiled(
     gpu: &Gpu,
+    kernel: &Kernel,
     tile: Tile,
     params: &ConvParams,
     bufs: &[&Tensor],
@@ -373,7 +406,7 @@ pub(crate) fn launch_tiled(
     // Each invocation computes 4 pixels × 8 channels of the tile.
     let lanes = (bm / 4 * (bn / 8)) as u32;
     let dispatch = prior_gpu::Dispatch::groups(groups, [lanes, 1, 1]);
-    gpu.launch(tile.kernel(), &[], params, bufs, dispatch);
+    gpu.launch(kernel, &[], params, bufs, dispatch);
     true
 }
 
@@ -590,13 +623,30 @@ impl Conv2d {
     /// input, returning an f32 or f16 output as `out` says; every product
     /// and sum in f32, the output rounded once (`shaders/conv2d_f16.wgsl`).
     /// Forward only (no mask: Jacobian passes run f32). An f16 output needs
-    /// an even channel count.
+    /// an even channel count. The kernel is the tuner's choice for the
+    /// layer's shape, as for the f32 forward: a tiled choice runs that tile
+    /// with f16 storage (`conv2d_tiled_f16.wgsl`), any other the fixed f16
+    /// kernel ([`Conv2d::forward_f16_with`] names the variant).
     pub fn forward_f16(
         &self,
         gpu: &Gpu,
         x: &crate::precision::Activation,
         out: crate::precision::Precision,
         relu: bool,
+    ) -> Result<crate::precision::Activation> {
+        self.forward_f16_with(gpu, x, out, relu, ConvVariant::Auto)
+    }
+
+    /// [`Conv2d::forward_f16`] with the kernel named: `Tiled(tile)` the
+    /// tiled f16 kernel, `Auto` the tuner's choice, any other the fixed
+    /// f16 kernel.
+    pub fn forward_f16_with(
+        &self,
+        gpu: &Gpu,
+        x: &crate::precision::Activation,
+        out: crate::precision::Precision,
+        relu: bool,
+        variant: ConvVariant,
     ) -> Result<crate::precision::Activation> {
         let weight = f16_checks(
             "conv2d f16",
@@ -627,6 +677,25 @@ impl Conv2d {
         );
         let (xw, yw) = (x.words(), y.words());
         let params = self.params(s, (ho, wo), flags, 1);
+        let bufs = [xw, weight, &self.scale_shift, yw];
+        let variant = match variant {
+            ConvVariant::Auto => {
+                crate::tune::choice(gpu, &crate::tune::ConvKey::conv(self.config(), s))
+            }
+            v => v,
+        };
+        if let ConvVariant::Tiled(tile) = variant {
+            if launch_tiled(
+                gpu,
+                tile.kernel(true),
+                tile,
+                &params,
+                &bufs,
+                (s.n * ho * wo, 1),
+            ) {
+                return Ok(y);
+            }
+        }
         let groups = self.fixed_groups(s, (ho, wo));
         if groups[0] > gpu.limits.max_compute_workgroups_per_dimension {
             return Err(GpuError::TooLarge {
@@ -636,7 +705,6 @@ impl Conv2d {
                 adapter: gpu.adapter.name.clone(),
             });
         }
-        let bufs = [xw, weight, &self.scale_shift, yw];
         let dispatch = prior_gpu::Dispatch::groups(groups, [64, 1, 1]);
         let kernel = if self.cin.is_multiple_of(4) {
             &CONV_F16_VEC4
@@ -810,7 +878,14 @@ impl Conv2d {
                 gpu.launch(&CONV_NAIVE, &[], &params, &bufs, groups);
             }
             ConvVariant::Tiled(tile)
-                if launch_tiled(gpu, tile, &params, &bufs, (s.n * ho * wo, 1)) => {}
+                if launch_tiled(
+                    gpu,
+                    tile.kernel(false),
+                    tile,
+                    &params,
+                    &bufs,
+                    (s.n * ho * wo, 1),
+                ) => {}
             _ => {
                 let kernel = if !self.cin.is_multiple_of(4) {
                     &CONV_SCALAR

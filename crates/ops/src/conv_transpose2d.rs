@@ -176,13 +176,29 @@ impl ConvTranspose2d {
     /// as `out` says (PyTorch's output size, no `output_padding`); every
     /// product and sum in f32, the output rounded once
     /// (`shaders/conv2d_f16.wgsl`, `convt_f16`). Forward only. An f16
-    /// output needs an even channel count.
+    /// output needs an even channel count. As for the f32 forward, a tiled
+    /// tuner choice for the layer's shape runs that tile with f16 storage
+    /// (`conv2d_tiled_f16.wgsl`, [`ConvTranspose2d::forward_f16_with`]).
     pub fn forward_f16(
         &self,
         gpu: &Gpu,
         x: &crate::precision::Activation,
         out: crate::precision::Precision,
         relu: bool,
+    ) -> Result<crate::precision::Activation> {
+        self.forward_f16_with(gpu, x, out, relu, ConvVariant::Auto)
+    }
+
+    /// [`ConvTranspose2d::forward_f16`] with the kernel named: `Tiled(tile)`
+    /// the tiled f16 kernel, `Auto` the tuner's choice, any other
+    /// `convt_f16`.
+    pub fn forward_f16_with(
+        &self,
+        gpu: &Gpu,
+        x: &crate::precision::Activation,
+        out: crate::precision::Precision,
+        relu: bool,
+        variant: ConvVariant,
     ) -> Result<crate::precision::Activation> {
         let weight = crate::conv2d::f16_checks(
             "conv_transpose2d f16",
@@ -215,6 +231,33 @@ impl ConvTranspose2d {
             mask_n: 1,
             ..self.params(s, (ho, wo))
         };
+        let bufs = [x.words(), weight, &self.scale_shift, y.words()];
+        let variant = match variant {
+            ConvVariant::Auto => crate::tune::choice(
+                gpu,
+                &crate::tune::ConvKey::transposed(self.config(), s, (ho, wo)),
+            ),
+            v => v,
+        };
+        if let ConvVariant::Tiled(tile) = variant {
+            let (hh, wh) = (ho.div_ceil(self.stride), wo.div_ceil(self.stride));
+            let tiled = ConvParams {
+                flags: params.flags | FLAG_TRANSPOSED,
+                tiles_w: wh as u32,
+                ..params
+            };
+            let phases = self.stride * self.stride;
+            if launch_tiled(
+                gpu,
+                tile.kernel(true),
+                tile,
+                &tiled,
+                &bufs,
+                (s.n * hh * wh, phases),
+            ) {
+                return Ok(y);
+            }
+        }
         let tiles = s.n * ho * self.stride * tiles_w;
         let groups = [tiles.div_ceil(64) as u32, (cout_p / 8) as u32, 1];
         if groups[0] > gpu.limits.max_compute_workgroups_per_dimension {
@@ -229,7 +272,7 @@ impl ConvTranspose2d {
             &CONVT_F16,
             &[],
             &params,
-            &[x.words(), weight, &self.scale_shift, y.words()],
+            &bufs,
             prior_gpu::Dispatch::groups(groups, [64, 1, 1]),
         );
         Ok(y)
@@ -420,7 +463,14 @@ impl ConvTranspose2d {
                 ..params
             };
             let phases = self.stride * self.stride;
-            if launch_tiled(gpu, tile, &tiled, &bufs, (s.n * hh * wh, phases)) {
+            if launch_tiled(
+                gpu,
+                tile.kernel(false),
+                tile,
+                &tiled,
+                &bufs,
+                (s.n * hh * wh, phases),
+            ) {
                 return Ok(y);
             }
         }

@@ -4,7 +4,8 @@
 /// `tests/shaders.rs`): `rng.wgsl`, `sampler.wgsl` and `mala.wgsl` come with
 /// `rng_core.wgsl` prepended, the five conv shaders with
 /// `conv_common.wgsl` (`conv2d_tiled.wgsl` as its 64 × 64 variant, the other
-/// tile shapes in [`SPECIALISED`]).
+/// tile shapes in [`SPECIALISED`]; `conv2d_tiled_f16.wgsl` likewise, as the
+/// f16 storage of `conv2d_tiled.wgsl`).
 pub const ALL: &[(&str, &str)] = &[
     ("activations.wgsl", ACTIVATIONS),
     ("batch_norm.wgsl", BATCH_NORM),
@@ -14,6 +15,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("conv2d_subgroup.wgsl", CONV2D_SUBGROUP),
     ("conv2d_f16.wgsl", CONV2D_F16),
     ("conv2d_tiled.wgsl", CONV2D_TILED_64X64),
+    ("conv2d_tiled_f16.wgsl", CONV2D_TILED_F16_64X64),
     ("conv_transpose2d.wgsl", CONV_TRANSPOSE2D),
     ("conv_transpose2d_subgroup.wgsl", CONV_TRANSPOSE2D_SUBGROUP),
     ("elementwise.wgsl", ELEMENTWISE),
@@ -65,8 +67,13 @@ pub const CONV2D_SUBGROUP: &str = concat!(
 pub const CONV2D_F16: &str = include_str!("../../../shaders/conv2d_f16.wgsl");
 /// The tile-shape header of a `conv2d_tiled.wgsl` variant (WGSL has no
 /// templates: each variant is its own module, the header prepended).
+/// The storage part follows: `conv_common.wgsl` (f32) or
+/// `conv2d_tiled_f16.wgsl` (f16).
 macro_rules! conv_tiled {
     ($wg_m:literal, $wg_n:literal) => {
+        conv_tiled!($wg_m, $wg_n, "conv_common.wgsl")
+    };
+    ($wg_m:literal, $wg_n:literal, $storage:literal) => {
         concat!(
             "// conv2d_tiled.wgsl variant: ",
             $wg_m,
@@ -77,7 +84,7 @@ macro_rules! conv_tiled {
             "u;\nconst WG_N: u32 = ",
             $wg_n,
             "u;\n",
-            include_str!("../../../shaders/conv_common.wgsl"),
+            include_str!(concat!("../../../shaders/", $storage)),
             include_str!("../../../shaders/conv2d_tiled.wgsl")
         )
     };
@@ -91,6 +98,15 @@ pub const CONV2D_TILED_128X64: &str = conv_tiled!(32, 8);
 pub const CONV2D_TILED_64X32: &str = conv_tiled!(16, 4);
 /// `conv2d_tiled.wgsl` with 32 × 32 output tiles (8 × 4 invocations).
 pub const CONV2D_TILED_32X32: &str = conv_tiled!(8, 4);
+/// `conv2d_tiled.wgsl` with f16 storage (`conv2d_tiled_f16.wgsl`), 64 × 64
+/// tiles; the other shapes below.
+pub const CONV2D_TILED_F16_64X64: &str = conv_tiled!(16, 8, "conv2d_tiled_f16.wgsl");
+/// f16 storage, 128 × 64 tiles.
+pub const CONV2D_TILED_F16_128X64: &str = conv_tiled!(32, 8, "conv2d_tiled_f16.wgsl");
+/// f16 storage, 64 × 32 tiles.
+pub const CONV2D_TILED_F16_64X32: &str = conv_tiled!(16, 4, "conv2d_tiled_f16.wgsl");
+/// f16 storage, 32 × 32 tiles.
+pub const CONV2D_TILED_F16_32X32: &str = conv_tiled!(8, 4, "conv2d_tiled_f16.wgsl");
 /// The specialisations prior compiles besides those of [`ALL`] (the other
 /// tile shapes of `conv2d_tiled.wgsl`), by a name naming file and variant;
 /// the naga and backend tests check them as they check [`ALL`].
@@ -98,6 +114,9 @@ pub const SPECIALISED: &[(&str, &str)] = &[
     ("conv2d_tiled.wgsl (128x64)", CONV2D_TILED_128X64),
     ("conv2d_tiled.wgsl (64x32)", CONV2D_TILED_64X32),
     ("conv2d_tiled.wgsl (32x32)", CONV2D_TILED_32X32),
+    ("conv2d_tiled_f16.wgsl (128x64)", CONV2D_TILED_F16_128X64),
+    ("conv2d_tiled_f16.wgsl (64x32)", CONV2D_TILED_F16_64X32),
+    ("conv2d_tiled_f16.wgsl (32x32)", CONV2D_TILED_F16_32X32),
 ];
 /// `conv_transpose2d.wgsl`: 2-D transposed convolution (with `conv_common.wgsl`).
 pub const CONV_TRANSPOSE2D: &str = concat!(

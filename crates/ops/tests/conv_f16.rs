@@ -17,7 +17,7 @@
 mod common;
 use common::*;
 use prior_gpu::Shape;
-use prior_ops::conv2d::{Conv2d, ConvConfig};
+use prior_ops::conv2d::{Conv2d, ConvConfig, ConvVariant, Tile};
 use prior_ops::conv_transpose2d::ConvTranspose2d;
 use prior_ops::precision::{round_f16, Activation, HalfTensor, Precision};
 
@@ -178,34 +178,46 @@ fn check(c: Case, seed: u64) {
         Precision::F32 => Activation::F32(gpu.upload(c.s, &x)),
         Precision::F16 => Activation::F16(HalfTensor::upload(gpu, c.s, &x)),
     };
-    let y = if c.transposed {
-        let cfg = ConvConfig {
-            cin,
-            cout: c.cout,
-            ..cfg
-        };
+    // The fixed f16 kernel, then each tile shape of conv2d_tiled_f16.wgsl.
+    let variants = std::iter::once(ConvVariant::Fixed).chain(Tile::ALL.map(ConvVariant::Tiled));
+    let (out, relu) = (c.output, c.relu);
+    let run: Box<dyn Fn(ConvVariant) -> Activation> = if c.transposed {
         let mut conv = ConvTranspose2d::new(gpu, &w, cfg);
         conv.set_affine(gpu, sc, sh);
         conv.enable_f16(gpu);
-        conv.forward_f16(gpu, &xin, c.output, c.relu).unwrap()
+        Box::new(move |v| conv.forward_f16_with(gpu, &xin, out, relu, v).unwrap())
     } else {
         let mut conv = Conv2d::new(gpu, &w, cfg);
         conv.set_affine(gpu, sc, sh);
         conv.enable_f16(gpu);
-        conv.forward_f16(gpu, &xin, c.output, c.relu).unwrap()
+        Box::new(move |v| conv.forward_f16_with(gpu, &xin, out, relu, v).unwrap())
     };
-    let got = match &y {
-        Activation::F32(t) => pollster::block_on(gpu.read(t)).unwrap(),
-        Activation::F16(h) => pollster::block_on(h.read(gpu)).unwrap(),
-    };
+    for variant in variants {
+        let y = run(variant);
+        let got = match &y {
+            Activation::F32(t) => pollster::block_on(gpu.read(t)).unwrap(),
+            Activation::F16(h) => pollster::block_on(h.read(gpu)).unwrap(),
+        };
+        compare(&c, variant, &y, &got, (&x, &w), (&scale, &shift));
+    }
+}
 
+/// Checks one kernel's output `got` (`y`) against both references.
+fn compare(
+    c: &Case,
+    variant: ConvVariant,
+    y: &Activation,
+    got: &[f32],
+    (x, w): (&[f32], &[f32]),
+    (scale, shift): (&[f32], &[f32]),
+) {
     let x16: Vec<f32> = match c.input {
-        Precision::F32 => x.clone(),
+        Precision::F32 => x.to_vec(),
         Precision::F16 => x.iter().map(|&v| round_f16(v)).collect(),
     };
     let w16: Vec<f32> = w.iter().map(|&v| round_f16(v)).collect();
-    let (os, want16, mag) = reference(&c, &x16, &w16, &scale, &shift);
-    let (_, want32, _) = reference(&c, &x, &w, &scale, &shift);
+    let (os, want16, mag) = reference(c, &x16, &w16, scale, shift);
+    let (_, want32, _) = reference(c, x, w, scale, shift);
     assert_eq!(y.shape(), os);
     let out_round = |v: f64| match c.output {
         Precision::F16 => v.abs() * 2f64.powi(-11) + 2f64.powi(-25),
@@ -218,21 +230,24 @@ fn check(c: Case, seed: u64) {
         let e16 = (g - want16[i]).abs();
         assert!(
             e16 <= b16,
-            "{os} [{i}]: {g} vs f16-input reference {} (bound {b16:.2e})",
+            "{} {os} [{i}]: {g} vs f16-input reference {} (bound {b16:.2e})",
+            variant.name(),
             want16[i]
         );
         let b32 = b16 + mag[i] * (2f64.powi(-10) + 2f64.powi(-22));
         let e32 = (g - want32[i]).abs();
         assert!(
             e32 <= b32,
-            "{os} [{i}]: {g} vs f32 reference {} (bound {b32:.2e})",
+            "{} {os} [{i}]: {g} vs f32 reference {} (bound {b32:.2e})",
+            variant.name(),
             want32[i]
         );
         worst16 = worst16.max(e16);
         worst32 = worst32.max(e32);
     }
     eprintln!(
-        "{} → {os}: max |f16 kernel − f16 reference| {worst16:.2e}, − f32 reference {worst32:.2e}",
+        "{} {} → {os}: max |f16 kernel − f16 reference| {worst16:.2e}, − f32 reference {worst32:.2e}",
+        variant.name(),
         c.s
     );
 }

@@ -137,7 +137,7 @@ fn describe(gpu: &Gpu, v: ConvVariant) -> String {
 /// One conv shape's launch, by variant.
 type RunConv<'a> = Box<dyn Fn(ConvVariant) -> Result<Tensor, String> + 'a>;
 /// One conv shape's f16-storage launch (the output's packed words).
-type RunF16<'a> = Box<dyn Fn() -> Result<Tensor, String> + 'a>;
+type RunF16<'a> = Box<dyn Fn(ConvVariant) -> Result<Tensor, String> + 'a>;
 
 /// The rows of [`convolutions`]: per variant, the tuner's choices, warnings.
 struct ConvTable {
@@ -198,7 +198,7 @@ fn convolutions(gpu: &Gpu, size: usize, reps: usize, mode: TuneMode) -> Result<C
         let x = gpu.upload(s, &vec![0.5; s.numel()]);
         let w = weights(cfg.weights());
         // With shader-f16, the f16-storage kernel too (f16 in and out, as
-        // between two layers; not a tuner variant: --precision chooses it).
+        // between two layers; --precision chooses it, not the tuner).
         let f16 = gpu.adapter.f16;
         let x16 = Activation::F16(HalfTensor::upload(gpu, s, &vec![0.5; s.numel()]));
         let (key, flops, run, run16): (ConvKey, f64, RunConv, Option<RunF16>) = if transposed {
@@ -214,8 +214,8 @@ fn convolutions(gpu: &Gpu, size: usize, reps: usize, mode: TuneMode) -> Result<C
             let x = x.clone();
             let up16 = up.clone();
             let run16 = f16.then(|| -> RunF16 {
-                Box::new(move || {
-                    up16.forward_f16(gpu, &x16, Precision::F16, false)
+                Box::new(move |v| {
+                    up16.forward_f16_with(gpu, &x16, Precision::F16, false, v)
                         .map(|y| y.words().clone())
                         .map_err(|e| e.to_string())
                 })
@@ -242,9 +242,9 @@ fn convolutions(gpu: &Gpu, size: usize, reps: usize, mode: TuneMode) -> Result<C
             let x = x.clone();
             let conv16 = conv.clone();
             let run16 = f16.then(|| -> RunF16 {
-                Box::new(move || {
+                Box::new(move |v| {
                     conv16
-                        .forward_f16(gpu, &x16, Precision::F16, false)
+                        .forward_f16_with(gpu, &x16, Precision::F16, false, v)
                         .map(|y| y.words().clone())
                         .map_err(|e| e.to_string())
                 })
@@ -281,16 +281,6 @@ fn convolutions(gpu: &Gpu, size: usize, reps: usize, mode: TuneMode) -> Result<C
                 seconds: t,
             });
         }
-        if let Some(run16) = run16 {
-            let t = time_best(gpu, reps, &run16)?;
-            rows.push(Row {
-                what: format!("{shape} on {side}x{side}, f16 storage"),
-                shape: shape.to_string(),
-                variant: "f16",
-                gflop: flops / 1e9,
-                seconds: t,
-            });
-        }
         let (choice, source) = match (mode, tune::chosen(gpu, &key)) {
             (TuneMode::Off, _) => (ConvVariant::Fixed, "off"),
             (_, Some(v)) => (v, "cache"),
@@ -300,6 +290,22 @@ fn convolutions(gpu: &Gpu, size: usize, reps: usize, mode: TuneMode) -> Result<C
                 (v, "timed")
             }
         };
+        // f16 storage runs the tuner's kernel family: a tiled choice with
+        // f16 storage, else the fixed f16 kernel.
+        if let Some(run16) = run16 {
+            let t = time_best(gpu, reps, || run16(choice))?;
+            let kernel = match choice {
+                ConvVariant::Tiled(t) => describe(gpu, ConvVariant::Tiled(t)),
+                _ => "fixed".into(),
+            };
+            rows.push(Row {
+                what: format!("{shape} on {side}x{side}, f16 storage, {kernel}"),
+                shape: shape.to_string(),
+                variant: "f16",
+                gflop: flops / 1e9,
+                seconds: t,
+            });
+        }
         tuned.push(TunedRow {
             shape: format!("{shape} on {side}x{side}"),
             key: key.text(),
