@@ -26,44 +26,19 @@
 // the gather form and stride-phase tiling of conv_transpose2d.wgsl, one
 // input channel per step.
 
-struct Params {
-    n: u32, h: u32, w: u32, cin: u32,
-    ho: u32, wo: u32, cout: u32, kh: u32,
-    kw: u32, stride: u32, pad: u32, dil: u32,
-    flags: u32, mask_n: u32, tiles_w: u32, cout_p: u32,
-    hh: u32, phase_groups: u32, _p0: u32, _p1: u32,
-}
+// Params, flags, bindings 0, 1, 3, 4, x_at and epi: conv_f16_common.wgsl,
+// prepended by crates/ops/src/shaders.rs.
 
-const FLAG_SCALE: u32 = 1u;
-const FLAG_SHIFT: u32 = 2u;
-const FLAG_RELU: u32 = 4u;
-const FLAG_IN_F32: u32 = 32u;
-const FLAG_OUT_F32: u32 = 64u;
 const TP: u32 = 4u;
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> xs: array<u32>;
+// W: 8 output channels of one (tap, input channel) per vec4 of words.
 @group(0) @binding(2) var<storage, read> wt: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> sb: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<u32>;
-
-fn x_at(i: u32) -> f32 {
-    if ((p.flags & FLAG_IN_F32) != 0u) { return bitcast<f32>(xs[i]); }
-    return unpack2x16float(xs[i / 2u])[i % 2u];
-}
 
 fn in_col(ox: u32, kx: u32) -> i32 {
     let ix = i32(ox * p.stride + kx * p.dil) - i32(p.pad);
     return select(-1, ix, ix >= 0 && ix < i32(p.w) && ox < p.wo);
 }
 
-fn epi(co: u32, v: f32) -> f32 {
-    var r = v;
-    if ((p.flags & FLAG_SCALE) != 0u) { r = r * sb[co]; }
-    if ((p.flags & FLAG_SHIFT) != 0u) { r = r + sb[p.cout_p + co]; }
-    if ((p.flags & FLAG_RELU) != 0u) { r = max(r, 0.0); }
-    return r;
-}
 
 fn store(b: u32, oy: u32, ox: u32, co0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (ox >= p.wo) { return; }

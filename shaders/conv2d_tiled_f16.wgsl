@@ -2,8 +2,8 @@
 // runs a tiled kernel for the layer's shape; launchers:
 // `Conv2d::forward_f16` and `ConvTranspose2d::forward_f16`). Prepended by
 // crates/ops/src/shaders.rs to conv2d_tiled.wgsl (after the tile-shape
-// header) in place of conv_common.wgsl, with the layouts of
-// conv2d_f16.wgsl:
+// header and conv_f16_common.wgsl) in place of conv_common.wgsl, with the
+// layouts of conv2d_f16.wgsl:
 // - x: [n, h, w, cin], element i in half i % 2 of word i / 2, or plain f32
 //   bits when FLAG_IN_F32;
 // - W: f16 [kh, kw, cin_p, cout_p], two halves per word, so 4 output
@@ -13,31 +13,8 @@
 // - scale/shift (`sb`) f32; no mask (Jacobian passes run f32).
 // Every product and sum is f32; an output is rounded to f16 once.
 
-// The twin of conv_common.wgsl's (checked against `ConvParams` by reflection).
-struct Params {
-    n: u32, h: u32, w: u32, cin: u32,
-    ho: u32, wo: u32, cout: u32, kh: u32,
-    kw: u32, stride: u32, pad: u32, dil: u32,
-    flags: u32, mask_n: u32, tiles_w: u32, cout_p: u32,
-    hh: u32, phase_groups: u32, _p0: u32, _p1: u32,
-}
-
-const FLAG_SCALE: u32 = 1u;
-const FLAG_SHIFT: u32 = 2u;
-const FLAG_RELU: u32 = 4u;
-const FLAG_IN_F32: u32 = 32u;
-const FLAG_OUT_F32: u32 = 64u;
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> xs: array<u32>;
+// W: 4 output channels of one (tap, input channel) per vec2 of words.
 @group(0) @binding(2) var<storage, read> wt: array<vec2<u32>>;
-@group(0) @binding(3) var<storage, read> sb: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<u32>;
-
-fn x_at(i: u32) -> f32 {
-    if ((p.flags & FLAG_IN_F32) != 0u) { return bitcast<f32>(xs[i]); }
-    return unpack2x16float(xs[i / 2u])[i % 2u];
-}
 
 // Input channels c..c+3 of the pixel at scalar index `base` (0 past cin).
 fn tiled_x4(base: u32, c: u32) -> vec4<f32> {
@@ -59,14 +36,6 @@ fn tiled_x4(base: u32, c: u32) -> vec4<f32> {
 fn tiled_w4(q: u32) -> vec4<f32> {
     let w = wt[q];
     return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-}
-
-fn epi(co: u32, v: f32) -> f32 {
-    var r = v;
-    if ((p.flags & FLAG_SCALE) != 0u) { r = r * sb[co]; }
-    if ((p.flags & FLAG_SHIFT) != 0u) { r = r + sb[p.cout_p + co]; }
-    if ((p.flags & FLAG_RELU) != 0u) { r = max(r, 0.0); }
-    return r;
 }
 
 // The epilogue of one pixel's 4 channels co0..co0+3 (co0 a multiple of 4).

@@ -233,28 +233,11 @@ impl ConvTranspose2d {
         };
         let bufs = [x.words(), weight, &self.scale_shift, y.words()];
         let variant = match variant {
-            ConvVariant::Auto => crate::tune::choice(
-                gpu,
-                &crate::tune::ConvKey::transposed(self.config(), s, (ho, wo)),
-            ),
+            ConvVariant::Auto => self.tuned(gpu, s, (ho, wo)),
             v => v,
         };
         if let ConvVariant::Tiled(tile) = variant {
-            let (hh, wh) = (ho.div_ceil(self.stride), wo.div_ceil(self.stride));
-            let tiled = ConvParams {
-                flags: params.flags | FLAG_TRANSPOSED,
-                tiles_w: wh as u32,
-                ..params
-            };
-            let phases = self.stride * self.stride;
-            if launch_tiled(
-                gpu,
-                tile.kernel(true),
-                tile,
-                &tiled,
-                &bufs,
-                (s.n * hh * wh, phases),
-            ) {
+            if self.launch_tiled(gpu, tile.kernel(true), tile, &params, &bufs) {
                 return Ok(y);
             }
         }
@@ -276,6 +259,44 @@ impl ConvTranspose2d {
             prior_gpu::Dispatch::groups(groups, [64, 1, 1]),
         );
         Ok(y)
+    }
+
+    /// The tuner's choice for this layer on input `s` with output `(ho, wo)`.
+    fn tuned(&self, gpu: &Gpu, s: Shape, out: (usize, usize)) -> ConvVariant {
+        crate::tune::choice(
+            gpu,
+            &crate::tune::ConvKey::transposed(self.config(), s, out),
+        )
+    }
+
+    /// Launches `kernel` (a tile shape of `conv2d_tiled.wgsl`, f32 or f16
+    /// storage) in its transposed mode: one stride phase per dispatch
+    /// layer, `hh × wh` pixels per phase (`p.hh`, `p.tiles_w` of the
+    /// shader). `false` when the grid exceeds the adapter's limits.
+    fn launch_tiled(
+        &self,
+        gpu: &Gpu,
+        kernel: &Kernel,
+        tile: crate::conv2d::Tile,
+        params: &ConvParams,
+        bufs: &[&Tensor],
+    ) -> bool {
+        let (ho, wo) = (params.ho as usize, params.wo as usize);
+        let (hh, wh) = (ho.div_ceil(self.stride), wo.div_ceil(self.stride));
+        let tiled = ConvParams {
+            flags: params.flags | FLAG_TRANSPOSED,
+            tiles_w: wh as u32,
+            ..*params
+        };
+        let m = params.n as usize * hh * wh;
+        launch_tiled(
+            gpu,
+            kernel,
+            tile,
+            &tiled,
+            bufs,
+            (m, self.stride * self.stride),
+        )
     }
 
     /// The uniform block of a fixed-kernel launch on input `s` with output
@@ -447,30 +468,12 @@ impl ConvTranspose2d {
             ..self.params(s, (ho, wo))
         };
         let variant = match epi.variant {
-            ConvVariant::Auto => crate::tune::choice(
-                gpu,
-                &crate::tune::ConvKey::transposed(self.config(), s, (ho, wo)),
-            ),
+            ConvVariant::Auto => self.tuned(gpu, s, (ho, wo)),
             v => v,
         };
         let bufs = [x, &self.weight, &self.scale_shift, &mask, &y];
         if let ConvVariant::Tiled(tile) = variant {
-            // hh × wh pixels per stride phase (p.hh, p.tiles_w of the shader).
-            let (hh, wh) = (ho.div_ceil(self.stride), wo.div_ceil(self.stride));
-            let tiled = ConvParams {
-                flags: params.flags | FLAG_TRANSPOSED,
-                tiles_w: wh as u32,
-                ..params
-            };
-            let phases = self.stride * self.stride;
-            if launch_tiled(
-                gpu,
-                tile.kernel(false),
-                tile,
-                &tiled,
-                &bufs,
-                (s.n * hh * wh, phases),
-            ) {
+            if self.launch_tiled(gpu, tile.kernel(false), tile, &params, &bufs) {
                 return Ok(y);
             }
         }

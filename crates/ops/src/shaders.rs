@@ -12,6 +12,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("channels.wgsl", CHANNELS),
     ("conv2d.wgsl", CONV2D),
     ("conv_common.wgsl", CONV_COMMON),
+    ("conv_f16_common.wgsl", CONV_F16_COMMON),
     ("conv2d_subgroup.wgsl", CONV2D_SUBGROUP),
     ("conv2d_f16.wgsl", CONV2D_F16),
     ("conv2d_tiled.wgsl", CONV2D_TILED_64X64),
@@ -64,16 +65,22 @@ pub const CONV2D_SUBGROUP: &str = concat!(
 );
 /// `conv2d_f16.wgsl`: the convolution with f16 weights and activations, f32
 /// accumulation (`--precision f16`; core WGSL, no `enable f16;`).
-pub const CONV2D_F16: &str = include_str!("../../../shaders/conv2d_f16.wgsl");
+pub const CONV2D_F16: &str = concat!(
+    include_str!("../../../shaders/conv_f16_common.wgsl"),
+    include_str!("../../../shaders/conv2d_f16.wgsl")
+);
+/// The parameter block, bindings and helpers of the f16-storage convolutions.
+pub const CONV_F16_COMMON: &str = include_str!("../../../shaders/conv_f16_common.wgsl");
 /// The tile-shape header of a `conv2d_tiled.wgsl` variant (WGSL has no
 /// templates: each variant is its own module, the header prepended).
-/// The storage part follows: `conv_common.wgsl` (f32) or
-/// `conv2d_tiled_f16.wgsl` (f16).
+/// The storage part follows (`conv_common.wgsl` for f32,
+/// `conv_f16_common.wgsl` and `conv2d_tiled_f16.wgsl` for f16), then the
+/// body.
 macro_rules! conv_tiled {
     ($wg_m:literal, $wg_n:literal) => {
         conv_tiled!($wg_m, $wg_n, "conv_common.wgsl")
     };
-    ($wg_m:literal, $wg_n:literal, $storage:literal) => {
+    ($wg_m:literal, $wg_n:literal, $($storage:literal),+) => {
         concat!(
             "// conv2d_tiled.wgsl variant: ",
             $wg_m,
@@ -84,7 +91,7 @@ macro_rules! conv_tiled {
             "u;\nconst WG_N: u32 = ",
             $wg_n,
             "u;\n",
-            include_str!(concat!("../../../shaders/", $storage)),
+            $(include_str!(concat!("../../../shaders/", $storage)),)+
             include_str!("../../../shaders/conv2d_tiled.wgsl")
         )
     };
@@ -100,13 +107,17 @@ pub const CONV2D_TILED_64X32: &str = conv_tiled!(16, 4);
 pub const CONV2D_TILED_32X32: &str = conv_tiled!(8, 4);
 /// `conv2d_tiled.wgsl` with f16 storage (`conv2d_tiled_f16.wgsl`), 64 × 64
 /// tiles; the other shapes below.
-pub const CONV2D_TILED_F16_64X64: &str = conv_tiled!(16, 8, "conv2d_tiled_f16.wgsl");
+pub const CONV2D_TILED_F16_64X64: &str =
+    conv_tiled!(16, 8, "conv_f16_common.wgsl", "conv2d_tiled_f16.wgsl");
 /// f16 storage, 128 × 64 tiles.
-pub const CONV2D_TILED_F16_128X64: &str = conv_tiled!(32, 8, "conv2d_tiled_f16.wgsl");
+pub const CONV2D_TILED_F16_128X64: &str =
+    conv_tiled!(32, 8, "conv_f16_common.wgsl", "conv2d_tiled_f16.wgsl");
 /// f16 storage, 64 × 32 tiles.
-pub const CONV2D_TILED_F16_64X32: &str = conv_tiled!(16, 4, "conv2d_tiled_f16.wgsl");
+pub const CONV2D_TILED_F16_64X32: &str =
+    conv_tiled!(16, 4, "conv_f16_common.wgsl", "conv2d_tiled_f16.wgsl");
 /// f16 storage, 32 × 32 tiles.
-pub const CONV2D_TILED_F16_32X32: &str = conv_tiled!(8, 4, "conv2d_tiled_f16.wgsl");
+pub const CONV2D_TILED_F16_32X32: &str =
+    conv_tiled!(8, 4, "conv_f16_common.wgsl", "conv2d_tiled_f16.wgsl");
 /// The specialisations prior compiles besides those of [`ALL`] (the other
 /// tile shapes of `conv2d_tiled.wgsl`), by a name naming file and variant;
 /// the naga and backend tests check them as they check [`ALL`].
