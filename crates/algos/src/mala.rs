@@ -230,6 +230,37 @@ pub struct MalaRun {
     pub seconds: f64,
 }
 
+/// The results of a run as the JSON object of `prior sample --method mala
+/// --json` (before the CLI adds `output`): one home for those keys, which
+/// the browser API returns too.
+pub fn summary(
+    out: &MalaRun,
+    shape: Shape,
+    params: &MalaParams,
+    adapter: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::json;
+    let mean_acc =
+        out.levels.iter().map(|l| l.mean_acceptance).sum::<f32>() / out.levels.len() as f32;
+    let levels: Vec<serde_json::Value> = out
+        .levels
+        .iter()
+        .map(|l| json!({"level": l.level, "t": l.t, "eps": l.eps, "acceptance": l.mean_acceptance}))
+        .collect();
+    let v = json!({
+        "task": "synthesis", "method": "mala", "samples": shape.n, "size": [shape.h, shape.w, shape.c],
+        "levels": levels, "mean_acceptance": mean_acc, "steps_per_level": params.steps,
+        "t_max": params.t_max, "t_min": params.t_min, "step_scale": params.step_scale,
+        "target_acceptance": params.target_acceptance, "denoise": params.denoise,
+        "evaluations": out.evaluations, "seconds": (out.seconds * 1000.0).round() / 1000.0,
+        "seed": params.seed, "adapter": adapter,
+    });
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!("json! of an object"),
+    }
+}
+
 /// Runs annealed MALA on a batch of `shape.n` chains of `shape.h × shape.w
 /// × shape.c` images. `callback` sees each level's report when the level
 /// ends (after its one readback); when it returns `ControlFlow::Break` the

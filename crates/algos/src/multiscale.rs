@@ -73,6 +73,48 @@ pub struct LevelProgress<'a, 'b> {
     pub progress: &'a Progress<'b>,
 }
 
+/// The results of a run as the JSON object of `prior sample --json` with a
+/// multi-scale model (before the CLI adds `output`): one home for those
+/// keys, which the browser API returns too. `task` is `synthesis` or
+/// `superres`; `final_sigma` the last σ_t per sample the progress callback
+/// saw (`null` when none). Per-sample values are scalars when n = 1.
+pub fn summary(
+    out: &MultiScaleRun,
+    params: &SamplerParams,
+    task: &str,
+    final_sigma: Option<&[f32]>,
+    adapter: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::json;
+    let shape = out.image.shape();
+    let n = shape.n;
+    let levels: Vec<serde_json::Value> = out
+        .levels
+        .iter()
+        .map(|l| {
+            json!({"level": l.level.map_or(json!("low"), |j| json!(j)), "size": [l.size.0, l.size.1],
+                   "sigma0": l.sigma0, "sigma_final": l.sigma_final, "iterations": l.iterations,
+                   "converged": l.converged, "seconds": l.seconds})
+        })
+        .collect();
+    let iterations: Vec<usize> = (0..n)
+        .map(|s| out.levels.iter().map(|l| l.iterations[s]).sum())
+        .collect();
+    let seconds: f64 = out.levels.iter().map(|l| l.seconds).sum();
+    let v = json!({
+        "task": task, "model": prior_models::Arch::Multiscale.name(), "samples": n,
+        "size": [shape.h, shape.w, shape.c],
+        "iterations": if n == 1 { json!(iterations[0]) } else { json!(iterations) },
+        "final_sigma": final_sigma.map(|f| if n == 1 { json!(f[0]) } else { json!(f) }),
+        "seconds": seconds, "levels": levels, "seed": params.seed, "beta": params.beta,
+        "adapter": adapter,
+    });
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!("json! of an object"),
+    }
+}
+
 fn level_params(params: &SamplerParams, factor: f32, seed_slot: u64) -> SamplerParams {
     SamplerParams {
         sigma0: params.sigma0 * factor,

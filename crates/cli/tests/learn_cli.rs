@@ -42,6 +42,13 @@ fn prior(args: &[&str]) -> Output {
         .expect("cannot run the prior binary")
 }
 
+/// `prior learn-measurements -m md --train mn ARGS...`.
+fn learn(md: &str, mn: &str, args: &[&str]) -> Output {
+    let mut all = vec!["learn-measurements", "-m", md, "--train", mn];
+    all.extend_from_slice(args);
+    prior(&all)
+}
+
 /// Reads an f32 `.npy` written by prior: (shape, values).
 fn npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let a = prior_cli::io::read_npy(path).unwrap();
@@ -109,21 +116,20 @@ fn learns_resumes_and_evaluates() {
     // The random initialisation under the same seed is where it started,
     // and three steps at lr 0.01 moved it.
     let rnd = dir.join("r.npy");
-    let o = prior(&[
-        "learn-measurements",
-        "-m",
+    let o = learn(
         &md,
-        "--train",
         &mn,
-        "--range",
-        "0..8",
-        "--count",
-        "4",
-        "--method",
-        "random",
-        "-o",
-        rnd.to_str().unwrap(),
-    ]);
+        &[
+            "--range",
+            "0..8",
+            "--count",
+            "4",
+            "--method",
+            "random",
+            "-o",
+            rnd.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (_, r) = npy(&rnd);
     let moved = r
@@ -135,29 +141,28 @@ fn learns_resumes_and_evaluates() {
 
     // Resume for one more step, then evaluate without training.
     let out2 = dir.join("m2.npy");
-    let o = prior(&[
-        "learn-measurements",
-        "-m",
+    let o = learn(
         &md,
-        "--train",
         &mn,
-        "--range",
-        "0..8",
-        "--count",
-        "4",
-        "--steps",
-        "0",
-        "--resume",
-        out.to_str().unwrap(),
-        "--eval",
-        "9000..9002",
-        "--eval-average",
-        "1",
-        "--eval-unroll",
-        "3",
-        "-o",
-        out2.to_str().unwrap(),
-    ]);
+        &[
+            "--range",
+            "0..8",
+            "--count",
+            "4",
+            "--steps",
+            "0",
+            "--resume",
+            out.to_str().unwrap(),
+            "--eval",
+            "9000..9002",
+            "--eval-average",
+            "1",
+            "--eval-unroll",
+            "3",
+            "-o",
+            out2.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("mean PSNR"), "{stdout}");
@@ -182,21 +187,20 @@ fn pca_rows_are_the_leading_components() {
     let dir = scratch("pca");
     let out = dir.join("p.npy");
     let (mn, md) = (mnist(), model());
-    let o = prior(&[
-        "learn-measurements",
-        "-m",
+    let o = learn(
         &md,
-        "--train",
         &mn,
-        "--range",
-        "0..200",
-        "--count",
-        "3",
-        "--method",
-        "pca",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+        &[
+            "--range",
+            "0..200",
+            "--count",
+            "3",
+            "--method",
+            "pca",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (shape, p) = npy(&out);
     assert_eq!(shape, vec![3, 784]);
@@ -234,53 +238,45 @@ fn bad_inputs_are_clear_errors() {
         prior_cli::io::encode_npy(&[4, 100], &vec![0.1; 400]),
     )
     .unwrap();
-    let o = prior(&[
-        "learn-measurements",
-        "-m",
+    let o = learn(
         &md,
-        "--train",
         &mn,
-        "--range",
-        "0..8",
-        "--count",
-        "4",
-        "--resume",
-        wrong.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+        &[
+            "--range",
+            "0..8",
+            "--count",
+            "4",
+            "--resume",
+            wrong.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("wrong.npy") && e.contains("[4, 784]"), "{e}");
     // More measurements than pixels.
-    let o = prior(&[
-        "learn-measurements",
-        "-m",
+    let o = learn(
         &md,
-        "--train",
         &mn,
-        "--range",
-        "0..8",
-        "--count",
-        "785",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+        &[
+            "--range",
+            "0..8",
+            "--count",
+            "785",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("785") && e.contains("784"), "{e}");
     // Not a .npy output.
-    let o = prior(&[
-        "learn-measurements",
-        "-m",
+    let o = learn(
         &md,
-        "--train",
         &mn,
-        "--count",
-        "4",
-        "-o",
-        dir.join("m.png").to_str().unwrap(),
-    ]);
+        &["--count", "4", "-o", dir.join("m.png").to_str().unwrap()],
+    );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains(".npy"));
     assert!(!out.exists());

@@ -223,42 +223,22 @@ async fn drive(
 }
 
 /// The JSON of a multi-scale run (the keys of `prior sample --json` with a
-/// multi-scale model).
+/// multi-scale model), with the last σ_t per sample `rep` saw.
 fn multiscale_json(
     out: &MultiScaleRun,
-    n: usize,
-    shape: Shape,
     params: &SamplerParams,
     task: &str,
     rep: &Reporter,
     adapter: &str,
 ) -> serde_json::Map<String, serde_json::Value> {
     let last = rep.last.borrow();
-    let levels: Vec<serde_json::Value> = out
-        .levels
-        .iter()
-        .map(|l| {
-            json!({"level": l.level.map_or(json!("low"), |j| json!(j)), "size": [l.size.0, l.size.1],
-                   "sigma0": l.sigma0, "sigma_final": l.sigma_final, "iterations": l.iterations,
-                   "converged": l.converged, "seconds": l.seconds})
-        })
-        .collect();
-    let iterations: Vec<usize> = (0..n)
-        .map(|s| out.levels.iter().map(|l| l.iterations[s]).sum())
-        .collect();
-    let seconds: f64 = out.levels.iter().map(|l| l.seconds).sum();
-    let v = json!({
-        "task": task, "model": prior_models::Arch::Multiscale.name(), "samples": n,
-        "size": [shape.h, shape.w, shape.c],
-        "iterations": if n == 1 { json!(iterations[0]) } else { json!(iterations) },
-        "final_sigma": if last.is_empty() { json!(null) } else if n == 1 { json!(last[0]) } else { json!(*last) },
-        "seconds": seconds, "levels": levels, "seed": params.seed, "beta": params.beta,
-        "adapter": adapter,
-    });
-    match v {
-        serde_json::Value::Object(m) => m,
-        _ => unreachable!("json! of an object"),
-    }
+    multiscale::summary(
+        out,
+        params,
+        task,
+        (!last.is_empty()).then_some(&last[..]),
+        adapter,
+    )
 }
 
 impl Model {
@@ -289,15 +269,7 @@ async fn synthesize_multi(
     .map_err(|e| sampler_error(e, "synthesize"))?;
     let shape = out.image.shape();
     let x = gpu.read(&out.image).await.map_err(js::error)?;
-    let json = multiscale_json(
-        &out,
-        n,
-        shape,
-        &params,
-        "synthesis",
-        &rep,
-        &gpu.adapter.name,
-    );
+    let json = multiscale_json(&out, &params, "synthesis", &rep, &gpu.adapter.name);
     js::result(json, Some((&x, shape)))
 }
 
@@ -378,25 +350,8 @@ async fn sample_mala(
         e => js::error(e),
     })?;
     let x = gpu.read(&out.x).await.map_err(js::error)?;
-    let mean_acc =
-        out.levels.iter().map(|l| l.mean_acceptance).sum::<f32>() / out.levels.len() as f32;
-    let levels: Vec<serde_json::Value> = out
-        .levels
-        .iter()
-        .map(|l| json!({"level": l.level, "t": l.t, "eps": l.eps, "acceptance": l.mean_acceptance}))
-        .collect();
     // The CLI's --json keys (less `output`: nothing is written).
-    let v = json!({
-        "task": "synthesis", "method": "mala", "samples": shape.n, "size": [h, w, c],
-        "levels": levels, "mean_acceptance": mean_acc, "steps_per_level": params.steps,
-        "t_max": params.t_max, "t_min": params.t_min, "step_scale": params.step_scale,
-        "target_acceptance": params.target_acceptance, "denoise": params.denoise,
-        "evaluations": out.evaluations, "seconds": (out.seconds * 1000.0).round() / 1000.0,
-        "seed": params.seed, "adapter": gpu.adapter.name,
-    });
-    let serde_json::Value::Object(m) = v else {
-        unreachable!("json! of an object")
-    };
+    let m = prior_algos::mala::summary(&out, shape, &params, &gpu.adapter.name);
     js::result(m, Some((&x, shape)))
 }
 
@@ -615,8 +570,7 @@ impl Model {
             .map_err(|e| sampler_error(e, "superResolve"))?;
             let shape = out.image.shape();
             let x = gpu.read(&out.image).await.map_err(js::error)?;
-            let mut json =
-                multiscale_json(&out, n, shape, &params, "superres", &rep, &gpu.adapter.name);
+            let mut json = multiscale_json(&out, &params, "superres", &rep, &gpu.adapter.name);
             json.insert("factor".into(), json!(1usize << k));
             js::result(json, Some((&x, shape)))
         })

@@ -150,22 +150,9 @@ pub fn run(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<(), Strin
     let mean_acc =
         out.levels.iter().map(|l| l.mean_acceptance).sum::<f32>() / out.levels.len() as f32;
     if args.run.json {
-        use serde_json::json;
-        let levels: Vec<serde_json::Value> = out
-            .levels
-            .iter()
-            .map(|l| json!({"level": l.level, "t": l.t, "eps": l.eps, "acceptance": l.mean_acceptance}))
-            .collect();
-        let v = json!({
-            "task": "synthesis", "method": "mala", "samples": shape.n, "size": [h, w, c],
-            "levels": levels, "mean_acceptance": mean_acc, "steps_per_level": params.steps,
-            "t_max": params.t_max, "t_min": params.t_min, "step_scale": params.step_scale,
-            "target_acceptance": params.target_acceptance, "denoise": params.denoise,
-            "evaluations": out.evaluations, "seconds": (out.seconds * 1000.0).round() / 1000.0,
-            "seed": params.seed, "adapter": gpu.adapter.name,
-            "output": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        });
-        println!("{v}");
+        let mut m = prior_algos::mala::summary(&out, shape, &params, &gpu.adapter.name);
+        m.insert("output".into(), super::sample::output_list(&written));
+        println!("{}", serde_json::Value::Object(m));
     } else {
         for l in &out.levels {
             println!(

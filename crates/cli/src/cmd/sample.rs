@@ -266,6 +266,14 @@ fn numbered(path: &Path, k: usize) -> PathBuf {
 }
 
 /// Writes a batch: one file for n = 1, an (N, C, H, W) `.npy`, or numbered files.
+/// The `output` key of a command's `--json`: the files written.
+pub(crate) fn output_list(written: &[PathBuf]) -> serde_json::Value {
+    written
+        .iter()
+        .map(|p| serde_json::Value::from(p.display().to_string()))
+        .collect()
+}
+
 pub(crate) fn write_batch(path: &Path, data: &[f32], shape: Shape) -> Result<Vec<PathBuf>, String> {
     let imgs: Vec<Image> = (0..shape.n).map(|s| sample_image(data, shape, s)).collect();
     let is_npy = path
@@ -518,13 +526,7 @@ pub fn run(args: SampleArgs) -> Result<(), String> {
     if args.run.json {
         let mut m = summary_json(&d, shape, &params, &gpu.adapter.name);
         m.insert("task".into(), "synthesis".into());
-        m.insert(
-            "output".into(),
-            serde_json::json!(written
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()),
-        );
+        m.insert("output".into(), output_list(&written));
         println!("{}", serde_json::Value::Object(m));
     } else {
         let r = &d.run;
@@ -630,27 +632,15 @@ fn run_multiscale(gpu: &Gpu, args: &SampleArgs, h: usize, w: usize) -> Result<()
     let written = write_batch(&args.output, &x, shape)?;
     let seconds: f64 = out.levels.iter().map(|l| l.seconds).sum();
     if args.run.json {
-        use serde_json::json;
-        let levels: Vec<serde_json::Value> = out
-            .levels
-            .iter()
-            .map(|l| {
-                json!({"level": l.level.map_or(json!("low"), |j| json!(j)), "size": [l.size.0, l.size.1],
-                       "sigma0": l.sigma0, "sigma_final": l.sigma_final, "iterations": l.iterations,
-                       "converged": l.converged, "seconds": l.seconds})
-            })
-            .collect();
-        let iterations: Vec<usize> = (0..n)
-            .map(|s| out.levels.iter().map(|l| l.iterations[s]).sum())
-            .collect();
-        let v = json!({
-            "task": "synthesis", "model": prior_models::Arch::Multiscale.name(), "samples": n, "size": [shape.h, shape.w, shape.c],
-            "iterations": if n == 1 { json!(iterations[0]) } else { json!(iterations) },
-            "final_sigma": history.last().map(|h| if n == 1 { json!(h[0]) } else { json!(h) }),
-            "seconds": seconds, "levels": levels, "seed": params.seed, "beta": params.beta,
-            "adapter": gpu.adapter.name, "output": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        });
-        println!("{v}");
+        let mut m = prior_algos::multiscale::summary(
+            &out,
+            &params,
+            "synthesis",
+            history.last().map(Vec::as_slice),
+            &gpu.adapter.name,
+        );
+        m.insert("output".into(), output_list(&written));
+        println!("{}", serde_json::Value::Object(m));
     } else {
         for l in &out.levels {
             let name = l

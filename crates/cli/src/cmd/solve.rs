@@ -393,13 +393,7 @@ pub fn run(args: SolveArgs) -> Result<(), String> {
                 },
             );
         }
-        m.insert(
-            "output".into(),
-            json!(written
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()),
-        );
+        m.insert("output".into(), super::sample::output_list(&written));
         println!("{}", serde_json::Value::Object(m));
     } else {
         println!("{}", op.describe());
