@@ -3,18 +3,14 @@
 //! (28×28, so each step stays around a second on lavapipe), the PCA and
 //! random baselines, resuming, the evaluation path, and clear errors.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::{prior, shared};
 
-fn shared() -> PathBuf {
-    std::env::var_os("PRIOR_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
+use std::path::Path;
+use std::process::Output;
 
 fn mnist() -> String {
-    shared()
-        .join("images/mnist/t10k-images-idx3-ubyte.gz")
+    shared("images/mnist/t10k-images-idx3-ubyte.gz")
         .display()
         .to_string()
 }
@@ -26,20 +22,8 @@ fn model() -> String {
         .to_string()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("learn-cli-tests")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn prior(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prior"))
-        .args(args)
-        .output()
-        .expect("cannot run the prior binary")
+fn scratch(name: &str) -> std::path::PathBuf {
+    common::scratch("learn-cli-tests", name)
 }
 
 /// `prior learn-measurements -m md --train mn ARGS...`.

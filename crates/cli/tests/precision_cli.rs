@@ -3,43 +3,37 @@
 //! 0.05 dB and max |f16 − f32| ≤ 1e-2 on the raw (.npy) outputs. (Measured
 //! on lavapipe: see README "f16 storage"; all of Set12 is measured there.)
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
+
+mod common;
+use common::{prior, scratch, shared};
 
 use prior_cli::io;
-
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared");
-
-/// `../shared` beside the checkout, or `PRIOR_SHARED` (as in
-/// crates/models/tests/import.rs).
-fn shared(rel: &str) -> PathBuf {
-    match std::env::var_os("PRIOR_SHARED") {
-        Some(d) => PathBuf::from(d).join(rel),
-        None => Path::new(SHARED).join(rel),
-    }
-}
 
 /// Runs `prior denoise` with `--precision p`; returns its JSON line and stderr.
 fn denoise(input: &Path, output: &Path, p: &str) -> (serde_json::Value, String) {
     let model = shared("checkpoints/universal_inverse_problem/BSD400_gray/model.pt");
-    let o = Command::new(env!("CARGO_BIN_EXE_prior"))
-        .args(["denoise", "-m"])
-        .arg(&model)
-        .arg("-i")
-        .arg(input)
-        .arg("-o")
-        .arg(output)
-        .args([
-            "--add-noise",
-            "25",
-            "--seed",
-            "0",
-            "--json",
-            "--precision",
-            p,
-        ])
-        .output()
-        .expect("cannot run the prior binary");
+    let (m, i, out) = (
+        model.display().to_string(),
+        input.display().to_string(),
+        output.display().to_string(),
+    );
+    let o = prior(&[
+        "denoise",
+        "-m",
+        &m,
+        "-i",
+        &i,
+        "-o",
+        &out,
+        "--add-noise",
+        "25",
+        "--seed",
+        "0",
+        "--json",
+        "--precision",
+        p,
+    ]);
     let (out, err) = (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -51,9 +45,7 @@ fn denoise(input: &Path, output: &Path, p: &str) -> (serde_json::Value, String) 
 
 #[test]
 fn f16_denoise_is_within_the_bounds_of_f32() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("precision-cli");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("precision-cli", "f16");
     let img = io::read_input(shared("images/gray/Set12/04.png")).unwrap();
     let (top, left, n) = (96, 96, 64);
     let data: Vec<f32> = (top..top + n)
@@ -89,25 +81,25 @@ fn f16_denoise_is_within_the_bounds_of_f32() {
 
 #[test]
 fn f16_is_refused_where_there_is_no_f16_path() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("precision-cli-mala");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("precision-cli", "mala");
     let model = shared("checkpoints/universal_inverse_problem/mnist_gray/model.pt");
-    let o = Command::new(env!("CARGO_BIN_EXE_prior"))
-        .args(["sample", "-m"])
-        .arg(&model)
-        .args([
-            "--size",
-            "8x8",
-            "--method",
-            "mala",
-            "--precision",
-            "f16",
-            "-o",
-        ])
-        .arg(dir.join("s.png"))
-        .output()
-        .expect("cannot run the prior binary");
+    let (m, out) = (
+        model.display().to_string(),
+        dir.join("s.png").display().to_string(),
+    );
+    let o = prior(&[
+        "sample",
+        "-m",
+        &m,
+        "--size",
+        "8x8",
+        "--method",
+        "mala",
+        "--precision",
+        "f16",
+        "-o",
+        &out,
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
